@@ -382,5 +382,6 @@ def _read_gpu(N: Any, index: int) -> Gpu:
 
 def load_inventory(spec: str | None = None) -> GpuInventory:
     """The inventory to plan for: `spec` (or $MODELWIZ_GPUS) when given, else NVML."""
-    spec = spec if spec is not None else os.environ.get(GPUS_ENV) or None
-    return describe(spec) if spec else discover()
+    if spec is None:
+        spec = os.environ.get(GPUS_ENV) or None
+    return discover() if spec is None else describe(spec)

@@ -1,0 +1,1 @@
+"""modelwiz's Textual UI. Imports the core (`wizard`), never the other way round."""
