@@ -579,7 +579,7 @@ def _empty_like(dev: _Device) -> _Device:
     return _Device(gpu=dev.gpu, total=dev.total, avail=dev.total - headroom_bytes(dev.gpu), usable=True)
 
 
-def _fits_empty(meta: ModelMeta, request: ModelRequest, devices: list[_Device], length: int) -> _Placement | None:
+def _fits_empty(request: ModelRequest, devices: list[_Device], length: int) -> _Placement | None:
     return _place(request, [_empty_like(d) for d in devices], length)
 
 
@@ -619,7 +619,7 @@ def _misfit_reason(request: ModelRequest, devices: list[_Device], nothing_fixed:
     size = format_bytes(biggest[0].total)
     floor = request.floor_len
     # Would it fit on empty GPUs of this machine, and with how many of the biggest kind?
-    empty_here = _fits_empty(meta, request, usable, floor)
+    empty_here = _fits_empty(request, usable, floor)
     if empty_here is None:
         needed = _gpus_needed(request, biggest[0], floor)
         have = f"{count} GPU{'s' if count > 1 else ''} with {size}"
@@ -637,7 +637,7 @@ def _misfit_reason(request: ModelRequest, devices: list[_Device], nothing_fixed:
         if meta.quantization is None:
             for bits, divisor in ((8, 2), (4, 4)):
                 small = _scaled(meta, meta.weights_bytes // divisor)
-                if _fits_empty(small, ModelRequest(small, request.name, request.max_model_len), usable, floor):
+                if _fits_empty(ModelRequest(small, request.name, request.max_model_len), usable, floor):
                     suggestions.append(
                         f"{'an' if bits == 8 else 'a'} {bits}-bit quantized variant (about {format_bytes(small.weights_bytes)} of weights) fits"
                     )
