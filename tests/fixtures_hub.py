@@ -82,6 +82,11 @@ def point_hf_at(monkeypatch, endpoint: str, tmp_path) -> None:
     monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.delenv("HF_TOKEN", raising=False)
+    # huggingface_hub's module-level helpers (login() uses hf_api.whoami) are bound to an HfApi made
+    # at import time, with the endpoint of whichever test imported it first.
+    from huggingface_hub import hf_api
+
+    monkeypatch.setattr(hf_api.api, "endpoint", endpoint)
 
 
 @pytest.fixture

@@ -301,7 +301,7 @@ def lookup_model(repo_id: str, *, revision: str | None = None, token: str | None
         info = api.model_info(repo_id, revision=revision, files_metadata=True, token=tok)
         if info.gated:
             api.auth_check(repo_id, token=tok)
-        config = _fetch_config(repo_id, info.sha, tok)
+        config = _fetch_config(repo_id, revision or "main", tok)
         params = _parameters(api, info, tok)
     except Exception as error:
         raise translate_error(error, repo_id, revision=revision) from None
@@ -339,13 +339,14 @@ def _build(repo_id, sha, revision, files, config, params, *, info=None, offline=
     )
 
 
-def _fetch_config(repo_id: str, sha: str, token) -> dict | None:
-    """config.json (a few KB, kept in the HF cache so an offline lookup can use it)."""
+def _fetch_config(repo_id: str, revision: str, token) -> dict | None:
+    """config.json (a few KB, kept in the HF cache under the revision's ref, so an offline lookup
+    can use it)."""
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import RemoteEntryNotFoundError
 
     try:
-        path = hf_hub_download(repo_id, "config.json", revision=sha, token=token)
+        path = hf_hub_download(repo_id, "config.json", revision=revision, token=token)
     except RemoteEntryNotFoundError:
         return None
     return _read_json(path)
