@@ -22,7 +22,13 @@ from pathlib import Path
 from typing import Callable, Iterable, Mapping, Sequence
 
 from wizard.errors import ModelwizError, UsageError
-from wizard.fsutil import atomic_write_text, file_sha256_or_none, is_temp_file, sha256_text
+from wizard.fsutil import (
+    atomic_write_text,
+    file_sha256_or_none,
+    is_temp_file,
+    remove_stale_temps,
+    sha256_text,
+)
 from wizard.manifest import (
     MANIFEST_NAME,
     STATE_COMPLETE,
@@ -335,6 +341,12 @@ class Repository:
                 targets[target] = text
             pending = {rel: sha256_text(text) for rel, text in targets.items()}
             planned.append((entry, targets, pending))
+
+        # Leftovers of a crashed earlier write (never read by Triton, but clutter).
+        remove_stale_temps(self.root)
+        for entry, _targets, _pending in planned:
+            for folder in (self.model_dir(entry.name), self.model_dir(entry.name) / "1"):
+                remove_stale_temps(folder)
 
         # (1) write-ahead: the plans, and the hashes the files are about to have
         manifest = self.manifest
