@@ -83,6 +83,8 @@ def test_cli_add_status_remove_end_to_end(tmp_path, fake_planning, capsys):
     assert row["plan"]["max_model_len"] == 2048
     assert main(["status"]) == 0
     assert "tiny-llama  [ready]" in capsys.readouterr().out
+    assert main(["remove", "nothere", "--yes"]) == 2
+    assert "no model 'nothere'" in capsys.readouterr().err
     assert main(["remove", "tiny-llama", "--yes"]) == 0
     assert not (repo / "tiny-llama").exists()
     assert (model / "model.safetensors").exists()   # the source folder is untouched
@@ -112,12 +114,11 @@ def test_cli_add_launch_is_a_clear_failure_until_the_launcher_exists(tmp_path, f
 ])
 def test_bad_input_exits_2_with_one_line(tmp_path, fake_planning, capsys, argv):
     argv = argv + (["--repository", str(tmp_path / "r")] if "--repository" not in argv else [])
-    (tmp_path / "r").mkdir()
     rc = main(argv + ["--gpus", "H100-80GB"])
     err = capsys.readouterr().err
     assert rc == 2, err
     assert err.count("\n") == 1 and "Traceback" not in err
-    assert not (tmp_path / "r" / "modelwiz.toml").exists()
+    assert not (tmp_path / "r").exists()   # a refused add creates nothing
 
 
 def test_remove_without_terminal_needs_a_choice(tmp_path, fake_planning, capsys):
@@ -187,3 +188,11 @@ def test_killed_add_leaves_a_consistent_repository(tmp_path, point):
     assert [m.name for m in repo.models() if m.ready] == ["a-70b", "first-7b"]
     from wizard.fsutil import is_temp_file
     assert not [p for p in root.rglob("*") if is_temp_file(p.name)]
+
+
+def test_core_modules_import_no_ui():
+    code = ("import sys, wizard.add_flow, wizard.repository, wizard.repo_status, wizard.manifest, "
+            "wizard.commands.add, wizard.commands.remove, wizard.commands.status; "
+            "print([m for m in ('textual', 'questionary') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

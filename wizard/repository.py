@@ -163,15 +163,13 @@ class Repository:
                     f"model repository {root} does not exist",
                     hint="check --repository / $MODEL_REPOSITORY, or add a model with `modelwiz add`",
                 )
-            try:
-                root.mkdir(parents=True)
-            except OSError as error:
-                raise ModelwizError(f"cannot create {root}: {error.strerror}") from None
+            # Created on the first save, so a refused add leaves nothing behind.
         manifest = load_manifest(root) or Manifest()
         return cls(root, manifest, weights_complete=weights_complete)
 
     def save(self, manifest: Manifest) -> None:
         try:
+            self.root.mkdir(parents=True, exist_ok=True)
             self.manifest = save_manifest(self.root, manifest)
         except OSError as error:
             raise ModelwizError(
@@ -199,6 +197,13 @@ class Repository:
         return tuple(
             p.name for p in entries if p.is_dir() and not p.name.startswith(".") and not is_temp_file(p.name)
         )
+
+    def existing_ancestor(self) -> Path:
+        """The repository folder, or its nearest existing parent before it is created."""
+        path = self.root
+        while not path.exists() and path != path.parent:
+            path = path.parent
+        return path
 
     def taken_names(self) -> frozenset[str]:
         return frozenset(self.folder_names()) | frozenset(self.manifest.names)
