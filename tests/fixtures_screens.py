@@ -237,12 +237,14 @@ class FakeBackend:
                 if self.download_error is not None and i == 1:
                     errors.append(self.download_error)
                     return
+                file_done = 0
                 for part in (size // 2, size - size // 2):
                     done += part
+                    file_done += part
                     on_progress(ProgressEvent(
                         task=f"download {choice.repo_id}", done_bytes=done, total_bytes=total, current=name,
                         files_done=i, files_total=len(files), rate_bytes_per_s=500 * MiB,
-                        eta_s=(total - done) / (500 * MiB), current_done_bytes=part if part == size // 2 else size,
+                        eta_s=(total - done) / (500 * MiB), current_done_bytes=file_done,
                         current_total_bytes=size))
             self.downloaded[choice.repo_id] = total
             on_progress(ProgressEvent(task=f"download {choice.repo_id}", done_bytes=total, total_bytes=total,

@@ -6,6 +6,7 @@ from rich.text import Text
 from textual.widget import Widget
 
 from wizard.backend import DeviceMemory
+from wizard.textbar import split_widths
 from wizard.units import format_bytes
 
 PARTS = ("weights", "kv_cache", "overhead", "other_processes", "free")
@@ -16,28 +17,6 @@ LABELS = {
     "other_processes": "other processes",
     "free": "free",
 }
-
-
-def split_widths(sizes: list[int], width: int) -> list[int]:
-    """Cells per part so they add up to `width` exactly (largest remainder); a non-zero part
-    gets at least one cell when there is room."""
-    total = sum(sizes)
-    if width <= 0 or total <= 0:
-        return [0] * len(sizes)
-    exact = [s * width / total for s in sizes]
-    cells = [int(e) for e in exact]
-    for i, s in enumerate(sizes):
-        if s > 0 and cells[i] == 0 and sum(cells) < width:
-            cells[i] = 1
-    order = sorted(range(len(sizes)), key=lambda i: exact[i] - int(exact[i]), reverse=True)
-    i = 0
-    while sum(cells) < width:
-        cells[order[i % len(order)]] += 1
-        i += 1
-    while sum(cells) > width:
-        biggest = max(range(len(cells)), key=lambda j: cells[j])
-        cells[biggest] -= 1
-    return cells
 
 
 class MemoryBar(Widget):
