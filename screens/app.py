@@ -47,7 +47,8 @@ class ModelWizApp(App[int]):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.run_flow()
+        # Start the steps after the first frame is on screen: the splash paints at bare-app speed.
+        self.call_after_refresh(self.run_flow)
 
     # -- the flow -----------------------------------------------------------------------------
     @work(exclusive=True, group="flow", exit_on_error=True)

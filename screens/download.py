@@ -160,10 +160,7 @@ class DownloadScreen(StepScreen):
         self._stopped(error_text(message.error))
 
     def _stopped(self, text: Text) -> None:
-        problem = self.query_one("#problem", Static)
-        problem.update(text)
-        problem.display = True
-        problem.set_class(True, "error-box")
+        self.show_problem(text)
         self.query_one("#cancel").display = False
         self.query_one("#resume").display = True
         self.query_one("#resume", Button).focus()

@@ -117,10 +117,7 @@ class LaunchScreen(StepScreen):
 
     def on_step_failed(self, message: StepFailed) -> None:
         self.running = False
-        problem = self.query_one("#problem", Static)
-        problem.update(error_text(message.error))
-        problem.display = True
-        problem.add_class("error-box")
+        self.show_problem(error_text(message.error))
         self.query_one("#retry").display = True
         self.query_one("#back").display = True
         self.query_one("#retry", Button).focus()

@@ -89,6 +89,13 @@ class StepScreen(Screen[Any]):
     def compose_footer(self) -> ComposeResult:
         yield Footer()
 
+    def show_problem(self, text: Text) -> None:
+        """Show why the step stopped, in the screen's `#problem` box."""
+        problem = self.query_one("#problem", Static)
+        problem.update(text)
+        problem.display = True
+        problem.add_class("error-box")
+
     def action_back(self) -> None:
         if self.STEP == STEPS[0]:
             self.app.action_request_quit()
