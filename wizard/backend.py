@@ -14,7 +14,6 @@ Every method may block (network, disk, containers): UIs call them from worker th
 
 from __future__ import annotations
 
-import os
 import shutil
 import threading
 from dataclasses import dataclass, field
@@ -492,11 +491,8 @@ class CoreBackend:
         from wizard import download
 
         needed = sum(download.plan_download(c.repo_id, revision=c.revision).bytes_to_fetch for c in choices)
-        target = self._download_root()
+        target = self.repository_path()  # download_model writes into <repository>/<name>
         return DiskCheck(path=target, needed_bytes=needed, free_bytes=free_bytes_at(target))
-
-    def _download_root(self) -> Path:
-        return Path(os.environ.get("HF_HOME") or Path.home() / ".cache" / "huggingface")
 
     def download(self, choice: ModelChoice, *, on_progress: Callable[["ProgressEvent"], None], cancel: threading.Event) -> None:
         from wizard import download
