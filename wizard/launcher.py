@@ -535,14 +535,6 @@ def status(client: Any, name: str) -> LaunchStatus:
     )
 
 
-def endpoint_text(spec_url: str, grpc_port: int, metrics_port: int, host: str) -> list[str]:
-    return [
-        f"HTTP     {spec_url}",
-        f"gRPC     {host}:{grpc_port}",
-        f"metrics  http://{host}:{metrics_port}/metrics",
-    ]
-
-
 def curl_example(url: str, model: str, *, max_tokens: int = 64) -> str:
     """A ready-to-paste generate request (max_tokens always sent: vLLM's default is 16)."""
     return (
