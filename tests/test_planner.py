@@ -275,3 +275,20 @@ def test_to_json_has_the_issue_field_names_and_round_trips():
             assert key in model
         assert set(model["instance_group"]) == {"kind", "count", "gpus"}
         assert ModelPlan.from_json(model) == next(m for m in result.models if m.name == model["name"])
+
+
+def test_longest_placeable_terminates_when_the_floor_is_not_a_multiple_of_256():
+    # Regression: bisecting on multiples of 256 between 1024 and 1290 never moved (hypothesis found it).
+    import threading
+
+    from tests.planner_data import meta
+    from wizard.gpus import describe
+    from wizard.planner import ModelRequest, _devices, _longest_placeable
+
+    request = ModelRequest(meta("Qwen2.5-0.5B"), "q", max_model_len=1290)
+    devices = _devices(describe("H100"), (), False)
+    result: list[int | None] = []
+    worker = threading.Thread(target=lambda: result.append(_longest_placeable(request, devices)), daemon=True)
+    worker.start()
+    worker.join(timeout=10)
+    assert result == [1024]

@@ -697,10 +697,11 @@ def _longest_placeable(request: ModelRequest, devices: list[_Device]) -> int | N
     lo, hi = 1024, request.floor_len
     if hi <= lo or not attempt(lo):
         return None
-    while hi - lo > 256:
+    while True:  # bisect on multiples of 256; each step moves lo up or hi down
         mid = (lo + hi) // 2 // 256 * 256
+        if mid <= lo:
+            return lo
         lo, hi = (mid, hi) if attempt(mid) else (lo, mid)
-    return lo
 
 
 def _clone(dev: _Device) -> _Device:
