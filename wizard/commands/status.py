@@ -1,17 +1,52 @@
-"""`modelwiz status`: reserved; its issue delivers it."""
+"""`modelwiz status`: the repository's models, their plans, and whether they are ready."""
 
 from __future__ import annotations
 
 import argparse
+import json
 
-from wizard.errors import ModelwizError
+from wizard.commands._repo_args import add_repository_argument
 
-HELP = "(not available yet)"
+HELP = "list the model repository's models with their plans and state"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    add_repository_argument(parser)
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
 def run(args: argparse.Namespace) -> int:
-    raise ModelwizError("`modelwiz status` is not available in this build yet")
+    from wizard.add_flow import plan_summary
+    from wizard.plan_types import ModelPlan
+    from wizard.repo_status import collect_status
+    from wizard.repository import Repository, resolve_repository
+
+    repo = Repository.open(resolve_repository(args.repository))
+    status = collect_status(repo)
+    if args.json:
+        print(json.dumps(status, indent=2))
+        return 0
+    print(f"Repository {status['repository']}")
+    if status["image"]:
+        print(f"Image {status['image']}, mounted at {status['mount_point']}")
+    if not status["models"]:
+        print("No models yet: add one with `modelwiz add MODEL`.")
+        return 0
+    for row in status["models"]:
+        state = row["state"] + (f", server: {row['server_state']}" if row["server_state"] else "")
+        print(f"{row['name']}  [{state}]")
+        if row["managed"]:
+            revision = (row["revision"] or "local")[:12]
+            print(f"  from {row['source']} @ {revision}")
+            print(f"  plan {plan_summary(ModelPlan.from_json(row['plan']))}")
+        else:
+            print("  not made by modelwiz (left untouched)")
+        if row["config"]:
+            print(f"  config {row['config']}")
+        for rel in row["edited"]:
+            print(f"  {rel} was edited by hand (kept)")
+        for rel in row["waiting"]:
+            print(f"  modelwiz's version waits in {rel}")
+        for problem in row["problems"]:
+            print(f"  problem: {problem}")
+    return 0

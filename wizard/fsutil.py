@@ -1,0 +1,94 @@
+"""Crash-safe file writes and file hashes.
+
+Every file modelwiz writes goes through `atomic_write_bytes`: the data goes to a temp file in the
+same folder, is flushed and fsync'd, then `os.replace`d over the target, and the folder is fsync'd.
+A crash at any point leaves either the old file or the new one, never a half-written file; at
+worst a temp file (`.NAME.modelwiz-tmp-XXXX`) is left behind, which readers ignore.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+TEMP_MARK = ".modelwiz-tmp-"
+_CHUNK = 1024 * 1024
+
+
+def is_temp_file(name: str) -> bool:
+    """True for the temp files `atomic_write_bytes` creates (left behind only by a crash)."""
+    return name.startswith(".") and TEMP_MARK in name
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a rename inside `folder` durable. A no-op where directories cannot be opened."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: Path | str, data: bytes, *, mode: int | None = None) -> None:
+    """Write `data` to `path` so that readers see the old content or the new, never a mix.
+
+    The file keeps the mode of the file it replaces; a new file gets `mode` (default 0o644).
+    """
+    path = Path(path)
+    folder = path.parent
+    if mode is None:
+        try:
+            mode = path.stat().st_mode & 0o7777
+        except FileNotFoundError:
+            mode = 0o644
+    fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=f".{path.name}{TEMP_MARK}")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp_name, mode)
+        os.replace(tmp_name, path)
+    except BaseException:
+        try:
+            os.unlink(tmp_name)
+        except FileNotFoundError:
+            pass
+        raise
+    fsync_dir(folder)
+
+
+def atomic_write_text(path: Path | str, text: str, *, encoding: str = "utf-8", mode: int | None = None) -> None:
+    atomic_write_bytes(path, text.encode(encoding), mode=mode)
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_text(text: str) -> str:
+    return sha256_bytes(text.encode("utf-8"))
+
+
+def sha256_file(path: Path | str) -> str:
+    """The hex sha256 of a file's content, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def file_sha256_or_none(path: Path | str) -> str | None:
+    """The file's sha256, or None when it does not exist."""
+    try:
+        return sha256_file(path)
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        return None

@@ -1,0 +1,263 @@
+"""A model's two Triton files, rendered from its plan and checked against the real schemas.
+
+- `config.pbtxt` is Triton's ModelConfig in protobuf text format. What we write is parsed back with
+  `tritonclient.grpc.model_config_pb2.ModelConfig` and checked against the vLLM backend's rules:
+  backend "vllm", max_batch_size 0, decoupled transaction policy, KIND_GPU only for
+  tensor_parallel_size 1, KIND_MODEL with count 1 for multi-GPU engines.
+- `1/model.json` is the keyword arguments of vLLM's `AsyncEngineArgs`; its keys are checked
+  against the image's vLLM version (wizard.engine_args).
+
+`instance_group.gpus` are CONTAINER-LOCAL ids: the launcher gives the container exactly the devices
+the repository uses (sorted with `sort_devices`), and inside it they are numbered 0..n-1.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Mapping, Sequence
+
+from wizard.engine_args import check_keys
+from wizard.errors import ModelwizError
+from wizard.plan_types import ModelPlan, container_gpu_ids
+
+CONFIG_FILE = "config.pbtxt"
+MODEL_JSON = "1/model.json"
+
+# Inputs every vLLM backend since 24.x reads (the backend auto-completes any others it knows).
+_INPUTS = (
+    ("text_input", "TYPE_STRING", False),
+    ("stream", "TYPE_BOOL", True),
+    ("sampling_parameters", "TYPE_STRING", True),
+    ("exclude_input_in_output", "TYPE_BOOL", True),
+)
+
+
+class ConfigError(ModelwizError):
+    """A config.pbtxt or model.json that Triton or vLLM would reject."""
+
+
+def plan_devices(plan: ModelPlan) -> tuple[str, ...]:
+    """The CDI ids of the devices a plan's engines run on ("0", "1:0" for a MIG slice)."""
+    if plan.devices:
+        return tuple(plan.devices)
+    return tuple(str(g) for g in plan.instance_group.gpus)
+
+
+def container_ids(plan: ModelPlan, repository_devices: Sequence[str]) -> tuple[int, ...]:
+    """The plan's devices as numbered inside a container given `repository_devices`."""
+    used = tuple(repository_devices)
+    out = []
+    for device in plan_devices(plan):
+        if device not in used:
+            raise ConfigError(
+                f"model {plan.name!r} runs on device {device}, which the repository's device set "
+                f"({', '.join(used) or 'none'}) does not include"
+            )
+        out.append(container_gpu_ids(used, device))
+    return tuple(out)
+
+
+def render_config_pbtxt(plan: ModelPlan, repository_devices: Sequence[str]) -> str:
+    """config.pbtxt for `plan`; `repository_devices` are all devices the repository's models use."""
+    group = plan.instance_group
+    lines = [
+        f"# Written by modelwiz for {plan.model}. Edits are kept: modelwiz then writes its own",
+        "# version beside this file as config.pbtxt.modelwiz-new instead of replacing it.",
+        'backend: "vllm"',
+        "# vLLM batches requests itself; Triton must not.",
+        "max_batch_size: 0",
+        "model_transaction_policy {",
+        "  decoupled: true",
+        "}",
+    ]
+    lines.append("input [")
+    for i, (name, dtype, optional) in enumerate(_INPUTS):
+        sep = "," if i < len(_INPUTS) - 1 else ""
+        opt = "\n    optional: true" if optional else ""
+        lines.append(f'  {{\n    name: "{name}"\n    data_type: {dtype}\n    dims: [ 1 ]{opt}\n  }}{sep}')
+    lines.append("]")
+    lines.append("output [")
+    lines.append('  {\n    name: "text_output"\n    data_type: TYPE_STRING\n    dims: [ -1 ]\n  }')
+    lines.append("]")
+    lines.append("instance_group [")
+    lines.append("  {")
+    if group.kind == "KIND_GPU":
+        ids = container_ids(plan, repository_devices)
+        host = ", ".join(plan_devices(plan))
+        lines.append(f"    # host device(s) {host}, numbered as the container sees them")
+        lines.append(f"    count: {group.count}")
+        lines.append("    kind: KIND_GPU")
+        lines.append(f"    gpus: [ {', '.join(str(i) for i in ids)} ]")
+    elif group.kind == "KIND_MODEL":
+        host = ", ".join(plan_devices(plan)) or "planned"
+        lines.append(
+            f"    # one engine over {plan.tensor_parallel_size} GPU(s) (host device(s) {host}); "
+            "vLLM places it"
+        )
+        lines.append(f"    count: {group.count}")
+        lines.append("    kind: KIND_MODEL")
+    else:
+        raise ConfigError(f"model {plan.name!r}: instance_group kind {group.kind!r} is not usable with vLLM")
+    lines.append("  }")
+    lines.append("]")
+    lines.append("parameters {")
+    lines.append('  key: "REPORT_CUSTOM_METRICS"')
+    lines.append('  value: { string_value: "true" }')
+    lines.append("}")
+    text = "\n".join(lines) + "\n"
+    validate_config_pbtxt(text, tensor_parallel_size=plan.tensor_parallel_size,
+                          container_gpu_count=len(tuple(repository_devices)) or None)
+    return text
+
+
+def engine_args(
+    plan: ModelPlan,
+    *,
+    model_path: str,
+    vllm_version: str,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The AsyncEngineArgs for `plan`; `model_path` is the weights folder inside the container."""
+    args: dict[str, Any] = {
+        "model": model_path,
+        "tensor_parallel_size": plan.tensor_parallel_size,
+        "gpu_memory_utilization": plan.gpu_memory_utilization,
+        "max_model_len": plan.max_model_len,
+    }
+    if plan.dtype and plan.dtype != "auto":
+        args["dtype"] = plan.dtype
+    if plan.kv_cache_dtype and plan.kv_cache_dtype != "auto":
+        args["kv_cache_dtype"] = plan.kv_cache_dtype
+    for key, value in (extra or {}).items():
+        args[key] = value
+    check_keys(args, vllm_version)
+    return args
+
+
+def render_model_json(
+    plan: ModelPlan,
+    *,
+    model_path: str,
+    vllm_version: str,
+    extra: Mapping[str, Any] | None = None,
+) -> str:
+    args = engine_args(plan, model_path=model_path, vllm_version=vllm_version, extra=extra)
+    return json.dumps(args, indent=2) + "\n"
+
+
+def parse_config_pbtxt(text: str) -> Any:
+    """Parse with Triton's own ModelConfig schema; ConfigError (one line) when it does not parse."""
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2
+
+    config = model_config_pb2.ModelConfig()
+    try:
+        text_format.Parse(text, config)
+    except text_format.ParseError as error:
+        raise ConfigError(f"config.pbtxt does not parse as a Triton ModelConfig: {error}") from None
+    return config
+
+
+def kind_name(kind: int) -> str:
+    from tritonclient.grpc import model_config_pb2
+
+    return model_config_pb2.ModelInstanceGroup.Kind.Name(kind)
+
+
+def vllm_problems(
+    config: Any,
+    *,
+    tensor_parallel_size: int | None = None,
+    container_gpu_count: int | None = None,
+    strict: bool = True,
+) -> list[str]:
+    """What the vLLM backend (or Triton) would reject in a parsed config.
+
+    `strict` also requires what auto-completion would otherwise fill in (max_batch_size 0 and
+    the decoupled policy spelled out); use strict=False for configs someone else wrote.
+    """
+    problems: list[str] = []
+    if config.backend != "vllm":
+        problems.append(f'backend is {config.backend or "unset"!r}, not "vllm"')
+    if config.max_batch_size != 0:
+        problems.append(f"max_batch_size is {config.max_batch_size}; the vLLM backend needs 0")
+    policy_set = config.HasField("model_transaction_policy")
+    if policy_set and not config.model_transaction_policy.decoupled:
+        problems.append("model_transaction_policy.decoupled is false; the vLLM backend needs true")
+    elif strict and not policy_set:
+        problems.append("model_transaction_policy { decoupled: true } is missing")
+    if strict and not config.instance_group:
+        problems.append("instance_group is missing")
+    tp = tensor_parallel_size or 1
+    for group in config.instance_group:
+        kind = kind_name(group.kind)
+        count = group.count or 1
+        if kind == "KIND_GPU":
+            if tp > 1:
+                problems.append(
+                    f"KIND_GPU with tensor_parallel_size {tp}: multi-GPU engines need KIND_MODEL"
+                )
+            if container_gpu_count is not None:
+                bad = [g for g in group.gpus if not 0 <= g < container_gpu_count]
+                if bad:
+                    problems.append(
+                        f"instance_group gpus {bad} are outside the container's {container_gpu_count} GPU(s)"
+                    )
+        elif kind == "KIND_MODEL":
+            if count != 1:
+                problems.append(
+                    f"KIND_MODEL with count {count}: every instance lands on the same GPUs (use count 1)"
+                )
+            if group.gpus:
+                problems.append("KIND_MODEL takes no gpus list")
+        elif kind == "KIND_CPU":
+            problems.append("KIND_CPU: the vLLM backend runs on GPUs")
+        elif strict:
+            problems.append(f"instance_group kind {kind} is not what modelwiz writes")
+    return problems
+
+
+def validate_config_pbtxt(
+    text: str,
+    *,
+    tensor_parallel_size: int | None = None,
+    container_gpu_count: int | None = None,
+) -> Any:
+    """Parse and check a config.pbtxt modelwiz writes; ConfigError with every problem."""
+    config = parse_config_pbtxt(text)
+    problems = vllm_problems(
+        config, tensor_parallel_size=tensor_parallel_size, container_gpu_count=container_gpu_count
+    )
+    if problems:
+        raise ConfigError("config.pbtxt breaks the vLLM backend's rules: " + "; ".join(problems))
+    return config
+
+
+def parse_model_json(text: str) -> dict[str, Any]:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"model.json is not valid JSON: {error}") from None
+    if not isinstance(data, dict):
+        raise ConfigError("model.json must be a JSON object (the vLLM engine arguments)")
+    return data
+
+
+def validate_model_json(text: str, vllm_version: str) -> dict[str, Any]:
+    """Parse model.json and check its keys against vLLM `vllm_version`."""
+    data = parse_model_json(text)
+    if "model" not in data:
+        raise ConfigError('model.json has no "model" (the weights path or Hub id)')
+    check_keys(data, vllm_version)
+    return data
+
+
+def describe_config(config: Any) -> str:
+    """One line for status: `vllm, KIND_GPU x1 gpus [0, 1]`."""
+    parts = [config.backend or config.platform or "no backend"]
+    for group in config.instance_group:
+        text = f"{kind_name(group.kind)} x{group.count or 1}"
+        if group.gpus:
+            text += f" gpus {list(group.gpus)}"
+        parts.append(text)
+    return ", ".join(parts)
