@@ -311,7 +311,7 @@ def prepare_add(
     warnings = placement_warnings(proposal_plans, devices)
     total = _download_bytes(repo, new, download_size)
     if total is not None:
-        free = shutil.disk_usage(repo.root).free
+        free = shutil.disk_usage(repo.existing_ancestor()).free
         if total + DISK_HEADROOM_BYTES > free:
             raise ModelwizError(
                 f"the weights need {format_bytes(total)} but {repo.root} has {format_bytes(free)} free",
@@ -329,7 +329,7 @@ def _download_bytes(
         dest = repo.model_dir(model.plan.name) / model.weights
         if model.local:
             source = Path(model.source)
-            if dest.exists() or source.stat().st_dev == repo.root.stat().st_dev:
+            if dest.exists() or source.stat().st_dev == repo.existing_ancestor().stat().st_dev:
                 continue  # hard links: no extra space
             total += local_size(source)
             continue

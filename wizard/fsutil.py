@@ -22,6 +22,23 @@ def is_temp_file(name: str) -> bool:
     return name.startswith(".") and TEMP_MARK in name
 
 
+def remove_stale_temps(folder: Path | str) -> list[str]:
+    """Delete temp files a crashed write left in `folder` (not recursive); returns their names."""
+    removed = []
+    try:
+        names = os.listdir(folder)
+    except (FileNotFoundError, NotADirectoryError):
+        return removed
+    for name in names:
+        if is_temp_file(name):
+            try:
+                os.unlink(os.path.join(folder, name))
+                removed.append(name)
+            except (IsADirectoryError, FileNotFoundError, PermissionError):
+                pass
+    return removed
+
+
 def fsync_dir(folder: Path) -> None:
     """Make a rename inside `folder` durable. A no-op where directories cannot be opened."""
     try:

@@ -134,15 +134,9 @@ def engine_args(
     return args
 
 
-def render_model_json(
-    plan: ModelPlan,
-    *,
-    model_path: str,
-    vllm_version: str,
-    extra: Mapping[str, Any] | None = None,
-) -> str:
-    args = engine_args(plan, model_path=model_path, vllm_version=vllm_version, extra=extra)
-    return json.dumps(args, indent=2) + "\n"
+def render_model_json(plan: ModelPlan, **options: Any) -> str:
+    """model.json text for `plan`; `options` are engine_args' (model_path, vllm_version, extra)."""
+    return json.dumps(engine_args(plan, **options), indent=2) + "\n"
 
 
 def parse_config_pbtxt(text: str) -> Any:

@@ -22,7 +22,13 @@ from pathlib import Path
 from typing import Callable, Iterable, Mapping, Sequence
 
 from wizard.errors import ModelwizError, UsageError
-from wizard.fsutil import atomic_write_text, file_sha256_or_none, is_temp_file, sha256_text
+from wizard.fsutil import (
+    atomic_write_text,
+    file_sha256_or_none,
+    is_temp_file,
+    remove_stale_temps,
+    sha256_text,
+)
 from wizard.manifest import (
     MANIFEST_NAME,
     STATE_COMPLETE,
@@ -157,15 +163,13 @@ class Repository:
                     f"model repository {root} does not exist",
                     hint="check --repository / $MODEL_REPOSITORY, or add a model with `modelwiz add`",
                 )
-            try:
-                root.mkdir(parents=True)
-            except OSError as error:
-                raise ModelwizError(f"cannot create {root}: {error.strerror}") from None
+            # Created on the first save, so a refused add leaves nothing behind.
         manifest = load_manifest(root) or Manifest()
         return cls(root, manifest, weights_complete=weights_complete)
 
     def save(self, manifest: Manifest) -> None:
         try:
+            self.root.mkdir(parents=True, exist_ok=True)
             self.manifest = save_manifest(self.root, manifest)
         except OSError as error:
             raise ModelwizError(
@@ -193,6 +197,13 @@ class Repository:
         return tuple(
             p.name for p in entries if p.is_dir() and not p.name.startswith(".") and not is_temp_file(p.name)
         )
+
+    def existing_ancestor(self) -> Path:
+        """The repository folder, or its nearest existing parent before it is created."""
+        path = self.root
+        while not path.exists() and path != path.parent:
+            path = path.parent
+        return path
 
     def taken_names(self) -> frozenset[str]:
         return frozenset(self.folder_names()) | frozenset(self.manifest.names)
@@ -335,6 +346,12 @@ class Repository:
                 targets[target] = text
             pending = {rel: sha256_text(text) for rel, text in targets.items()}
             planned.append((entry, targets, pending))
+
+        # Leftovers of a crashed earlier write (never read by Triton, but clutter).
+        remove_stale_temps(self.root)
+        for entry, _targets, _pending in planned:
+            for folder in (self.model_dir(entry.name), self.model_dir(entry.name) / "1"):
+                remove_stale_temps(folder)
 
         # (1) write-ahead: the plans, and the hashes the files are about to have
         manifest = self.manifest

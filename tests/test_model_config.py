@@ -1,0 +1,136 @@
+import json
+
+import pytest
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2
+
+from tests.fixtures_repository import make_plan
+from wizard import engine_args
+from wizard.engine_args import EngineArgsError
+from wizard.model_config import (
+    ConfigError,
+    parse_config_pbtxt,
+    render_config_pbtxt,
+    render_model_json,
+    validate_config_pbtxt,
+    validate_model_json,
+    vllm_problems,
+)
+
+
+def parse(text):
+    config = model_config_pb2.ModelConfig()
+    text_format.Parse(text, config)
+    return config
+
+
+def test_kind_gpu_uses_container_local_ids():
+    plan = make_plan("a", devices=("3", "5"))
+    text = render_config_pbtxt(plan, ("1", "3", "5"))
+    config = parse(text)
+    assert config.backend == "vllm"
+    assert config.max_batch_size == 0
+    assert config.model_transaction_policy.decoupled is True
+    [group] = config.instance_group
+    assert group.kind == model_config_pb2.ModelInstanceGroup.KIND_GPU
+    assert list(group.gpus) == [1, 2]          # host 3 and 5 inside a container given 1, 3, 5
+    assert group.count == 1
+    assert [i.name for i in config.input][0] == "text_input"
+    assert not config.input[0].optional and all(i.optional for i in config.input[1:])
+    assert [o.name for o in config.output] == ["text_output"]
+    assert vllm_problems(config, tensor_parallel_size=1, container_gpu_count=3) == []
+
+
+def test_mig_slices_are_numbered_after_whole_gpus():
+    plan = make_plan("a", devices=("1:0",))
+    config = parse(render_config_pbtxt(plan, ("0", "1:0", "1:1")))
+    assert list(config.instance_group[0].gpus) == [1]
+
+
+def test_kind_model_for_tensor_parallel():
+    plan = make_plan("big", tp=2, devices=("0", "1"))
+    config = parse(render_config_pbtxt(plan, ("0", "1", "2")))
+    [group] = config.instance_group
+    assert group.kind == model_config_pb2.ModelInstanceGroup.KIND_MODEL
+    assert group.count == 1 and list(group.gpus) == []
+    data = json.loads(render_model_json(plan, model_path="/mnt/big/w", vllm_version="0.24.0"))
+    assert data["tensor_parallel_size"] == 2
+
+
+def test_kind_gpu_with_tp_is_refused():
+    from dataclasses import replace
+
+    plan = replace(make_plan("a", devices=("0", "1")), tensor_parallel_size=2)
+    with pytest.raises(ConfigError, match="KIND_GPU with tensor_parallel_size 2"):
+        render_config_pbtxt(plan, ("0", "1"))
+
+
+def test_device_outside_repository_set_is_refused():
+    with pytest.raises(ConfigError, match="does not include"):
+        render_config_pbtxt(make_plan("a", devices=("2",)), ("0", "1"))
+
+
+@pytest.mark.parametrize("text,problem", [
+    ('backend: "python"', "not \"vllm\""),
+    ('backend: "vllm" max_batch_size: 8', "max_batch_size is 8"),
+    ('backend: "vllm" model_transaction_policy { decoupled: false }', "decoupled is false"),
+    ('backend: "vllm" instance_group [ { count: 2 kind: KIND_MODEL } ]', "KIND_MODEL with count 2"),
+    ('backend: "vllm" instance_group [ { kind: KIND_CPU } ]', "KIND_CPU"),
+    ('backend: "vllm" instance_group [ { kind: KIND_GPU gpus: [ 4 ] } ]', "outside the container"),
+])
+def test_rule_breaks_are_named(text, problem):
+    problems = vllm_problems(parse(text), container_gpu_count=2, strict=False)
+    assert any(problem in p for p in problems), problems
+
+
+def test_minimal_foreign_config_is_fine_when_not_strict():
+    config = parse('backend: "vllm"\ninstance_group [ { count: 1 kind: KIND_MODEL } ]')
+    assert vllm_problems(config, strict=False) == []
+    assert any("decoupled" in p for p in vllm_problems(config, strict=True))
+
+
+def test_parse_errors_are_one_line_config_errors():
+    with pytest.raises(ConfigError, match="does not parse"):
+        parse_config_pbtxt('backnd: "vllm"')
+    with pytest.raises(ConfigError, match="does not parse"):
+        parse_config_pbtxt('backend: "vllm" instance_group [ { kind: KIND_BOGUS } ]')
+    with pytest.raises(ConfigError, match="max_batch_size"):
+        validate_config_pbtxt('backend: "vllm" max_batch_size: 4 model_transaction_policy { decoupled: true }')
+
+
+@pytest.mark.parametrize("version", engine_args.known_versions())
+def test_model_json_round_trips_for_every_version(version):
+    plan = make_plan("a", util=0.42, max_model_len=8192)
+    text = render_model_json(plan, model_path="/opt/app-root/mnt/model_repository/a/A", vllm_version=version)
+    data = validate_model_json(text, version)
+    assert data == {
+        "model": "/opt/app-root/mnt/model_repository/a/A",
+        "tensor_parallel_size": 1,
+        "gpu_memory_utilization": 0.42,
+        "max_model_len": 8192,
+        "dtype": "bfloat16",
+    }
+    assert "disable_log_requests" not in text
+
+
+def test_model_json_leaves_dtype_to_vllm_when_unset():
+    data = json.loads(render_model_json(make_plan("a", dtype=None), model_path="/m", vllm_version="0.24.0"))
+    assert "dtype" not in data
+
+
+def test_model_json_refuses_key_the_old_vllm_lacks():
+    plan = make_plan("a")
+    render_model_json(plan, model_path="/m", vllm_version="0.11.1", extra={"kv_cache_memory_bytes": 1 << 30})
+    with pytest.raises(EngineArgsError, match="0.10.1.1"):
+        render_model_json(plan, model_path="/m", vllm_version="0.10.1.1", extra={"kv_cache_memory_bytes": 1 << 30})
+
+
+def test_model_json_validation_errors():
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        validate_model_json("{", "0.24.0")
+    with pytest.raises(ConfigError, match="JSON object"):
+        validate_model_json("[]", "0.24.0")
+    with pytest.raises(ConfigError, match='no "model"'):
+        validate_model_json("{}", "0.24.0")
+    with pytest.raises(EngineArgsError, match="invalid_attribute"):
+        validate_model_json('{"model": "m", "invalid_attribute": true}', "0.24.0")

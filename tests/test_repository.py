@@ -1,0 +1,230 @@
+import json
+import os
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2
+
+from tests.fixtures_repository import GPU_CAP, FakeDownloader, fake_meta_loader, fake_plan_models, FakeRequest
+from wizard import fsutil
+from wizard.add_flow import AddRequest, execute_add, prepare_add
+from wizard.errors import ModelwizError, UsageError
+from wizard.gpus import describe
+from wizard.manifest import load_manifest
+from wizard.model_config import validate_model_json, vllm_problems
+from wizard.plan_types import container_gpu_ids
+from wizard.repository import BROKEN, DOWNLOADING, FOREIGN, READY, Repository
+
+INV = describe("2xH100-80GB")
+
+
+def add(root, *sources, downloader=None, inventory=INV, **kw):
+    repo = Repository.open(root, create=True)
+    proposal = prepare_add(
+        repo, [AddRequest(s) if isinstance(s, str) else s for s in sources], inventory=inventory,
+        image_ref=kw.pop("image_ref", "26.07-vllm-python-py3"), planner=fake_plan_models,
+        meta_loader=fake_meta_loader, request_factory=FakeRequest, download_size=lambda *a: 0, **kw)
+    return proposal, execute_add(repo, proposal, downloader=downloader or FakeDownloader())
+
+
+def check_consistent(root: Path):
+    """Every modelwiz model's files parse, match the recorded hashes, and the budgets add up."""
+    repo = Repository.open(root)
+    devices = repo.used_devices()
+    per_gpu = defaultdict(float)
+    for entry in repo.manifest.models:
+        for d in entry.plan.devices:
+            per_gpu[d] += entry.plan.gpu_memory_utilization
+        if not entry.complete:
+            continue
+        folder = root / entry.name
+        config = model_config_pb2.ModelConfig()
+        text_format.Parse((folder / "config.pbtxt").read_text(), config)
+        assert vllm_problems(config, tensor_parallel_size=entry.plan.tensor_parallel_size,
+                             container_gpu_count=len(devices)) == []
+        if entry.plan.instance_group.kind == "KIND_GPU":
+            assert list(config.instance_group[0].gpus) == [container_gpu_ids(devices, d) for d in entry.plan.devices]
+        data = validate_model_json((folder / "1/model.json").read_text(), "0.24.0")
+        assert data["model"] == f"{repo.manifest.mount_point}/{entry.name}/{entry.weights}"
+        assert data["gpu_memory_utilization"] == entry.plan.gpu_memory_utilization
+        for rel in ("config.pbtxt", "1/model.json"):
+            assert repo.file_status(entry, rel) == "ok"
+    assert all(total <= GPU_CAP + 1e-9 for total in per_gpu.values()), per_gpu
+    return repo
+
+
+def test_repository_grows_model_by_model_with_a_joint_budget(tmp_path):
+    root = tmp_path / "repo"
+    names = []
+    sources = ("meta-llama/Llama-2-7b-hf", "mistralai/Mistral-7B-v0.1", "Qwen/Qwen2-7B", "google/gemma-7b",
+               "org/five-7b", "org/six-7b")
+    for source in sources:
+        _, result = add(root, source)
+        names += result.names
+        repo = check_consistent(root)
+        assert [m.name for m in repo.models() if m.ready] == sorted(names)
+    assert names == ["llama-2-7b-hf", "mistral-7b-v0.1", "qwen2-7b", "gemma-7b", "five-7b", "six-7b"]
+    assert repo.used_devices() == ("0", "1")
+    # A seventh 7B model has no room left at the current budgets: refused with the planner's reason.
+    with pytest.raises(ModelwizError, match="no GPU has that much left"):
+        add(root, "org/another-7b")
+    assert load_manifest(root).names == tuple(names)
+
+
+def test_existing_models_get_new_container_ids_when_the_device_set_grows(tmp_path):
+    root = tmp_path / "repo"
+    add(root, "org/first-7b", inventory=describe("H100-80GB"))
+    assert Repository.open(root).used_devices() == ("0",)
+    proposal, result = add(root, "org/a-70b", inventory=describe("4xH100-80GB"))
+    assert proposal.warnings == ()
+    repo = check_consistent(root)
+    assert repo.used_devices() == ("0", "1", "2", "3")
+    config = (root / "a-70b/config.pbtxt").read_text()
+    assert "KIND_MODEL" in config
+
+
+def test_names_are_unique_and_user_names_are_checked(tmp_path):
+    root = tmp_path / "repo"
+    (root / "llama-2-7b-hf").mkdir(parents=True)   # a folder someone else made
+    (root / "llama-2-7b-hf" / "config.pbtxt").write_text('backend: "vllm"')
+    _, result = add(root, "meta-llama/Llama-2-7b-hf")
+    assert result.names == ("llama-2-7b-hf-2",)
+    with pytest.raises(UsageError, match="already in the repository"):
+        add(root, "meta-llama/Llama-2-7b-hf")
+    with pytest.raises(UsageError, match="already has a model named"):
+        add(root, AddRequest("org/x", name="llama-2-7b-hf"))
+    for bad in ("..", "../x", "/abs", "a/b", "Upper", "", "1"):
+        with pytest.raises(UsageError):
+            add(root, AddRequest("org/x", name=bad))
+    for bad in ("org/../x", "a b", "org/x/y/z"):
+        with pytest.raises(UsageError):
+            add(root, bad)
+
+
+def test_hand_edited_files_are_kept_and_the_new_version_goes_beside(tmp_path):
+    root = tmp_path / "repo"
+    add(root, "org/first-7b", inventory=describe("H100-80GB"))
+    config = root / "first-7b/config.pbtxt"
+    edited = config.read_text().replace('key: "REPORT_CUSTOM_METRICS"', 'key: "MY_SETTING"')
+    config.write_text(edited)
+    repo = Repository.open(root)
+    assert repo.model("first-7b").edited == ("config.pbtxt",)
+    # The device set grows, so modelwiz wants to rewrite first-7b's files.
+    _, result = add(root, "org/a-70b", inventory=describe("4xH100-80GB"))
+    assert config.read_text() == edited
+    beside = root / "first-7b/config.pbtxt.modelwiz-new"
+    assert beside.exists()
+    text_format.Parse(beside.read_text(), model_config_pb2.ModelConfig())
+    report = next(r for r in result.reports if r.name == "first-7b")
+    assert report.kept == ("config.pbtxt",)
+    assert any("edited by hand" in n for n in result.notes)
+    listed = Repository.open(root).model("first-7b")
+    assert listed.edited == ("config.pbtxt",) and listed.waiting == ("config.pbtxt.modelwiz-new",)
+    # The user takes modelwiz's version: it is modelwiz's own again, and the suggestion is gone.
+    os.replace(beside, config)
+    assert Repository.open(root).model("first-7b").edited == ()
+
+
+def write_foreign(root: Path) -> dict[Path, bytes]:
+    """A repository as triton_cli writes it (`triton import -m gpt2 --backend vllm`)."""
+    (root / "gpt2/1").mkdir(parents=True)
+    (root / "gpt2/config.pbtxt").write_text('backend: "vllm"\ninstance_group [{kind: KIND_MODEL}]\n')
+    (root / "gpt2/1/model.json").write_text('{"model": "gpt2", "gpu_memory_utilization": 0.85}')
+    (root / "broken").mkdir()
+    (root / "broken/config.pbtxt").write_text("backend: vllm-oops {")
+    (root / "notes").mkdir()
+    return {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def test_foreign_repository_is_read_without_damage(tmp_path):
+    root = tmp_path / "repo"
+    before = write_foreign(root)
+    repo = Repository.open(root)
+    models = {m.name: m for m in repo.models()}
+    assert models["gpt2"].state == FOREIGN and not models["gpt2"].managed
+    assert models["gpt2"].config_summary == "vllm, KIND_MODEL x1"
+    assert models["broken"].state == BROKEN and "does not parse" in models["broken"].problems[0]
+    assert models["notes"].state == BROKEN
+    add(root, "org/new-7b")
+    assert {p: p.read_bytes() for p in before} == before
+    with pytest.raises(ModelwizError, match="not set up by modelwiz"):
+        Repository.open(root).remove_model("gpt2", delete_weights=True)
+    assert {p: p.read_bytes() for p in before} == before
+
+
+def test_incomplete_download_is_never_ready_and_is_resumed(tmp_path):
+    root = tmp_path / "repo"
+    with pytest.raises(ModelwizError, match="503"):
+        add(root, "org/first-7b", downloader=FakeDownloader(fail_after=0))
+    repo = Repository.open(root)
+    model = repo.model("first-7b")
+    assert model.state == DOWNLOADING and not model.ready
+    assert not (root / "first-7b/config.pbtxt").exists()   # Triton sees no model yet
+    downloader = FakeDownloader()
+    proposal, result = add(root, "org/first-7b", downloader=downloader)
+    assert proposal.new[0].resume and result.names == ("first-7b",)
+    assert Repository.open(root).model("first-7b").ready
+    assert load_manifest(root).get("first-7b").revision == downloader.sha
+
+
+def test_weights_gone_means_not_ready(tmp_path):
+    root = tmp_path / "repo"
+    add(root, "org/first-7b")
+    import shutil
+    shutil.rmtree(root / "first-7b/FIRST-7b".replace("FIRST-7b", "first-7b"))
+    model = Repository.open(root).model("first-7b")
+    assert model.state == DOWNLOADING and "incomplete" in model.problems[0]
+
+
+def test_remove_keeps_edited_files_and_asks_about_weights(tmp_path):
+    root = tmp_path / "repo"
+    add(root, "org/one-7b", "org/two-7b")
+    (root / "one-7b/1/model.json").write_text('{"model": "mine"}')
+    repo = Repository.open(root)
+    notes = repo.remove_model("one-7b", delete_weights=False)
+    assert (root / "one-7b/1/model.json.modelwiz-removed").read_text() == '{"model": "mine"}'
+    assert not (root / "one-7b/config.pbtxt").exists()
+    assert (root / "one-7b/one-7b/config.json").exists()
+    assert any("weights kept" in n for n in notes)
+    repo.remove_model("two-7b", delete_weights=True)
+    assert not (root / "two-7b").exists()
+    assert load_manifest(root).names == ()
+
+
+@pytest.mark.parametrize("fail_at", range(1, 12))
+def test_crash_between_writes_leaves_old_or_new_files(tmp_path, monkeypatch, fail_at):
+    """os.replace fails at its Nth call during an add that rewrites an existing model."""
+    root = tmp_path / "repo"
+    add(root, "org/first-7b", inventory=describe("H100-80GB"))
+    old = {p: p.read_bytes() for p in root.rglob("*") if p.is_file() and "first-7b/first-7b" not in str(p)}
+    calls = {"n": 0}
+    real_replace = os.replace
+
+    def flaky(src, dst):
+        calls["n"] += 1
+        if calls["n"] == fail_at:
+            raise OSError(5, "Input/output error")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(fsutil.os, "replace", flaky)
+    try:
+        add(root, "org/a-70b", inventory=describe("4xH100-80GB"))
+        crashed = False
+    except (OSError, ModelwizError):
+        crashed = True
+    monkeypatch.setattr(fsutil.os, "replace", real_replace)
+    assert crashed == (fail_at <= calls["n"])
+    assert not [p for p in root.rglob("*") if fsutil.is_temp_file(p.name)]
+    repo = Repository.open(root)   # the manifest always loads
+    for path, data in old.items():
+        if path.name in ("config.pbtxt", "model.json"):
+            entry = repo.manifest.get("first-7b")
+            assert repo.file_status(entry, path.relative_to(root / "first-7b").as_posix()) == "ok"
+    assert all(m.state in (READY, DOWNLOADING) for m in repo.models())
+    # Running the same command again finishes the job.
+    if crashed:
+        add(root, "org/a-70b", inventory=describe("4xH100-80GB"))
+    repo = check_consistent(root)
+    assert [m.name for m in repo.models() if m.ready] == ["a-70b", "first-7b"]
