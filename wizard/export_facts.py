@@ -9,10 +9,16 @@ is an error, not something silently dropped.
 from __future__ import annotations
 
 import re
+import json
+import os
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping
 
 from wizard.errors import ModelwizError
+
+if TYPE_CHECKING:
+    from wizard.repository import Repository
 
 TRITON_PORTS = {8000: "http", 8001: "grpc", 8002: "metrics"}
 
@@ -57,11 +63,6 @@ class ContainerFacts:
     environment: dict[str, str] = field(default_factory=dict)
 
     @property
-    def gpu_count(self) -> int:
-        """Whole devices the container gets (a MIG slice counts as one)."""
-        return len(self.devices)
-
-    @property
     def label_disabled(self) -> bool:
         return any(opt in ("disable", "label=disable", "label:disable") for opt in self.security_opt)
 
@@ -87,7 +88,15 @@ class ServingFacts:
     container: ContainerFacts
     mount_point: str
     models: tuple[ExportedModel, ...]
+    gpus: tuple[str, ...] = ()     # the devices the plans use (CDI ids "0", "1:0"): one GPU each
     skipped: tuple[str, ...] = ()  # "name: why", models in the repository that are not exported
+
+    @property
+    def gpu_count(self) -> int:
+        """GPUs the server needs on one node (a MIG slice counts as one device)."""
+        if self.gpus:
+            return len(self.gpus)
+        return len([d for d in self.container.devices if not d.endswith("=all")])
 
     def boot_command(self) -> tuple[str, ...]:
         return boot_command(self.container.command, [m.name for m in self.models])
@@ -98,7 +107,7 @@ class ServingFacts:
 _SIZE = re.compile(r"^(\d+)([bkmg]?)$", re.IGNORECASE)
 _SIZE_FACTOR = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 # Options that change nothing an export has to reproduce (how podman-py is called).
-_IGNORED = {"detach", "stdout", "stderr", "stream", "tty"}
+_IGNORED = {"detach", "stdout", "stderr", "stream", "tty", "privileged"}
 
 
 def parse_shm_size(value: int | str) -> int:
@@ -186,6 +195,8 @@ def container_facts(kwargs: Mapping[str, Any]) -> ContainerFacts:
         "ulimits", "security_opt", "labels", "environment",
     }
     unknown = sorted(set(kwargs) - known - _IGNORED)
+    if kwargs.get("privileged"):
+        unknown.append("privileged")
     if unknown:
         raise ValueError(f"podman options the export cannot reproduce: {', '.join(unknown)}")
     command = kwargs.get("command") or ()
@@ -243,4 +254,137 @@ def repository_mount(facts: ContainerFacts, mount_point: str) -> Mount:
     raise ModelwizError(
         f"the container does not mount the model repository at {mount_point}",
         hint="run `modelwiz up` once to check the repository, then export again",
+    )
+
+
+# --- from the repository on disk -----------------------------------------------------------------
+
+
+def weight_files(folder: Path) -> tuple[tuple[str, ...], int]:
+    """The files of a downloaded weights folder (relative, sorted) and their total size.
+
+    Hidden files and folders (download metadata, completion markers, `.cache/`) are not weights.
+    """
+    files: list[str] = []
+    total = 0
+    if not folder.is_dir():
+        return (), 0
+    for path in sorted(folder.rglob("*")):
+        rel = path.relative_to(folder)
+        if any(part.startswith(".") for part in rel.parts) or not path.is_file():
+            continue
+        files.append(rel.as_posix())
+        total += path.stat().st_size
+    return tuple(files), total
+
+
+def _exported_model(repo: "Repository", name: str) -> tuple[ExportedModel | None, str | None]:
+    """The model as a cluster needs it, or why it cannot be exported."""
+    from wizard.model_config import CONFIG_FILE, MODEL_JSON
+
+    found = repo.model(name)
+    if found is None:
+        return None, f"{name}: not in the repository"
+    entry = found.entry
+    if entry is None:
+        return None, f"{name}: not made by modelwiz, so its source is unknown"
+    if not found.ready:
+        why = "; ".join(found.problems) or found.state
+        return None, f"{name}: not ready ({why}); finish it with `modelwiz add` first"
+    if not entry.revision:
+        return None, (f"{name}: copied from the local folder {entry.source}; a cluster cannot download "
+                      f"it (copy it into the volume at {repo.weights_path_in_container(entry)})")
+    folder = repo.model_dir(name)
+    config = (folder / CONFIG_FILE).read_text(encoding="utf-8")
+    model_json = (folder / MODEL_JSON).read_text(encoding="utf-8")
+    try:
+        loads = json.loads(model_json).get("model")
+    except (ValueError, AttributeError):
+        return None, f"{name}: 1/model.json is not a JSON object"
+    wanted = repo.weights_path_in_container(entry)
+    if loads != wanted:
+        return None, f"{name}: 1/model.json loads {loads!r}, not the downloaded weights at {wanted}"
+    files, size = weight_files(repo.weights_dir(entry))
+    return ExportedModel(
+        name=name,
+        source=entry.source,
+        revision=entry.revision,
+        weights_dir=entry.weights,
+        weights_bytes=size or entry.plan.weights_bytes,
+        config_pbtxt=config,
+        model_json=model_json,
+        files=files,
+    ), None
+
+
+def exportable_models(repo: "Repository") -> tuple[tuple[ExportedModel, ...], tuple[str, ...]]:
+    """The repository's models a cluster or a boot unit can serve, and why the others are left out."""
+    models: list[ExportedModel] = []
+    skipped: list[str] = []
+    for found in repo.models():
+        model, why = _exported_model(repo, found.name)
+        if model is not None:
+            models.append(model)
+        elif why:
+            skipped.append(why)
+    if not models:
+        raise ModelwizError(
+            f"no model in {repo.root} can be exported"
+            + (f" ({skipped[0]})" if skipped else ""),
+            hint="add one with `modelwiz add MODEL` and let its download finish",
+        )
+    return tuple(models), tuple(skipped)
+
+
+def launch_kwargs(repo: "Repository", models: tuple[str, ...], *, image: str | None = None) -> dict:
+    """What `modelwiz up` would give podman-py for this repository (wizard.container)."""
+    from wizard.container import create_kwargs, launch_spec_for
+
+    chosen = image or repo.manifest.image
+    if not chosen:
+        from wizard.images import pick_image
+
+        picked = pick_image(None)
+        chosen = picked.tag if picked else None
+    if not chosen:
+        raise ModelwizError("no container image known for this repository", hint="pass --image REF")
+    spec = launch_spec_for(
+        repo.root,
+        models=list(models),
+        devices=list(repo.used_devices()),
+        image=chosen,
+        mount_point=repo.manifest.mount_point,
+        rootless=os.geteuid() != 0,
+        selinux_enforcing=_selinux_enforcing(),
+    )
+    return create_kwargs(spec)
+
+
+def _selinux_enforcing() -> bool:
+    try:
+        from wizard.preflight import selinux_enforcing
+    except ImportError:  # pragma: no cover - the launcher part is not there
+        return False
+    return selinux_enforcing()
+
+
+def serving_facts(repo: "Repository", *, image: str | None = None,
+                  kwargs: Mapping[str, Any] | None = None) -> ServingFacts:
+    """Everything an export needs, from the repository and the container `modelwiz up` creates."""
+    models, skipped = exportable_models(repo)
+    if kwargs is None:
+        kwargs = launch_kwargs(repo, tuple(m.name for m in models), image=image)
+    try:
+        container = container_facts(kwargs)
+    except ValueError as error:
+        raise ModelwizError(f"cannot export this container: {error}",
+                            hint="report this: the export is behind `modelwiz up`") from None
+    mount_point = repo.manifest.mount_point
+    repository_mount(container, mount_point)
+    return ServingFacts(
+        container=container,
+        mount_point=mount_point,
+        models=models,
+        gpus=tuple(repo.used_devices()),
+        skipped=skipped,
     )

@@ -8,9 +8,15 @@ of Kubernetes objects as dicts, then YAML text. The objects:
 - a Deployment: one init container per model downloads the weights into the volume at the pinned
   commit (huggingface_hub's `snapshot_download`, run by the Triton image's own Python: every
   Triton vLLM image ships huggingface_hub because vLLM needs it, so nothing extra is pulled or
-  pip-installed), then Triton runs with the volume mounted read-only at the repository's mount
-  point, the ConfigMap files over it, `nvidia.com/gpu` limits, a memory-backed `/dev/shm`, and
-  probes on Triton's health endpoints;
+  pip-installed) and then copies the model's ConfigMap into place, so Triton never sees a model
+  whose weights are incomplete. Triton runs with the volume mounted read-only at the repository's
+  mount point, `nvidia.com/gpu` limits, a memory-backed `/dev/shm`, and probes on Triton's
+  health endpoints.
+
+  Why the init container copies the ConfigMap instead of Triton mounting its keys with `subPath`
+  over the volume: a file mount under a read-only volume needs the file to exist there first,
+  ConfigMap updates never reach `subPath` mounts anyway, and podman's `kube play` (4.3) mounts a
+  ConfigMap's `subPath` as a directory, so the manifest would not run as written there;
 - a Service for HTTP 8000, gRPC 8001 and metrics 8002.
 """
 
@@ -32,6 +38,7 @@ GPU_RESOURCE = "nvidia.com/gpu"       # what the NVIDIA device plugin advertises
 SHM_VOLUME = "dshm"
 MODELS_VOLUME = "models"
 DOWNLOAD_MARKER = ".modelwiz-download"
+CONFIG_ROOT = "/etc/modelwiz/models"   # where an init container sees its model's ConfigMap
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 # An annotation key: an optional DNS-subdomain prefix and '/', then a name of at most 63 characters.
@@ -146,7 +153,8 @@ def _init_container(facts: ServingFacts, model: ExportedModel, names: _Names, op
         "name": names.init_container(model.name),
         "image": options.init_image or facts.container.image,
         "command": ["python3", "-c", script],
-        "args": [model.source, model.revision, _model_dir(facts, model), model.weights_dir, *model.files],
+        "args": [model.source, model.revision, _model_dir(facts, model), model.weights_dir,
+                 f"{CONFIG_ROOT}/{model.name}", *model.files],
         "env": [
             {
                 "name": "HF_TOKEN",
@@ -157,7 +165,11 @@ def _init_container(facts: ServingFacts, model: ExportedModel, names: _Names, op
             {"name": "HF_HOME", "value": "/tmp/huggingface"},
             {"name": "HF_HUB_DISABLE_TELEMETRY", "value": "1"},
         ],
-        "volumeMounts": [{"name": MODELS_VOLUME, "mountPath": facts.mount_point}],
+        "volumeMounts": [
+            {"name": MODELS_VOLUME, "mountPath": facts.mount_point},
+            {"name": names.config_volume(model.name), "mountPath": f"{CONFIG_ROOT}/{model.name}",
+             "readOnly": True},
+        ],
         "securityContext": dict(_RESTRICTED),
     }
 
@@ -171,17 +183,10 @@ def _http_probe(path: str, *, period: int, failures: int, timeout: int = 5) -> d
     }
 
 
-def _triton_container(facts: ServingFacts, names: _Names) -> dict:
+def _triton_container(facts: ServingFacts) -> dict:
     container = facts.container
     env = {"HOME": "/tmp", **container.environment}   # HOME: writable under OpenShift's arbitrary UID
     mounts: list[dict] = [{"name": MODELS_VOLUME, "mountPath": facts.mount_point, "readOnly": True}]
-    for model in facts.models:
-        base = _model_dir(facts, model)
-        volume = names.config_volume(model.name)
-        mounts.append({"name": volume, "mountPath": f"{base}/config.pbtxt", "subPath": "config.pbtxt",
-                       "readOnly": True})
-        mounts.append({"name": volume, "mountPath": f"{base}/1/model.json", "subPath": "model.json",
-                       "readOnly": True})
     mounts.append({"name": SHM_VOLUME, "mountPath": "/dev/shm"})
     ports = sorted({p.container_port for p in container.ports} | set(TRITON_PORTS))
     spec: dict = {
@@ -194,7 +199,7 @@ def _triton_container(facts: ServingFacts, names: _Names) -> dict:
             for port in ports
         ],
         "env": [{"name": k, "value": v} for k, v in env.items()],
-        "resources": {"limits": {GPU_RESOURCE: str(container.gpu_count)}},
+        "resources": {"limits": {GPU_RESOURCE: str(facts.gpu_count)}},
         "volumeMounts": mounts,
         # Triton serves HTTP only after the startup models loaded: give that up to 30 minutes,
         # then restart a server that stops answering.
@@ -203,7 +208,7 @@ def _triton_container(facts: ServingFacts, names: _Names) -> dict:
         "readinessProbe": _http_probe("/v2/health/ready", period=5, failures=3),
         "securityContext": dict(_RESTRICTED),
     }
-    if container.gpu_count == 0:
+    if facts.gpu_count == 0:
         del spec["resources"]
     return spec
 
@@ -263,10 +268,10 @@ def kube_objects(facts: ServingFacts, options: KubeOptions = KubeOptions()) -> l
     selector = _selector(names)
     pod_spec: dict = {
         "initContainers": [_init_container(facts, m, names, options, script) for m in facts.models],
-        "containers": [_triton_container(facts, names)],
+        "containers": [_triton_container(facts)],
         "volumes": volumes,
     }
-    if facts.container.gpu_count:
+    if facts.gpu_count:
         # GPU nodes are commonly tainted so that only pods asking for GPUs land there.
         pod_spec["tolerations"] = [{"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}]
     annotations = {k: v for k, v in facts.container.labels.items() if _QUALIFIED.match(k)}
@@ -309,7 +314,7 @@ def header(facts: ServingFacts, options: KubeOptions) -> list[str]:
     """The comment block on top of the YAML: how to apply it, and what differs from the workstation."""
     names = _Names(facts)
     ns = f" -n {options.namespace}" if options.namespace else ""
-    gpus = facts.container.gpu_count
+    gpus = facts.gpu_count
     lines = [
         "Triton Inference Server with the vLLM backend, exported by `modelwiz export kube`.",
         f"Models: {', '.join(f'{m.name} ({m.source}@{m.revision[:12]})' for m in facts.models) or 'none'}",
@@ -334,7 +339,7 @@ def header(facts: ServingFacts, options: KubeOptions) -> list[str]:
         "GPU Operator (same nvidia.com/gpu resource). Expose it with a Route:",
         f"  oc{ns} expose service/{names.app} --port=http",
     ]
-    if any(":" in d.split("=", 1)[-1] for d in facts.container.devices):
+    if any(":" in d for d in facts.gpus):
         lines += ["", "MIG: the plan uses MIG slices; with the GPU Operator's `mixed` strategy, request",
                   "nvidia.com/mig-<profile> instead of nvidia.com/gpu."]
     for skipped in facts.skipped:
