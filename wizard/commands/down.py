@@ -1,17 +1,25 @@
-"""`modelwiz down`: reserved; its issue delivers it."""
+"""`modelwiz down`: stop and remove the Triton container modelwiz started."""
 
 from __future__ import annotations
 
 import argparse
 
-from wizard.errors import ModelwizError
-
-HELP = "(not available yet)"
+HELP = "stop and remove the Triton container"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    from wizard.commands.up import add_name_argument
+
+    add_name_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    raise ModelwizError("`modelwiz down` is not available in this build yet")
+    from wizard import launcher, podman_conn
+
+    client = podman_conn.connect()
+    try:
+        removed = launcher.down(client, args.name)
+    finally:
+        client.close()
+    print(f"stopped and removed {args.name}" if removed else f"no container named {args.name}; nothing to do")
+    return 0

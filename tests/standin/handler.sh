@@ -1,0 +1,109 @@
+#!/bin/sh
+# One HTTP request on stdin, the response on stdout, Triton-style log lines on stderr.
+S="$STANDIN_STATE"
+LOAD_SECONDS="${STANDIN_LOAD_SECONDS:-0.3}"
+
+log() { echo "$1 $(date +%H:%M:%S) 1 $2" >&2; }
+
+respond() {  # status, body, [content type]
+    printf 'HTTP/1.1 %s\r\nContent-Type: %s\r\nContent-Length: %s\r\nConnection: close\r\n\r\n%s' \
+        "$1" "${3:-application/json}" "${#2}" "$2"
+}
+
+json_escape() { printf '%s' "$1" | sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' | tr -d '\n'; }
+
+read -r METHOD TARGET _ || exit 0
+TARGET=$(printf '%s' "$TARGET" | tr -d '\r')
+LENGTH=0
+while read -r line; do
+    line=$(printf '%s' "$line" | tr -d '\r')
+    [ -z "$line" ] && break
+    case "$line" in
+        [Cc]ontent-[Ll]ength:*) LENGTH=$(printf '%s' "${line#*:}" | tr -d ' ') ;;
+    esac
+done
+BODY=""
+[ "$LENGTH" -gt 0 ] 2>/dev/null && BODY=$(head -c "$LENGTH")
+
+model_state() { cat "$S/models/$1" 2>/dev/null; }
+
+load_model() {
+    m="$1"
+    if [ -e "$S/loading" ]; then echo "OVERLAP $m with $(cat "$S/loading")" >> "$S/loads"; fi
+    echo "$m" > "$S/loading"
+    echo "start $m" >> "$S/loads"
+    log I "model_lifecycle.cc:473] loading: $m:1"
+    sleep "$LOAD_SECONDS"
+    dir="$STANDIN_REPO/$m"
+    err=""
+    if [ ! -d "$dir" ] || [ ! -f "$dir/config.pbtxt" ]; then
+        log E "model_repository_manager.cc:1393] Poll failed for model directory '$m': failed to open text file for read $dir/config.pbtxt: No such file or directory"
+        echo "end $m" >> "$S/loads"; rm -f "$S/loading"
+        respond "400 Bad Request" "{\"error\":\"failed to load '$m', failed to poll from model repository\"}"
+        return
+    fi
+    if [ ! -f "$dir/1/model.json" ]; then
+        err="AssertionError: 'model.json' containing vllm engine args must be provided in '$dir/1'"
+    elif grep -q '"standin_error"' "$dir/1/model.json"; then
+        err=$(sed -n 's/.*"standin_error" *: *"\([^"]*\)".*/\1/p' "$dir/1/model.json")
+        log E "[vllm] $err"
+    fi
+    echo "end $m" >> "$S/loads"
+    rm -f "$S/loading"
+    if [ -n "$err" ]; then
+        echo "UNAVAILABLE" > "$S/models/$m"
+        log E "model_lifecycle.cc:654] failed to load '$m' version 1: Internal: $err"
+        respond "400 Bad Request" "{\"error\":\"load failed for model '$m': version 1 is at UNAVAILABLE state: Internal: $(json_escape "$err");\\n\"}"
+        return
+    fi
+    echo "READY" > "$S/models/$m"
+    log I "model_lifecycle.cc:849] successfully loaded '$m'"
+    respond "200 OK" ""
+}
+
+index() {
+    out=""
+    for d in "$STANDIN_REPO"/*/; do
+        [ -d "$d" ] || continue
+        m=$(basename "$d")
+        st=$(model_state "$m")
+        if [ -n "$st" ]; then
+            row="{\"name\":\"$m\",\"version\":\"1\",\"state\":\"$st\",\"reason\":\"\"}"
+        else
+            row="{\"name\":\"$m\"}"
+        fi
+        out="${out:+$out,}$row"
+    done
+    respond "200 OK" "[$out]"
+}
+
+text_input() { printf '%s' "$BODY" | sed -n 's/.*"text_input" *: *"\([^"]*\)".*/\1/p'; }
+
+case "$METHOD $TARGET" in
+    "GET /v2/health/live"|"GET /v2/health/ready") respond "200 OK" "" ;;
+    "POST /v2/repository/index") index ;;
+    "POST /v2/repository/models/"*/load)
+        m="${TARGET#/v2/repository/models/}"; load_model "${m%/load}" ;;
+    "POST /v2/repository/models/"*/unload)
+        m="${TARGET#/v2/repository/models/}"; m="${m%/unload}"
+        rm -f "$S/models/$m"; log I "model_lifecycle.cc:623] successfully unloaded '$m' version 1"
+        respond "200 OK" "" ;;
+    "GET /v2/models/"*/ready)
+        m="${TARGET#/v2/models/}"; m="${m%/ready}"
+        if [ "$(model_state "$m")" = "READY" ]; then respond "200 OK" ""
+        else respond "400 Bad Request" "{\"error\":\"Model version not ready\"}"; fi ;;
+    "POST /v2/models/"*/generate|"POST /v2/models/"*/generate_stream)
+        rest="${TARGET#/v2/models/}"; m="${rest%%/*}"
+        if [ "$(model_state "$m")" != "READY" ]; then
+            respond "400 Bad Request" "{\"error\":\"Request for unknown model: '$m' is not found\"}"
+        elif [ "${rest##*/}" = "generate" ]; then
+            respond "200 OK" "{\"model_name\":\"$m\",\"model_version\":\"1\",\"text_output\":\"echo: $(text_input)\"}"
+        else
+            printf 'HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n'
+            for word in echo: $(text_input); do
+                printf 'data: {"model_name":"%s","model_version":"1","text_output":"%s "}\n\n' "$m" "$word"
+            done
+        fi ;;
+    "GET /standin/loads") respond "200 OK" "$(cat "$S/loads")" "text/plain" ;;
+    *) respond "400 Bad Request" "{\"error\":\"Not Found\"}" ;;
+esac

@@ -1,0 +1,544 @@
+"""Start Triton in podman and wait until every model is ready; stop it; report its state.
+
+`up()` runs: preflight -> image present or pulled -> create/start (or reuse the running
+container) -> wait for /v2/health/live -> load the models ONE AT A TIME (vLLM engines that start
+together on one GPU miscount each other's memory) -> check each is ready. It reports through
+callbacks (plain dataclasses), never prints. On failure it raises `LaunchFailed` carrying the
+container's last log lines and advice for the vLLM/Triton errors it recognises.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from wizard.container import (
+    LABEL_MANAGED,
+    LABEL_PORTS,
+    LaunchSpec,
+    create_kwargs,
+    recreate_reasons,
+)
+from wizard.errors import ModelwizError
+from wizard.preflight import CDI_DIRS, check_all, raise_for
+from wizard.progress import ProgressCallback, ignore_progress
+from wizard.pull import ensure_image
+from wizard.triton_http import ModelState, TritonHttp, TritonHttpError
+
+LOG_TAIL_LINES = 40
+
+
+# -- events -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LaunchEvent:
+    """One step of `up`. stage: preflight, image, container, live, load, ready, unload, warning."""
+
+    stage: str
+    message: str
+    model: str | None = None
+    seconds: float | None = None
+
+
+EventCallback = Callable[[LaunchEvent], None]
+LogCallback = Callable[[str], None]
+ConfirmCallback = Callable[[str], bool]
+
+
+def _ignore(_: Any) -> None:
+    return None
+
+
+def _refuse(_: str) -> bool:
+    return False
+
+
+@dataclass(frozen=True)
+class UpResult:
+    name: str
+    container_id: str
+    url: str
+    reused: bool                       # the running container was kept (no restart)
+    loaded: tuple[str, ...]            # models loaded by this run
+    already_ready: tuple[str, ...]     # models that were ready before
+    unloaded: tuple[str, ...] = ()     # ready models the repository no longer lists
+
+
+class LaunchFailed(ModelwizError):
+    """Triton did not come up or a model did not load. Carries the evidence and the advice."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        log_tail: Iterable[str] = (),
+        advice: Iterable[str] = (),
+        model: str | None = None,
+    ) -> None:
+        advice = tuple(advice)
+        super().__init__(message, hint=advice[0] if advice else "the log lines above show why")
+        self.log_tail = tuple(log_tail)
+        self.advice = advice
+        self.model = model
+
+
+# -- known errors -> advice (memory-planning.md §1.4, triton-vllm-backend.md) ----------------------
+
+_ADVICE: tuple[tuple[str, str], ...] = (
+    (
+        r"Free memory on device .* less than desired GPU memory utilization",
+        "another process holds GPU memory, or gpu_memory_utilization is more than is free: stop "
+        "the other process or lower gpu_memory_utilization (re-plan with `modelwiz plan`)",
+    ),
+    (
+        r"No available memory for the cache blocks",
+        "the plan's overhead was too low: raise gpu_memory_utilization or shorten max_model_len",
+    ),
+    (
+        r"estimated maximum model length is (\d+)",
+        "the KV cache cannot hold one full-length request: set max_model_len to {n} or less, or "
+        "raise gpu_memory_utilization",
+    ),
+    (
+        r"larger than the maximum number of tokens that can be stored in KV cache",
+        "the KV cache cannot hold one full-length request: shorten max_model_len or raise "
+        "gpu_memory_utilization",
+    ),
+    (
+        r"must be divisible by tensor parallel size",
+        "tensor_parallel_size must divide the model's attention heads: pick another GPU count",
+    ),
+    (
+        r"User-specified max_model_len \(\d+\) is greater than the derived max_model_len",
+        "max_model_len is longer than the model supports: lower it to the model's limit",
+    ),
+    (
+        r"Error in memory profiling",
+        "GPU memory changed while vLLM measured it (another process started or stopped): make "
+        "sure nothing else starts on these GPUs and run `modelwiz up` again",
+    ),
+    (
+        r"CUDA out of memory|OutOfMemoryError",
+        "the GPU ran out of memory (often while capturing CUDA graphs): lower "
+        "gpu_memory_utilization by 0.02-0.03 or set enforce_eager",
+    ),
+    (
+        r"'model\.json' containing vllm engine args must be provided",
+        "the model folder has no 1/model.json: add the model again with `modelwiz add`",
+    ),
+    (
+        r"failed to poll from model repository|Could not find config|failed to open text file for read",
+        "the model folder or its config.pbtxt is missing from the mounted repository: check "
+        "`modelwiz status` and add the model again with `modelwiz add`",
+    ),
+    (
+        r"unresolvable CDI devices",
+        "podman cannot find the GPU in the CDI spec: run `sudo nvidia-ctk cdi generate "
+        "--output=/var/run/cdi/nvidia.yaml`",
+    ),
+    (
+        r"(?i)permission denied.*(/models|model_repository|model-repository)",
+        "the container cannot read the repository: on SELinux hosts relabel it or run with "
+        "label=disable; check the folder's permissions",
+    ),
+    (
+        r"(?i)(401|403).*(huggingface|hf\.co)|gated repo|Access to model .* is restricted",
+        "the model is gated or private: download it with `modelwiz download` (uses your stored "
+        "token) so the container reads local files",
+    ),
+)
+
+
+def advise(lines: Iterable[str]) -> list[str]:
+    """Advice for every known error found in `lines`, in table order, without repeats."""
+    text = "\n".join(lines)
+    found: list[str] = []
+    for pattern, advice in _ADVICE:
+        match = re.search(pattern, text)
+        if not match:
+            continue
+        if "{n}" in advice:
+            advice = advice.format(n=max(1024, int(match.group(1)) // 1024 * 1024))
+        if advice not in found:
+            found.append(advice)
+    return found
+
+
+# -- logs ---------------------------------------------------------------------------------------
+
+
+class LogFollower:
+    """Follows a container's log in a thread, line by line, until `stop()` or the container ends."""
+
+    def __init__(self, container: Any, on_line: LogCallback, *, since: int | None = None) -> None:
+        self._container = container
+        self._on_line = on_line
+        self._since = since
+        self._response: Any = None
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="modelwiz-logs", daemon=True)
+
+    def start(self) -> "LogFollower":
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        from podman.api import stream_frames
+
+        params: dict[str, Any] = {"follow": True, "stdout": True, "stderr": True}
+        if self._since is not None:
+            params["since"] = self._since
+        pending = b""
+        try:
+            self._response = self._container.client.get(
+                f"/containers/{self._container.id}/logs", params=params, stream=True
+            )
+            for frame in stream_frames(self._response):
+                if self._stopped.is_set():
+                    break
+                pending += frame if isinstance(frame, bytes) else b"".join(frame)
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    self._on_line(line.decode("utf-8", errors="replace").rstrip("\r"))
+            if pending and not self._stopped.is_set():
+                self._on_line(pending.decode("utf-8", errors="replace"))
+        except Exception:  # the stream ends with the container, or when stop() closes it
+            return
+
+    def stop(self, timeout_s: float = 2.0) -> None:
+        self._stopped.set()
+        response = self._response
+        if response is not None:
+            try:
+                response.close()
+            except Exception:
+                pass
+        self._thread.join(timeout_s)
+
+
+def log_tail(container: Any, lines: int = LOG_TAIL_LINES) -> list[str]:
+    try:
+        chunks = container.logs(stdout=True, stderr=True, tail=lines)
+        text = b"".join(chunks).decode("utf-8", errors="replace")
+    except Exception:
+        return []
+    return text.splitlines()[-lines:]
+
+
+# -- podman helpers -----------------------------------------------------------------------------
+
+
+def find_container(client: Any, name: str) -> Any | None:
+    from podman.errors import NotFound
+
+    try:
+        return client.containers.get(name)
+    except NotFound:
+        return None
+
+
+def _labels(container: Any) -> dict[str, str]:
+    return dict(container.attrs.get("Config", {}).get("Labels") or container.labels or {})
+
+
+def _started_at(container: Any) -> str:
+    return str(container.attrs.get("State", {}).get("StartedAt", ""))
+
+
+def _remove(container: Any, timeout_s: int = 30) -> None:
+    from podman.errors import NotFound
+
+    try:
+        container.stop(timeout=timeout_s)
+    except NotFound:
+        return
+    except Exception:
+        pass  # not running: remove anyway
+    try:
+        container.remove(force=True)
+    except NotFound:
+        pass
+
+
+def _is_memlock_refusal(error: Exception) -> bool:
+    text = str(error)
+    return "RLIMIT_MEMLOCK" in text or "rlimit type 8" in text
+
+
+def _memlock_allowed(client: Any, spec: LaunchSpec) -> bool:
+    """Whether podman may raise memlock here, tried on a throw-away container (no ports, no GPUs).
+
+    Rootful podman without CAP_SYS_RESOURCE (nested containers, some VMs) refuses it; trying it
+    on the real container instead leaks its published ports for a while in podman 4.3.
+    """
+    from podman.errors import APIError
+
+    memlock = [u for u in spec.ulimits if u.name == "memlock"]
+    probe = client.containers.create(
+        spec.image,
+        command=["true"],
+        entrypoint=[],
+        ulimits=create_kwargs(spec)["ulimits"],
+        labels={LABEL_MANAGED: "probe"},
+    )
+    try:
+        probe.start()
+        probe.wait()
+        return True
+    except APIError as error:
+        if memlock and _is_memlock_refusal(error):
+            return False
+        raise
+    finally:
+        try:
+            probe.remove(force=True)
+        except Exception:
+            pass
+
+
+def _create_and_start(client: Any, spec: LaunchSpec, on_event: EventCallback) -> tuple[Any, LaunchSpec]:
+    from podman.errors import APIError
+
+    if any(u.name == "memlock" for u in spec.ulimits) and not _memlock_allowed(client, spec):
+        on_event(LaunchEvent("warning", "podman may not raise the memlock limit here; starting without it"))
+        spec = spec.without_ulimit("memlock")
+    container = client.containers.create(**create_kwargs(spec))
+    try:
+        container.start()
+        return container, spec
+    except APIError as error:
+        log = log_tail(container)
+        _remove(container)
+        detail = getattr(error, "explanation", None) or str(error)
+        raise LaunchFailed(
+            f"podman could not start {spec.name}: {detail}", log_tail=log, advice=advise([detail, *log])
+        ) from error
+
+
+# -- up -----------------------------------------------------------------------------------------
+
+
+def _wait_live(container: Any, http: TritonHttp, *, timeout_s: float, poll_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if http.live():
+            return
+        container.reload()
+        if container.status not in ("running", "created", "configured", "initialized"):
+            code = container.attrs.get("State", {}).get("ExitCode")
+            lines = log_tail(container)
+            raise LaunchFailed(
+                f"Triton exited (status {container.status}, exit code {code}) before it was live",
+                log_tail=lines,
+                advice=advise(lines),
+            )
+        if time.monotonic() > deadline:
+            lines = log_tail(container)
+            raise LaunchFailed(
+                f"Triton was not live at {http.base_url} after {timeout_s:.0f} s",
+                log_tail=lines,
+                advice=advise(lines) or ["see the log lines above; a large image can take long to start"],
+            )
+        time.sleep(poll_s)
+
+
+def _load_one(container: Any, http: TritonHttp, name: str, *, timeout_s: float) -> None:
+    try:
+        http.load(name, timeout_s=timeout_s)
+    except TritonHttpError as error:
+        time.sleep(0.2)  # let the server's own error line reach the log
+        lines = log_tail(container)
+        raise LaunchFailed(
+            f"model {name} failed to load: {error}",
+            log_tail=lines,
+            advice=advise([str(error), *lines]),
+            model=name,
+        ) from error
+    if not http.model_ready(name):
+        lines = log_tail(container)
+        raise LaunchFailed(
+            f"model {name} loaded but is not ready",
+            log_tail=lines,
+            advice=advise(lines),
+            model=name,
+        )
+
+
+def up(
+    spec: LaunchSpec,
+    client: Any,
+    *,
+    driver_version: str | None = None,
+    cdi_dirs: Iterable[Path] = CDI_DIRS,
+    on_event: EventCallback = _ignore,
+    on_progress: ProgressCallback = ignore_progress,
+    on_log: LogCallback | None = None,
+    confirm: ConfirmCallback = _refuse,
+    live_timeout_s: float = 900.0,
+    load_timeout_s: float = 3600.0,
+    poll_s: float = 0.5,
+) -> UpResult:
+    """Bring Triton up as `spec` describes and load its models; see the module docstring."""
+    existing = find_container(client, spec.name)
+    reuse = False
+    if existing is not None:
+        labels = _labels(existing)
+        if labels.get(LABEL_MANAGED) != "true":
+            raise ModelwizError(
+                f"a container named {spec.name} exists and modelwiz did not create it",
+                hint="pass --name with another name, or remove that container yourself",
+            )
+        reasons = recreate_reasons(spec, labels)
+        if existing.status == "running" and not reasons:
+            reuse = True
+        elif existing.status == "running":
+            question = f"{spec.name} is running with other settings ({'; '.join(reasons)}); recreate it?"
+            if not confirm(question):
+                raise ModelwizError(
+                    f"{spec.name} is running with other settings ({'; '.join(reasons)})",
+                    hint="confirm the restart (--yes), or `modelwiz down` first",
+                )
+            on_event(LaunchEvent("container", f"removing {spec.name} to recreate it"))
+            _remove(existing)
+        else:
+            _remove(existing)  # stopped or exited: nothing to keep
+
+    on_event(LaunchEvent("preflight", "checking CDI devices, driver, ports"))
+    raise_for(check_all(spec, driver_version=driver_version, cdi_dirs=cdi_dirs, ports=not reuse))
+    if spec.exposed:
+        on_event(LaunchEvent("warning", f"ports are published on {spec.listen}: anyone who reaches this host can use Triton"))
+
+    http = TritonHttp(spec.http_url)
+    if reuse:
+        container = existing
+        on_event(LaunchEvent("container", f"{spec.name} is running with these settings; keeping it"))
+    else:
+        present = ensure_image(client, spec.image, on_progress)
+        on_event(LaunchEvent("image", f"{spec.image} {'is present' if present else 'pulled'}"))
+        on_event(LaunchEvent("container", f"starting {spec.name}"))
+        container, spec = _create_and_start(client, spec, on_event)
+
+    follower = LogFollower(container, on_log, since=int(time.time()) if reuse else None).start() if on_log else None
+    try:
+        _wait_live(container, http, timeout_s=live_timeout_s, poll_s=poll_s)
+        on_event(LaunchEvent("live", f"Triton is live at {spec.http_url}"))
+        ready_before = _ready_models(http)
+        unloaded = []
+        for stale in sorted(ready_before - set(spec.models)):
+            on_event(LaunchEvent("unload", f"unloading {stale}: the repository no longer lists it", model=stale))
+            http.unload(stale)
+            unloaded.append(stale)
+        loaded, already = [], []
+        for name in spec.models:  # one at a time: see the module docstring
+            if name in ready_before:
+                already.append(name)
+                on_event(LaunchEvent("ready", f"{name} is already ready", model=name))
+                continue
+            on_event(LaunchEvent("load", f"loading {name}", model=name))
+            started = time.monotonic()
+            _load_one(container, http, name, timeout_s=load_timeout_s)
+            loaded.append(name)
+            took = time.monotonic() - started
+            on_event(LaunchEvent("ready", f"{name} is ready ({took:.1f} s)", model=name, seconds=took))
+    except TritonHttpError as error:
+        lines = log_tail(container)
+        raise LaunchFailed(f"Triton stopped answering: {error}", log_tail=lines, advice=advise(lines)) from error
+    finally:
+        if follower:
+            follower.stop()
+    container.reload()
+    return UpResult(
+        name=spec.name,
+        container_id=container.id,
+        url=spec.http_url,
+        reused=reuse,
+        loaded=tuple(loaded),
+        already_ready=tuple(already),
+        unloaded=tuple(unloaded),
+    )
+
+
+def _ready_models(http: TritonHttp) -> set[str]:
+    return {m.name for m in http.repository_index() if m.state == "READY"}
+
+
+# -- down and status ----------------------------------------------------------------------------
+
+
+def down(client: Any, name: str, *, timeout_s: int = 30) -> bool:
+    """Stop and remove the container; False when there was none. Refuses foreign containers."""
+    container = find_container(client, name)
+    if container is None:
+        return False
+    if _labels(container).get(LABEL_MANAGED) != "true":
+        raise ModelwizError(
+            f"the container {name} was not created by modelwiz; leaving it alone",
+            hint="remove it with `podman rm -f` yourself if you mean to",
+        )
+    _remove(container, timeout_s)
+    return True
+
+
+@dataclass(frozen=True)
+class LaunchStatus:
+    name: str
+    exists: bool
+    state: str = "absent"             # podman's status: running, exited, created, ...
+    image: str | None = None
+    container_id: str | None = None
+    started_at: str | None = None
+    url: str | None = None
+    models: tuple[ModelState, ...] = field(default_factory=tuple)
+    error: str | None = None          # why the model states could not be read
+
+
+def url_from_labels(labels: dict[str, str]) -> str | None:
+    """Triton's HTTP URL from the ports label `listen:http,grpc,metrics`."""
+    value = labels.get(LABEL_PORTS)
+    if not value:
+        return None
+    listen, _, ports = value.rpartition(":")
+    http_port = ports.split(",")[0]
+    host = "127.0.0.1" if listen in ("0.0.0.0", "", "::") else listen
+    return f"http://{host}:{http_port}"
+
+
+def status(client: Any, name: str) -> LaunchStatus:
+    container = find_container(client, name)
+    if container is None:
+        return LaunchStatus(name=name, exists=False)
+    labels = _labels(container)
+    url = url_from_labels(labels)
+    models: tuple[ModelState, ...] = ()
+    error = None
+    if container.status == "running" and url:
+        try:
+            models = tuple(TritonHttp(url).repository_index())
+        except TritonHttpError as exc:
+            error = str(exc)
+    return LaunchStatus(
+        name=name,
+        exists=True,
+        state=container.status,
+        image=container.attrs.get("ImageName") or labels.get("io.modelwiz.image"),
+        container_id=container.id,
+        started_at=_started_at(container),
+        url=url,
+        models=models,
+        error=error,
+    )
+
+
+def curl_example(url: str, model: str, *, max_tokens: int = 64) -> str:
+    """A ready-to-paste generate request (max_tokens always sent: vLLM's default is 16)."""
+    return (
+        f"curl -s -X POST {url}/v2/models/{model}/generate -H 'Content-Type: application/json' "
+        f"-d '{{\"text_input\": \"What is Triton Inference Server?\", \"parameters\": "
+        f"{{\"max_tokens\": {max_tokens}, \"temperature\": 0, \"exclude_input_in_output\": true}}}}'"
+    )

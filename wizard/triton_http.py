@@ -1,0 +1,197 @@
+"""A small stdlib client for Triton's HTTP/REST API (KServe v2 + repository + generate extensions).
+
+Only what the launcher and `modelwiz chat` need. Loads are synchronous on the server side (the
+call returns when the model is loaded or has failed), so `load` takes a long timeout.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import urllib.parse
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+DEFAULT_TIMEOUT_S = 10.0
+LOAD_TIMEOUT_S = 3600.0      # an LLM load (weights + CUDA graphs) can take many minutes
+GENERATE_TIMEOUT_S = 600.0
+
+
+class TritonHttpError(Exception):
+    """Triton answered with an error status (`status` set) or could not be reached (`status` None)."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class ModelState:
+    name: str
+    version: str | None
+    state: str            # READY, UNAVAILABLE, LOADING, UNLOADING, or "" when not loaded yet
+    reason: str
+
+
+class TritonHttp:
+    def __init__(self, base_url: str, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+        parsed = urllib.parse.urlsplit(base_url)
+        if parsed.scheme != "http" or not parsed.hostname:
+            raise ValueError(f"not an http URL: {base_url!r}")
+        self.base_url = base_url.rstrip("/")
+        self._host = parsed.hostname
+        self._port = parsed.port or 80
+        self._timeout = timeout_s
+
+    # -- plumbing -------------------------------------------------------------------------------
+
+    def _open(
+        self, method: str, path: str, body: Any = None, *, timeout_s: float | None = None
+    ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
+        conn = http.client.HTTPConnection(self._host, self._port, timeout=timeout_s or self._timeout)
+        data = None if body is None else json.dumps(body).encode()
+        headers = {"Content-Type": "application/json"} if data is not None else {}
+        try:
+            conn.request(method, path, body=data, headers=headers)
+            return conn, conn.getresponse()
+        except (OSError, http.client.HTTPException) as error:
+            conn.close()
+            raise TritonHttpError(f"{method} {self.base_url}{path}: {_describe(error)}") from error
+
+    def _call(self, method: str, path: str, body: Any = None, *, timeout_s: float | None = None) -> tuple[int, Any]:
+        conn, response = self._open(method, path, body, timeout_s=timeout_s)
+        try:
+            raw = response.read()
+        except (OSError, http.client.HTTPException) as error:
+            raise TritonHttpError(f"{method} {self.base_url}{path}: {_describe(error)}") from error
+        finally:
+            conn.close()
+        payload: Any = None
+        if raw:
+            try:
+                payload = json.loads(raw)
+            except ValueError:
+                payload = raw.decode(errors="replace")
+        return response.status, payload
+
+    def _ok(self, method: str, path: str, body: Any = None, *, timeout_s: float | None = None) -> Any:
+        status, payload = self._call(method, path, body, timeout_s=timeout_s)
+        if status >= 300:
+            raise TritonHttpError(_error_text(payload) or f"HTTP {status}", status=status)
+        return payload
+
+    def _status(self, path: str) -> bool:
+        status, _ = self._call("GET", path)
+        return status == 200
+
+    # -- health and state -----------------------------------------------------------------------
+
+    def live(self) -> bool:
+        """`GET /v2/health/live` is 200. False (not an error) when the server is not up yet."""
+        try:
+            return self._status("/v2/health/live")
+        except TritonHttpError:
+            return False
+
+    def ready(self) -> bool:
+        try:
+            return self._status("/v2/health/ready")
+        except TritonHttpError:
+            return False
+
+    def model_ready(self, name: str) -> bool:
+        try:
+            return self._status(f"/v2/models/{_quote(name)}/ready")
+        except TritonHttpError:
+            return False
+
+    def repository_index(self) -> list[ModelState]:
+        payload = self._ok("POST", "/v2/repository/index", {})
+        return [
+            ModelState(
+                name=str(row.get("name", "")),
+                version=row.get("version"),
+                state=str(row.get("state", "")),
+                reason=str(row.get("reason", "")),
+            )
+            for row in payload or []
+        ]
+
+    # -- model control --------------------------------------------------------------------------
+
+    def load(self, name: str, *, timeout_s: float = LOAD_TIMEOUT_S) -> None:
+        """Load (or reload) a model; returns when it is loaded, raises TritonHttpError if it failed."""
+        self._ok("POST", f"/v2/repository/models/{_quote(name)}/load", {}, timeout_s=timeout_s)
+
+    def unload(self, name: str, *, timeout_s: float = LOAD_TIMEOUT_S) -> None:
+        self._ok("POST", f"/v2/repository/models/{_quote(name)}/unload", {}, timeout_s=timeout_s)
+
+    # -- generate extension ---------------------------------------------------------------------
+
+    def generate(self, name: str, body: dict[str, Any], *, timeout_s: float = GENERATE_TIMEOUT_S) -> dict[str, Any]:
+        return self._ok("POST", f"/v2/models/{_quote(name)}/generate", body, timeout_s=timeout_s)
+
+    def generate_stream(
+        self, name: str, body: dict[str, Any], *, timeout_s: float = GENERATE_TIMEOUT_S
+    ) -> Iterator[dict[str, Any]]:
+        """The SSE events of `generate_stream`, decoded. An `{"error": ...}` event raises."""
+        path = f"/v2/models/{_quote(name)}/generate_stream"
+        conn, response = self._open("POST", path, body, timeout_s=timeout_s)
+        try:
+            if response.status >= 300:
+                raw = response.read()
+                try:
+                    payload: Any = json.loads(raw)
+                except ValueError:
+                    payload = raw.decode(errors="replace")
+                raise TritonHttpError(_error_text(payload) or f"HTTP {response.status}", status=response.status)
+            for event in parse_sse(response):
+                if isinstance(event, dict) and "error" in event:
+                    raise TritonHttpError(str(event["error"]), status=response.status)
+                yield event
+        except (OSError, http.client.HTTPException) as error:
+            raise TritonHttpError(f"POST {self.base_url}{path}: {_describe(error)}") from error
+        finally:
+            conn.close()
+
+
+def parse_sse(lines: Any) -> Iterator[Any]:
+    """Decode `data:` events from an iterable of byte lines (an HTTP response, a list)."""
+    data: list[str] = []
+    for raw in lines:
+        line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+        if line.startswith("data:"):
+            data.append(line[5:].lstrip(" "))
+        elif line == "" and data:
+            yield _decode_event("\n".join(data))
+            data = []
+    if data:
+        yield _decode_event("\n".join(data))
+
+
+def _decode_event(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return {"text_output": text}
+
+
+def _quote(name: str) -> str:
+    return urllib.parse.quote(name, safe="")
+
+
+def _error_text(payload: Any) -> str:
+    if isinstance(payload, dict) and "error" in payload:
+        return str(payload["error"])
+    if isinstance(payload, str):
+        return payload.strip()
+    return ""
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, (socket.timeout, TimeoutError)):
+        return "timed out"
+    if isinstance(error, ConnectionRefusedError):
+        return "connection refused"
+    return str(error) or type(error).__name__
