@@ -336,44 +336,58 @@ def exportable_models(repo: "Repository") -> tuple[tuple[ExportedModel, ...], tu
     return tuple(models), tuple(skipped)
 
 
-def launch_kwargs(repo: "Repository", models: tuple[str, ...], *, image: str | None = None) -> dict:
-    """What `modelwiz up` would give podman-py for this repository (wizard.container)."""
+@dataclass(frozen=True)
+class LaunchChoices:
+    """What `modelwiz up` takes on its command line and the export must take the same way."""
+
+    image: str | None = None
+    name: str | None = None
+    listen: str | None = None
+    http_port: int | None = None
+    grpc_port: int | None = None
+    metrics_port: int | None = None
+    rootless: bool | None = None          # None: this user (root runs rootful podman)
+
+
+def launch_kwargs(repo: "Repository", models: tuple[str, ...], choices: LaunchChoices = LaunchChoices()) -> dict:
+    """What `modelwiz up` gives podman-py for this repository, built the way `up` builds it:
+    `read_launch_inputs` for devices, image and mount point, then `launch_spec_for`."""
+    from wizard import preflight
     from wizard.container import create_kwargs, launch_spec_for
+    from wizard.launch_inputs import read_launch_inputs
 
-    chosen = image or repo.manifest.image
-    if not chosen:
-        from wizard.images import pick_image
-
-        picked = pick_image(None)
-        chosen = picked.tag if picked else None
-    if not chosen:
-        raise ModelwizError("no container image known for this repository", hint="pass --image REF")
+    inputs = read_launch_inputs(repo.root)
+    optional = {
+        key: value
+        for key, value in (
+            ("name", choices.name),
+            ("listen", choices.listen),
+            ("http_port", choices.http_port),
+            ("grpc_port", choices.grpc_port),
+            ("metrics_port", choices.metrics_port),
+        )
+        if value is not None
+    }
+    rootless = os.geteuid() != 0 if choices.rootless is None else choices.rootless
     spec = launch_spec_for(
         repo.root,
         models=list(models),
-        devices=list(repo.used_devices()),
-        image=chosen,
-        mount_point=repo.manifest.mount_point,
-        rootless=os.geteuid() != 0,
-        selinux_enforcing=_selinux_enforcing(),
+        devices=list(inputs.devices),
+        image=preflight.choose_image(choices.image or inputs.image, None),
+        mount_point=inputs.mount_point,
+        rootless=rootless,
+        selinux_enforcing=preflight.selinux_enforcing(),
+        **optional,
     )
     return create_kwargs(spec)
 
 
-def _selinux_enforcing() -> bool:
-    try:
-        from wizard.preflight import selinux_enforcing
-    except ImportError:  # pragma: no cover - the launcher part is not there
-        return False
-    return selinux_enforcing()
-
-
-def serving_facts(repo: "Repository", *, image: str | None = None,
+def serving_facts(repo: "Repository", choices: LaunchChoices = LaunchChoices(), *,
                   kwargs: Mapping[str, Any] | None = None) -> ServingFacts:
     """Everything an export needs, from the repository and the container `modelwiz up` creates."""
     models, skipped = exportable_models(repo)
     if kwargs is None:
-        kwargs = launch_kwargs(repo, tuple(m.name for m in models), image=image)
+        kwargs = launch_kwargs(repo, tuple(m.name for m in models), choices)
     try:
         container = container_facts(kwargs)
     except ValueError as error:

@@ -122,7 +122,7 @@ def quadlet_unit(facts: ServingFacts) -> str:
         f"/etc/containers/systemd/{name}.container (root), then `systemctl [--user] daemon-reload`",
         f"and `systemctl [--user] start {name}`. Rootless, at boot: `loginctl enable-linger $USER`.",
     ]
-    lines = _header(facts, install)
+    lines = _header(facts, install) + [""]
     lines += [
         "[Unit]",
         f"Description=Triton Inference Server ({name}, modelwiz)",
@@ -179,7 +179,7 @@ def service_unit(facts: ServingFacts, *, podman: str = "/usr/bin/podman") -> str
         pairs.append(f"{words[i]} {words[i + 1]}")
         i += 2
     pairs.append(" ".join(words[options_end:]))
-    lines = _header(facts, install)
+    lines = _header(facts, install) + [""]
     lines += [
         "[Unit]",
         f"Description=Triton Inference Server ({name}, modelwiz)",
@@ -194,6 +194,7 @@ def service_unit(facts: ServingFacts, *, podman: str = "/usr/bin/podman") -> str
         "# The first start may pull a large image.",
         "TimeoutStartSec=1800",
         "TimeoutStopSec=70",
+        "ExecStartPre=/bin/rm -f %t/%n.ctr-id",
         "ExecStart=" + start + " \\\n\t" + " \\\n\t".join(pairs),
         f"ExecStop={podman} stop --ignore -t 10 --cidfile=%t/%n.ctr-id",
         f"ExecStopPost={podman} rm -f --ignore -t 10 --cidfile=%t/%n.ctr-id",

@@ -30,6 +30,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", "-o", metavar="FILE", help="write to FILE (atomically) instead of stdout")
     parser.add_argument("--image", metavar="REF",
                         help="the Triton image (default: the one the repository's manifest records)")
+    parser.add_argument("--name", metavar="NAME",
+                        help="container name, as given to `modelwiz up` (default modelwiz-triton); "
+                        "also the Kubernetes object names")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -57,6 +60,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "`podman run` for older podman, with the devices, mounts, ports and limits `modelwiz up` uses.",
     )
     _common(systemd)
+    systemd.add_argument("--listen", metavar="ADDR",
+                         help="host address the ports are published on, as given to `modelwiz up` (default 127.0.0.1)")
+    for flag, what in (("--http-port", "HTTP"), ("--grpc-port", "gRPC"), ("--metrics-port", "metrics")):
+        systemd.add_argument(flag, type=int, metavar="PORT", help=f"host {what} port, as given to `modelwiz up`")
     systemd.add_argument("--format", choices=("auto", "quadlet", "service"), default="auto",
                          help="auto (default): quadlet if this machine's podman is 4.7 or newer, else service")
 
@@ -96,11 +103,19 @@ def _write(text: str, output: str | None) -> None:
 
 def _facts(args: argparse.Namespace):
     from wizard.commands._repo_args import ask_repository
-    from wizard.export_facts import serving_facts
+    from wizard.export_facts import LaunchChoices, serving_facts
     from wizard.repository import Repository, resolve_repository
 
     root = resolve_repository(args.repository, ask=ask_repository)
-    return serving_facts(Repository.open(root), image=args.image)
+    choices = LaunchChoices(
+        image=args.image,
+        name=args.name,
+        listen=getattr(args, "listen", None),
+        http_port=getattr(args, "http_port", None),
+        grpc_port=getattr(args, "grpc_port", None),
+        metrics_port=getattr(args, "metrics_port", None),
+    )
+    return serving_facts(Repository.open(root), choices)
 
 
 def run(args: argparse.Namespace) -> int:
