@@ -188,6 +188,12 @@ def _environment(value: Any) -> dict[str, str]:
     return env
 
 
+def _rlimit(value: Any) -> int:
+    """libpod's uint64 RLIM_INFINITY as the -1 ("unlimited") podman's --ulimit takes."""
+    number = int(value)
+    return -1 if number < 0 or number >= 2**63 else number
+
+
 def container_facts(kwargs: Mapping[str, Any]) -> ContainerFacts:
     """Normalise `create_kwargs(LaunchSpec)`; raise ValueError for an option an export would lose."""
     known = {
@@ -203,7 +209,7 @@ def container_facts(kwargs: Mapping[str, Any]) -> ContainerFacts:
     if isinstance(command, str):
         command = [command]  # podman-py wraps a str the same way
     ulimits = tuple(
-        Ulimit(str(u["Name"]), int(u["Soft"]), int(u["Hard"])) for u in kwargs.get("ulimits") or ()
+        Ulimit(str(u["Name"]), _rlimit(u["Soft"]), _rlimit(u["Hard"])) for u in kwargs.get("ulimits") or ()
     )
     shm = kwargs.get("shm_size")
     return ContainerFacts(

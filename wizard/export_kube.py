@@ -83,7 +83,7 @@ def storage_bytes(models: tuple[ExportedModel, ...] | list[ExportedModel]) -> in
 
 
 def check_options(options: KubeOptions) -> None:
-    if options.namespace is not None and not _DNS_LABEL.match(options.namespace):
+    if options.namespace is not None and (not _DNS_LABEL.match(options.namespace) or len(options.namespace) > 63):
         raise UsageError(
             f"{options.namespace!r} is not a valid namespace",
             hint="use lowercase letters, digits and '-', at most 63 characters",

@@ -10,7 +10,6 @@ literal block.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from typing import Any, Iterable
@@ -34,7 +33,10 @@ def _scalar(value: Any) -> str:
             return ".nan"
         if math.isinf(value):
             return ".inf" if value > 0 else "-.inf"
-        return repr(value)
+        text = repr(value)
+        if "." not in text and "e" in text:
+            text = text.replace("e", ".0e", 1)  # YAML 1.1 readers need the '.' (1e+20 -> 1.0e+20)
+        return text
     if isinstance(value, str):
         return _string(value)
     raise TypeError(f"cannot write {type(value).__name__} as YAML")
@@ -43,7 +45,27 @@ def _scalar(value: Any) -> str:
 def _string(text: str) -> str:
     if _PLAIN.match(text) and text.lower() not in _KEYWORDS:
         return text
-    return json.dumps(text, ensure_ascii=True)
+    return _quoted(text)
+
+
+_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\t": "\\t", "\r": "\\r", "\0": "\\0"}
+
+
+def _quoted(text: str) -> str:
+    """A YAML double-quoted scalar: printable characters as they are, the rest escaped."""
+    out = []
+    for ch in text:
+        if ch in _ESCAPES:
+            out.append(_ESCAPES[ch])
+        elif ch.isprintable() and ch not in "\u2028\u2029\ufeff":
+            out.append(ch)
+        elif ord(ch) <= 0xFF:
+            out.append(f"\\x{ord(ch):02x}")
+        elif ord(ch) <= 0xFFFF:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(f"\\U{ord(ch):08x}")
+    return '"' + "".join(out) + '"'
 
 
 def _block_ok(text: str) -> bool:
