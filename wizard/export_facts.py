@@ -382,7 +382,9 @@ def launch_kwargs(repo: "Repository", models: tuple[str, ...], choices: LaunchCh
         image=preflight.choose_image(choices.image or inputs.image, None),
         mount_point=inputs.mount_point,
         rootless=rootless,
-        selinux_enforcing=preflight.selinux_enforcing(),
+        # `up` disables labels whenever podman reports SELinux enabled; without a podman connection
+        # here, an SELinux filesystem on this host is the same signal.
+        selinux_enforcing=preflight.selinux_enforcing() or Path("/sys/fs/selinux/enforce").exists(),
         **optional,
     )
     return create_kwargs(spec)

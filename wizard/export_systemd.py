@@ -114,6 +114,19 @@ def _header(facts: ServingFacts, install: list[str]) -> list[str]:
     return lines
 
 
+def _unit_section(facts: ServingFacts, install: list[str], *extra: str) -> list[str]:
+    """The comment header and the [Unit] section both forms share."""
+    lines = _header(facts, install) + [""]
+    lines += [
+        "[Unit]",
+        f"Description=Triton Inference Server ({facts.container.name}, modelwiz)",
+        *extra,
+        "Wants=network-online.target",
+        "After=network-online.target",
+    ]
+    return lines
+
+
 def quadlet_unit(facts: ServingFacts) -> str:
     """A Quadlet `<name>.container` file (podman >= 4.7)."""
     name = facts.container.name
@@ -122,12 +135,8 @@ def quadlet_unit(facts: ServingFacts) -> str:
         f"/etc/containers/systemd/{name}.container (root), then `systemctl [--user] daemon-reload`",
         f"and `systemctl [--user] start {name}`. Rootless, at boot: `loginctl enable-linger $USER`.",
     ]
-    lines = _header(facts, install) + [""]
+    lines = _unit_section(facts, install)
     lines += [
-        "[Unit]",
-        f"Description=Triton Inference Server ({name}, modelwiz)",
-        "Wants=network-online.target",
-        "After=network-online.target",
         "",
         "[Container]",
         f"Image={systemd_word(facts.container.image)}",
@@ -166,6 +175,7 @@ def service_unit(facts: ServingFacts, *, podman: str = "/usr/bin/podman") -> str
         f"/etc/systemd/system/{name}.service (root), then `systemctl [--user] daemon-reload` and",
         f"`systemctl [--user] enable --now {name}`. Rootless, at boot: `loginctl enable-linger $USER`.",
     ]
+    podman = systemd_word(podman)
     run = [podman, "run", "--cidfile=%t/%n.ctr-id", "--cgroups=no-conmon", "--rm",
            "--sdnotify=conmon", "--replace", "-d"]
     argv = podman_run_argv(facts)
@@ -179,13 +189,8 @@ def service_unit(facts: ServingFacts, *, podman: str = "/usr/bin/podman") -> str
         pairs.append(f"{words[i]} {words[i + 1]}")
         i += 2
     pairs.append(" ".join(words[options_end:]))
-    lines = _header(facts, install) + [""]
+    lines = _unit_section(facts, install, "Documentation=man:podman-generate-systemd(1)")
     lines += [
-        "[Unit]",
-        f"Description=Triton Inference Server ({name}, modelwiz)",
-        "Documentation=man:podman-generate-systemd(1)",
-        "Wants=network-online.target",
-        "After=network-online.target",
         "RequiresMountsFor=%t/containers",
         "",
         "[Service]",
