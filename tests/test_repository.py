@@ -228,3 +228,14 @@ def test_crash_between_writes_leaves_old_or_new_files(tmp_path, monkeypatch, fai
         add(root, "org/a-70b", inventory=describe("4xH100-80GB"))
     repo = check_consistent(root)
     assert [m.name for m in repo.models() if m.ready] == ["a-70b", "first-7b"]
+
+
+def test_rewriting_an_unchanged_repository_writes_nothing(tmp_path, monkeypatch):
+    root = tmp_path / "repo"
+    add(root, "org/one-7b", "org/two-7b")
+    repo = Repository.open(root)
+    writes = []
+    monkeypatch.setattr(fsutil.os, "replace", lambda s, d: writes.append(d))
+    reports = repo.write_models(list(repo.manifest.models), vllm_version="0.24.0")
+    assert writes == []
+    assert all(r.written == () and len(r.unchanged) == 2 for r in reports)

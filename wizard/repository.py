@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, Sequence
 
@@ -36,7 +36,6 @@ from wizard.manifest import (
     STATE_REMOVING,
     Manifest,
     ManifestModel,
-    check_relative,
     load_manifest,
     save_manifest,
 )
@@ -347,6 +346,9 @@ class Repository:
             pending = {rel: sha256_text(text) for rel, text in targets.items()}
             planned.append((entry, targets, pending))
 
+        if all(self._up_to_date(entry, targets, complete) for entry, targets, _ in planned):
+            return tuple(WriteReport(e.name, unchanged=tuple(t)) for e, t, _ in planned)
+
         # Leftovers of a crashed earlier write (never read by Triton, but clutter).
         remove_stale_temps(self.root)
         for entry, _targets, _pending in planned:
@@ -398,6 +400,18 @@ class Repository:
             manifest = manifest.with_model(updated)
         self.save(manifest)
         return tuple(reports)
+
+    def _up_to_date(self, entry: ManifestModel, targets: Mapping[str, str], complete: Mapping[str, object]) -> bool:
+        """Nothing to do for `entry`: same record, files on disk already what we would write."""
+        if self.manifest.get(entry.name) != entry or entry.pending:
+            return False
+        if entry.name in complete and (not entry.complete or (complete[entry.name] or entry.revision) != entry.revision):
+            return False
+        folder = self.model_dir(entry.name)
+        return all(
+            entry.files.get(rel) == sha256_text(text) == file_sha256_or_none(folder / rel)
+            for rel, text in targets.items()
+        )
 
     def _is_own(self, entry: ManifestModel, rel: str, path: Path) -> bool:
         current = file_sha256_or_none(path)
