@@ -1,1 +1,1 @@
-"""modelwiz's Textual UI. Imports the core (`wizard`), never the other way round."""
+"""The Textual wizard. Only `wizard.interactive` reaches in here (lazily), to start it."""

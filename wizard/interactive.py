@@ -1,8 +1,15 @@
-"""Plain `modelwiz`: the full-screen wizard on a terminal, plain prompts otherwise."""
+"""Plain `modelwiz`: the full-screen wizard on a terminal, plain prompts otherwise.
+
+- stdin and stdout are terminals, no --plain: the Textual app (`screens.app.run_app`).
+- --plain, or one of them is not a terminal but the process still has one (/dev/tty): questionary
+  prompts and plain progress lines (`wizard.plain.run_plain`).
+- no terminal at all: nothing can be asked; exit 2 pointing to the non-interactive command.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from wizard.errors import UsageError
@@ -14,13 +21,27 @@ def has_terminal() -> bool:
     return bool(stdin and stdout and stdin.isatty() and stdout.isatty())
 
 
+def can_ask() -> bool:
+    """Questions can be answered: stdin is a terminal, or the process has a controlling one."""
+    stdin = sys.__stdin__
+    if stdin is not None and stdin.isatty():
+        return True
+    try:
+        fd = os.open("/dev/tty", os.O_RDWR)
+    except OSError:
+        return False
+    os.close(fd)
+    return True
+
+
 def run_interactive(args: argparse.Namespace) -> int:
-    if not has_terminal():
+    full_screen = has_terminal()
+    if not full_screen and not can_ask():
         raise UsageError(
             "modelwiz needs an interactive terminal for the wizard",
             hint="to set up without questions, run `modelwiz add MODEL --yes`",
         )
-    if args.plain:
+    if args.plain or not full_screen:
         from wizard.plain import run_plain
 
         return run_plain(args)

@@ -110,6 +110,9 @@ def render_config_pbtxt(plan: ModelPlan, repository_devices: Sequence[str]) -> s
     return text
 
 
+PLANNED_BATCH_LIMITS = ("max_num_batched_tokens", "max_num_seqs")
+
+
 def engine_args(
     plan: ModelPlan,
     *,
@@ -128,6 +131,11 @@ def engine_args(
         args["dtype"] = plan.dtype
     if plan.kv_cache_dtype and plan.kv_cache_dtype != "auto":
         args["kv_cache_dtype"] = plan.kv_cache_dtype
+    # The planner sized activations for these batch limits; without them vLLM picks its own
+    # (larger on big GPUs) and the plan's margins no longer hold.
+    for key in PLANNED_BATCH_LIMITS:
+        if key in plan.extra:
+            args[key] = int(plan.extra[key])
     for key, value in (extra or {}).items():
         args[key] = value
     check_keys(args, vllm_version)

@@ -27,6 +27,8 @@ class ProgressEvent:
     eta_s: float | None = None
     finished: bool = False
     message: str | None = None     # a human note: "resuming", "already on disk", ...
+    current_done_bytes: int | None = None   # progress within `current`, when known
+    current_total_bytes: int | None = None
 
     @property
     def fraction(self) -> float | None:

@@ -1,17 +1,57 @@
-"""`modelwiz plan`: reserved; its issue delivers it."""
+"""`modelwiz plan`: will these models fit on these GPUs, and with which vLLM settings."""
 
 from __future__ import annotations
 
 import argparse
+import json
 
-from wizard.errors import ModelwizError
+HELP = "plan memory for models: tensor parallel size, context, gpu_memory_utilization"
+DESCRIPTION = (
+    "Plan how MODELs (Hugging Face repo ids, or local folders with config.json and weights) fit on "
+    "the GPUs, without downloading weights. Exit 0 when every model fits, 1 when one does not."
+)
 
-HELP = "(not available yet)"
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of tokens") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive number of tokens")
+    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    parser.add_argument("models", nargs="+", metavar="MODEL", help="Hub repo id or local model folder")
+    parser.add_argument(
+        "--max-model-len",
+        type=_positive_int,
+        metavar="N",
+        help="context length for every model (default: the model's own limit, shortened to fit)",
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON for other tools")
 
 
 def run(args: argparse.Namespace) -> int:
-    raise ModelwizError("`modelwiz plan` is not available in this build yet")
+    from wizard.gpus import load_inventory
+    from wizard.model_meta import load_model_meta
+    from wizard.naming import derive_name, unique_name
+    from wizard.planner import ModelRequest, plan_models
+
+    inventory = load_inventory(args.gpus)
+    requests = []
+    taken: set[str] = set()
+    for ref in args.models:
+        meta = load_model_meta(ref)
+        name = unique_name(derive_name(ref), taken)
+        taken.add(name)
+        requests.append(ModelRequest(meta=meta, name=name, max_model_len=args.max_model_len))
+    plan = plan_models(inventory, requests)
+    if args.json:
+        print(json.dumps(plan.to_json(), indent=2))
+    else:
+        from wizard.plan_render import render_plan
+
+        print(render_plan(plan))
+    return 0 if plan.fits else 1

@@ -1,0 +1,188 @@
+"""Step 4: download the picked models. Overall and per-file progress, rate and ETA. Cancel keeps
+what is done; going on later resumes (huggingface_hub skips finished files). The disk is checked
+before any byte moves."""
+
+from __future__ import annotations
+
+import threading
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.widgets import Button, Label, ProgressBar, Static
+
+from screens.messages import DownloadFinished, DownloadProgress, StepFailed
+from screens.step import StepScreen, error_text
+from wizard.backend import Backend
+from wizard.errors import Cancelled, ModelwizError
+from wizard.progress import ProgressEvent
+from wizard.units import format_bytes, format_duration, format_rate
+from wizard.wizard_state import WizardState
+
+
+def progress_text(event: ProgressEvent) -> Text:
+    text = Text(no_wrap=True, overflow="ellipsis")
+    text.append(f"{format_bytes(event.done_bytes)} / {format_bytes(event.total_bytes)}")
+    if event.rate_bytes_per_s:
+        text.append(f" · {format_rate(event.rate_bytes_per_s)}")
+    if event.eta_s is not None and not event.finished:
+        text.append(f" · {format_duration(event.eta_s)} left")
+    if event.files_total:
+        text.append(f" · file {min(event.files_done + 1, event.files_total)}/{event.files_total}", style="dim")
+    if event.finished:
+        text.append(" · done", style="bold green")
+    elif event.message:
+        text.append(f" · {event.message}", style="dim")
+    return text
+
+
+class ModelDownload(Vertical):
+    """One model: its bar, and the file being fetched."""
+
+    def __init__(self, name: str, repo_id: str, index: int) -> None:
+        super().__init__(classes="model-download", id=f"dl-{index}")
+        self.border_title = name
+        self.border_subtitle = repo_id
+
+    def compose(self) -> ComposeResult:
+        yield ProgressBar(show_eta=False, classes="model-bar")
+        yield Static("waiting", classes="model-stats")
+        with Horizontal(classes="file-row"):
+            yield Label("", classes="file-name")
+            yield ProgressBar(show_eta=False, show_percentage=False, classes="file-bar")
+
+    def show(self, event: ProgressEvent) -> None:
+        self.query_one(".model-bar", ProgressBar).update(total=event.total_bytes, progress=event.done_bytes)
+        self.query_one(".model-stats", Static).update(progress_text(event))
+        self.query_one(".file-name", Label).update(event.current or "")
+        file_bar = self.query_one(".file-bar", ProgressBar)
+        if event.current_total_bytes:
+            file_bar.update(total=event.current_total_bytes, progress=event.current_done_bytes or 0)
+        file_bar.display = bool(event.current_total_bytes) and not event.finished
+
+
+class DownloadScreen(StepScreen):
+    STEP = "download"
+    CSS_PATH = "download.tcss"
+    BINDINGS = [Binding("c", "cancel", "Cancel download")]
+
+    def __init__(self, backend: Backend, state: WizardState) -> None:
+        super().__init__()
+        self.backend = backend
+        self.state = state
+        self.choices = state.choices
+        self.cancel_event = threading.Event()
+        self.totals: dict[int, tuple[int, int]] = {}
+        self.running = False
+
+    def compose(self) -> ComposeResult:
+        yield from self.compose_chrome()
+        with VerticalScroll(id="body"):
+            yield Static("Overall", classes="section-title")
+            yield ProgressBar(id="overall", show_eta=False)
+            yield Static("", id="overall-stats", classes="hint")
+            for i, c in enumerate(self.choices):
+                yield ModelDownload(c.name, c.repo_id, i)
+            yield Static("", id="problem")
+        with Horizontal(classes="actions"):
+            yield Button("Back", id="back")
+            yield Button("Cancel", id="cancel", variant="warning")
+            yield Button("Resume", id="resume", variant="primary")
+        yield from self.compose_footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#problem").display = False
+        self.start()
+
+    def start(self) -> None:
+        self.cancel_event = threading.Event()
+        self.running = True
+        self.query_one("#resume").display = False
+        self.query_one("#cancel").display = True
+        self.query_one("#problem").display = False
+        if not self.choices:
+            self.post_message(DownloadFinished(False))
+            return
+        self.fetch()
+
+    @work(thread=True, exclusive=True, group="download", exit_on_error=False, description="Downloading models")
+    def fetch(self) -> None:
+        try:
+            disk = self.backend.disk_check(self.choices)
+            if not disk.ok:
+                raise ModelwizError(
+                    f"not enough disk space: {disk.explain()}",
+                    hint="free some space (or move HF_HOME to a bigger disk), then press Resume",
+                )
+            for index, choice in enumerate(self.choices):
+                self.backend.download(
+                    choice,
+                    on_progress=lambda event, i=index: self.post_message(DownloadProgress(i, event)),
+                    cancel=self.cancel_event,
+                )
+        except Cancelled:
+            self.post_message(DownloadFinished(True))
+            return
+        except Exception as error:  # noqa: BLE001
+            self.post_message(StepFailed("download", error))
+            return
+        self.post_message(DownloadFinished(False))
+
+    def stop_work(self) -> None:
+        self.cancel_event.set()
+
+    # -- handlers -----------------------------------------------------------------------------
+    def on_download_progress(self, message: DownloadProgress) -> None:
+        event = message.event
+        self.query_one(f"#dl-{message.index}", ModelDownload).show(event)
+        self.totals[message.index] = (event.done_bytes, event.total_bytes or 0)
+        done = sum(d for d, _ in self.totals.values())
+        total = sum(t for _, t in self.totals.values())
+        self.query_one("#overall", ProgressBar).update(total=total or None, progress=done)
+        finished = sum(1 for i in self.totals if i < message.index) + (1 if event.finished else 0)
+        stats = Text(f"{finished} of {len(self.choices)} models · {format_bytes(done)} fetched so far")
+        if event.rate_bytes_per_s:
+            stats.append(f" · {format_rate(event.rate_bytes_per_s)}")
+        self.query_one("#overall-stats", Static).update(stats)
+
+    def on_download_finished(self, message: DownloadFinished) -> None:
+        self.running = False
+        if message.cancelled:
+            self._stopped(Text("Cancelled. Finished files are kept; Resume (or running modelwiz again) "
+                               "picks up where it stopped.", style="bold yellow"))
+            return
+        self.dismiss(True)
+
+    def on_step_failed(self, message: StepFailed) -> None:
+        self.running = False
+        self._stopped(error_text(message.error))
+
+    def _stopped(self, text: Text) -> None:
+        self.show_problem(text)
+        self.query_one("#cancel").display = False
+        self.query_one("#resume").display = True
+        self.query_one("#resume", Button).focus()
+
+    # -- actions ------------------------------------------------------------------------------
+    @on(Button.Pressed, "#cancel")
+    def action_cancel(self) -> None:
+        if self.running:
+            self.cancel_event.set()
+            self.notify("Cancelling after the current chunk…")
+
+    @on(Button.Pressed, "#resume")
+    def resume(self) -> None:
+        if not self.running:
+            self.start()
+
+    def action_back(self) -> None:
+        if self.running:
+            self.notify("Cancel the download first (c)", severity="warning")
+            return
+        super().action_back()
+
+    @on(Button.Pressed, "#back")
+    def back_pressed(self) -> None:
+        self.action_back()

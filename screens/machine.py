@@ -1,0 +1,163 @@
+"""Step 1: what this machine has: GPUs (or the NVML problem and a way to describe GPUs instead),
+podman, CDI, Hugging Face login, disk. Problems show with their fix; going on is allowed where it
+makes sense (plan now, launch later)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.containers import Horizontal, VerticalScroll
+from textual.widgets import Button, Input, LoadingIndicator, Static
+
+from screens.messages import CheckDone, ChecksFinished, InventoryFailed, InventoryLoaded
+from screens.step import StepScreen, error_text
+from wizard.backend import Backend, Check
+from wizard.units import format_bytes
+from wizard.wizard_state import WizardState
+
+MARKS = {"ok": ("✔", "green"), "warn": ("!", "yellow"), "fail": ("✖", "red")}
+
+
+def gpu_lines(inventory: Any) -> Text:
+    text = Text()
+    for gpu in inventory.gpus:
+        if text:
+            text.append("\n")
+        text.append(f"GPU {gpu.index}  ", style="bold")
+        text.append(gpu.name)
+        text.append(
+            f"  {format_bytes(gpu.memory_total_bytes)}, {format_bytes(gpu.memory_free_bytes)} free"
+            f"  cc {gpu.compute_capability_str}",
+            style="dim",
+        )
+        for mig in gpu.mig_devices if gpu.mig_enabled else ():
+            text.append(f"\n  MIG {mig.cdi_id}  {mig.name}  {format_bytes(mig.memory_total_bytes)}", style="dim")
+    where = "described with --gpus" if inventory.source == "described" else f"driver {inventory.driver_version}"
+    text.append(f"\n{len(inventory.devices)} device(s), {where}", style="italic dim")
+    return text
+
+
+def check_line(check: Check) -> Text:
+    mark, colour = MARKS.get(check.status, ("?", "white"))
+    text = Text()
+    text.append(f"{mark} ", style=f"bold {colour}")
+    text.append(f"{check.title}: ", style="bold")
+    text.append(check.summary)
+    if check.hint:
+        text.append("\n    fix: ", style="bold dim")
+        text.append(check.hint, style="dim")
+    return text
+
+
+class MachineScreen(StepScreen):
+    STEP = "machine"
+    CSS_PATH = "machine.tcss"
+
+    def __init__(self, backend: Backend, state: WizardState) -> None:
+        super().__init__()
+        self.backend = backend
+        self.state = state
+        self.spec = state.spec
+        self.inventory: Any = None
+        self.checks: list[Check] = []
+        self.checks_done = False
+
+    def compose(self) -> ComposeResult:
+        yield from self.compose_chrome()
+        with VerticalScroll(id="body"):
+            yield Static("GPUs", classes="section-title")
+            yield LoadingIndicator(id="gpu-loading")
+            yield Static(id="gpus")
+            with Horizontal(id="describe"):
+                yield Input(placeholder="describe GPUs, e.g. 2xH100-80GB", id="spec")
+                yield Button("Plan for these", id="use-spec")
+            yield Static("Checks", classes="section-title")
+            yield Static(id="checks")
+            yield Static("", id="verdict", classes="hint")
+        with Horizontal(classes="actions"):
+            yield Button("Quit", id="quit")
+            yield Button("Continue", id="continue", variant="primary", disabled=True)
+        yield from self.compose_footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#describe").display = False
+        self.load(self.spec)
+
+    # -- workers ------------------------------------------------------------------------------
+    @work(thread=True, exclusive=True, group="machine", exit_on_error=False, description="Reading the GPUs")
+    def load(self, spec: str | None) -> None:
+        try:
+            inventory = self.backend.load_inventory(spec)
+        except Exception as error:  # noqa: BLE001 - shown on screen with its fix
+            self.post_message(InventoryFailed(error))
+            inventory = None
+        else:
+            self.post_message(InventoryLoaded(inventory))
+        for check in self.backend.machine_checks(inventory):
+            self.post_message(CheckDone(check))
+        self.post_message(ChecksFinished())
+
+    # -- handlers -----------------------------------------------------------------------------
+    def on_inventory_loaded(self, message: InventoryLoaded) -> None:
+        self.inventory = message.inventory
+        self.query_one("#gpu-loading").display = False
+        self.query_one("#gpus", Static).update(gpu_lines(message.inventory))
+        self.query_one("#describe").display = False
+        self.query_one("#gpus").remove_class("error-box")
+
+    def on_inventory_failed(self, message: InventoryFailed) -> None:
+        self.inventory = None
+        self.query_one("#gpu-loading").display = False
+        gpus = self.query_one("#gpus", Static)
+        gpus.update(error_text(message.error))
+        gpus.add_class("error-box")
+        self.query_one("#describe").display = True
+        self.query_one("#spec", Input).focus()
+
+    def on_check_done(self, message: CheckDone) -> None:
+        self.checks = [c for c in self.checks if c.key != message.check.key] + [message.check]
+        body = Text("\n").join(check_line(c) for c in self.checks)
+        self.query_one("#checks", Static).update(body)
+
+    def on_checks_finished(self, _message: ChecksFinished) -> None:
+        self.checks_done = True
+        verdict = self.query_one("#verdict", Static)
+        can_go = self.inventory is not None
+        self.query_one("#continue", Button).disabled = not can_go
+        fails = [c for c in self.checks if c.status == "fail"]
+        if not can_go:
+            verdict.update("No GPUs to plan for: fix the problem above, or describe the GPUs to plan for.")
+        elif fails:
+            stops = ", ".join(sorted({c.blocks or "launch" for c in fails}))
+            verdict.update(f"You can plan and download now; fix the problems marked ✖ before: {stops}.")
+        else:
+            verdict.update("All set.")
+        if can_go:
+            self.query_one("#continue", Button).focus()
+
+    @on(Button.Pressed, "#use-spec")
+    @on(Input.Submitted, "#spec")
+    def use_spec(self) -> None:
+        text = self.query_one("#spec", Input).value.strip()
+        if not text:
+            self.notify("Type GPUs such as 2xH100-80GB or 24GiB", severity="warning")
+            return
+        self.spec = text
+        self.checks = []
+        self.query_one("#checks", Static).update("")
+        self.query_one("#gpu-loading").display = True
+        self.load(text)
+
+    @on(Button.Pressed, "#continue")
+    def action_next(self) -> None:
+        if self.inventory is None:
+            self.notify("There are no GPUs to plan for yet", severity="warning")
+            return
+        self.dismiss((self.inventory, tuple(self.checks), self.spec))
+
+    @on(Button.Pressed, "#quit")
+    def quit_pressed(self) -> None:
+        self.app.action_request_quit()  # type: ignore[attr-defined]

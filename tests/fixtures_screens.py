@@ -1,0 +1,311 @@
+"""A faithful fake of `wizard.backend.Backend` for the wizard's tests.
+
+It uses the real GPU inventory code (`wizard.gpus.describe`), returns the same dataclasses as
+`CoreBackend`, raises the same error types (`NvmlError`, `ModelwizError` with hints, `Cancelled`),
+and reports download and launch progress from a thread of its own, as huggingface_hub and
+podman-py do.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import pytest
+
+from wizard.backend import (
+    Check,
+    DeviceMemory,
+    DiskCheck,
+    Endpoints,
+    ExistingModel,
+    LogLine,
+    ModelCandidate,
+    ModelChoice,
+    ModelDetails,
+    ModelState,
+    PlanView,
+    PullProgress,
+    quick_fit,
+)
+from wizard.errors import Cancelled, ModelwizError
+from wizard.gpus import GpuInventory, NvmlError, describe
+from wizard.plan_types import InstanceGroup, ModelPlan
+from wizard.progress import ProgressEvent
+from wizard.units import GiB, MiB
+
+
+@dataclass(frozen=True)
+class FakeModel:
+    repo_id: str
+    weights_bytes: int
+    downloads: int = 1000
+    gated: bool | str = False
+    access: str = "ok"
+    max_position: int = 32768
+    kv_per_token: int = 128 * 1024       # bytes per token, per GPU
+    files: tuple[tuple[str, int], ...] = ()
+
+    def file_list(self) -> tuple[tuple[str, int], ...]:
+        if self.files:
+            return self.files
+        half = self.weights_bytes // 2
+        return (("config.json", 700), ("model-00001-of-00002.safetensors", half),
+                ("model-00002-of-00002.safetensors", self.weights_bytes - half))
+
+
+CATALOG = (
+    FakeModel("Qwen/Qwen2.5-7B-Instruct", 15 * GiB, downloads=9_000_000),
+    FakeModel("meta-llama/Llama-3.1-8B-Instruct", 16 * GiB, downloads=8_000_000, gated="manual", access="needs-request"),
+    FakeModel("mistralai/Mistral-7B-Instruct-v0.3", 14 * GiB, downloads=3_000_000),
+    FakeModel("meta-llama/Llama-3.1-70B-Instruct", 140 * GiB, downloads=2_000_000, gated="manual"),
+    FakeModel("Qwen/Qwen2.5-0.5B-Instruct", 1 * GiB, downloads=5_000_000, max_position=32768),
+    FakeModel("deepseek-ai/DeepSeek-V3", 680 * GiB, downloads=1_000_000),
+)
+
+
+@dataclass
+class FakeBackend:
+    """Scenario knobs are plain attributes; `calls` records what the UI asked for."""
+
+    spec: str | None = "2xH100-80GB"
+    nvml_error: NvmlError | None = None
+    models: tuple[FakeModel, ...] = CATALOG
+    existing: tuple[ExistingModel, ...] = ()
+    disk_free: int = 2000 * GiB
+    podman_ok: bool = True
+    logged_in: bool = True
+    launch_error: ModelwizError | None = None
+    download_error: ModelwizError | None = None
+    file_permits: threading.Semaphore | None = None  # when set: each file waits for a permit
+    repository: Path = Path("/tmp/modelwiz-fake-repo")
+    calls: list[tuple] = field(default_factory=list)
+    downloaded: dict[str, int] = field(default_factory=dict)  # repo_id -> bytes on disk (resume)
+
+    # -- helpers --------------------------------------------------------------------------------
+    def model(self, repo_id: str) -> FakeModel:
+        for m in self.models:
+            if m.repo_id == repo_id:
+                return m
+        raise ModelwizError(f"{repo_id} was not found on the Hugging Face Hub",
+                            hint="check the spelling (owner/name), or log in if it is private")
+
+    # -- Backend --------------------------------------------------------------------------------
+    def repository_path(self) -> Path:
+        return self.repository
+
+    def existing_models(self) -> tuple[ExistingModel, ...]:
+        self.calls.append(("existing_models",))
+        return self.existing
+
+    def load_inventory(self, spec: str | None) -> GpuInventory:
+        self.calls.append(("load_inventory", spec))
+        if spec:
+            return describe(spec)
+        if self.nvml_error is not None:
+            raise self.nvml_error
+        return describe("2xH100-80GB")
+
+    def machine_checks(self, inventory: GpuInventory | None) -> Iterator[Check]:
+        if self.podman_ok:
+            yield Check("podman", "Podman", "ok", "podman 4.3.1 reachable")
+        else:
+            yield Check("podman", "Podman", "fail", "cannot reach the podman service",
+                        "start it: systemctl --user enable --now podman.socket", "launch")
+        if self.logged_in:
+            yield Check("hf-login", "Hugging Face", "ok", "logged in as tester (token file)")
+        else:
+            yield Check("hf-login", "Hugging Face", "warn", "not logged in: gated models cannot be downloaded",
+                        "run `modelwiz login`")
+        yield Check("disk", "Disk", "ok" if self.disk_free > 50 * GiB else "warn",
+                    f"{self.disk_free // GiB} GiB free at {self.repository}")
+
+    def _candidates(self, models: Sequence[FakeModel], inventory: GpuInventory | None) -> list[ModelCandidate]:
+        out = []
+        for m in models:
+            fit, note = quick_fit(m.weights_bytes, inventory)
+            out.append(ModelCandidate(m.repo_id, m.downloads, m.gated, m.weights_bytes // 2, m.weights_bytes, fit, note))
+        return out
+
+    def popular_models(self, inventory: GpuInventory | None) -> list[ModelCandidate]:
+        self.calls.append(("popular_models",))
+        return self._candidates(sorted(self.models, key=lambda m: -m.downloads), inventory)
+
+    def search_models(self, query: str, inventory: GpuInventory | None, *, limit: int = 20) -> list[ModelCandidate]:
+        self.calls.append(("search_models", query))
+        hits = [m for m in self.models if query.lower() in m.repo_id.lower()]
+        return self._candidates(sorted(hits, key=lambda m: -m.downloads)[:limit], inventory)
+
+    def model_details(self, repo_id: str) -> ModelDetails:
+        self.calls.append(("model_details", repo_id))
+        m = self.model(repo_id)
+        access, note = "ok", ""
+        if m.gated and not self.logged_in:
+            access, note = "needs-login", f"{repo_id} is gated: log in with `modelwiz login`"
+        elif m.gated and m.access != "ok":
+            access, note = m.access, f"{repo_id} is gated: accept its terms at https://huggingface.co/{repo_id} first"
+        return ModelDetails(repo_id, "a" * 40, m.gated, access, note, m.weights_bytes, True)
+
+    def plan(self, inventory: GpuInventory, choices: Sequence[ModelChoice],
+             existing: Sequence[ExistingModel] = ()) -> PlanView:
+        """A small, honest planner: each model on the device with the most room, TP when needed."""
+        self.calls.append(("plan", tuple(choices)))
+        devices = list(inventory.devices)
+        used = {g.cdi_id: [0, 0, 0] for g in devices}  # weights, kv, overhead
+        plans: list[ModelPlan] = []
+        for e in existing:
+            if e.plan is not None:
+                plans.append(e.plan)
+                for d in e.plan.devices:
+                    share = e.plan.weights_bytes // max(1, e.plan.tensor_parallel_size)
+                    used[d][0] += share
+                    used[d][1] += e.plan.kv_cache_tokens * e.plan.kv_cache_bytes_per_token
+                    used[d][2] += GiB
+        for c in choices:
+            m = self.model(c.repo_id)
+            length = c.max_model_len or min(m.max_position, 32768)
+            fits, reason, suggestions = True, "", ()
+            order = sorted(devices, key=lambda g: g.cuda_total_bytes - sum(used[g.cdi_id]), reverse=True)
+            tp = 1
+            while tp <= len(order):
+                room = [int(g.cuda_total_bytes * 0.9) - sum(used[g.cdi_id]) - GiB for g in order[:tp]]
+                need_kv = length * c.min_concurrency * m.kv_per_token // tp
+                if min(room) >= m.weights_bytes // tp + need_kv:
+                    break
+                tp *= 2
+            if length > m.max_position:
+                fits, reason = False, f"context {length} is longer than the model's {m.max_position}"
+                suggestions = (f"set the context length to {m.max_position} or less",)
+                tp = 1
+            elif tp > len(order):
+                fits, tp = False, 1
+                reason = (f"needs {(m.weights_bytes + length * c.min_concurrency * m.kv_per_token) // GiB} GiB; "
+                          f"the GPUs have {sum(int(g.cuda_total_bytes * 0.9) for g in devices) // GiB} GiB")
+                suggestions = ("shorten the context length", "use a quantized variant")
+            chosen = order[:tp]
+            kv_tokens = 0
+            if fits:
+                room = min(int(g.cuda_total_bytes * 0.9) - sum(used[g.cdi_id]) - GiB for g in chosen)
+                want = max(length * c.min_concurrency * m.kv_per_token // tp, length * m.kv_per_token * 4 // tp)
+                kv_budget = min(room - m.weights_bytes // tp, want)
+                kv_tokens = kv_budget // m.kv_per_token
+                for g in chosen:
+                    used[g.cdi_id][0] += m.weights_bytes // tp
+                    used[g.cdi_id][1] += kv_budget
+                    used[g.cdi_id][2] += GiB
+                reason = f"weights {m.weights_bytes // GiB} GiB on {tp} GPU(s), KV cache for {kv_tokens} tokens"
+            plans.append(ModelPlan(
+                model=c.repo_id, name=c.name, fits=fits, reason=reason, tensor_parallel_size=tp,
+                gpu_memory_utilization=0.9, max_model_len=length, dtype="bfloat16",
+                instance_group=InstanceGroup("KIND_MODEL", 1, tuple(g.index for g in chosen)),
+                weights_bytes=m.weights_bytes, kv_cache_bytes_per_token=m.kv_per_token,
+                kv_cache_tokens=max(0, kv_tokens), max_concurrency=max(0.0, kv_tokens / length),
+                suggestions=suggestions, devices=tuple(g.cdi_id for g in chosen) if fits else (),
+            ))
+        memory = []
+        for g in devices:
+            w, kv, ov = used[g.cdi_id]
+            other = g.other_processes_bytes
+            memory.append(DeviceMemory(g.cdi_id, f"GPU {g.cdi_id} · {g.name}", g.cuda_total_bytes, w, kv, ov,
+                                       other, max(0, g.cuda_total_bytes - w - kv - ov - other)))
+        return PlanView(tuple(plans), tuple(memory), all(p.fits for p in plans))
+
+    def disk_check(self, choices: Sequence[ModelChoice]) -> DiskCheck:
+        needed = sum(self.model(c.repo_id).weights_bytes - self.downloaded.get(c.repo_id, 0) for c in choices)
+        return DiskCheck(self.repository, needed, self.disk_free)
+
+    def download(self, choice: ModelChoice, *, on_progress: Callable[[ProgressEvent], None],
+                 cancel: threading.Event) -> None:
+        self.calls.append(("download", choice.repo_id))
+        m = self.model(choice.repo_id)
+        files = m.file_list()
+        total = sum(size for _, size in files)
+        errors: list[BaseException] = []
+
+        def run() -> None:  # huggingface_hub reports from its own worker threads
+            done = 0
+            for i, (name, size) in enumerate(files):
+                if self.file_permits is not None:
+                    self.file_permits.acquire(timeout=5)
+                if cancel.is_set():
+                    self.downloaded[choice.repo_id] = done
+                    errors.append(Cancelled(f"download of {choice.repo_id} cancelled",
+                                            hint="run modelwiz again to resume; finished files are kept"))
+                    return
+                if self.download_error is not None and i == 1:
+                    errors.append(self.download_error)
+                    return
+                file_done = 0
+                for part in (size // 2, size - size // 2):
+                    done += part
+                    file_done += part
+                    on_progress(ProgressEvent(
+                        task=f"download {choice.repo_id}", done_bytes=done, total_bytes=total, current=name,
+                        files_done=i, files_total=len(files), rate_bytes_per_s=500 * MiB,
+                        eta_s=(total - done) / (500 * MiB), current_done_bytes=file_done,
+                        current_total_bytes=size))
+            self.downloaded[choice.repo_id] = total
+            on_progress(ProgressEvent(task=f"download {choice.repo_id}", done_bytes=total, total_bytes=total,
+                                      files_done=len(files), files_total=len(files), finished=True))
+
+        thread = threading.Thread(target=run, name="fake-hf-download")
+        thread.start()
+        thread.join()
+        if errors:
+            raise errors[0]
+
+    def write_repository(self, plan: PlanView, choices: Sequence[ModelChoice]) -> None:
+        self.calls.append(("write_repository", tuple(c.name for c in choices)))
+
+    def launch(self, plan: PlanView, *, on_event: Callable, cancel: threading.Event) -> Endpoints:
+        self.calls.append(("launch",))
+        errors: list[BaseException] = []
+
+        def run() -> None:
+            total = 9 * GiB
+            for step in range(1, 4):
+                on_event(PullProgress(ProgressEvent("pull nvcr.io/nvidia/tritonserver:25.09-vllm-python-py3",
+                                                    step * total // 3, total, current=f"layer {step}/3")))
+            on_event(LogLine("I1127 02:00:00.000 server.cc:674] Started GRPCInferenceService at 0.0.0.0:8001"))
+            for p in plan.models:
+                on_event(ModelState(p.name, "loading"))
+            if self.launch_error is not None:
+                on_event(LogLine("E1127 02:00:05.000 model.py:312] torch.OutOfMemoryError: CUDA out of memory"))
+                on_event(ModelState(plan.models[-1].name, "failed", "CUDA out of memory"))
+                errors.append(self.launch_error)
+                return
+            for p in plan.models:
+                on_event(LogLine(f"I1127 02:00:09.000 model_lifecycle.cc:849] successfully loaded '{p.name}'"))
+                on_event(ModelState(p.name, "ready"))
+
+        thread = threading.Thread(target=run, name="fake-launcher")
+        thread.start()
+        thread.join()
+        if errors:
+            raise errors[0]
+        return Endpoints("http://127.0.0.1:8000", "127.0.0.1:8001", "http://127.0.0.1:8002/metrics",
+                         tuple(p.name for p in plan.models))
+
+    def generate_stream(self, endpoints: Endpoints, model: str, prompt: str) -> Iterator[str]:
+        self.calls.append(("generate", model, prompt))
+        yield from ("Triton ", "serves ", "models.")
+
+
+def existing_llama_plan() -> ExistingModel:
+    plan = ModelPlan(
+        model="Qwen/Qwen2.5-7B-Instruct", name="qwen2.5-7b-instruct", fits=True, reason="already placed",
+        tensor_parallel_size=1, gpu_memory_utilization=0.45, max_model_len=32768, dtype="bfloat16",
+        instance_group=InstanceGroup("KIND_MODEL", 1, (0,)), weights_bytes=15 * GiB,
+        kv_cache_bytes_per_token=128 * 1024, kv_cache_tokens=100_000, max_concurrency=3.0, devices=("0",),
+    )
+    return ExistingModel("qwen2.5-7b-instruct", "Qwen/Qwen2.5-7B-Instruct", plan, "b" * 40)
+
+
+@pytest.fixture
+def fake_backend(tmp_path) -> FakeBackend:
+    return FakeBackend(repository=tmp_path / "models")
+
+
+__all__ = ["FakeBackend", "FakeModel", "CATALOG", "existing_llama_plan", "fake_backend", "replace"]

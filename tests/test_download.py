@@ -1,0 +1,271 @@
+"""wizard.download against the fake Hub: selection, disk check, progress, cancel, drop, resume."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import time
+import types
+from pathlib import Path
+
+import pytest
+
+from tests.fakehub import FakeRepo
+from tests.fixtures_hub import GOOD_TOKEN, OTHER_TOKEN, tiny_model_files
+from wizard import download as dl
+from wizard import hub
+from wizard.errors import Cancelled, ModelwizError
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def assert_identical(dest: Path, repo: FakeRepo, files) -> None:
+    for name in files:
+        assert sha256(dest / name) == hashlib.sha256(repo.files[name]).hexdigest(), name
+
+
+def no_partials(dest: Path) -> bool:
+    return not list(dest.rglob("*.incomplete"))
+
+
+@pytest.fixture
+def small_chunks(monkeypatch):
+    """4 KiB download chunks (default 10 MiB), so progress, cancel and Range resume show on small files;
+    and no 1 s sleeps between huggingface_hub's retries."""
+    from huggingface_hub import constants, file_download
+
+    monkeypatch.setattr(constants, "DOWNLOAD_CHUNK_SIZE", 4096)
+    fast_time = types.SimpleNamespace(**{k: getattr(time, k) for k in dir(time) if not k.startswith("_")})
+    fast_time.sleep = lambda s: None
+    monkeypatch.setattr(file_download, "time", fast_time)
+
+
+# -- selection ---------------------------------------------------------------------------------------
+def test_select_prefers_safetensors_and_skips_the_rest():
+    files = {
+        "config.json": 1, "tokenizer.json": 1, "generation_config.json": 1, "model.safetensors": 9,
+        "pytorch_model.bin": 9, "consolidated.safetensors": 9, "original/consolidated.00.pth": 9,
+        "params.json": 1, "flax_model.msgpack": 9, "README.md": 1, "sub/config.json": 1, "modeling_x.py": 1,
+    }
+    chosen, skipped = dl.select_files(files)
+    assert set(chosen) == {"config.json", "tokenizer.json", "generation_config.json", "model.safetensors",
+                           "modeling_x.py"}
+    assert set(skipped) == set(files) - set(chosen)
+
+
+def test_select_falls_back_to_mistral_native_then_bin():
+    chosen, _ = dl.select_files({"params.json": 1, "consolidated.safetensors": 5, "tekken.json": 1, "x.pth": 3})
+    assert set(chosen) == {"params.json", "consolidated.safetensors", "tekken.json"}
+    chosen, _ = dl.select_files({"config.json": 1, "pytorch_model.bin": 5, "x.pth": 3})
+    assert set(chosen) == {"config.json", "pytorch_model.bin"}
+    with pytest.raises(ModelwizError, match="no safetensors"):
+        dl.select_files({"config.json": 1, "model.gguf": 5})
+
+
+# -- a full download ---------------------------------------------------------------------------------
+def test_download_fetches_only_what_vllm_needs_identical_and_once(fake_hub, tmp_path):
+    repo = fake_hub.repos["org/tiny"]
+    dest = tmp_path / "models" / "tiny" / "weights"
+    events = []
+    result = dl.download_model("org/tiny", dest, on_progress=events.append)
+
+    expected, skipped = dl.select_files({p: len(d) for p, d in repo.files.items()})
+    assert result.sha == repo.sha and result.files == expected and result.bytes == sum(expected.values())
+    assert set(skipped) == {"README.md", "pytorch_model.bin", "original/consolidated.00.pth"}
+    assert_identical(dest, repo, expected)
+    visible = {p.name for p in dest.iterdir() if not p.name.startswith(".")}
+    assert visible == set(expected)
+    assert dl.is_complete(dest)
+    # Each byte once: nothing went to the HF cache, and the folder holds no second copy.
+    from huggingface_hub import constants
+
+    cache = Path(constants.HF_HUB_CACHE)
+    assert not any(p.is_file() and p.stat().st_size > 1000 for p in cache.rglob("*")) if cache.exists() else True
+    on_disk = sum(p.stat().st_size for p in dest.rglob("*") if p.is_file())
+    assert on_disk < result.bytes * 1.01 + 16384
+    # Fetched at the commit, never a moving branch.
+    assert all(f"/resolve/{repo.sha}/" in r.path for r in fake_hub.requests("GET", "/resolve/"))
+
+
+def test_progress_only_grows_and_ends_at_the_total(fake_hub, tmp_path, small_chunks):
+    events = []
+    result = dl.download_model("org/tiny", tmp_path / "d", on_progress=events.append)
+    done = [e.done_bytes for e in events]
+    assert done == sorted(done) and len(events) > 3
+    assert all(e.total_bytes == result.bytes for e in events)
+    last = events[-1]
+    assert last.finished and last.done_bytes == result.bytes and last.files_done == last.files_total == len(result.files)
+    assert [e for e in events if e.finished] == [last]
+    currents = {e.current for e in events if e.current}
+    assert currents <= set(result.files) and any(c.endswith(".safetensors") for c in currents)
+    assert any(e.rate_bytes_per_s for e in events)
+
+
+def test_a_second_run_fetches_nothing(fake_hub, tmp_path):
+    dest = tmp_path / "d"
+    dl.download_model("org/tiny", dest)
+    gets_before = len(fake_hub.requests("GET", "/resolve/"))
+    events = []
+    result = dl.download_model("org/tiny", dest, on_progress=events.append)
+    assert result.fetched_bytes == 0
+    assert len(fake_hub.requests("GET", "/resolve/")) == gets_before
+    assert events[-1].finished and events[-1].message == "already on disk"
+
+
+def test_plan_counts_what_is_left(fake_hub, tmp_path):
+    dest = tmp_path / "d"
+    dl.download_model("org/tiny", dest)
+    (dest / "model-00001-of-00002.safetensors").unlink()
+    plan = dl.plan_download("org/tiny", dest)
+    assert plan.bytes_to_fetch == plan.files["model-00001-of-00002.safetensors"]
+    assert plan.total_bytes - plan.present_bytes == plan.bytes_to_fetch
+    assert not dl.is_complete(dest)          # a file the marker lists is gone
+
+
+# -- disk --------------------------------------------------------------------------------------------
+def test_full_disk_is_refused_up_front_with_numbers(fake_hub, tmp_path, monkeypatch):
+    monkeypatch.setattr(dl, "_disk_free", lambda path: 1000)
+    with pytest.raises(ModelwizError) as info:
+        dl.download_model("org/tiny", tmp_path / "d")
+    line = info.value.one_line()
+    assert "not enough disk space" in line and "1000 B free" in line and "KiB" in line
+    assert not fake_hub.requests("GET", "/resolve/")
+    assert not dl.is_complete(tmp_path / "d")
+
+
+# -- interruptions -----------------------------------------------------------------------------------
+def test_a_connection_dropped_mid_file_is_resumed_with_range(fake_hub, tmp_path, small_chunks):
+    repo = fake_hub.repos["org/tiny"]
+    big = "model-00001-of-00002.safetensors"
+    fake_hub.cut_after[big] = 50_000
+    result = dl.download_model("org/tiny", tmp_path / "d")
+    ranges = [r.headers.get("range") for r in fake_hub.requests("GET", big)]
+    assert any(r and r.startswith("bytes=") and r != "bytes=0-" for r in ranges), ranges
+    assert_identical(tmp_path / "d", repo, result.files)
+    assert dl.is_complete(tmp_path / "d")
+
+
+def test_a_network_that_stays_down_fails_cleanly_and_the_next_run_resumes(fake_hub, tmp_path, small_chunks):
+    repo = fake_hub.repos["org/tiny"]
+    big = "model-00001-of-00002.safetensors"
+    fake_hub.cut_after[big] = 0
+    fake_hub.cut_times[big] = 50
+    dest = tmp_path / "d"
+    with pytest.raises(hub.HubUnreachable) as info:
+        dl.download_model("org/tiny", dest)
+    assert "again" in info.value.one_line()
+    assert not dl.is_complete(dest) and not (dest / big).exists() and no_partials(dest)
+    fake_hub.cut_after.clear()
+    fake_hub.cut_times.clear()
+    gets_before = {r.path for r in fake_hub.requests("GET", "/resolve/")}
+    result = dl.download_model("org/tiny", dest)
+    refetched = {r.path.rsplit("/", 1)[-1] for r in fake_hub.requests("GET", "/resolve/")} - {
+        p.rsplit("/", 1)[-1] for p in gets_before if big not in p}
+    assert big in refetched
+    assert_identical(dest, repo, result.files) and dl.is_complete(dest)
+
+
+def test_cancel_keeps_finished_files_and_a_rerun_completes(fake_hub, tmp_path, small_chunks):
+    repo = fake_hub.repos["org/tiny"]
+    big = "model-00001-of-00002.safetensors"
+    fake_hub.hold_path = big            # the big file stalls after its first 64 KiB
+    fake_hub.gate.clear()
+    cancel = threading.Event()
+    dest = tmp_path / "d"
+    outcome = []
+
+    def run():
+        try:
+            dl.download_model("org/tiny", dest, cancel=cancel)
+        except BaseException as error:  # noqa: BLE001 - handed to the test thread
+            outcome.append(error)
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    deadline = time.monotonic() + 10
+    while not fake_hub.requests("GET", big) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.1)
+    cancel.set()
+    fake_hub.gate.set()
+    worker.join(10)
+    assert outcome and isinstance(outcome[0], Cancelled), outcome
+    assert "run the same command again" in outcome[0].one_line()
+    assert not (dest / big).exists() and no_partials(dest) and not dl.is_complete(dest)
+    assert (dest / "config.json").exists()      # finished files are kept
+    fake_hub.hold_path = None
+    gets = len(fake_hub.requests("GET", "config.json"))
+    result = dl.download_model("org/tiny", dest)
+    assert len(fake_hub.requests("GET", "config.json")) == gets   # not fetched again
+    assert_identical(dest, repo, result.files) and dl.is_complete(dest)
+
+
+def test_a_half_done_folder_never_counts_as_complete(fake_hub, tmp_path):
+    dest = tmp_path / "d"
+    dl.download_model("org/tiny", dest)
+    assert dl.is_complete(dest)
+    # A new commit on the Hub: the marker goes away before the first new byte lands.
+    repo = fake_hub.repos["org/tiny"]
+    repo.files["model-00002-of-00002.safetensors"] = os.urandom(300_000)
+    repo.sha = "1" * 40
+    repo._etags.clear()
+    fake_hub.hold_path = "model-00002-of-00002.safetensors"
+    fake_hub.gate.clear()
+    seen = []
+    worker = threading.Thread(target=lambda: seen.append(dl.download_model("org/tiny", dest)))
+    worker.start()
+    deadline = time.monotonic() + 10
+    while not fake_hub.requests("GET", "1" * 40 + "/model-00002") and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not dl.is_complete(dest)
+    fake_hub.gate.set()
+    worker.join(10)
+    assert seen and seen[0].sha == "1" * 40 and dl.is_complete(dest)
+    assert dl.read_marker(dest)["sha"] == "1" * 40
+
+
+def test_two_downloads_into_one_folder_do_not_mix(fake_hub, tmp_path):
+    dest = tmp_path / "d"
+    with dl._DestLock(dest):
+        with pytest.raises(ModelwizError, match="another modelwiz download"):
+            dl.download_model("org/tiny", dest)
+
+
+# -- access, offline ---------------------------------------------------------------------------------
+def test_gated_download_errors(fake_hub, tmp_path, monkeypatch):
+    with pytest.raises(hub.GatedNotLoggedIn):
+        dl.download_model("org/tiny-gated", tmp_path / "a")
+    monkeypatch.setenv("HF_TOKEN", OTHER_TOKEN)
+    with pytest.raises(hub.GatedNoAccess):
+        dl.download_model("org/tiny-gated", tmp_path / "b")
+    assert not dl.is_complete(tmp_path / "b")
+    monkeypatch.setenv("HF_TOKEN", GOOD_TOKEN)
+    result = dl.download_model("org/tiny-gated", tmp_path / "c")
+    assert dl.is_complete(tmp_path / "c") and result.files
+    # The token travelled in the header only.
+    assert all(GOOD_TOKEN not in r.path for r in fake_hub.requests())
+
+
+def test_not_found_is_bad_input(fake_hub, tmp_path):
+    with pytest.raises(hub.ModelNotFound) as info:
+        dl.download_model("org/missing", tmp_path / "d")
+    assert info.value.exit_code == 2
+
+
+def test_offline_uses_a_complete_folder_or_says_so(fake_hub, tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    dest = tmp_path / "d"
+    dl.download_model("org/tiny", dest)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    before = len(fake_hub.requests())
+    events = []
+    result = dl.download_model("org/tiny", dest, on_progress=events.append)
+    assert result.offline and result.sha == fake_hub.repos["org/tiny"].sha
+    assert "offline" in events[-1].message
+    with pytest.raises(hub.OfflineNotCached):
+        dl.download_model("org/tiny", tmp_path / "empty")
+    assert len(fake_hub.requests()) == before

@@ -1,0 +1,38 @@
+"""The core loads no UI library, and the TUI's first screen loads nothing heavy (checked in a
+subprocess: this pytest process already has Textual loaded)."""
+
+from __future__ import annotations
+
+import json
+import os
+import pkgutil
+import subprocess
+import sys
+from pathlib import Path
+
+import wizard
+
+ROOT = Path(__file__).resolve().parent.parent
+UI = ("textual", "questionary", "prompt_toolkit")
+HEAVY = ("huggingface_hub", "podman", "google.protobuf", "tritonclient", "pynvml")
+
+
+def loaded_after(code: str) -> list[str]:
+    probe = f"{code}\nimport sys, json\nprint(json.dumps(sorted(sys.modules)))"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True,
+                         check=True, timeout=60)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_core_modules_import_no_ui():
+    names = [m.name for m in pkgutil.walk_packages(wizard.__path__, "wizard.")]
+    skip = {"wizard.cli", "wizard.interactive", "wizard.__main__"}
+    imports = "\n".join(f"import {n}" for n in names if n not in skip)
+    modules = loaded_after(imports)
+    assert [m for m in modules if m.split(".")[0] in UI] == []
+
+
+def test_first_screen_imports_nothing_heavy():
+    modules = loaded_after("import screens.app, screens.machine, screens.step, wizard.backend")
+    assert [m for m in modules if any(m == h or m.startswith(h + ".") for h in HEAVY)] == []

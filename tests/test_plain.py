@@ -1,0 +1,160 @@
+"""Plain mode driven through scripted questionary prompts (harlequin's FakePrompt pattern)."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures_screens import existing_llama_plan
+from wizard import plain
+from wizard.errors import ModelwizError
+from wizard.gpus import NvmlError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class FakePrompt:
+    def __init__(self, answer):
+        self.answer = answer
+
+    def ask(self):
+        return self.answer
+
+
+class ScriptedQuestionary:
+    """Stands in for the questionary module: answers come from a script, in order, and each
+    prompt's message must start with what the script expects."""
+
+    def __init__(self, script):
+        self.script = list(script)
+        self.asked = []
+
+    def _next(self, kind, message, **kwargs):
+        self.asked.append((kind, message, kwargs.get("choices")))
+        assert self.script, f"unexpected prompt: {message}"
+        expect_kind, expect, answer = self.script.pop(0)
+        assert kind == expect_kind and message.startswith(expect), (kind, message)
+        if callable(answer):
+            answer = answer(kwargs.get("choices"))
+        validate = kwargs.get("validate")
+        if validate is not None and answer is not None:
+            assert validate(answer) is True, f"scripted answer {answer!r} fails validation"
+        return FakePrompt(answer)
+
+    def text(self, message, **kwargs):
+        return self._next("text", message, **kwargs)
+
+    def select(self, message, **kwargs):
+        return self._next("select", message, **kwargs)
+
+    def confirm(self, message, **kwargs):
+        return self._next("confirm", message, **kwargs)
+
+
+def first_matching(fragment):
+    return lambda choices: next(c for c in choices if fragment in c)
+
+
+def run(backend, script):
+    q = ScriptedQuestionary(script)
+    out = io.StringIO()
+    code = plain.run_plain(None, backend=backend, prompts=plain.Prompts(q), out=out)
+    assert not q.script, f"prompts not asked: {q.script}"
+    return code, out.getvalue(), q
+
+
+def test_plain_flow_end_to_end(fake_backend):
+    code, out, q = run(fake_backend, [
+        ("text", "Search", "qwen2.5-7b"),
+        ("select", "Pick a model", first_matching("Qwen/Qwen2.5-7B-Instruct")),
+        ("confirm", "Add another", False),
+        ("select", "What now", "Change a context length"),
+        ("select", "Which model", "qwen2.5-7b-instruct"),
+        ("text", "Context length", "8192"),
+        ("select", "What now", "Download and launch"),
+        ("text", "Test prompt", "hello"),
+        ("text", "Test prompt", ""),
+    ])
+    assert code == 0
+    assert "GPU 0  NVIDIA H100 80GB HBM3" in out
+    assert "✔ qwen2.5-7b-instruct: TP 1, context 8192" in out
+    assert "[" in out and "#" in out  # the memory bar
+    assert "download Qwen/Qwen2.5-7B-Instruct" in out and "done" in out
+    assert "qwen2.5-7b-instruct: ready" in out
+    assert "curl -s http://127.0.0.1:8000/v2/models/qwen2.5-7b-instruct/generate" in out
+    assert "Triton serves models." in out
+    plans = [c for c in fake_backend.calls if c[0] == "plan"]
+    assert plans[-1][1][0].max_model_len == 8192
+
+
+def test_plain_refuses_gated_and_describes_gpus_without_nvml(fake_backend):
+    fake_backend.spec = None
+    fake_backend.nvml_error = NvmlError("no NVIDIA driver found", hint="install the NVIDIA driver, or use --gpus")
+    code, out, _ = run(fake_backend, [
+        ("text", "Describe the GPUs", "1xH100-80GB"),
+        ("text", "Search", "llama-3.1-8b"),
+        ("select", "Pick a model", first_matching("meta-llama/Llama-3.1-8B-Instruct")),
+        ("text", "Search", ""),
+        ("select", "Pick a model", first_matching("Mistral")),
+        ("confirm", "Add another", False),
+        ("select", "What now", "Quit"),
+    ])
+    assert code == 130
+    assert "✖ GPUs: no NVIDIA driver found; install the NVIDIA driver" in out
+    assert "gated" in out and "accept its terms" in out
+
+
+def test_plain_rerun_lists_existing_and_disk_full_fails(fake_backend):
+    fake_backend.existing = (existing_llama_plan(),)
+    fake_backend.disk_free = 1024**3
+    with pytest.raises(ModelwizError, match="not enough disk space"):
+        run(fake_backend, [
+            ("text", "Search", "mistral"),
+            ("select", "Pick a model", first_matching("Mistral")),
+            ("confirm", "Add another", False),
+            ("select", "What now", "Download and launch"),
+        ])
+    assert not any(c[0] == "download" for c in fake_backend.calls)
+
+
+def test_plain_launch_failure_raises_with_hint(fake_backend):
+    fake_backend.launch_error = ModelwizError("model failed to load: CUDA out of memory", hint="lower the context")
+    with pytest.raises(ModelwizError, match="CUDA out of memory") as info:
+        run(fake_backend, [
+            ("text", "Search", "mistral"),
+            ("select", "Pick a model", first_matching("Mistral")),
+            ("confirm", "Add another", False),
+            ("select", "What now", "Download and launch"),
+        ])
+    assert info.value.hint == "lower the context"
+
+
+def test_progress_lines_are_throttled():
+    from wizard.progress import ProgressEvent
+
+    now = [0.0]
+    out = io.StringIO()
+    lines = plain.ProgressLines(out, clock=lambda: now[0])
+    for i in range(10):
+        lines(ProgressEvent("download x", i * 100, 1000))
+        now[0] += 0.3
+    lines(ProgressEvent("download x", 1000, 1000, finished=True))
+    printed = out.getvalue().splitlines()
+    assert len(printed) == 4  # t=0, 1.2, 2.4 and the finish
+    assert printed[-1].endswith("done")
+
+
+def test_no_terminal_at_all_exits_2():
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.run(
+        [sys.executable, "-m", "wizard", "--gpus", "2xH100-80GB"], cwd=ROOT, env=env,
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30, start_new_session=True,
+    )
+    assert proc.returncode == 2
+    assert "modelwiz add MODEL --yes" in proc.stderr
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr

@@ -1,0 +1,277 @@
+"""The planner's decisions on real models' configs and described GPUs."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from tests.planner_data import meta
+from wizard.errors import UsageError
+from wizard.gpus import Gpu, GpuInventory, describe
+from wizard.plan_types import ModelPlan
+from wizard.planner import (
+    MAX_UTILIZATION_PER_GPU,
+    ModelRequest,
+    context_bytes,
+    plan_models,
+)
+from wizard.units import GiB
+
+
+def plan(spec_or_inventory, *names, **kwargs):
+    inventory = describe(spec_or_inventory) if isinstance(spec_or_inventory, str) else spec_or_inventory
+    requests = [ModelRequest(meta(n), n.lower()) for n in names]
+    return plan_models(inventory, requests, **kwargs)
+
+
+def engines_fit(result) -> None:
+    """Every device: utilizations sum to <= 0.95 and budgets plus contexts fit in free memory."""
+    for gpu in result.inventory.devices:
+        on = [m for m in result.models if m.fits and gpu.cdi_id in m.devices]
+        used = sum(m.gpu_memory_utilization * gpu.cuda_total_bytes + context_bytes(m.tensor_parallel_size) for m in on)
+        assert used <= gpu.memory_free_bytes
+        assert sum(m.gpu_memory_utilization for m in on) <= MAX_UTILIZATION_PER_GPU + 1e-9
+
+
+# ---- calibration cases (research notes section 8) -----------------------------------------
+
+
+@pytest.mark.parametrize("spec", ["2xH100-80GB", "2xA100-80GB"])
+def test_llama_70b_bf16_fits_on_two_80gb_gpus_at_tp2(spec):
+    result = plan(spec, "Llama-3.1-70B")
+    m = result.models[0]
+    assert result.fits and m.fits
+    assert m.tensor_parallel_size == 2
+    assert m.instance_group.kind == "KIND_MODEL" and m.instance_group.count == 1
+    assert m.instance_group.gpus == (0, 1) and m.devices == ("0", "1")
+    assert 0.85 <= m.gpu_memory_utilization <= 0.95
+    assert 15_000 <= m.max_model_len <= 40_000                 # deployments run 20k on this
+    assert m.kv_cache_bytes_per_token == 160 * 1024
+    assert m.max_concurrency >= 1
+    engines_fit(result)
+
+
+@pytest.mark.parametrize("spec", ["L4", "RTX4090", "A10G"])
+def test_llama3_8b_fits_one_24gb_card_at_a_reduced_context(spec):
+    m = plan(spec, "Llama-3.1-8B").models[0]
+    assert m.fits and m.tensor_parallel_size == 1
+    assert 16_384 <= m.max_model_len < 131_072
+    assert "longest that fits" in m.reason
+    assert m.instance_group.kind == "KIND_GPU" and m.instance_group.gpus == (0,)
+
+
+def test_llama3_8b_gets_its_full_context_on_an_80gb_card():
+    m = plan("H100-80GB", "Llama-3.1-8B").models[0]
+    assert m.fits and m.max_model_len == 131_072 and m.tensor_parallel_size == 1
+    assert m.max_concurrency >= 3                               # ~57 GiB of KV at 0.95
+    assert m.kv_cache_tokens == pytest.approx(57 * GiB / (128 * 1024), rel=0.1)
+
+
+def test_llama2_7b_full_context_on_24gb():
+    m = plan("RTX4090", "Llama-2-7b-hf").models[0]
+    assert m.fits and m.max_model_len == 4096 and m.dtype is None
+    assert m.kv_cache_bytes_per_token == 512 * 1024
+
+
+# ---- what does not fit, and why -----------------------------------------------------------
+
+
+def test_70b_on_one_80gb_card_needs_two():
+    m = plan("H100-80GB", "Llama-3.1-70B").models[0]
+    assert not m.fits
+    assert "needs 131.4 GiB of weights; 1 GPU with 79.2 GiB; needs at least 2 such GPUs" in m.reason
+    assert any("tensor_parallel_size 2" in s for s in m.suggestions)
+    assert any("8-bit quantized variant" in s for s in m.suggestions)
+    assert m.tensor_parallel_size == 0 and m.gpu_memory_utilization == 0
+
+
+def test_mixtral_needs_two_80gb_cards_and_fits_on_them():
+    assert "needs at least 2 such GPUs" in plan("H100-80GB", "Mixtral-8x7B-v0.1").models[0].reason
+    m = plan("2xH100-80GB", "Mixtral-8x7B-v0.1").models[0]
+    assert m.fits and m.tensor_parallel_size == 2 and m.max_model_len == 32768
+
+
+def test_model_that_never_fits():
+    m = plan("T4", "Llama-3.1-70B").models[0]
+    assert not m.fits and "does not fit even on 8 such GPUs" in m.reason
+    assert any("4-bit" in s for s in m.suggestions) is False   # 33 GiB does not fit a 16 GB card either
+
+
+def test_explicit_context_that_does_not_fit_suggests_a_shorter_one():
+    inventory = describe("L4")
+    m = plan_models(inventory, [ModelRequest(meta("Llama-3.1-8B"), "x", max_model_len=131072)]).models[0]
+    assert not m.fits and m.suggestions[0].startswith("a shorter context: --max-model-len ")
+    shorter = int(m.suggestions[0].split()[-2])
+    again = plan_models(inventory, [ModelRequest(meta("Llama-3.1-8B"), "x", max_model_len=shorter)])
+    assert again.fits and again.models[0].max_model_len == shorter
+
+
+def test_max_model_len_above_the_models_limit_is_bad_input():
+    with pytest.raises(UsageError, match="above Llama-2-7b-hf's limit of 4096"):
+        plan_models(describe("H100"), [ModelRequest(meta("Llama-2-7b-hf"), "x", max_model_len=8192)])
+
+
+def test_explicit_context_is_kept_exactly():
+    m = plan_models(describe("H100"), [ModelRequest(meta("Llama-3.1-8B"), "x", max_model_len=8000)]).models[0]
+    assert m.fits and m.max_model_len == 8000
+
+
+# ---- several engines ----------------------------------------------------------------------
+
+
+def test_two_models_share_one_gpu_within_budget():
+    result = plan("H100-80GB", "Llama-2-7b-hf", "Qwen2.5-0.5B")
+    assert result.fits
+    a, b = result.models
+    assert a.devices == b.devices == ("0",)
+    assert a.gpu_memory_utilization + b.gpu_memory_utilization <= 0.95 + 1e-9
+    engines_fit(result)
+    budget = result.gpus[0]
+    assert {e.model for e in budget.engines} == {"llama-2-7b-hf", "qwen2.5-0.5b"}
+
+
+def test_replicas_on_more_gpus_rather_than_tensor_parallel():
+    m = plan("4xL4", "Llama-3.1-8B").models[0]
+    assert m.fits and m.tensor_parallel_size == 1
+    assert m.instance_group.kind == "KIND_GPU" and m.instance_group.gpus == (0, 1, 2, 3)
+    assert m.devices == ("0", "1", "2", "3")
+
+
+def test_models_spread_over_gpus_before_sharing():
+    result = plan("2xH100-80GB", "Llama-3.1-8B", "Mistral-7B-v0.1")
+    a, b = result.models
+    assert {a.devices, b.devices} == {("0",), ("1",)}
+
+
+def test_without_fill_utilization_is_what_the_context_needs():
+    filled = plan("H100-80GB", "Llama-3.1-8B").models[0]
+    lean = plan("H100-80GB", "Llama-3.1-8B", fill=False).models[0]
+    assert lean.max_model_len == filled.max_model_len == 131072
+    assert lean.gpu_memory_utilization < filled.gpu_memory_utilization == 0.95
+    assert 1 <= lean.max_concurrency < 1.1                     # one full-length request, rounded up to 1%
+
+
+def test_memory_map_adds_up_to_the_device_total():
+    result = plan("2xH100-80GB,L4", "Llama-3.1-70B", "Qwen2.5-0.5B")
+    for g in result.gpus:
+        parts = (g.driver_reserved_bytes + g.other_processes_bytes + g.weights_bytes + g.kv_cache_bytes
+                 + g.overhead_bytes + g.free_bytes)
+        assert parts == g.total_bytes
+        assert g.free_bytes > 0
+
+
+# ---- GPUs: compute capability, other processes, MIG ---------------------------------------
+
+
+def _gpu(index=0, name="Test GPU", total=24 * GiB, used=512 * 2**20, cc=(8, 9), **kw) -> Gpu:
+    reserved = 512 * 2**20
+    return Gpu(index=index, name=name, uuid=f"GPU-{index}", memory_total_bytes=total,
+               memory_free_bytes=total - used, memory_used_bytes=used, memory_reserved_bytes=reserved,
+               compute_capability=cc, **kw)
+
+
+def test_bfloat16_models_run_as_float16_below_compute_capability_8():
+    assert plan("T4", "Qwen2.5-0.5B").models[0].dtype == "float16"
+    assert plan("L4", "Qwen2.5-0.5B").models[0].dtype is None
+    m = plan("T4", "Llama-2-7b-hf").models[0]                 # already float16
+    assert m.fits is False or m.dtype is None
+
+
+def test_gpus_below_compute_capability_7_are_refused():
+    inventory = GpuInventory(source="nvml", gpus=(_gpu(name="Tesla P100", total=16 * GiB, cc=(6, 0)),))
+    result = plan(inventory, "Qwen2.5-0.5B")
+    m = result.models[0]
+    assert not m.fits and "compute capability 6.0 is below vLLM's minimum 7.0" in m.reason
+    assert result.gpus[0].usable is False
+
+
+def test_memory_held_by_other_processes_is_respected():
+    busy = GpuInventory(source="nvml", gpus=(_gpu(total=80 * GiB, used=55 * GiB),))
+    m = plan(busy, "Llama-3.1-8B").models[0]
+    assert m.fits and m.gpu_memory_utilization * (80 * GiB - 512 * 2**20) + context_bytes(1) <= 25 * GiB
+    assert m.max_model_len < 131072
+    full = GpuInventory(source="nvml", gpus=(_gpu(total=80 * GiB, used=70 * GiB),))
+    m = plan(full, "Llama-3.1-8B").models[0]
+    assert not m.fits and "other processes use" in m.reason
+    assert any("stop the other processes" in s for s in m.suggestions)
+
+
+def test_mig_slices_are_separate_devices_without_tensor_parallel():
+    slices = tuple(
+        _gpu(index=0, name="NVIDIA A100-SXM4-80GB MIG 3g.40gb", total=39 * GiB, mig_index=j) for j in range(2)
+    )
+    parent = _gpu(index=0, name="NVIDIA A100-SXM4-80GB", total=80 * GiB, cc=(8, 0), mig_enabled=True,
+                  mig_devices=slices)
+    inventory = GpuInventory(source="nvml", gpus=(parent,))
+    result = plan(inventory, "Llama-3.1-8B", "Qwen2.5-0.5B")
+    a, b = result.models
+    assert a.fits and b.fits and {a.devices, b.devices} == {("0:0",), ("0:1",)}
+    m = plan(inventory, "Mixtral-8x7B-v0.1").models[0]      # 87 GiB: would need TP across slices
+    assert not m.fits
+
+
+# ---- re-runs: models already deployed ------------------------------------------------------
+
+
+def test_existing_budgets_stay_fixed_and_new_models_use_what_is_left():
+    inventory = describe("H100-80GB")
+    first = plan_models(inventory, [ModelRequest(meta("Llama-3.1-8B"), "llama")], fill=False)
+    deployed = first.models[0]
+    second = plan_models(inventory, [ModelRequest(meta("Qwen2.5-0.5B"), "qwen")], existing=[deployed])
+    (qwen,) = second.models
+    assert qwen.fits and qwen.devices == ("0",)
+    assert deployed.gpu_memory_utilization + qwen.gpu_memory_utilization <= 0.95 + 1e-9
+    assert [e.existing for e in second.gpus[0].engines] == [True, False]
+
+
+def test_full_gpu_suggests_replanning_the_deployed_models():
+    inventory = describe("H100-80GB")
+    deployed = plan_models(inventory, [ModelRequest(meta("Llama-3.1-8B"), "llama")]).models[0]
+    assert deployed.gpu_memory_utilization == 0.95
+    second = plan_models(inventory, [ModelRequest(meta("Qwen2.5-0.5B"), "qwen")], existing=[deployed])
+    assert not second.fits
+    assert any("re-plan the models already deployed" in s for s in second.models[0].suggestions)
+    joint = plan_models(inventory, [ModelRequest(meta("Qwen2.5-0.5B"), "qwen")], existing=[deployed],
+                        existing_meta={"llama": meta("Llama-3.1-8B")}, replan_existing=True)
+    assert joint.fits and [m.name for m in joint.models] == ["qwen", "llama"]
+    assert any(c.name == "llama" and c.setting == "gpu_memory_utilization" and c.old == 0.95
+               for c in joint.changes)
+    engines_fit(joint)
+
+
+def test_existing_running_counts_their_memory_once():
+    inventory = describe("H100-80GB")
+    deployed = plan_models(inventory, [ModelRequest(meta("Qwen2.5-0.5B"), "qwen")], fill=False).models[0]
+    gpu = inventory.gpus[0]
+    held = int(deployed.gpu_memory_utilization * gpu.cuda_total_bytes) + context_bytes(1)
+    running = replace(inventory, gpus=(replace(gpu, memory_free_bytes=gpu.memory_free_bytes - held,
+                                               memory_used_bytes=gpu.memory_used_bytes + held),))
+    new = [ModelRequest(meta("Llama-3.1-8B"), "llama")]
+    assert plan_models(running, new, existing=[deployed], existing_running=True).models[0].gpu_memory_utilization == \
+        plan_models(inventory, new, existing=[deployed]).models[0].gpu_memory_utilization
+
+
+def test_replan_without_metadata_and_duplicate_names_are_usage_errors():
+    inventory = describe("H100-80GB")
+    deployed = plan_models(inventory, [ModelRequest(meta("Qwen2.5-0.5B"), "qwen")]).models[0]
+    with pytest.raises(UsageError, match="without its model metadata"):
+        plan_models(inventory, [], existing=[deployed], replan_existing=True)
+    with pytest.raises(UsageError, match="two models are named 'qwen'"):
+        plan_models(inventory, [ModelRequest(meta("Qwen2.5-0.5B"), "qwen")], existing=[deployed])
+
+
+# ---- the JSON contract ---------------------------------------------------------------------
+
+
+def test_to_json_has_the_issue_field_names_and_round_trips():
+    result = plan("2xH100-80GB", "Llama-3.1-70B", "Llama-3.1-8B")
+    data = result.to_json()
+    assert data["gpus"] == describe("2xH100-80GB").to_json()["gpus"]
+    for model in data["models"]:
+        for key in ("model", "name", "fits", "reason", "tensor_parallel_size", "gpu_memory_utilization",
+                    "max_model_len", "dtype", "instance_group", "weights_bytes", "kv_cache_bytes_per_token",
+                    "kv_cache_tokens", "max_concurrency"):
+            assert key in model
+        assert set(model["instance_group"]) == {"kind", "count", "gpus"}
+        assert ModelPlan.from_json(model) == next(m for m in result.models if m.name == model["name"])

@@ -1,0 +1,581 @@
+"""Download what vLLM needs of a Hub model straight into a folder, with progress, cancel and resume.
+
+How it works, and why:
+- `plan_download` asks the Hub (one `model_info` call) for the commit sha and every file's size,
+  keeps only what vLLM loads (`select_files`) and counts what is already on disk, so the disk-space
+  check runs before a single byte moves.
+- Each file is fetched with `hf_hub_download(..., local_dir=dest, revision=<sha>)` in a pool of 8
+  threads (as `hf download` does). huggingface_hub streams into a temp file inside
+  `dest/.cache/huggingface/download/` and renames it into place, so every weight byte is stored
+  once, on the same filesystem, and a file only appears under its name when it is whole.
+- Resume is per file: huggingface_hub 2.x cannot continue a partial file across processes, so a
+  re-run keeps every finished file (checked by size and by huggingface_hub's metadata/etag) and
+  re-fetches only unfinished ones. Temp files a killed run left behind are deleted first.
+- `dest/.cache/modelwiz/complete.json` (the commit sha and the file list with sizes) is written
+  atomically as the very last step, and removed before a download starts; `is_complete` trusts
+  only it, so a half-done folder never counts as a model.
+- Progress: a `tqdm_class` of our own (huggingface_hub has no callback API) feeds one
+  thread-safe tracker that emits `ProgressEvent`s (bytes done/total across files, current file,
+  rate, ETA), never decreasing. The callback runs on worker threads, one call at a time.
+- Cancel: setting `cancel` makes the next chunk raise inside the download; huggingface_hub deletes
+  that file's temp file, finished files stay, and `Cancelled` is raised. Ctrl-C does the same.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+import shutil
+import threading
+import time
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from wizard.errors import Cancelled, ModelwizError, UsageError
+from wizard.progress import ProgressCallback, ProgressEvent, RateMeter, ignore_progress
+from wizard.units import format_bytes
+
+STATE_DIR = Path(".cache") / "modelwiz"
+MARKER = STATE_DIR / "complete.json"
+LOCK = STATE_DIR / "lock"
+HF_STATE_DIR = Path(".cache") / "huggingface"
+MARKER_VERSION = 1
+DISK_MARGIN_BYTES = 64 * 1024**2       # keep this much free beyond the download itself
+MAX_WORKERS = 8                        # as huggingface_hub's snapshot_download / `hf download`
+EMIT_INTERVAL_S = 0.1                  # at most ~10 progress events a second (plus file ends)
+
+# -- file selection ----------------------------------------------------------------------------------
+# What vLLM reads from a model folder (HF format): config, tokenizer, generation config, weights,
+# and custom code for trust_remote_code models. Top level only: vLLM never looks in sub-folders.
+_ALWAYS = (
+    "config.json", "generation_config.json", "params.json",
+    "tokenizer.json", "tokenizer_config.json", "tokenizer.model", "tokenizer.model.*",
+    "special_tokens_map.json", "added_tokens.json", "vocab.json", "vocab.txt", "merges.txt",
+    "spiece.model", "sentencepiece.bpe.model", "*.tiktoken", "tekken.json",
+    "chat_template.json", "chat_template.jinja",
+    "preprocessor_config.json", "processor_config.json", "video_preprocessor_config.json",
+    "quant_config.json", "quantize_config.json", "hf_quant_config.json",
+    "*.py", "LICENSE*", "NOTICE*", "USE_POLICY*",
+)
+_SAFETENSORS = ("*.safetensors", "*.safetensors.index.json")
+_PYTORCH = ("pytorch_model*.bin", "pytorch_model.bin.index.json")
+_MISTRAL_NATIVE = ("consolidated*.safetensors", "consolidated.safetensors.index.json")
+
+
+def _matches(name: str, patterns: tuple[str, ...]) -> bool:
+    return any(fnmatch.fnmatchcase(name, p) for p in patterns)
+
+
+def select_files(files: dict[str, int]) -> tuple[dict[str, int], tuple[str, ...]]:
+    """(the files vLLM needs, the ones skipped). Raises ModelwizError when there are no usable weights.
+
+    Safetensors win: `*.bin`, `*.pth`, `original/`, `consolidated.*` are skipped when HF-format
+    safetensors exist. Without them, Mistral-native `consolidated*.safetensors` are used, then
+    `pytorch_model*.bin` as the last resort (vLLM still loads those).
+    """
+    top = {p: s for p, s in files.items() if "/" not in p}
+    hf_st = [p for p in top if _matches(p, _SAFETENSORS) and not _matches(p, _MISTRAL_NATIVE)]
+    if hf_st:
+        weights: tuple[str, ...] = _SAFETENSORS
+        exclude: tuple[str, ...] = _MISTRAL_NATIVE + ("params.json", "tekken.json")
+    elif any(_matches(p, _MISTRAL_NATIVE) for p in top):
+        weights, exclude = _MISTRAL_NATIVE, ()
+    elif any(_matches(p, _PYTORCH) for p in top):
+        weights, exclude = _PYTORCH, ()
+    else:
+        raise ModelwizError(
+            "the repo has no safetensors or PyTorch weights that vLLM can load",
+            hint="pick a repo with *.safetensors files (GGUF/ONNX/MLX-only repos are not served by this setup)",
+        )
+    chosen = {
+        p: s for p, s in top.items()
+        if (_matches(p, weights) or _matches(p, _ALWAYS)) and not _matches(p, exclude)
+    }
+    skipped = tuple(sorted(set(files) - set(chosen)))
+    return dict(sorted(chosen.items())), skipped
+
+
+# -- plan --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DownloadPlan:
+    repo_id: str
+    dest: Path
+    sha: str                               # the commit every file is fetched at
+    files: dict[str, int]                  # selected: repo path -> size
+    skipped: tuple[str, ...]               # in the repo, not needed by vLLM
+    present: frozenset[str]                # selected files already complete in dest
+    free_bytes: int                        # free space on dest's filesystem now
+    revision: str | None = None
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(self.files.values())
+
+    @property
+    def present_bytes(self) -> int:
+        return sum(self.files[p] for p in self.present)
+
+    @property
+    def bytes_to_fetch(self) -> int:
+        return self.total_bytes - self.present_bytes
+
+    @property
+    def fits(self) -> bool:
+        return self.bytes_to_fetch + DISK_MARGIN_BYTES <= self.free_bytes or self.bytes_to_fetch == 0
+
+
+def _disk_free(path: Path) -> int:
+    probe = path
+    while not probe.exists():
+        probe = probe.parent
+    return shutil.disk_usage(probe).free
+
+
+def _present_files(dest: Path, files: dict[str, int]) -> frozenset[str]:
+    """Files already whole in dest: right size, and huggingface_hub recorded finishing them."""
+    present = set()
+    meta_dir = dest / HF_STATE_DIR / "download"
+    for path, size in files.items():
+        target = dest / path
+        try:
+            if target.is_file() and target.stat().st_size == size and (meta_dir / f"{path}.metadata").is_file():
+                present.add(path)
+        except OSError:
+            continue
+    return frozenset(present)
+
+
+def plan_download(
+    repo_id: str, dest: Path, *, revision: str | None = None, token: str | None = None
+) -> DownloadPlan:
+    """What a download of `repo_id` into `dest` would fetch, and whether it fits. One Hub request."""
+    from huggingface_hub import HfApi
+
+    from wizard.hub import check_repo_id, translate_error
+
+    repo_id = check_repo_id(repo_id)
+    dest = Path(dest)
+    try:
+        info = HfApi().model_info(repo_id, revision=revision, files_metadata=True, token=token)
+    except Exception as error:
+        raise translate_error(error, repo_id, revision=revision) from None
+    sizes = {s.rfilename: int(s.size or 0) for s in (info.siblings or [])}
+    files, skipped = select_files(sizes)
+    return DownloadPlan(
+        repo_id=repo_id,
+        dest=dest,
+        sha=info.sha,
+        files=files,
+        skipped=skipped,
+        present=_present_files(dest, files),
+        free_bytes=_disk_free(dest),
+        revision=revision,
+    )
+
+
+def check_disk(plan: DownloadPlan) -> None:
+    """Refuse, with the numbers, a download that would not fit on dest's filesystem."""
+    if plan.fits:
+        return
+    raise ModelwizError(
+        f"not enough disk space in {plan.dest}: {plan.repo_id} needs {format_bytes(plan.bytes_to_fetch)} more"
+        f" (of {format_bytes(plan.total_bytes)}), {format_bytes(plan.free_bytes)} free",
+        hint=f"free at least {format_bytes(plan.bytes_to_fetch + DISK_MARGIN_BYTES - plan.free_bytes)}"
+        " or choose another --to folder",
+    )
+
+
+# -- completeness marker -----------------------------------------------------------------------------
+def read_marker(dest: Path) -> dict | None:
+    try:
+        data = json.loads((Path(dest) / MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("version") != MARKER_VERSION or not isinstance(data.get("files"), dict):
+        return None
+    return data
+
+
+def is_complete(dest: Path) -> bool:
+    """True only if a download into `dest` finished: the marker exists and every file it lists is
+    there with its recorded size."""
+    dest = Path(dest)
+    marker = read_marker(dest)
+    if marker is None or not marker["files"]:
+        return False
+    for path, size in marker["files"].items():
+        try:
+            if (dest / path).stat().st_size != size:
+                return False
+        except OSError:
+            return False
+    return True
+
+
+def _write_marker(dest: Path, plan: DownloadPlan) -> None:
+    data = {
+        "version": MARKER_VERSION,
+        "repo_id": plan.repo_id,
+        "revision": plan.revision,
+        "sha": plan.sha,
+        "files": plan.files,
+        "total_bytes": plan.total_bytes,
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    target = dest / MARKER
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2, sort_keys=True)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, target)
+    _fsync_dir(target.parent)
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _remove_marker(dest: Path) -> None:
+    try:
+        (dest / MARKER).unlink()
+    except FileNotFoundError:
+        return
+    _fsync_dir((dest / MARKER).parent)
+
+
+class _DestLock:
+    """One download per folder at a time (flock; released by the kernel if the process dies)."""
+
+    def __init__(self, dest: Path) -> None:
+        self.path = dest / LOCK
+        self.fd: int | None = None
+
+    def __enter__(self) -> "_DestLock":
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self.fd)
+            self.fd = None
+            raise ModelwizError(
+                f"another modelwiz download into {self.path.parent.parent.parent} is running",
+                hint="wait for it to finish (or stop it), then run again",
+            ) from None
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.fd is not None:
+            os.close(self.fd)   # closing drops the flock
+
+
+def _clean_stale_partials(dest: Path) -> int:
+    """Delete temp files a killed run left (huggingface_hub never reuses them). Returns bytes freed."""
+    freed = 0
+    root = dest / HF_STATE_DIR / "download"
+    if root.is_dir():
+        for tmp in root.rglob("*.incomplete"):
+            try:
+                freed += tmp.stat().st_size
+                tmp.unlink()
+            except OSError:
+                continue
+    return freed
+
+
+# -- progress ----------------------------------------------------------------------------------------
+class _Stop(Exception):
+    """Raised inside a download thread to abort it (cancel, or another file failed)."""
+
+
+class _Tracker:
+    """Aggregates per-file byte counts from many threads into monotonic ProgressEvents."""
+
+    def __init__(self, plan: DownloadPlan, on_progress: ProgressCallback, stop: threading.Event,
+                 cancel: threading.Event | None = None, clock=time.monotonic) -> None:
+        self.plan = plan
+        self.on_progress = on_progress
+        self.stop = stop
+        self.cancel = cancel
+        self.task = f"download {plan.repo_id}"
+        self._lock = threading.Lock()
+        self._bytes = {p: (s if p in plan.present else 0) for p, s in plan.files.items()}
+        self._done_files = set(plan.present)
+        self._fetched = 0
+        self._meter = RateMeter(clock=clock)
+        self._clock = clock
+        self._last_emit = float("-inf")
+        self._last_done = -1
+        self.current: str | None = None
+
+    def should_stop(self) -> bool:
+        return self.stop.is_set() or (self.cancel is not None and self.cancel.is_set())
+
+    @property
+    def done_bytes(self) -> int:
+        return sum(self._bytes.values())
+
+    def advance(self, path: str, file_bytes: int) -> None:
+        """`path` has `file_bytes` on disk now (from a progress bar; may go back on a restart)."""
+        with self._lock:
+            size = self.plan.files[path]
+            before = self._bytes[path]
+            now = min(size, max(before, file_bytes))
+            if now > before:
+                self._bytes[path] = now
+                self._fetched += now - before
+                self._meter.add(self._fetched)
+            self.current = path
+            self._emit(force=False)
+
+    def file_done(self, path: str) -> None:
+        with self._lock:
+            size = self.plan.files[path]
+            if self._bytes[path] < size:
+                self._fetched += size - self._bytes[path]
+                self._bytes[path] = size
+                self._meter.add(self._fetched)
+            self._done_files.add(path)
+            self._emit(force=True)
+
+    def emit(self, *, finished: bool = False, message: str | None = None) -> None:
+        with self._lock:
+            self._emit(force=True, finished=finished, message=message)
+
+    def _emit(self, *, force: bool, finished: bool = False, message: str | None = None) -> None:
+        now = self._clock()
+        if not force and now - self._last_emit < EMIT_INTERVAL_S:
+            return
+        done = self.done_bytes
+        if done < self._last_done:     # cannot happen (per-file max); keep the promise anyway
+            done = self._last_done
+        self._last_emit, self._last_done = now, done
+        total = self.plan.total_bytes
+        self.on_progress(
+            ProgressEvent(
+                task=self.task,
+                done_bytes=done,
+                total_bytes=total,
+                current=None if finished else self.current,
+                files_done=len(self._done_files),
+                files_total=len(self.plan.files),
+                rate_bytes_per_s=self._meter.rate(),
+                eta_s=0.0 if finished else self._meter.eta(done, total),
+                finished=finished,
+                message=message,
+            )
+        )
+
+    def bar_class(self, path: str):
+        """A tqdm stand-in for huggingface_hub's `tqdm_class=` that reports into this tracker.
+
+        huggingface_hub only needs the members below from a class that is not a tqdm subclass
+        (file_download.http_get; utils/_xet_progress_reporting for Xet, which makes two bars).
+        Raising from update() aborts that file's download; huggingface_hub removes its temp file.
+        """
+        tracker = self
+
+        class Bar:
+            def __init__(self, *args, total=None, initial=0, desc=None, **kwargs) -> None:
+                self.n = initial or 0
+                self.total = total
+                self.desc = desc
+                self.disable = False
+                self.format_dict = {"rate": None, "n": self.n, "total": total}
+
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *exc):
+                self.close()
+                return False
+
+            def update(self, n=1):
+                if tracker.should_stop():
+                    raise _Stop()
+                self.n += n or 0
+                tracker.advance(path, self.n)
+                return True
+
+            def close(self):
+                return None
+
+            def refresh(self, *args, **kwargs):
+                return None
+
+            def reset(self, total=None):
+                self.n = 0
+                if total is not None:
+                    self.total = total
+
+            def set_description(self, desc=None, refresh=True):
+                self.desc = desc
+
+            set_description_str = set_description
+
+            def set_postfix_str(self, s="", refresh=True):
+                return None
+
+        return Bar
+
+
+# -- download ----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DownloadResult:
+    path: Path                              # the folder (= dest)
+    sha: str                                # commit the files come from
+    files: dict[str, int] = field(default_factory=dict)   # repo path -> size
+    bytes: int = 0                          # total size of the files
+    fetched_bytes: int = 0                  # fetched by this run (0: all were on disk)
+    skipped: tuple[str, ...] = ()
+    offline: bool = False                   # HF_HUB_OFFLINE: the folder was used as it is
+    repo_id: str = ""
+
+
+def download_model(
+    repo_id: str,
+    dest: Path,
+    *,
+    revision: str | None = None,
+    on_progress: ProgressCallback = ignore_progress,
+    cancel: threading.Event | None = None,
+    token: str | None = None,
+    max_workers: int = MAX_WORKERS,
+) -> DownloadResult:
+    """Download what vLLM needs of `repo_id` into `dest`; resume what an earlier run started.
+
+    Raises ModelwizError subclasses (see wizard.hub), ModelwizError when the disk is too small
+    (nothing is fetched then), and Cancelled when `cancel` is set or on Ctrl-C (finished files stay).
+    """
+    from wizard.hub import check_repo_id, is_offline
+
+    repo_id = check_repo_id(repo_id)
+    dest = Path(dest).expanduser()
+    if dest.exists() and not dest.is_dir():
+        raise UsageError(f"{dest} exists and is not a folder", hint="choose a folder for --to")
+    if is_offline():
+        return _offline_result(repo_id, dest, revision, on_progress)
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ModelwizError(f"cannot create {dest}: {error.strerror}", hint="choose a folder you can write to") from None
+    with _DestLock(dest):
+        plan = plan_download(repo_id, dest, revision=revision, token=token)
+        marker = read_marker(dest)
+        if marker and marker.get("sha") == plan.sha and marker["files"] == plan.files and is_complete(dest):
+            stop = threading.Event()
+            tracker = _Tracker(plan, on_progress, stop)
+            tracker.emit(finished=True, message="already on disk")
+            return _result(plan, 0)
+        check_disk(plan)
+        _remove_marker(dest)          # from here on the folder is "in progress" until the end
+        _clean_stale_partials(dest)
+        fetched = _fetch_all(plan, dest, on_progress, cancel, token, max_workers)
+        _verify(plan, dest)
+        _write_marker(dest, plan)
+        return _result(plan, fetched)
+
+
+def _result(plan: DownloadPlan, fetched: int) -> DownloadResult:
+    return DownloadResult(path=plan.dest, sha=plan.sha, files=dict(plan.files), bytes=plan.total_bytes,
+                          fetched_bytes=fetched, skipped=plan.skipped, repo_id=plan.repo_id)
+
+
+def _fetch_all(plan, dest, on_progress, cancel, token, max_workers) -> int:
+    from huggingface_hub import hf_hub_download
+
+    from wizard.hub import translate_error
+
+    stop = threading.Event()
+    tracker = _Tracker(plan, on_progress, stop, cancel)
+    resumed = plan.present_bytes
+    tracker.emit(message=f"resuming: {format_bytes(resumed)} already on disk" if resumed else None)
+    todo = [p for p in plan.files if p not in plan.present]
+    # Biggest first: the long files start early, the small ones fill the gaps.
+    todo.sort(key=lambda p: -plan.files[p])
+
+    def fetch(path: str) -> None:
+        if tracker.should_stop():
+            raise _Stop()
+        hf_hub_download(plan.repo_id, path, revision=plan.sha, local_dir=dest, token=token,
+                        tqdm_class=tracker.bar_class(path))
+        tracker.file_done(path)
+
+    pool = ThreadPoolExecutor(max_workers=max(1, max_workers), thread_name_prefix="modelwiz-download")
+    futures = [pool.submit(fetch, p) for p in todo]
+    failure: BaseException | None = None
+    try:
+        wait(futures, return_when=FIRST_EXCEPTION)
+        for fut in futures:
+            if fut.done() and not fut.cancelled() and fut.exception() is not None:
+                failure = fut.exception()
+                if not isinstance(failure, _Stop):
+                    break
+    except KeyboardInterrupt:
+        failure = KeyboardInterrupt()
+    finally:
+        stop.set()                      # no-op on success: every file is done
+        pool.shutdown(wait=True, cancel_futures=True)
+    cancelled = isinstance(failure, (_Stop, KeyboardInterrupt)) or (cancel is not None and cancel.is_set())
+    if failure is not None or cancelled:
+        kept = tracker.done_bytes
+        if cancelled:
+            raise Cancelled(
+                f"download of {plan.repo_id} stopped; {format_bytes(kept)} of {format_bytes(plan.total_bytes)}"
+                f" kept in {dest}",
+                hint="run the same command again to resume",
+            )
+        error = translate_error(failure, plan.repo_id, revision=plan.revision)
+        if not error.hint or "again" not in error.hint:
+            error.hint = ((error.hint + "; ") if error.hint else "") + "finished files are kept: run again to resume"
+        raise error from None
+    tracker.emit(finished=True)
+    return plan.bytes_to_fetch
+
+
+def _verify(plan: DownloadPlan, dest: Path) -> None:
+    for path, size in plan.files.items():
+        try:
+            actual = (dest / path).stat().st_size
+        except OSError:
+            actual = None
+        if actual != size:
+            raise ModelwizError(
+                f"{path} in {dest} has {format_bytes(actual)}, the Hub says {format_bytes(size)}",
+                hint="run again to fetch it again",
+            )
+
+
+def _offline_result(repo_id: str, dest: Path, revision: str | None, on_progress: ProgressCallback) -> DownloadResult:
+    from wizard.hub import OfflineNotCached
+
+    marker = read_marker(dest)
+    if marker is None or not is_complete(dest) or marker.get("repo_id") != repo_id or (
+        revision and revision not in (marker.get("revision"), marker.get("sha"))
+    ):
+        raise OfflineNotCached(
+            f"offline mode (HF_HUB_OFFLINE=1) and {dest} does not hold a complete download of {repo_id}",
+            hint="unset HF_HUB_OFFLINE to download it",
+        )
+    files = {p: int(s) for p, s in marker["files"].items()}
+    total = sum(files.values())
+    on_progress(ProgressEvent(task=f"download {repo_id}", done_bytes=total, total_bytes=total,
+                              files_done=len(files), files_total=len(files), finished=True,
+                              message="offline (HF_HUB_OFFLINE=1): using the copy already on disk"))
+    return DownloadResult(path=dest, sha=marker["sha"], files=files, bytes=total, offline=True, repo_id=repo_id)

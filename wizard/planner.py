@@ -1,0 +1,782 @@
+"""The memory planner: which settings let each model run, and do they fit together.
+
+Per model it picks `tensor_parallel_size`, `max_model_len`, `gpu_memory_utilization`, the Triton
+instance_group and a dtype override; across models it packs the vLLM engines onto the GPUs so that
+on every device the engines' budgets plus their CUDA contexts fit in the memory NVML reports free,
+and their utilizations add up to at most 0.95.
+
+vLLM's semantics (see the research notes, "memory planning"): `gpu_memory_utilization` is a
+per-engine fraction of the device's CUDA total. The engine refuses to start unless
+`free - own context >= util x total`; it then fills `util x total - (weights + activation peak +
+non-torch + CUDA graphs)` with KV cache, and refuses unless one request of `max_model_len` fits.
+
+Calibration: the fixed terms are close to what vLLM logs (weights = the safetensors bytes,
+activation peak from the batch limits, 0.25-0.5 GiB non-torch, 0.5-1 GiB CUDA graphs, 150 MiB plus
+1% slack), so that the known deployments fit: Llama-3.1-70B bf16 on 2 x 80 GB at tp=2, Llama-3-8B
+on one 24 GB card at a reduced context.
+
+The algorithm:
+1. place each model (largest first) with the smallest valid tp for which one engine at the
+   context floor fits on the device(s) with the most room;
+2. give tp=1 models a replica on each GPU nobody else uses (data parallel beats tensor parallel);
+3. raise the engines' utilizations in 1% steps, fairly, first up to what the wanted context needs,
+   then (fill) up to what the devices allow, so the leftover memory becomes KV cache;
+4. set each model's max_model_len to its wanted length, or the longest that its KV pool holds.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any, Mapping, Sequence
+
+from wizard.errors import UsageError
+from wizard.gpus import Gpu, GpuInventory
+from wizard.model_meta import ModelMeta
+from wizard.plan_types import InstanceGroup, ModelPlan, sort_devices
+from wizard.units import GiB, MiB, format_bytes
+
+BLOCK_SIZE = 16                          # vLLM's KV block on CUDA
+MAX_UTILIZATION_PER_GPU = 0.95           # never hand vLLM engines more of one device than this
+_MAX_PCT = round(MAX_UTILIZATION_PER_GPU * 100)
+MIN_COMPUTE_CAPABILITY = (7, 0)          # vLLM's floor (the issue's; newer vLLM wants 7.5)
+BF16_COMPUTE_CAPABILITY = (8, 0)
+DEFAULT_MIN_MODEL_LEN = 4096             # the context floor when the planner shortens a model
+TP_CANDIDATES = (1, 2, 4, 8)
+# Outside gpu_memory_utilization: the engine's CUDA context (plus NCCL buffers with tp > 1).
+CONTEXT_BYTES_SINGLE = int(0.6 * GiB)
+CONTEXT_BYTES_PARALLEL = 1 * GiB
+# Kept free on every device for the driver, the display and measurement noise.
+MIN_HEADROOM_BYTES = 256 * MiB
+HEADROOM_FRACTION = 0.02
+# Inside gpu_memory_utilization, besides weights and KV cache (vLLM's logged ranges).
+MIN_ACTIVATION_BYTES = GiB // 2
+NON_TORCH_BYTES_SINGLE = GiB // 4
+NON_TORCH_BYTES_PARALLEL = GiB // 2
+CUDA_GRAPH_BYTES_SMALL = GiB // 2
+CUDA_GRAPH_BYTES_LARGE = 1 * GiB
+LARGE_MODEL_BYTES = 26 * GiB
+SLACK_BYTES = 150 * MiB                  # vLLM's own "small buffer"
+SLACK_FRACTION = 0.01
+MAX_NUM_SEQS = 256
+LARGE_GPU_BYTES = 70 * GiB               # vLLM's threshold for its larger batch defaults
+
+
+@dataclass(frozen=True)
+class ModelRequest:
+    """One model to plan.
+
+    max_model_len: the exact context wanted (must not exceed the model's own limit); None means
+        the model's own limit, shortened to what fits but never below `min_model_len`.
+    min_model_len: the floor for that shortening (capped at the model's own limit).
+    min_concurrency: how many full-length requests the KV cache must hold at once.
+    """
+
+    meta: ModelMeta
+    name: str
+    max_model_len: int | None = None
+    min_model_len: int = DEFAULT_MIN_MODEL_LEN
+    min_concurrency: int = 1
+
+    @property
+    def target_len(self) -> int:
+        return self.max_model_len or self.meta.derived_max_model_len
+
+    @property
+    def floor_len(self) -> int:
+        if self.max_model_len:
+            return self.max_model_len
+        return max(1, min(self.min_model_len, self.meta.derived_max_model_len))
+
+
+@dataclass(frozen=True)
+class EngineCost:
+    """What one engine costs on one GPU, apart from its KV cache (bytes)."""
+
+    weights: int
+    activation: int
+    non_torch: int
+    cuda_graphs: int
+    slack: int
+    context: int                         # outside gpu_memory_utilization
+
+    @property
+    def inside(self) -> int:
+        """The part of the utilization budget that is not KV cache."""
+        return self.weights + self.activation + self.non_torch + self.cuda_graphs + self.slack
+
+
+@dataclass(frozen=True)
+class EngineShare:
+    """One engine on one device, for the memory map."""
+
+    model: str                           # Triton model name
+    utilization: float
+    weights_bytes: int
+    kv_cache_bytes: int
+    overhead_bytes: int                  # activations, graphs, non-torch, slack, CUDA context
+    existing: bool = False               # an already deployed model kept as it is
+
+
+@dataclass(frozen=True)
+class GpuBudget:
+    """The memory map of one device after the plan. The byte fields add up to `total_bytes`."""
+
+    device: str                          # CDI id: "0", or "0:1" for a MIG slice
+    index: int
+    name: str
+    total_bytes: int                     # NVML total
+    cuda_total_bytes: int                # what utilization is a fraction of
+    driver_reserved_bytes: int
+    other_processes_bytes: int
+    weights_bytes: int
+    kv_cache_bytes: int
+    overhead_bytes: int
+    free_bytes: int
+    utilization: float                   # sum over the engines on this device
+    engines: tuple[EngineShare, ...] = ()
+    usable: bool = True
+    note: str = ""                       # why the device is not used, when it cannot be
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "device": self.device,
+            "index": self.index,
+            "name": self.name,
+            "usable": self.usable,
+            "note": self.note,
+            "total_bytes": self.total_bytes,
+            "cuda_total_bytes": self.cuda_total_bytes,
+            "driver_reserved_bytes": self.driver_reserved_bytes,
+            "other_processes_bytes": self.other_processes_bytes,
+            "weights_bytes": self.weights_bytes,
+            "kv_cache_bytes": self.kv_cache_bytes,
+            "overhead_bytes": self.overhead_bytes,
+            "free_bytes": self.free_bytes,
+            "utilization": self.utilization,
+            "engines": [e.__dict__.copy() for e in self.engines],
+        }
+
+
+@dataclass(frozen=True)
+class PlanChange:
+    """A setting of an already deployed model that a joint re-plan changes."""
+
+    name: str
+    setting: str
+    old: Any
+    new: Any
+
+
+@dataclass(frozen=True)
+class Plan:
+    models: tuple[ModelPlan, ...]
+    gpus: tuple[GpuBudget, ...]
+    inventory: GpuInventory
+    changes: tuple[PlanChange, ...] = ()
+
+    @property
+    def fits(self) -> bool:
+        return all(m.fits for m in self.models)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "gpus": self.inventory.to_json()["gpus"],
+            "models": [m.to_json() for m in self.models],
+            "fits": self.fits,
+            "budgets": [g.to_json() for g in self.gpus],
+            "changes": [c.__dict__.copy() for c in self.changes],
+        }
+
+
+# ---- per-engine arithmetic ----------------------------------------------------------------
+
+
+def batch_limits(cuda_total_bytes: int) -> tuple[int, int]:
+    """(max_num_batched_tokens, max_num_seqs) the plan assumes; pass both to vLLM."""
+    return (8192 if cuda_total_bytes >= LARGE_GPU_BYTES else 2048), MAX_NUM_SEQS
+
+
+def context_bytes(tp: int) -> int:
+    return CONTEXT_BYTES_SINGLE if tp == 1 else CONTEXT_BYTES_PARALLEL
+
+
+def headroom_bytes(gpu: Gpu) -> int:
+    return max(MIN_HEADROOM_BYTES, int(gpu.memory_total_bytes * HEADROOM_FRACTION))
+
+
+def engine_cost(meta: ModelMeta, tp: int, cuda_total_bytes: int) -> EngineCost:
+    """Non-KV memory of one engine on each GPU of its tp group."""
+    share = meta.weights_bytes // tp
+    weights = share if tp == 1 else share + share // 100 + 64 * MiB  # replicated norms, KV heads
+    mnbt, seqs = batch_limits(cuda_total_bytes)
+    mlp = meta.intermediate_size
+    if meta.is_moe:
+        mlp = (meta.moe_intermediate_size or meta.intermediate_size) * max(1, meta.experts_per_token)
+    activation = mnbt * (4 * meta.hidden_size + 2 * mlp // tp) * 2 * 2 + seqs * meta.vocab_size * 4
+    large = meta.weights_bytes > LARGE_MODEL_BYTES or meta.is_moe
+    return EngineCost(
+        weights=weights,
+        activation=max(MIN_ACTIVATION_BYTES, activation),
+        non_torch=NON_TORCH_BYTES_SINGLE if tp == 1 else NON_TORCH_BYTES_PARALLEL,
+        cuda_graphs=CUDA_GRAPH_BYTES_LARGE if large else CUDA_GRAPH_BYTES_SMALL,
+        slack=SLACK_BYTES + int(SLACK_FRACTION * cuda_total_bytes),
+        context=context_bytes(tp),
+    )
+
+
+def _budget_bytes(pct: int, total: int) -> int:
+    """vLLM requests ceil(total x util) bytes."""
+    return -(-pct * total // 100)
+
+
+# ---- planning state -----------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class _Placement:
+    request: ModelRequest
+    tp: int
+    devices: list["_Device"]
+    pct: int = 0
+    existing: ModelPlan | None = None   # set when this is a re-planned deployed model
+
+    def cost(self, dev: "_Device") -> EngineCost:
+        return engine_cost(self.request.meta, self.tp, dev.total)
+
+    def kv_need(self, length: int, dev: "_Device") -> int:
+        mnbt, _ = batch_limits(dev.total)
+        one = self.request.meta.kv_bytes_for_request(length, self.tp, mnbt, block=BLOCK_SIZE)
+        return one * max(1, self.request.min_concurrency)
+
+    def pct_for(self, length: int, devices: Sequence["_Device"] | None = None) -> int:
+        """The utilization (in %) the engine needs on all its devices for `length`."""
+        need = 0
+        for dev in devices if devices is not None else self.devices:
+            inside = self.cost(dev).inside + self.kv_need(length, dev)
+            need = max(need, -(-inside * 100 // dev.total))
+        return need
+
+    def kv_pool(self) -> int:
+        """Expected KV cache per GPU (bytes): the budget left after the non-KV terms and slack."""
+        return min(_budget_bytes(self.pct, d.total) - self.cost(d).inside for d in self.devices)
+
+
+@dataclass(eq=False)
+class _Device:
+    gpu: Gpu
+    total: int
+    avail: int                           # free memory minus headroom, for engines
+    usable: bool
+    note: str = ""
+    fixed: list[tuple[ModelPlan, int, int]] = field(default_factory=list)  # plan, pct, bytes
+    members: list[_Placement] = field(default_factory=list)
+
+    @property
+    def cdi_id(self) -> str:
+        return self.gpu.cdi_id
+
+    def ok(self, pcts: Mapping[_Placement, int]) -> bool:
+        """Would the engines fit with these utilizations (members not in `pcts` keep theirs)?"""
+        total_pct = sum(f[1] for f in self.fixed)
+        used = sum(f[2] for f in self.fixed)
+        engines = set(self.members) | set(pcts)
+        for p in engines:
+            pct = pcts.get(p, p.pct)
+            total_pct += pct
+            used += _budget_bytes(pct, self.total) + p.cost(self).context
+        return total_pct <= _MAX_PCT and used <= self.avail
+
+    def room(self) -> int:
+        used = sum(f[2] for f in self.fixed) + sum(
+            _budget_bytes(p.pct, self.total) + p.cost(self).context for p in self.members
+        )
+        return self.avail - used
+
+
+def _devices(inventory: GpuInventory, existing: Sequence[ModelPlan], existing_running: bool) -> list[_Device]:
+    out = []
+    for gpu in inventory.devices:
+        free = gpu.memory_free_bytes
+        if existing_running:  # the deployed engines' memory shows as used; count it once
+            held = sum(_footprint(p, gpu) for p in existing if gpu.cdi_id in p.devices and p.fits)
+            free = min(gpu.cuda_total_bytes, free + held)
+        usable = gpu.compute_capability >= MIN_COMPUTE_CAPABILITY
+        note = "" if usable else (
+            f"compute capability {gpu.compute_capability_str} is below vLLM's minimum "
+            f"{MIN_COMPUTE_CAPABILITY[0]}.{MIN_COMPUTE_CAPABILITY[1]}"
+        )
+        out.append(_Device(gpu=gpu, total=gpu.cuda_total_bytes, avail=free - headroom_bytes(gpu),
+                           usable=usable, note=note))
+    return out
+
+
+def _footprint(plan: ModelPlan, gpu: Gpu) -> int:
+    pct = round(plan.gpu_memory_utilization * 100)
+    return _budget_bytes(pct, gpu.cuda_total_bytes) + context_bytes(plan.tensor_parallel_size)
+
+
+# ---- the planner --------------------------------------------------------------------------
+
+
+def plan_models(
+    inventory: GpuInventory,
+    requests: Sequence[ModelRequest],
+    *,
+    existing: Sequence[ModelPlan] = (),
+    existing_meta: Mapping[str, ModelMeta] | None = None,
+    replan_existing: bool = False,
+    existing_running: bool = False,
+    fill: bool = True,
+) -> Plan:
+    """Plan `requests` on `inventory`.
+
+    existing: plans of models already deployed. By default their budgets stay as they are and the
+        new models go into what is left. With `replan_existing=True` they are planned again
+        together with the new ones; that needs their metadata in `existing_meta` (keyed by Triton
+        model name), and `Plan.changes` lists every setting that moved (show it; ask first).
+    existing_running: the deployed models are running now, so NVML's free memory already lacks
+        their footprint; it is added back before planning.
+    fill: give each device's leftover memory to the engines on it (more KV cache, more
+        concurrency). Without it every engine gets just what its context and concurrency need.
+    Plan.models lists the requests in their order, then (when re-planned) the existing models.
+    """
+    names = [r.name for r in requests]
+    existing_fitting = [p for p in existing if p.fits]
+    taken = set() if replan_existing else {p.name for p in existing}
+    for name in names:
+        if names.count(name) > 1 or name in taken:
+            raise UsageError(f"two models are named {name!r}", hint="give each model its own name")
+    all_requests: list[tuple[ModelRequest, ModelPlan | None]] = [(r, None) for r in requests]
+    if replan_existing:
+        for plan in existing:
+            meta = (existing_meta or {}).get(plan.name)
+            if meta is None:
+                raise UsageError(
+                    f"cannot re-plan {plan.name!r} without its model metadata",
+                    hint="pass existing_meta for every deployed model",
+                )
+            all_requests.append((ModelRequest(meta=meta, name=plan.name), plan))
+    for request, _ in all_requests:
+        _check_request(request)
+
+    devices = _devices(inventory, existing_fitting, existing_running)
+    if not replan_existing:
+        for plan in existing_fitting:
+            for dev in devices:
+                if dev.cdi_id in plan.devices:
+                    pct = round(plan.gpu_memory_utilization * 100)
+                    dev.fixed.append((plan, pct, _footprint(plan, dev.gpu)))
+
+    placements: dict[int, _Placement] = {}
+    order = sorted(range(len(all_requests)), key=lambda i: -all_requests[i][0].meta.weights_bytes)
+    for i in order:
+        request, old = all_requests[i]
+        placement = _place(request, devices)
+        if placement is not None:
+            placement.existing = old
+            placements[i] = placement
+    placed = [placements[i] for i in order if i in placements]
+    _add_replicas(placed, devices)
+    _grow(placed, target=lambda p: p.pct_for(p.request.target_len))
+    if fill:
+        _grow(placed, target=lambda p: _MAX_PCT)
+
+    models = []
+    for i, (request, old) in enumerate(all_requests):
+        if i in placements:
+            models.append(_model_plan(placements[i]))
+        else:
+            models.append(_misfit_plan(request, devices, replan_existing or not existing_fitting))
+    changes = _changes(models, existing) if replan_existing else ()
+    return Plan(models=tuple(models), gpus=tuple(_budget(d) for d in devices),
+                inventory=inventory, changes=changes)
+
+
+def _check_request(request: ModelRequest) -> None:
+    meta = request.meta
+    if request.max_model_len is not None:
+        if request.max_model_len < 1:
+            raise UsageError("--max-model-len must be a positive number of tokens")
+        if request.max_model_len > meta.derived_max_model_len:
+            raise UsageError(
+                f"--max-model-len {request.max_model_len} is above {meta.source}'s limit of "
+                f"{meta.derived_max_model_len} tokens (vLLM refuses it)",
+                hint=f"use {meta.derived_max_model_len} or less",
+            )
+    if request.min_concurrency < 1:
+        raise UsageError("the minimum concurrency must be at least 1")
+
+
+def _tp_options(meta: ModelMeta) -> list[int]:
+    return [tp for tp in TP_CANDIDATES if meta.valid_tensor_parallel(tp)]
+
+
+def _place(request: ModelRequest, devices: list[_Device], length: int | None = None) -> _Placement | None:
+    """The smallest valid tp whose engine, at the context floor, fits on the roomiest device(s)."""
+    length = length or request.floor_len
+    usable = [d for d in devices if d.usable]
+    for tp in _tp_options(request.meta):
+        for group in _groups(usable, tp):
+            chosen = sorted(group, key=lambda d: -d.room())[:tp]
+            placement = _Placement(request=request, tp=tp, devices=chosen)
+            pct = placement.pct_for(length)
+            if pct <= _MAX_PCT and all(d.ok({placement: pct}) for d in chosen):
+                placement.pct = pct
+                for d in chosen:
+                    d.members.append(placement)
+                return placement
+    return None
+
+
+def _groups(devices: list[_Device], tp: int) -> list[list[_Device]]:
+    """Device sets an engine of this tp can span, roomiest first.
+
+    tp=1: every device alone (MIG slices included). tp>1: whole GPUs of one model and memory size
+    (utilization is one number for the whole group); never MIG slices.
+    """
+    if tp == 1:
+        return [[d] for d in sorted(devices, key=lambda d: -d.room())]
+    kinds: dict[tuple[str, int], list[_Device]] = {}
+    for d in devices:
+        if d.gpu.mig_index is None and not d.gpu.mig_enabled:
+            kinds.setdefault((d.gpu.name, d.gpu.memory_total_bytes), []).append(d)
+    groups = [g for g in kinds.values() if len(g) >= tp]
+    return sorted(groups, key=lambda g: -sum(sorted((d.room() for d in g), reverse=True)[:tp]))
+
+
+def _add_replicas(placed: list[_Placement], devices: list[_Device]) -> None:
+    """Put another engine of each tp=1 model on every usable device nobody else uses."""
+    for dev in devices:
+        if not dev.usable or dev.members or dev.fixed:
+            continue
+        for p in placed:
+            if p.tp != 1:
+                continue
+            candidate = p.devices + [dev]
+            pct = p.pct_for(p.request.floor_len, candidate)
+            if pct <= _MAX_PCT and all(d.ok({p: pct}) for d in candidate):
+                p.devices.append(dev)
+                dev.members.append(p)
+                p.pct = pct
+                break
+
+
+def _grow(placed: list[_Placement], *, target) -> None:
+    """Raise utilizations 1% at a time, round-robin, while every device of the engine has room."""
+    limits = {p: min(_MAX_PCT, target(p)) for p in placed}
+    active = [p for p in placed if p.pct < limits[p]]
+    while active:
+        still = []
+        for p in active:
+            if all(d.ok({p: p.pct + 1}) for d in p.devices):
+                p.pct += 1
+                if p.pct < limits[p]:
+                    still.append(p)
+        active = still
+
+
+def _longest_fitting(p: _Placement, pool: int) -> int:
+    """The longest context (a multiple of 1024 when above 2048) whose KV fits in `pool`."""
+    lo, hi = p.request.floor_len, p.request.target_len
+    mnbt, _ = batch_limits(min(d.total for d in p.devices))
+
+    def fits(length: int) -> bool:
+        one = p.request.meta.kv_bytes_for_request(length, p.tp, mnbt, block=BLOCK_SIZE)
+        return one * p.request.min_concurrency <= pool
+
+    if fits(hi):
+        return hi
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+    return max(p.request.floor_len, lo // 1024 * 1024 if lo > 2048 else lo)
+
+
+def _model_plan(p: _Placement) -> ModelPlan:
+    request, meta = p.request, p.request.meta
+    pool = max(0, p.kv_pool())
+    length = _longest_fitting(p, pool)
+    mnbt, seqs = batch_limits(min(d.total for d in p.devices))
+    per_token = meta.kv_bytes_per_token(p.tp)
+    one_request = meta.kv_bytes_for_request(length, p.tp, mnbt, block=BLOCK_SIZE)
+    devices = sort_devices([d.cdi_id for d in p.devices])
+    gpus = tuple(sorted({d.gpu.index for d in p.devices}))
+    low_cc = min(d.gpu.compute_capability for d in p.devices) < BF16_COMPUTE_CAPABILITY
+    dtype = "float16" if low_cc and meta.needs_16bit_compute and meta.quantization is None else None
+    if p.tp == 1:
+        group = InstanceGroup("KIND_GPU", 1, gpus)
+    else:
+        group = InstanceGroup("KIND_MODEL", 1, gpus)
+    cost = p.cost(min(p.devices, key=lambda d: d.total))
+    plan = ModelPlan(
+        model=meta.source,
+        name=request.name,
+        fits=True,
+        reason="",
+        tensor_parallel_size=p.tp,
+        gpu_memory_utilization=p.pct / 100,
+        max_model_len=length,
+        dtype=dtype,
+        instance_group=group,
+        weights_bytes=meta.weights_bytes,
+        kv_cache_bytes_per_token=per_token,
+        kv_cache_tokens=pool // per_token if per_token else 0,
+        max_concurrency=round(pool / one_request, 2) if one_request else 0.0,
+        devices=devices,
+        extra={
+            "max_num_batched_tokens": mnbt,
+            "max_num_seqs": seqs,
+            "derived_max_model_len": meta.derived_max_model_len,
+            "weights_bytes_per_gpu": cost.weights,
+            "non_kv_bytes_per_gpu": cost.inside,
+            "context_bytes_per_gpu": cost.context,
+            "kv_cache_bytes_per_gpu": pool,
+        },
+    )
+    return replace(plan, reason=_fit_reason(p, plan))
+
+
+def _fit_reason(p: _Placement, plan: ModelPlan) -> str:
+    meta, request = p.request.meta, p.request
+    where = ", ".join(plan.devices)
+    parts = []
+    if p.tp == 1:
+        engines = len(p.devices)
+        parts.append(
+            f"{format_bytes(meta.weights_bytes)} of weights fit on one GPU: "
+            + (f"one engine on GPU {where}" if engines == 1 else f"{engines} replicas on GPUs {where}")
+        )
+    else:
+        smaller = [tp for tp in _tp_options(meta) if tp < p.tp]
+        parts.append(
+            f"{format_bytes(meta.weights_bytes)} of weights need tensor parallelism over GPUs {where} "
+            f"({format_bytes(meta.weights_bytes // p.tp)} each)"
+            + (f"; tp {smaller[-1]} does not fit" if smaller else "")
+        )
+    if plan.max_model_len < meta.derived_max_model_len:
+        floor = "" if request.max_model_len else f", floor {request.floor_len}"
+        why = "as asked" if request.max_model_len else "the longest that fits"
+        parts.append(
+            f"context {plan.max_model_len} of the model's {meta.derived_max_model_len} ({why}{floor})"
+        )
+    else:
+        parts.append(f"full context {plan.max_model_len}")
+    parts.append(
+        f"utilization {plan.gpu_memory_utilization:.2f} leaves {format_bytes(plan.extra['kv_cache_bytes_per_gpu'])} "
+        f"of KV cache per GPU ({plan.kv_cache_tokens} tokens, {plan.max_concurrency:g} full-length requests)"
+    )
+    if plan.dtype:
+        parts.append("float16 because bfloat16 needs compute capability 8.0")
+    return "; ".join(parts)
+
+
+# ---- when a model does not fit ------------------------------------------------------------
+
+
+def _empty_like(dev: _Device) -> _Device:
+    """The same device with nothing else on it (free = CUDA total)."""
+    return _Device(gpu=dev.gpu, total=dev.total, avail=dev.total - headroom_bytes(dev.gpu), usable=True)
+
+
+def _fits_empty(request: ModelRequest, devices: list[_Device], length: int) -> _Placement | None:
+    return _place(request, [_empty_like(d) for d in devices], length)
+
+
+def _misfit_plan(request: ModelRequest, devices: list[_Device], nothing_fixed: bool) -> ModelPlan:
+    meta = request.meta
+    reason, suggestions = _misfit_reason(request, devices, nothing_fixed)
+    return ModelPlan(
+        model=meta.source,
+        name=request.name,
+        fits=False,
+        reason=reason,
+        tensor_parallel_size=0,
+        gpu_memory_utilization=0.0,
+        max_model_len=request.target_len,
+        dtype=None,
+        instance_group=InstanceGroup("KIND_GPU", 0, ()),
+        weights_bytes=meta.weights_bytes,
+        kv_cache_bytes_per_token=meta.kv_bytes_per_token(1),
+        kv_cache_tokens=0,
+        max_concurrency=0.0,
+        suggestions=tuple(suggestions),
+        extra={"derived_max_model_len": meta.derived_max_model_len},
+    )
+
+
+def _misfit_reason(request: ModelRequest, devices: list[_Device], nothing_fixed: bool) -> tuple[str, list[str]]:
+    meta = request.meta
+    weights = format_bytes(meta.weights_bytes)
+    usable = [d for d in devices if d.usable]
+    if not usable:
+        notes = "; ".join(f"GPU {d.cdi_id} ({d.gpu.name}): {d.note}" for d in devices) or "no GPUs"
+        return f"no GPU vLLM can use: {notes}", ["use a GPU with compute capability 7.0 or newer"]
+    suggestions: list[str] = []
+    kinds = _kinds(usable)
+    biggest_name, biggest = max(kinds.items(), key=lambda kv: kv[1][0].total)
+    count = len(biggest)
+    size = format_bytes(biggest[0].total)
+    floor = request.floor_len
+    # Would it fit on empty GPUs of this machine, and with how many of the biggest kind?
+    empty_here = _fits_empty(request, usable, floor)
+    if empty_here is None:
+        needed = _gpus_needed(request, biggest[0], floor)
+        have = f"{count} GPU{'s' if count > 1 else ''} with {size}"
+        if needed is None:
+            reason = f"needs {weights} of weights; {have}; does not fit even on 8 such GPUs"
+        else:
+            reason = f"needs {weights} of weights; {have}; needs at least {needed} such GPUs"
+            suggestions.append(
+                f"more GPUs: {needed} x {biggest_name} (tensor_parallel_size {needed})"
+            )
+        shorter = _longest_placeable(request, [_empty_like(d) for d in usable])
+        if shorter is not None and shorter < floor:
+            reason += f" at {floor} tokens of context"
+            suggestions.insert(0, f"a shorter context: --max-model-len {shorter} fits")
+        if meta.quantization is None:
+            for bits, divisor in ((8, 2), (4, 4)):
+                small = _scaled(meta, meta.weights_bytes // divisor)
+                if _fits_empty(ModelRequest(small, request.name, request.max_model_len), usable, floor):
+                    suggestions.append(
+                        f"{'an' if bits == 8 else 'a'} {bits}-bit quantized variant (about {format_bytes(small.weights_bytes)} of weights) fits"
+                    )
+                    break
+        return reason, suggestions
+    # It fits on empty GPUs: what else is on them keeps it out.
+    held = []
+    for d in usable:
+        other = max(0, d.total - d.gpu.memory_free_bytes)
+        models = [f[0].name for f in d.fixed] + [p.request.name for p in d.members]
+        bits = []
+        if other > headroom_bytes(d.gpu):
+            bits.append(f"other processes use {format_bytes(other)}")
+        if models:
+            bits.append("models " + ", ".join(models))
+        if bits:
+            held.append(f"GPU {d.cdi_id}: " + " and ".join(bits))
+    reason = (
+        f"needs {format_bytes(empty_here.pct_for(floor) / 100 * min(d.total for d in empty_here.devices))} "
+        f"per GPU ({weights} of weights) but the GPUs are taken: " + ("; ".join(held) or "not enough free memory")
+    )
+    shorter = _longest_placeable(request, devices)
+    if shorter is not None and shorter < floor:
+        suggestions.append(f"a shorter context: --max-model-len {shorter} fits")
+    if any("other processes" in h for h in held):
+        suggestions.append("stop the other processes that hold GPU memory (see nvidia-smi)")
+    if not nothing_fixed:
+        suggestions.append("re-plan the models already deployed together with this one")
+    else:
+        suggestions.append("plan fewer models on these GPUs")
+    return reason, suggestions
+
+
+def _kinds(devices: list[_Device]) -> dict[str, list[_Device]]:
+    kinds: dict[str, list[_Device]] = {}
+    for d in devices:
+        kinds.setdefault(d.gpu.name, []).append(d)
+    return kinds
+
+
+def _gpus_needed(request: ModelRequest, like: _Device, length: int) -> int | None:
+    """How many empty GPUs like `like` the model needs (tensor parallel), up to 8."""
+    for tp in _tp_options(request.meta):
+        clones = [_Device(gpu=like.gpu, total=like.total, avail=like.total - headroom_bytes(like.gpu),
+                          usable=True) for _ in range(tp)]
+        p = _place(request, clones, length)
+        if p is not None and p.tp == tp:
+            return tp
+    return None
+
+
+def _longest_placeable(request: ModelRequest, devices: list[_Device]) -> int | None:
+    """The longest context (>= 1024 tokens) with which the model could be placed, if any."""
+    def attempt(length: int) -> bool:
+        return _place(request, [_clone(d) for d in devices], length) is not None
+
+    lo, hi = 1024, request.floor_len
+    if hi <= lo or not attempt(lo):
+        return None
+    while hi - lo > 256:
+        mid = (lo + hi) // 2 // 256 * 256
+        lo, hi = (mid, hi) if attempt(mid) else (lo, mid)
+    return lo
+
+
+def _clone(dev: _Device) -> _Device:
+    """A copy that keeps what is already placed (their utilizations frozen as fixed budgets)."""
+    copy = _Device(gpu=dev.gpu, total=dev.total, avail=dev.avail, usable=dev.usable, note=dev.note,
+                   fixed=list(dev.fixed))
+    for p in dev.members:
+        copy.fixed.append((_PLACEHOLDER, p.pct, _budget_bytes(p.pct, dev.total) + p.cost(dev).context))
+    return copy
+
+
+_PLACEHOLDER = ModelPlan(
+    model="", name="", fits=True, reason="", tensor_parallel_size=1, gpu_memory_utilization=0.0,
+    max_model_len=0, dtype=None, instance_group=InstanceGroup("KIND_GPU", 0, ()), weights_bytes=0,
+    kv_cache_bytes_per_token=0, kv_cache_tokens=0, max_concurrency=0.0,
+)
+
+
+def _scaled(meta: ModelMeta, weights: int) -> ModelMeta:
+    return replace(meta, weights_bytes=weights)
+
+
+# ---- the memory map -----------------------------------------------------------------------
+
+
+def _budget(dev: _Device) -> GpuBudget:
+    gpu = dev.gpu
+    reserved = max(0, gpu.memory_total_bytes - dev.total)
+    shares: list[EngineShare] = []
+    for plan, pct, footprint in dev.fixed:
+        weights = plan.weights_bytes // max(1, plan.tensor_parallel_size)
+        kv = min(footprint, plan.kv_cache_tokens * plan.kv_cache_bytes_per_token)
+        weights = min(weights, footprint - kv)
+        shares.append(EngineShare(plan.name, pct / 100, weights, kv, footprint - weights - kv, existing=True))
+    for p in dev.members:
+        cost = p.cost(dev)
+        budget = _budget_bytes(p.pct, dev.total)
+        kv = max(0, budget - cost.inside)
+        weights = min(cost.weights, budget)
+        shares.append(EngineShare(
+            p.request.name, p.pct / 100, weights, kv, budget + cost.context - weights - kv,
+            existing=p.existing is not None,
+        ))
+    engines_bytes = sum(s.weights_bytes + s.kv_cache_bytes + s.overhead_bytes for s in shares)
+    # Memory in use that is neither the driver's nor an engine of this plan.
+    other = max(0, dev.total - (dev.avail + headroom_bytes(gpu)))
+    free = max(0, gpu.memory_total_bytes - reserved - other - engines_bytes)
+    return GpuBudget(
+        device=dev.cdi_id,
+        index=gpu.index,
+        name=gpu.name,
+        total_bytes=gpu.memory_total_bytes,
+        cuda_total_bytes=dev.total,
+        driver_reserved_bytes=reserved,
+        other_processes_bytes=other,
+        weights_bytes=sum(s.weights_bytes for s in shares),
+        kv_cache_bytes=sum(s.kv_cache_bytes for s in shares),
+        overhead_bytes=sum(s.overhead_bytes for s in shares),
+        free_bytes=free,
+        utilization=round(sum(s.utilization for s in shares), 2),
+        engines=tuple(shares),
+        usable=dev.usable,
+        note=dev.note,
+    )
+
+
+def _changes(models: list[ModelPlan], existing: Sequence[ModelPlan]) -> tuple[PlanChange, ...]:
+    by_name = {m.name: m for m in models}
+    out = []
+    for old in existing:
+        new = by_name.get(old.name)
+        if new is None:
+            continue
+        for setting in ("fits", "tensor_parallel_size", "gpu_memory_utilization", "max_model_len",
+                        "dtype", "devices"):
+            a, b = getattr(old, setting), getattr(new, setting)
+            if a != b:
+                out.append(PlanChange(old.name, setting, a, b))
+    return tuple(out)

@@ -1,0 +1,45 @@
+"""What the wizard has learned and decided so far: one frozen value, replaced step by step.
+
+Both UIs (Textual and plain prompts) carry the same state through the same steps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+from wizard.backend import Check, Endpoints, ExistingModel, ModelChoice, PlanView
+
+if TYPE_CHECKING:
+    from wizard.gpus import GpuInventory
+
+STEPS = ("machine", "models", "plan", "download", "launch", "done")
+STEP_TITLES = {
+    "machine": "Machine",
+    "models": "Models",
+    "plan": "Plan",
+    "download": "Download",
+    "launch": "Launch",
+    "done": "Done",
+}
+
+
+@dataclass(frozen=True)
+class WizardState:
+    spec: str | None = None                         # --gpus text, or what the user described
+    inventory: "GpuInventory | None" = None
+    checks: tuple[Check, ...] = ()
+    existing: tuple[ExistingModel, ...] = ()
+    choices: tuple[ModelChoice, ...] = ()
+    plan: PlanView | None = None
+    endpoints: Endpoints | None = None
+
+    def with_(self, **changes: object) -> "WizardState":
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    @property
+    def is_rerun(self) -> bool:
+        return bool(self.existing)
+
+    def taken_names(self) -> frozenset[str]:
+        return frozenset(e.name for e in self.existing) | frozenset(c.name for c in self.choices)
