@@ -5,7 +5,6 @@ import re
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 
@@ -277,7 +276,7 @@ def test_cli_missing_repository(tmp_path, capsys):
 
 FAKE_HUB = textwrap.dedent(
     """
-    # A stand-in for huggingface_hub with the two calls the script makes; it records them.
+    # A stand-in for huggingface_hub with the call the script makes; it records it.
     import json, os
     from pathlib import Path
 
@@ -289,12 +288,7 @@ FAKE_HUB = textwrap.dedent(
         with LOG.open("a") as f:
             f.write(json.dumps(entry) + "\\n")
 
-    class HfApi:
-        def list_repo_files(self, repo_id, revision=None):
-            _log({"call": "list_repo_files", "repo_id": repo_id, "revision": revision})
-            return list(REPO_FILES)
-
-    def snapshot_download(repo_id, revision=None, local_dir=None, allow_patterns=None, ignore_patterns=None):
+    def snapshot_download(repo_id, *, revision=None, local_dir=None, allow_patterns=None, ignore_patterns=None):
         import fnmatch
         _log({"call": "snapshot_download", "repo_id": repo_id, "revision": revision, "local_dir": local_dir,
               "allow": allow_patterns, "ignore": ignore_patterns,
@@ -350,13 +344,23 @@ def test_download_script_fetches_the_listed_files_then_puts_the_config_in_place(
     assert [c["call"] for c in calls] == ["snapshot_download"]  # still only the first run's call
 
 
-def test_download_script_without_a_file_list_prefers_safetensors(tmp_path):
+def test_download_script_needs_the_file_list(tmp_path):
     proc, model_dir, calls = run_script(tmp_path, [])
-    assert proc.returncode == 0, proc.stderr
-    assert [c["call"] for c in calls] == ["list_repo_files", "snapshot_download"]
-    assert "*.bin" in calls[1]["ignore"] and "original/*" in calls[1]["ignore"]
-    assert sorted(p.name for p in (model_dir / "W").iterdir()) == [
-        ".modelwiz-download", "config.json", "model-00001-of-00001.safetensors", "tokenizer.json"]
+    assert proc.returncode != 0 and "no files" in proc.stderr
+    assert calls == [] and not (model_dir / "config.pbtxt").exists()
+
+
+def test_file_list_comes_from_the_download_marker(tmp_path):
+    from wizard.download import MARKER
+
+    folder = tmp_path / "W"
+    (folder / MARKER).parent.mkdir(parents=True)
+    (folder / "model.safetensors").write_bytes(b"x" * 10)
+    (folder / "stray.bin").write_bytes(b"y")  # not part of the download
+    (folder / MARKER).write_text(json.dumps({"version": 1, "files": {"model.safetensors": 10, "config.json": 5}}))
+    assert weight_files(folder) == (("config.json", "model.safetensors"), 15)
+    (folder / MARKER).unlink()
+    assert weight_files(folder) == (("model.safetensors", "stray.bin"), 11)
 
 
 def test_download_script_failure_leaves_no_config_for_triton(tmp_path):

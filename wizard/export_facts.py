@@ -78,7 +78,7 @@ class ExportedModel:
     weights_bytes: int
     config_pbtxt: str             # the repository's file, as served
     model_json: str               # the repository's file, as served
-    files: tuple[str, ...] = ()   # weight files to fetch (relative paths); () = let the rules pick
+    files: tuple[str, ...] = ()   # the files to fetch (relative paths), as the workstation downloaded them
 
 
 @dataclass(frozen=True)
@@ -267,11 +267,18 @@ def repository_mount(facts: ContainerFacts, mount_point: str) -> Mount:
 
 
 def weight_files(folder: Path) -> tuple[tuple[str, ...], int]:
-    """The files of a downloaded weights folder (relative, sorted) and their total size.
+    """The files of a finished download (relative paths, sorted) and their total size.
 
-    Hidden files and folders (download metadata, completion markers, `.cache/`) are not weights.
+    The download's own completeness marker lists exactly what it fetched; without one (a folder
+    filled another way) the folder's files are taken, leaving out hidden ones (download state).
     """
-    files: list[str] = []
+    from wizard.download import read_marker
+
+    marker = read_marker(folder)
+    if marker:
+        files = {str(k): int(v) for k, v in marker["files"].items()}
+        return tuple(sorted(files)), sum(files.values())
+    names: list[str] = []
     total = 0
     if not folder.is_dir():
         return (), 0
@@ -279,9 +286,9 @@ def weight_files(folder: Path) -> tuple[tuple[str, ...], int]:
         rel = path.relative_to(folder)
         if any(part.startswith(".") for part in rel.parts) or not path.is_file():
             continue
-        files.append(rel.as_posix())
+        names.append(rel.as_posix())
         total += path.stat().st_size
-    return tuple(files), total
+    return tuple(names), total
 
 
 def _exported_model(repo: "Repository", name: str) -> tuple[ExportedModel | None, str | None]:
@@ -311,6 +318,8 @@ def _exported_model(repo: "Repository", name: str) -> tuple[ExportedModel | None
     if loads != wanted:
         return None, f"{name}: 1/model.json loads {loads!r}, not the downloaded weights at {wanted}"
     files, size = weight_files(repo.weights_dir(entry))
+    if not files:
+        return None, f"{name}: its weights folder {repo.weights_dir(entry)} is empty"
     return ExportedModel(
         name=name,
         source=entry.source,

@@ -37,7 +37,6 @@ from wizard.yamltext import dump_all
 GPU_RESOURCE = "nvidia.com/gpu"       # what the NVIDIA device plugin advertises (never the CDI form)
 SHM_VOLUME = "dshm"
 MODELS_VOLUME = "models"
-DOWNLOAD_MARKER = ".modelwiz-download"
 CONFIG_ROOT = "/etc/modelwiz/models"   # where an init container sees its model's ConfigMap
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
