@@ -6,7 +6,9 @@ import subprocess
 import sys
 import textwrap
 
+import kubernetes_validate  # test dependency: the Kubernetes API schemas, strict mode
 import pytest
+import yaml  # PyYAML, which kubernetes-validate brings
 
 from tests.export_helpers import SHA, make_repository, up_kwargs
 from wizard.cli import main
@@ -23,8 +25,6 @@ from wizard.export_kube import (
 )
 from wizard.units import GiB
 
-yaml = pytest.importorskip("yaml")
-kubernetes_validate = pytest.importorskip("kubernetes_validate")
 
 # A resource name as the API server accepts it: [prefix/]name, DNS-subdomain prefix (no '=').
 RESOURCE_NAME = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")

@@ -20,6 +20,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import yaml  # PyYAML (test dependency, via kubernetes-validate)
 
 from tests.export_helpers import SHA, make_repository
 from tests.fixtures_podman import STANDIN_DIR, free_port, sandbox_ulimits
@@ -28,7 +29,6 @@ from wizard.container import create_kwargs, launch_spec_for
 from wizard.export_facts import serving_facts
 from wizard.export_systemd import service_unit
 
-yaml = pytest.importorskip("yaml")
 
 pytestmark = pytest.mark.podman
 

@@ -1,10 +1,10 @@
 import pytest
+import yaml  # PyYAML (test dependency, via kubernetes-validate)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from wizard.yamltext import dump, dump_all
 
-yaml = pytest.importorskip("yaml")  # PyYAML: a test dependency (via kubernetes-validate)
 
 scalars = st.one_of(
     st.none(),
