@@ -62,10 +62,6 @@ class ContainerFacts:
     labels: dict[str, str] = field(default_factory=dict)
     environment: dict[str, str] = field(default_factory=dict)
 
-    @property
-    def label_disabled(self) -> bool:
-        return any(opt in ("disable", "label=disable", "label:disable") for opt in self.security_opt)
-
 
 @dataclass(frozen=True)
 class ExportedModel:
