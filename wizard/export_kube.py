@@ -1,0 +1,352 @@
+"""`modelwiz export kube`: the workstation's Triton deployment as Kubernetes objects.
+
+Pure: from `ServingFacts` (the container `modelwiz up` creates + the repository's models) to a list
+of Kubernetes objects as dicts, then YAML text. The objects:
+
+- a PersistentVolumeClaim for the model repository, sized for the weights;
+- a ConfigMap per model with its `config.pbtxt` and `model.json`, exactly as the repository has them;
+- a Deployment: one init container per model downloads the weights into the volume at the pinned
+  commit (huggingface_hub's `snapshot_download`, run by the Triton image's own Python: every
+  Triton vLLM image ships huggingface_hub because vLLM needs it, so nothing extra is pulled or
+  pip-installed) and then copies the model's ConfigMap into place, so Triton never sees a model
+  whose weights are incomplete. Triton runs with the volume mounted read-only at the repository's
+  mount point, `nvidia.com/gpu` limits, a memory-backed `/dev/shm`, and probes on Triton's
+  health endpoints.
+
+  Why the init container copies the ConfigMap instead of Triton mounting its keys with `subPath`
+  over the volume: a file mount under a read-only volume needs the file to exist there first,
+  ConfigMap updates never reach `subPath` mounts anyway, and podman's `kube play` (4.3) mounts a
+  ConfigMap's `subPath` as a directory, so the manifest would not run as written there;
+- a Service for HTTP 8000, gRPC 8001 and metrics 8002.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import posixpath
+import re
+from dataclasses import dataclass
+
+from wizard.errors import UsageError
+from wizard.export_facts import TRITON_PORTS, ExportedModel, ServingFacts
+from wizard.paths import assets_dir
+from wizard.units import GiB
+from wizard.yamltext import dump_all
+
+GPU_RESOURCE = "nvidia.com/gpu"       # what the NVIDIA device plugin advertises (never the CDI form)
+SHM_VOLUME = "dshm"
+MODELS_VOLUME = "models"
+CONFIG_ROOT = "/etc/modelwiz/models"   # where an init container sees its model's ConfigMap
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+# An annotation key: an optional DNS-subdomain prefix and '/', then a name of at most 63 characters.
+_QUALIFIED = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+_RESTRICTED = {
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+
+
+@dataclass(frozen=True)
+class KubeOptions:
+    namespace: str | None = None        # None: the namespace kubectl is pointed at
+    storage_class: str | None = None    # None: the cluster's default StorageClass
+    init_image: str | None = None       # None: the Triton image (has python3 + huggingface_hub)
+    hf_secret: str = "hf-token"         # Secret holding the Hugging Face token (optional)
+    hf_secret_key: str = "token"
+
+
+def dns_label(text: str, *, limit: int = 63) -> str:
+    """`text` as a DNS-1123 label; a short hash keeps names that had to change distinct."""
+    clean = re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-") or "x"
+    if clean == text and len(clean) <= limit:
+        return clean
+    digest = hashlib.sha256(text.encode()).hexdigest()[:6]
+    return f"{clean[: limit - 7].rstrip('-')}-{digest}"
+
+
+def quantity(n: int) -> str:
+    """Bytes as a Kubernetes quantity: `1Gi`, `512Mi`, or plain bytes."""
+    for suffix, factor in (("Ti", 1024**4), ("Gi", 1024**3), ("Mi", 1024**2), ("Ki", 1024)):
+        if n >= factor and n % factor == 0:
+            return f"{n // factor}{suffix}"
+    return str(n)
+
+
+def storage_bytes(models: tuple[ExportedModel, ...] | list[ExportedModel]) -> int:
+    """The volume size: the weights plus 10% and 1 GiB (tokenizers, download metadata), whole GiB."""
+    weights = sum(m.weights_bytes for m in models)
+    return max(1, math.ceil((weights * 1.10 + GiB) / GiB)) * GiB
+
+
+def check_options(options: KubeOptions) -> None:
+    if options.namespace is not None and (not _DNS_LABEL.match(options.namespace) or len(options.namespace) > 63):
+        raise UsageError(
+            f"{options.namespace!r} is not a valid namespace",
+            hint="use lowercase letters, digits and '-', at most 63 characters",
+        )
+    if options.storage_class is not None and (
+        not _DNS_SUBDOMAIN.match(options.storage_class) or len(options.storage_class) > 253
+    ):
+        raise UsageError(
+            f"{options.storage_class!r} is not a valid StorageClass name",
+            hint="see `kubectl get storageclass` for the names your cluster has",
+        )
+    if not _DNS_SUBDOMAIN.match(options.hf_secret):
+        raise UsageError(f"{options.hf_secret!r} is not a valid Secret name",
+                         hint="use lowercase letters, digits, '-' and '.'")
+    if options.init_image is not None and (not options.init_image or any(c.isspace() for c in options.init_image)):
+        raise UsageError(f"{options.init_image!r} is not an image reference",
+                         hint="name an image such as registry.example.com/python-hf:3.12")
+
+
+def download_script() -> str:
+    return (assets_dir() / "templates" / "kube-download.py").read_text()
+
+
+class _Names:
+    def __init__(self, facts: ServingFacts) -> None:
+        self.app = dns_label(facts.container.name)
+        self.claim = dns_label(f"{self.app}-models")
+
+    def config_map(self, model: str) -> str:
+        return dns_label(f"{self.app}-{model}", limit=253)
+
+    def config_volume(self, model: str) -> str:
+        return dns_label(f"config-{model}")
+
+    def init_container(self, model: str) -> str:
+        return dns_label(f"download-{model}")
+
+
+def _metadata(name: str, labels: dict[str, str], options: KubeOptions, **extra) -> dict:
+    meta: dict = {"name": name}
+    if options.namespace:
+        meta["namespace"] = options.namespace
+    meta["labels"] = dict(labels)
+    meta.update(extra)
+    return meta
+
+
+def _labels(names: _Names) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": "triton",
+        "app.kubernetes.io/instance": names.app,
+        "app.kubernetes.io/managed-by": "modelwiz",
+    }
+
+
+def _selector(names: _Names) -> dict[str, str]:
+    return {"app.kubernetes.io/name": "triton", "app.kubernetes.io/instance": names.app}
+
+
+def _model_dir(facts: ServingFacts, model: ExportedModel) -> str:
+    return posixpath.join(facts.mount_point, model.name)
+
+
+def _init_container(facts: ServingFacts, model: ExportedModel, names: _Names, options: KubeOptions,
+                    script: str) -> dict:
+    return {
+        "name": names.init_container(model.name),
+        "image": options.init_image or facts.container.image,
+        "command": ["python3", "-c", script],
+        "args": [model.source, model.revision, _model_dir(facts, model), model.weights_dir,
+                 f"{CONFIG_ROOT}/{model.name}", *model.files],
+        "env": [
+            {
+                "name": "HF_TOKEN",
+                "valueFrom": {
+                    "secretKeyRef": {"name": options.hf_secret, "key": options.hf_secret_key, "optional": True}
+                },
+            },
+            {"name": "HF_HOME", "value": "/tmp/huggingface"},
+            {"name": "HF_HUB_DISABLE_TELEMETRY", "value": "1"},
+        ],
+        "volumeMounts": [
+            {"name": MODELS_VOLUME, "mountPath": facts.mount_point},
+            {"name": names.config_volume(model.name), "mountPath": f"{CONFIG_ROOT}/{model.name}",
+             "readOnly": True},
+        ],
+        "securityContext": dict(_RESTRICTED),
+    }
+
+
+def _http_probe(path: str, *, period: int, failures: int, timeout: int = 5) -> dict:
+    return {
+        "httpGet": {"path": path, "port": "http"},
+        "periodSeconds": period,
+        "timeoutSeconds": timeout,
+        "failureThreshold": failures,
+    }
+
+
+def _triton_container(facts: ServingFacts) -> dict:
+    container = facts.container
+    env = {"HOME": "/tmp", **container.environment}   # HOME: writable under OpenShift's arbitrary UID
+    mounts: list[dict] = [{"name": MODELS_VOLUME, "mountPath": facts.mount_point, "readOnly": True}]
+    mounts.append({"name": SHM_VOLUME, "mountPath": "/dev/shm"})
+    ports = sorted({p.container_port for p in container.ports} | set(TRITON_PORTS))
+    spec: dict = {
+        "name": "triton",
+        "image": container.image,
+        # `args`, not `command`: podman keeps the image's entrypoint too (NGC's prints the banner).
+        "args": list(facts.boot_command()),
+        "ports": [
+            {"name": TRITON_PORTS.get(port, f"port-{port}"), "containerPort": port, "protocol": "TCP"}
+            for port in ports
+        ],
+        "env": [{"name": k, "value": v} for k, v in env.items()],
+        "resources": {"limits": {GPU_RESOURCE: str(facts.gpu_count)}},
+        "volumeMounts": mounts,
+        # Triton serves HTTP only after the startup models loaded: give that up to 30 minutes,
+        # then restart a server that stops answering.
+        "startupProbe": _http_probe("/v2/health/ready", period=10, failures=180),
+        "livenessProbe": _http_probe("/v2/health/live", period=10, failures=6),
+        "readinessProbe": _http_probe("/v2/health/ready", period=5, failures=3),
+        "securityContext": dict(_RESTRICTED),
+    }
+    if facts.gpu_count == 0:
+        del spec["resources"]
+    return spec
+
+
+def kube_objects(facts: ServingFacts, options: KubeOptions = KubeOptions()) -> list[dict]:
+    """PersistentVolumeClaim, a ConfigMap per model, the Deployment and the Service."""
+    check_options(options)
+    names = _Names(facts)
+    labels = _labels(names)
+    script = download_script()
+    claim_spec: dict = {
+        "accessModes": ["ReadWriteOnce"],
+        "volumeMode": "Filesystem",
+        "resources": {"requests": {"storage": quantity(storage_bytes(facts.models))}},
+    }
+    if options.storage_class:
+        claim_spec["storageClassName"] = options.storage_class
+    objects: list[dict] = [
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": _metadata(names.claim, labels, options),
+            "spec": claim_spec,
+        }
+    ]
+    for model in facts.models:
+        objects.append(
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": _metadata(
+                    names.config_map(model.name), labels, options,
+                    annotations={
+                        "modelwiz/model": model.name,
+                        "modelwiz/source": f"{model.source}@{model.revision}",
+                    },
+                ),
+                "data": {"config.pbtxt": model.config_pbtxt, "model.json": model.model_json},
+            }
+        )
+    volumes: list[dict] = [
+        {"name": MODELS_VOLUME, "persistentVolumeClaim": {"claimName": names.claim}},
+        {"name": SHM_VOLUME, "emptyDir": {"medium": "Memory",
+                                          "sizeLimit": quantity(facts.container.shm_size or GiB)}},
+    ]
+    for model in facts.models:
+        volumes.append(
+            {
+                "name": names.config_volume(model.name),
+                "configMap": {
+                    "name": names.config_map(model.name),
+                    "items": [{"key": "config.pbtxt", "path": "config.pbtxt"},
+                              {"key": "model.json", "path": "model.json"}],
+                },
+            }
+        )
+    selector = _selector(names)
+    pod_spec: dict = {
+        "initContainers": [_init_container(facts, m, names, options, script) for m in facts.models],
+        "containers": [_triton_container(facts)],
+        "volumes": volumes,
+    }
+    if facts.gpu_count:
+        # GPU nodes are commonly tainted so that only pods asking for GPUs land there.
+        pod_spec["tolerations"] = [{"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}]
+    annotations = {k: v for k, v in facts.container.labels.items() if _QUALIFIED.match(k)}
+    template_meta: dict = {"labels": dict(labels)}
+    if annotations:
+        template_meta["annotations"] = annotations
+    objects.append(
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": _metadata(names.app, labels, options),
+            "spec": {
+                "replicas": 1,
+                # One pod at a time: the GPUs and the ReadWriteOnce volume cannot be shared by two.
+                "strategy": {"type": "Recreate"},
+                "selector": {"matchLabels": selector},
+                "template": {"metadata": template_meta, "spec": pod_spec},
+            },
+        }
+    )
+    objects.append(
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": _metadata(names.app, labels, options),
+            "spec": {
+                "type": "ClusterIP",
+                "selector": selector,
+                "ports": [
+                    {"name": name, "port": port, "targetPort": name, "protocol": "TCP"}
+                    for port, name in sorted(TRITON_PORTS.items())
+                ],
+            },
+        }
+    )
+    return objects
+
+
+def header(facts: ServingFacts, options: KubeOptions) -> list[str]:
+    """The comment block on top of the YAML: how to apply it, and what differs from the workstation."""
+    names = _Names(facts)
+    ns = f" -n {options.namespace}" if options.namespace else ""
+    gpus = facts.gpu_count
+    lines = [
+        "Triton Inference Server with the vLLM backend, exported by `modelwiz export kube`.",
+        f"Models: {', '.join(f'{m.name} ({m.source}@{m.revision[:12]})' for m in facts.models) or 'none'}",
+        f"GPUs: {gpus} x {GPU_RESOURCE} on one node (NVIDIA device plugin or GPU Operator).",
+        "",
+        "Gated or private models need a Hugging Face token in a Secret (read from the file",
+        "`modelwiz login` / `hf auth login` saved, so the token is not on a command line):",
+        f"  kubectl{ns} create secret generic {options.hf_secret} \\",
+        f"    --from-file={options.hf_secret_key}=${{HF_HOME:-$HOME/.cache/huggingface}}/token",
+        f"Apply:  kubectl{ns} apply -f THIS_FILE",
+        f"Use:    kubectl{ns} port-forward service/{names.app} 8000:http",
+        "",
+        "Planned for the workstation's GPUs: gpu_memory_utilization and max_model_len in the",
+        "ConfigMaps assume the same GPU model and memory on the cluster node.",
+        "Not expressible in a pod spec: the stack ulimit podman sets (67108864); the node's",
+        "container runtime default applies. /dev/shm is memory-backed and counts as the pod's memory.",
+        "",
+        "OpenShift: the restricted-v2 SCC runs the pod as an arbitrary UID in group 0. Nothing here",
+        "sets runAsUser; both containers drop all capabilities and disallow privilege escalation, so",
+        "restricted-v2 admits them; HOME and HF_HOME point at /tmp, which any UID can write. The init",
+        "containers write the volume with the same UID Triton reads it with. GPUs come from the NVIDIA",
+        "GPU Operator (same nvidia.com/gpu resource). Expose it with a Route:",
+        f"  oc{ns} expose service/{names.app} --port=http",
+    ]
+    if any(":" in d for d in facts.gpus):
+        lines += ["", "MIG: the plan uses MIG slices; with the GPU Operator's `mixed` strategy, request",
+                  "nvidia.com/mig-<profile> instead of nvidia.com/gpu."]
+    for skipped in facts.skipped:
+        lines.append(f"Not exported: {skipped}")
+    return lines
+
+
+def render_kube(facts: ServingFacts, options: KubeOptions = KubeOptions()) -> str:
+    """The YAML text: a comment header, then one document per object."""
+    objects = kube_objects(facts, options)
+    return dump_all(objects, header=header(facts, options))
