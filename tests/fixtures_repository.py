@@ -56,7 +56,7 @@ def _need(meta: FakeMeta, total: int) -> float:
     return round(meta.weights_bytes * 1.25 / total + 0.05, 2)
 
 
-def fake_plan_models(inventory, requests, *, existing=(), replan_existing=False):
+def fake_plan_models(inventory, requests, *, existing=(), replan_existing=False, existing_meta=None):
     devices = [d.cdi_id for d in inventory.devices]
     total = {d.cdi_id: d.cuda_total_bytes for d in inventory.devices}
     used = {d: 0.0 for d in devices}

@@ -90,12 +90,52 @@ def test_cli_add_status_remove_end_to_end(tmp_path, fake_planning, capsys):
     assert (model / "model.safetensors").exists()   # the source folder is untouched
 
 
-def test_cli_add_launch_is_a_clear_failure_until_the_launcher_exists(tmp_path, fake_planning, capsys):
-    model = write_model_folder(tmp_path / "m")
-    rc = main(["add", str(model), "--repository", str(tmp_path / "r"), "--gpus", "H100-80GB", "--yes"])
-    err = capsys.readouterr().err
-    assert rc == 1 and "cannot launch the server yet" in err and "--no-launch" in err
-    assert Repository.open(tmp_path / "r").model("m").ready
+@pytest.mark.podman
+def test_cli_add_then_add_again_into_the_running_server(
+    tmp_path, podman_service, podman_client, standin_image, cdi_gpus, monkeypatch, capsys
+):
+    """The product's re-run path for real: add + up, then `add` loads the new model into the
+    running server (same container, no restart), reloading models whose budgets changed."""
+    import wizard.container
+    from tests.fixtures_podman import free_port, sandbox_ulimits
+    from wizard.triton_http import TritonHttp
+
+    monkeypatch.setattr(wizard.container, "default_ulimits", lambda rootless: sandbox_ulimits())
+    monkeypatch.setenv("CONTAINER_HOST", podman_service.url)
+    repo = tmp_path / "r"
+    first, second = write_model_folder(tmp_path / "first"), write_model_folder(tmp_path / "second")
+    gpus = ["--gpus", "H100-80GB"]
+    assert main(["add", str(first), "--repository", str(repo), *gpus, "--yes", "--no-launch"]) == 0
+    name, http = podman_service.container_name(), free_port()
+    ports = ["--http-port", str(http), "--grpc-port", str(free_port()), "--metrics-port", str(free_port())]
+    assert main(["up", "--repository", str(repo), "--image", standin_image, "--name", name, *ports]) == 0
+    container = podman_client.containers.get(name)
+    started = container.attrs["State"]["StartedAt"]
+    capsys.readouterr()
+
+    try:
+        # No --image, --name or ports: the re-run finds the server serving this repository.
+        assert main(["add", str(second), "--repository", str(repo), *gpus, "--yes"]) == 0
+        out, err = capsys.readouterr()
+        assert f"HTTP     http://127.0.0.1:{http}" in out
+        container.reload()
+        assert container.id == podman_client.containers.get(name).id
+        assert container.attrs["State"]["StartedAt"] == started          # not restarted
+        states = {m.name: m.state for m in TritonHttp(f"http://127.0.0.1:{http}").repository_index()}
+        assert states == {"first": "READY", "second": "READY"}
+        # The joint plan gave "first" a smaller budget: it was loaded again, after an unload.
+        assert "unloading first to load it again with its new budget" in err
+        status = json.loads(_status_json(repo, capsys))
+        assert {m["name"]: m["server_state"] for m in status["models"]} == {"first": "READY", "second": "READY"}
+    finally:
+        assert main(["down", "--name", name]) == 0
+
+
+def _status_json(repo: Path, capsys) -> str:
+    capsys.readouterr()
+    assert main(["status", "--repository", str(repo), "--json"]) == 0
+    return capsys.readouterr().out
+
 
 
 @pytest.mark.parametrize("argv", [

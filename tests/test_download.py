@@ -186,9 +186,9 @@ def test_cancel_keeps_finished_files_and_a_rerun_completes(fake_hub, tmp_path, s
     worker = threading.Thread(target=run)
     worker.start()
     deadline = time.monotonic() + 10
-    while not fake_hub.requests("GET", big) and time.monotonic() < deadline:
+    # Cancel once the big file is stalled mid-body and a small file has finished.
+    while not (fake_hub.requests("GET", big) and (dest / "config.json").exists()) and time.monotonic() < deadline:
         time.sleep(0.01)
-    time.sleep(0.1)
     cancel.set()
     fake_hub.gate.set()
     worker.join(10)
@@ -197,9 +197,9 @@ def test_cancel_keeps_finished_files_and_a_rerun_completes(fake_hub, tmp_path, s
     assert not (dest / big).exists() and no_partials(dest) and not dl.is_complete(dest)
     assert (dest / "config.json").exists()      # finished files are kept
     fake_hub.hold_path = None
-    gets = len(fake_hub.requests("GET", "config.json"))
+    gets = len(fake_hub.requests("GET", "/config.json"))
     result = dl.download_model("org/tiny", dest)
-    assert len(fake_hub.requests("GET", "config.json")) == gets   # not fetched again
+    assert len(fake_hub.requests("GET", "/config.json")) == gets   # not fetched again
     assert_identical(dest, repo, result.files) and dl.is_complete(dest)
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from tests.fakehub import FakeRepo, safetensors_bytes
 from tests.fixtures_hub import GOOD_TOKEN, llama_config
 from wizard import download as dl
-from wizard.download_view import describe, progress_printer
+from wizard.progress_text import describe, progress_printer
 from wizard.progress import ProgressEvent
 
 

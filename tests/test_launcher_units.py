@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -14,7 +15,8 @@ from wizard import container as C
 from wizard import preflight as P
 from wizard.errors import ModelwizError, UsageError
 from wizard.launch_inputs import read_launch_inputs
-from wizard.launcher import advise, curl_example, url_from_labels
+from wizard.launcher import advise, url_from_labels
+from wizard.triton_http import curl_example
 from wizard.podman_conn import connect, socket_candidates
 from wizard.pull import PullTracker
 from wizard.triton_http import TritonHttp, TritonHttpError, parse_sse
@@ -233,18 +235,29 @@ def test_connect_names_the_fix(tmp_path):
 # -- launch inputs --------------------------------------------------------------------------------
 
 
-def test_launch_inputs_from_manifest_tables_and_arrays(tmp_path):
-    (tmp_path / "modelwiz.toml").write_text(
-        'image = "nvcr.io/nvidia/tritonserver:26.07-vllm-python-py3"\nmount_point = "/repo"\n'
-        '[models.a]\ndevices = ["1"]\n[models.b.plan]\ndevices = ["0"]\n'
-    )
+def test_launch_inputs_from_a_real_manifest(tmp_path):
+    from tests.export_helpers import make_repository
+    from wizard.manifest import STATE_DOWNLOADING, load_manifest, save_manifest
+
+    repo = make_repository(tmp_path, "org/alpha", "org/beta")
     got = read_launch_inputs(tmp_path)
-    assert (got.models, got.devices, got.mount_point, got.from_manifest) == (("a", "b"), ("0", "1"), "/repo", True)
-    (tmp_path / "modelwiz.toml").write_text('[[models]]\nname = "x"\ndevices = ["0:1"]\n')
-    got = read_launch_inputs(tmp_path)
-    assert (got.models, got.devices, got.image, got.mount_point) == (("x",), ("0:1",), None, "/models")
+    manifest = load_manifest(tmp_path)
+    assert got.from_manifest
+    assert got.models == ("alpha", "beta")
+    assert got.devices == repo.used_devices() and got.devices  # the set config.pbtxt ids count against
+    assert (got.image, got.mount_point) == (manifest.image, manifest.mount_point)
+    # A model whose download has not finished is never loaded.
+    beta = manifest.get("beta")
+    save_manifest(tmp_path, manifest.with_model(replace(beta, state=STATE_DOWNLOADING)))
+    (tmp_path / "beta" / "config.pbtxt").unlink()
+    assert read_launch_inputs(tmp_path).models == ("alpha",)
+
+
+def test_a_broken_manifest_is_explained(tmp_path):
+    from wizard.manifest import ManifestError
+
     (tmp_path / "modelwiz.toml").write_text("image = [")
-    with pytest.raises(UsageError, match="not valid TOML"):
+    with pytest.raises(ManifestError):
         read_launch_inputs(tmp_path)
 
 

@@ -86,7 +86,7 @@ def test_plain_flow_end_to_end(fake_backend):
     assert "[" in out and "#" in out  # the memory bar
     assert "download Qwen/Qwen2.5-7B-Instruct" in out and "done" in out
     assert "qwen2.5-7b-instruct: ready" in out
-    assert "curl -s http://127.0.0.1:8000/v2/models/qwen2.5-7b-instruct/generate" in out
+    assert "curl -s -X POST http://127.0.0.1:8000/v2/models/qwen2.5-7b-instruct/generate" in out
     assert "Triton serves models." in out
     plans = [c for c in fake_backend.calls if c[0] == "plan"]
     assert plans[-1][1][0].max_model_len == 8192

@@ -70,7 +70,7 @@ async def test_whole_flow_to_done(fake_backend):
         prompt.value = "hello"
         await pilot.press("enter")
         await wait_for(pilot, lambda: "Triton serves models." in text_of(app, "#reply"))
-        assert "curl -s http://127.0.0.1:8000/v2/models/qwen2.5-7b-instruct/generate" in app.screen.query_one("#curl").text
+        assert "curl -s -X POST http://127.0.0.1:8000/v2/models/qwen2.5-7b-instruct/generate" in app.screen.query_one("#curl").text
         await pilot.click("#finish")
         await wait_for(pilot, lambda: app.return_code == 0)
 

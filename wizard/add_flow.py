@@ -39,6 +39,7 @@ class AddRequest:
     source: str                      # Hub repo id, or a local model folder
     name: str | None = None          # the Triton name; derived from the source when None
     max_model_len: int | None = None
+    min_concurrency: int = 1         # full-length requests the KV cache must hold at once
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,11 @@ class AddProposal:
     devices: tuple[str, ...]                 # every device the repository will use
     download_bytes: int | None               # None when unknown
     warnings: tuple[str, ...] = ()
+    plan: Any = None                         # the planner's Plan (per-GPU budgets), for pictures
+
+    @property
+    def fits(self) -> bool:
+        return all(m.plan.fits for m in self.new) and all(c.new.fits for c in self.changed)
 
     @property
     def plans(self) -> tuple[ModelPlan, ...]:
@@ -102,6 +108,12 @@ class AddResult:
     @property
     def notes(self) -> tuple[str, ...]:
         return tuple(n for r in self.reports for n in r.notes)
+
+    @property
+    def rewritten(self) -> tuple[str, ...]:
+        """Models that were there before and whose config.pbtxt or model.json this add rewrote
+        (a new budget, renumbered GPUs): a running server must load them again."""
+        return tuple(r.name for r in self.reports if r.written and r.name not in self.names)
 
 
 # ------------------------------------------------------------------------------------ names
@@ -218,6 +230,15 @@ def choose_image(repo: Repository, inventory: GpuInventory, image_ref: str | Non
     return info
 
 
+def _meta_source(repo: Repository, entry: ManifestModel) -> str:
+    """Where to read a deployed model's metadata: its own complete weights folder (no network),
+    else where it came from."""
+    weights = repo.weights_dir(entry)
+    if entry.complete and (weights / "config.json").is_file():
+        return str(weights)
+    return entry.source
+
+
 def _default_planner() -> Callable[..., Any]:
     from wizard.planner import plan_models
 
@@ -257,8 +278,14 @@ def prepare_add(
     request_factory: Callable[..., Any] | None = None,
     download_size: Callable[[str, Path], int | None] | None = None,
     on_event: EventCallback = ignore_event,
+    refuse: bool = True,
+    check_disk: bool = True,
 ) -> AddProposal:
-    """Resolve names, plan jointly with the repository's models, and check disk space."""
+    """Resolve names, plan jointly with the repository's models, and check disk space.
+
+    `refuse=False` returns a proposal that does not fit (`.fits` false, reasons in the plans)
+    instead of raising, for a UI that lets the user change it; `check_disk=False` skips the
+    disk check (and the Hub calls sizing it needs)."""
     from wizard.engine_args import resolve_version
 
     fresh, resume = resolve_requests(repo, requests)
@@ -272,6 +299,7 @@ def prepare_add(
     )
     changed: list[PlanChange] = []
     new: list[NewModel] = list(resumed)
+    planned = None
     kept: list[ModelPlan] = [p for p in existing if p.name not in {m.name for m in resume}]
     if fresh:
         planner = planner or _default_planner()
@@ -280,16 +308,25 @@ def prepare_add(
         model_requests = []
         for request, source, name in fresh:
             on_event(AddEvent("plan", f"reading {source}", name))
-            model_requests.append(make_request(meta_loader(source), name, max_model_len=request.max_model_len))
+            options = {"max_model_len": request.max_model_len}
+            if request.min_concurrency != 1:
+                options["min_concurrency"] = request.min_concurrency
+            model_requests.append(make_request(meta_loader(source), name, **options))
         on_event(AddEvent("plan", "planning all models together"))
         plan = planner(inventory, model_requests, existing=existing, replan_existing=False)
         if not plan.fits and existing:
             on_event(AddEvent("plan", "no room with the current budgets; planning all models again"))
-            replanned = planner(inventory, model_requests, existing=existing, replan_existing=True)
+            existing_meta = {
+                plan.name: meta_loader(_meta_source(repo, repo.manifest.get(plan.name))) for plan in existing
+            }
+            replanned = planner(
+                inventory, model_requests, existing=existing, replan_existing=True, existing_meta=existing_meta
+            )
             if replanned.fits:
                 plan = replanned
-        if not plan.fits:
+        if not plan.fits and refuse:
             raise _refusal(plan)
+        planned = plan
         by_name = {m.name: m for m in plan.models}
         kept = []
         for old in existing:
@@ -309,7 +346,7 @@ def prepare_add(
     proposal_plans = kept + [c.new for c in changed] + [n.plan for n in new]
     devices = repo.used_devices(proposal_plans)
     warnings = placement_warnings(proposal_plans, devices)
-    total = _download_bytes(repo, new, download_size)
+    total = bytes_to_download(repo, new, download_size) if check_disk and all(n.plan.fits for n in new) else None
     if total is not None:
         free = shutil.disk_usage(repo.existing_ancestor()).free
         if total + DISK_HEADROOM_BYTES > free:
@@ -318,10 +355,10 @@ def prepare_add(
                 hint="free some space or use another --repository",
             )
     return AddProposal(repo.root, image, vllm_version, tuple(new), tuple(changed), tuple(kept),
-                       devices, total, tuple(warnings))
+                       devices, total, tuple(warnings), plan=planned)
 
 
-def _download_bytes(
+def bytes_to_download(
     repo: Repository, new: Sequence[NewModel], download_size: Callable[[str, Path], int | None] | None
 ) -> int | None:
     total = 0
@@ -422,21 +459,35 @@ def execute_add(
     )
 
 
-def launch_after_add(repository: Path, names: Sequence[str], on_event: EventCallback = ignore_event) -> None:
-    """Start the server, or make the running one load `names`. The launcher part provides this.
+def launch_after_add(
+    repository: Path,
+    names: Sequence[str],
+    *,
+    gpus_spec: str | None = None,
+    on_event: EventCallback = ignore_event,
+    on_progress: ProgressCallback = ignore_progress,
+    confirm: Callable[[str], bool] = lambda question: False,
+    reload: Sequence[str] = (),
+    options: Any = None,
+) -> Any:
+    """Start the server, or make the running one load `names` (the others stay loaded).
 
-    Contract for wizard.launcher: `update_server(repository: Path, models: Sequence[str],
-    on_event: Callable[[AddEvent], None]) -> None`, raising ModelwizError on failure.
+    `reload`: existing models whose budgets the add changed (AddResult.changed); a running server
+    loads them again. Returns wizard.serve.Serving. A change that needs a restart (other GPUs,
+    other image) is put to `confirm` first.
     """
-    try:
-        from wizard.launcher import update_server  # type: ignore[attr-defined]
-    except ImportError:
-        raise ModelwizError(
-            f"the repository is written ({', '.join(names)}), but this build cannot launch the server yet",
-            hint="rerun with --no-launch to stop after writing, or start it with `modelwiz up`",
-        ) from None
-    on_event(AddEvent("launch", "starting or updating the Triton server"))
-    update_server(repository, list(names), on_event=on_event)
+    from wizard.serve import ServeOptions, start_server
+
+    on_event(AddEvent("launch", f"starting or updating the Triton server for {', '.join(names)}"))
+    return start_server(
+        repository,
+        gpus_spec=gpus_spec,
+        options=options or ServeOptions(),
+        on_event=lambda e: on_event(AddEvent("launch", e.message, getattr(e, "model", None))),
+        on_progress=on_progress,
+        confirm=confirm,
+        reload=reload,
+    )
 
 
 # ------------------------------------------------------------------------------------ text

@@ -282,11 +282,10 @@ def quick_fit(weights_bytes: int | None, inventory: "GpuInventory | None") -> tu
 
 
 def curl_command(endpoints: Endpoints, model: str, prompt: str = "What is Triton Inference Server?") -> str:
-    """A copyable request against Triton's generate endpoint (vLLM backend's text_input)."""
-    import json
+    """A copyable request against Triton's generate endpoint (the one `modelwiz up` prints)."""
+    from wizard.triton_http import curl_example
 
-    body = json.dumps({"text_input": prompt, "parameters": {"stream": False, "max_tokens": 128}})
-    return f"curl -s {endpoints.http}/v2/models/{model}/generate \\\n  -d '{body}'"
+    return curl_example(endpoints.http, model, prompt=prompt)
 
 
 def free_bytes_at(path: Path) -> int:
@@ -317,36 +316,47 @@ def _failed(key: str, title: str, error: Exception, blocks: str | None, status: 
 
 
 class CoreBackend:
-    """`Backend` over the core modules (imported lazily: nothing heavy before the first paint)."""
+    """`Backend` over the core (imported lazily: nothing heavy before the first paint).
+
+    It drives the same functions as `modelwiz add`: `add_flow.prepare_add` plans (jointly with the
+    repository's models), `execute_add` records, downloads and writes, `serve.start_server`
+    launches. Metadata read from the Hub is cached, so re-planning as the user edits is instant.
+    """
 
     def __init__(self, *, spec: str | None = None, repository: Path | None = None) -> None:
         self.spec = spec
         self._repository = repository
+        self._metas: dict[str, Any] = {}
         self._lock = threading.Lock()
+        self._proposal: Any = None        # the last add_flow.AddProposal, for download and write
+        self._result: Any = None          # the last add_flow.AddResult, for launch
 
     # -- repository ---------------------------------------------------------------------------
     def repository_path(self) -> Path:
         if self._repository is None:
-            from wizard import repository
+            from wizard.repository import configured_repository
 
-            self._repository = Path(repository.default_repository_path())
+            self._repository = configured_repository() or Path.home() / "models"
         return self._repository
 
-    def _open_repository(self) -> Any:
-        from wizard import repository
+    def _open(self) -> Any:
+        from wizard.repository import Repository
 
-        return repository.open_repository(self.repository_path())
+        # create=True writes nothing until something is saved.
+        return Repository.open(self.repository_path(), create=True)
 
     def existing_models(self) -> tuple[ExistingModel, ...]:
-        repo = self._open_repository()
+        if not self.repository_path().is_dir():
+            return ()
         out = []
-        for entry in repo.list_models():
+        for model in self._open().models():
+            entry = model.entry
             out.append(
                 ExistingModel(
-                    name=entry.name,
-                    source=getattr(entry, "source", entry.name),
-                    plan=getattr(entry, "plan", None),
-                    revision=getattr(entry, "revision", None),
+                    name=model.name,
+                    source=entry.source if entry else model.name,
+                    plan=entry.plan if entry else None,
+                    revision=entry.revision if entry else None,
                 )
             )
         return tuple(out)
@@ -358,38 +368,63 @@ class CoreBackend:
         return load_inventory(spec)
 
     def machine_checks(self, inventory: "GpuInventory | None") -> Iterator[Check]:
+        yield self._podman_row()
+        if inventory is not None:
+            yield self._image_row(inventory)
+        if inventory is not None and inventory.source == "nvml":
+            yield self._cdi_row(inventory)
+        yield self._hub_row()
+        yield self._disk_row()
+
+    def _podman_row(self) -> Check:
         try:
             from wizard import podman_conn
 
-            version = podman_conn.check_reachable()
-            yield Check("podman", "Podman", "ok", f"podman {version} reachable")
-        except Exception as error:  # noqa: BLE001 - every failure becomes a row with its fix
-            yield _failed("podman", "Podman", error, "launch")
-        if inventory is not None and inventory.source == "nvml":
+            client = podman_conn.connect(timeout=5)
             try:
-                from wizard import launcher
+                version = client.version().get("Version", "?")
+            finally:
+                client.close()
+            return Check("podman", "Podman", "ok", f"podman {version} reachable")
+        except Exception as error:  # noqa: BLE001 - every failure becomes a row with its fix
+            return _failed("podman", "Podman", error, "launch")
 
-                summary = launcher.check_cdi(inventory)
-                yield Check("cdi", "GPU access (CDI)", "ok", str(summary))
-            except Exception as error:  # noqa: BLE001
-                yield _failed("cdi", "GPU access (CDI)", error, "launch")
+    def _image_row(self, inventory: "GpuInventory") -> Check:
+        from wizard.images import pick_image
+
+        info = pick_image(inventory.driver_version)
+        if info is None:
+            return Check(
+                "image", "Triton image", "fail",
+                f"driver {inventory.driver_version} is older than every Triton vLLM image needs",
+                "update the NVIDIA driver", "launch",
+            )
+        driver = f"driver {inventory.driver_version}" if inventory.driver_version else "described GPUs"
+        return Check("image", "Triton image", "ok", f"{info.short_tag} (vLLM {info.vllm_release}) for {driver}")
+
+    def _cdi_row(self, inventory: "GpuInventory") -> Check:
+        from wizard.preflight import check_cdi
+
+        devices = [d.cdi_id for d in inventory.devices]
+        problem = check_cdi(devices)
+        if problem is None:
+            return Check("cdi", "GPU access (CDI)", "ok", f"nvidia.com/gpu={','.join(devices)} declared")
+        return Check("cdi", "GPU access (CDI)", "fail", problem.message, problem.fix, "launch")
+
+    def _hub_row(self) -> Check:
         try:
             from wizard import hub
 
             auth = hub.auth_status()
-            if auth.logged_in:
-                yield Check("hf-login", "Hugging Face", "ok", f"logged in as {auth.user} ({auth.source})")
-            else:
-                yield Check(
-                    "hf-login",
-                    "Hugging Face",
-                    "warn",
-                    "not logged in: gated models (Llama, Gemma, ...) cannot be downloaded",
-                    "run `modelwiz login` (or set HF_TOKEN) to use gated models",
-                )
         except Exception as error:  # noqa: BLE001
-            yield _failed("hf-login", "Hugging Face", error, None, "warn")
-        yield self._disk_row()
+            return _failed("hf-login", "Hugging Face", error, None, "warn")
+        if auth.logged_in:
+            return Check("hf-login", "Hugging Face", "ok", f"logged in as {auth.user} ({auth.source})")
+        return Check(
+            "hf-login", "Hugging Face", "warn",
+            auth.message or "not logged in: gated models (Llama, Gemma, ...) cannot be downloaded",
+            "run `modelwiz login` (or set HF_TOKEN) to use gated models",
+        )
 
     def _disk_row(self) -> Check:
         path = self.repository_path()
@@ -400,13 +435,13 @@ class CoreBackend:
 
     # -- models -------------------------------------------------------------------------------
     def _candidate(self, hit: Any, inventory: "GpuInventory | None") -> ModelCandidate:
-        size = getattr(hit, "weights_bytes", None) or getattr(hit, "size", None)
+        size = hit.weight_bytes
         fit, note = quick_fit(size, inventory)
         return ModelCandidate(
             repo_id=hit.repo_id,
-            downloads=getattr(hit, "downloads", None),
-            gated=getattr(hit, "gated", False) or False,
-            parameters=getattr(hit, "parameters", None),
+            downloads=hit.downloads,
+            gated=hit.gated or False,
+            parameters=hit.parameters,
             weights_bytes=size,
             fit=fit,
             fit_note=note,
@@ -423,116 +458,130 @@ class CoreBackend:
     def model_details(self, repo_id: str) -> ModelDetails:
         from wizard import hub
 
-        model = hub.lookup_model(repo_id)
-        gated = getattr(model, "gated", False) or False
-        access, note = "ok", ""
-        if gated:
-            auth = hub.auth_status()
-            if not auth.logged_in:
-                access = "needs-login"
-                note = f"{repo_id} is gated: log in with `modelwiz login` after accepting its terms on huggingface.co"
-            elif hasattr(hub, "check_access") and not hub.check_access(repo_id):
-                access = "needs-request"
-                note = f"{repo_id} is gated: accept its terms at https://huggingface.co/{repo_id} first"
-        weights = getattr(model, "weights_bytes", None)
-        supported = getattr(model, "vllm_supported", None)
+        try:
+            model = hub.lookup_model(repo_id)
+        except hub.GatedNotLoggedIn as error:
+            return ModelDetails(repo_id, None, gated=True, access="needs-login", access_note=error.one_line())
+        except hub.GatedNoAccess as error:
+            return ModelDetails(repo_id, None, gated=True, access="needs-request", access_note=error.one_line())
         return ModelDetails(
             repo_id=repo_id,
-            revision=getattr(model, "sha", None),
-            gated=gated,
-            access=access,
-            access_note=note,
-            weights_bytes=weights,
-            vllm_supported=supported,
-            note="" if supported is not False else "vLLM does not support this model's architecture",
+            revision=model.sha,
+            gated=model.gated or False,
+            weights_bytes=model.weight_bytes,
+            vllm_supported=model.vllm_supported,
+            note="" if model.vllm_supported else (model.vllm_message or "vLLM does not serve this architecture"),
         )
 
     # -- plan ---------------------------------------------------------------------------------
+    def _meta(self, ref: str) -> Any:
+        with self._lock:
+            cached = self._metas.get(ref)
+        if cached is None:
+            from wizard.model_meta import load_model_meta
+
+            cached = load_model_meta(ref)
+            with self._lock:
+                self._metas[ref] = cached
+        return cached
+
+    def _prepare(self, inventory: "GpuInventory", choices: Sequence[ModelChoice], *, check_disk: bool) -> Any:
+        from wizard.add_flow import AddRequest, prepare_add
+
+        requests = [AddRequest(c.repo_id, c.name, c.max_model_len, c.min_concurrency) for c in choices]
+        return prepare_add(
+            self._open(), requests, inventory=inventory, meta_loader=self._meta, refuse=False, check_disk=check_disk
+        )
+
     def plan(
         self,
         inventory: "GpuInventory",
         choices: Sequence[ModelChoice],
-        existing: Sequence[ExistingModel] = (),
+        existing: Sequence[ExistingModel] = (),  # the repository itself is the source of truth
     ) -> PlanView:
-        from wizard import model_meta, planner
-
-        requests = [
-            planner.ModelRequest(
-                model_meta.load_model_meta(c.repo_id),
-                c.name,
-                max_model_len=c.max_model_len,
-                min_concurrency=c.min_concurrency,
-            )
-            for c in choices
-        ]
-        old = tuple(e.plan for e in existing if e.plan is not None)
-        plan = planner.plan_models(inventory, requests, existing=old)
+        proposal = self._prepare(inventory, choices, check_disk=False)
+        self._proposal = proposal
+        self._inventory = inventory
         labels = {g.cdi_id: g for g in inventory.devices}
-        devices = []
-        for budget in plan.gpus:
-            device = str(getattr(budget, "device", getattr(budget, "cdi_id", "")))
-            gpu = labels.get(device)
-            devices.append(
-                DeviceMemory(
-                    device=device,
-                    label=f"GPU {device} · {gpu.name}" if gpu else f"GPU {device}",
-                    total=budget.total,
-                    weights=budget.weights,
-                    kv_cache=budget.kv_cache,
-                    overhead=budget.overhead,
-                    other_processes=budget.other_processes,
-                    free=budget.free,
-                )
+        devices = tuple(
+            DeviceMemory(
+                device=b.device,
+                label=f"GPU {b.device} · {labels[b.device].name}" if b.device in labels else f"GPU {b.device}",
+                total=b.total_bytes,
+                weights=b.weights_bytes,
+                kv_cache=b.kv_cache_bytes,
+                overhead=b.overhead_bytes + b.driver_reserved_bytes,
+                other_processes=b.other_processes_bytes,
+                free=b.free_bytes,
             )
-        return PlanView(models=tuple(plan.models), devices=tuple(devices), fits=bool(plan.fits), raw=plan)
+            for b in (proposal.plan.gpus if proposal.plan is not None else ())
+        )
+        models = proposal.kept + tuple(c.new for c in proposal.changed) + tuple(n.plan for n in proposal.new)
+        return PlanView(models=models, devices=devices, fits=proposal.fits, raw=proposal)
 
     # -- download -----------------------------------------------------------------------------
     def disk_check(self, choices: Sequence[ModelChoice]) -> DiskCheck:
-        from wizard import download
+        from wizard.add_flow import bytes_to_download
 
-        needed = sum(download.plan_download(c.repo_id, revision=c.revision).bytes_to_fetch for c in choices)
-        target = self.repository_path()  # download_model writes into <repository>/<name>
-        return DiskCheck(path=target, needed_bytes=needed, free_bytes=free_bytes_at(target))
+        proposal = self._proposal
+        needed = bytes_to_download(self._open(), proposal.new, None) if proposal is not None else 0
+        target = self.repository_path()
+        return DiskCheck(path=target, needed_bytes=needed or 0, free_bytes=free_bytes_at(target))
 
     def download(self, choice: ModelChoice, *, on_progress: Callable[["ProgressEvent"], None], cancel: threading.Event) -> None:
-        from wizard import download
+        """Record the model as downloading, fetch it into the repository, write its files."""
+        from dataclasses import replace
 
-        dest = self.repository_path() / choice.name
-        download.download_model(choice.repo_id, dest, revision=choice.revision, on_progress=on_progress, cancel=cancel)
+        from wizard.add_flow import execute_add
+
+        proposal = self._proposal
+        one = replace(proposal, new=tuple(n for n in proposal.new if n.plan.name == choice.name), changed=())
+        execute_add(self._open(), one, on_progress=on_progress, cancel=cancel)
 
     # -- repository and launch ----------------------------------------------------------------
     def write_repository(self, plan: PlanView, choices: Sequence[ModelChoice]) -> None:
-        from wizard import add_flow
+        """Write every file of the joint plan (the downloads are done: nothing is fetched again)."""
+        from wizard.add_flow import execute_add
+        from wizard.repository import remember_repository
 
-        add_flow.write_models(self.repository_path(), plan.raw, choices)
+        self._result = execute_add(self._open(), plan.raw)
+        remember_repository(self.repository_path())
 
     def launch(self, plan: PlanView, *, on_event: Callable[[LaunchEvent], None], cancel: threading.Event) -> Endpoints:
-        from wizard import launcher
+        from wizard.serve import start_server
 
-        def progress(event: "ProgressEvent") -> None:
-            on_event(PullProgress(event))
+        states = {"load": "loading", "ready": "ready"}
 
-        def log(line: str) -> None:
-            on_event(LogLine(line))
+        def event(e: Any) -> None:
+            if e.model and e.stage in states:
+                on_event(ModelState(e.model, states[e.stage], e.message))
 
-        def state(name: str, value: str, detail: str = "") -> None:
-            on_event(ModelState(name, value, detail))
-
-        result = launcher.up(
-            self.repository_path(),
-            on_pull_progress=progress,
-            on_log=log,
-            on_model_state=state,
-            cancel=cancel,
-        )
+        reload = self._result.rewritten if self._result is not None else ()
+        try:
+            serving = start_server(
+                self.repository_path(),
+                gpus_spec=self.spec,
+                on_event=event,
+                on_progress=lambda p: on_event(PullProgress(p)),
+                on_log=lambda line: on_event(LogLine(line)),
+                reload=reload,
+            )
+        except ModelwizError as error:
+            model = getattr(error, "model", None)
+            if model:
+                on_event(ModelState(model, "failed", error.message))
+            raise
+        spec = serving.spec
+        host = spec.http_url.split("//", 1)[1].rsplit(":", 1)[0]
         return Endpoints(
-            http=result.http_url,
-            grpc=result.grpc_url,
-            metrics=result.metrics_url,
-            models=tuple(m.name for m in plan.models),
+            http=spec.http_url,
+            grpc=f"{host}:{spec.grpc_port}",
+            metrics=f"http://{host}:{spec.metrics_port}/metrics",
+            models=tuple(spec.models),
         )
 
     def generate_stream(self, endpoints: Endpoints, model: str, prompt: str) -> Iterator[str]:
-        from wizard import triton_http
+        from wizard.triton_http import TritonHttp, generate_body
 
-        yield from triton_http.generate_stream(endpoints.http, model, prompt)
+        for event in TritonHttp(endpoints.http).generate_stream(model, generate_body(prompt)):
+            yield str(event.get("text_output", ""))

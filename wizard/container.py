@@ -16,7 +16,9 @@ from wizard.plan_types import sort_devices
 from wizard.units import GiB
 
 DEFAULT_NAME = "modelwiz-triton"
-DEFAULT_MOUNT_POINT = "/models"
+# Where the repository appears inside the container: the path the original setup notes use, and
+# what the manifest records by default (model.json paths are written against it).
+DEFAULT_MOUNT_POINT = "/opt/app-root/mnt/model_repository"
 DEFAULT_LISTEN = "127.0.0.1"
 CDI_KIND = "nvidia.com/gpu"
 ALL_DEVICES = "all"

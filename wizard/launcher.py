@@ -380,11 +380,16 @@ def up(
     on_progress: ProgressCallback = ignore_progress,
     on_log: LogCallback | None = None,
     confirm: ConfirmCallback = _refuse,
+    reload: Iterable[str] = (),
     live_timeout_s: float = 900.0,
     load_timeout_s: float = 3600.0,
     poll_s: float = 0.5,
 ) -> UpResult:
-    """Bring Triton up as `spec` describes and load its models; see the module docstring."""
+    """Bring Triton up as `spec` describes and load its models; see the module docstring.
+
+    `reload`: models whose files changed (a re-plan gave them another budget). A running server
+    unloads them first and loads them again in turn, so no engine keeps an outdated budget.
+    """
     existing = find_container(client, spec.name)
     reuse = False
     if existing is not None:
@@ -434,6 +439,14 @@ def up(
             on_event(LaunchEvent("unload", f"unloading {stale}: the repository no longer lists it", model=stale))
             http.unload(stale)
             unloaded.append(stale)
+        # Unload every changed model before loading anything: the new budgets only add up once
+        # no engine holds an old, larger one.
+        for name in [m for m in spec.models if m in set(reload) & ready_before]:
+            on_event(LaunchEvent("unload", f"unloading {name} to load it again with its new budget", model=name))
+            http.unload(name)
+            _wait_unloaded(http, name, timeout_s=load_timeout_s, poll_s=poll_s)
+            ready_before.discard(name)
+            unloaded.append(name)
         loaded, already = [], []
         for name in spec.models:  # one at a time: see the module docstring
             if name in ready_before:
@@ -462,6 +475,19 @@ def up(
         already_ready=tuple(already),
         unloaded=tuple(unloaded),
     )
+
+
+def _wait_unloaded(http: TritonHttp, name: str, *, timeout_s: float, poll_s: float) -> None:
+    """Triton answers an unload before the engine has let go of its GPU memory."""
+    deadline = time.monotonic() + timeout_s
+    while name in _ready_models(http) or name in _unloading_models(http):
+        if time.monotonic() > deadline:
+            raise LaunchFailed(f"{name} did not unload within {timeout_s:.0f} s", log_tail=[], advice=[])
+        time.sleep(poll_s)
+
+
+def _unloading_models(http: TritonHttp) -> set[str]:
+    return {m.name for m in http.repository_index() if m.state == "UNLOADING"}
 
 
 def _ready_models(http: TritonHttp) -> set[str]:
@@ -532,13 +558,4 @@ def status(client: Any, name: str) -> LaunchStatus:
         url=url,
         models=models,
         error=error,
-    )
-
-
-def curl_example(url: str, model: str, *, max_tokens: int = 64) -> str:
-    """A ready-to-paste generate request (max_tokens always sent: vLLM's default is 16)."""
-    return (
-        f"curl -s -X POST {url}/v2/models/{model}/generate -H 'Content-Type: application/json' "
-        f"-d '{{\"text_input\": \"What is Triton Inference Server?\", \"parameters\": "
-        f"{{\"max_tokens\": {max_tokens}, \"temperature\": 0, \"exclude_input_in_output\": true}}}}'"
     )

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any, Mapping
 
+from wizard.container import DEFAULT_MOUNT_POINT
 from wizard.errors import ModelwizError
 from wizard.fsutil import atomic_write_text
 from wizard.naming import check_name
@@ -26,7 +27,6 @@ from wizard.plan_types import ModelPlan
 
 MANIFEST_NAME = "modelwiz.toml"
 MANIFEST_VERSION = 1
-DEFAULT_MOUNT_POINT = "/opt/app-root/mnt/model_repository"
 
 STATE_DOWNLOADING = "downloading"
 STATE_COMPLETE = "complete"

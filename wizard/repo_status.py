@@ -13,15 +13,10 @@ from wizard.repository import Repository, RepoModel
 
 
 def server_states(repository: Path) -> Mapping[str, str] | None:
-    """The running server's view of each model, by name; None when no server is known.
+    """The running server's view of each model, by name; None when no server serves `repository`."""
+    from wizard.serve import server_model_states
 
-    Contract for wizard.launcher: `model_states(repository: Path) -> Mapping[str, str] | None`.
-    """
-    try:
-        from wizard.launcher import model_states  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    return model_states(repository)
+    return server_model_states(repository)
 
 
 def model_row(model: RepoModel, server: Mapping[str, str] | None = None) -> dict[str, Any]:

@@ -195,3 +195,26 @@ def _describe(error: BaseException) -> str:
     if isinstance(error, ConnectionRefusedError):
         return "connection refused"
     return str(error) or type(error).__name__
+
+
+def generate_body(prompt: str, *, max_tokens: int = 256, temperature: float = 0.7, stream: bool = True) -> dict[str, Any]:
+    """A generate(_stream) body for the vLLM backend. max_tokens is always sent: vLLM's default
+    is 16. The prompt is left out of the reply (streaming requires that)."""
+    return {
+        "text_input": prompt,
+        "parameters": {
+            "stream": stream,
+            "max_tokens": max_tokens,
+            "temperature": temperature,
+            "exclude_input_in_output": True,
+        },
+    }
+
+
+def curl_example(url: str, model: str, *, prompt: str = "What is Triton Inference Server?", max_tokens: int = 64) -> str:
+    """A ready-to-paste generate request (max_tokens always sent: vLLM's default is 16)."""
+    body = json.dumps(generate_body(prompt, max_tokens=max_tokens, temperature=0, stream=False))
+    return (
+        f"curl -s -X POST {url}/v2/models/{model}/generate -H 'Content-Type: application/json' "
+        f"-d '{body}'"
+    )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 
 from wizard.commands._repo_args import add_repository_argument, ask_repository, ask_yes_no, interactive
 from wizard.errors import Cancelled, UsageError
@@ -27,30 +26,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-launch", action="store_true", help="stop after writing the repository")
 
 
-class _ProgressPrinter:
-    """Download progress on stderr, at most once a second."""
-
-    def __init__(self) -> None:
-        self._last = 0.0
-
-    def __call__(self, event) -> None:  # ProgressEvent
-        from wizard.units import format_bytes, format_duration, format_rate
-
-        now = time.monotonic()
-        if not event.finished and now - self._last < 1.0:
-            return
-        self._last = now
-        pct = f"{event.fraction * 100:5.1f}%" if event.fraction is not None else "   ?  "
-        print(
-            f"  {pct} {format_bytes(event.done_bytes)} / {format_bytes(event.total_bytes)} "
-            f"{format_rate(event.rate_bytes_per_s)} eta {format_duration(event.eta_s)}",
-            file=sys.stderr,
-        )
-
-
 def run(args: argparse.Namespace) -> int:
     from wizard.add_flow import AddRequest, describe_proposal, execute_add, launch_after_add, prepare_add
     from wizard.gpus import load_inventory
+    from wizard.progress_text import progress_printer
     from wizard.repository import Repository, remember_repository, resolve_repository
 
     if args.name is not None and len(args.models) != 1:
@@ -73,11 +52,25 @@ def run(args: argparse.Namespace) -> int:
         question = "Change the budgets shown and go ahead?" if proposal.changed else "Go ahead?"
         if not ask_yes_no(question):
             raise Cancelled("nothing was changed")
-    result = execute_add(repo, proposal, on_event=show, on_progress=_ProgressPrinter())
+    printer = progress_printer(sys.stderr)
+    try:
+        result = execute_add(repo, proposal, on_event=show, on_progress=printer)
+    finally:
+        printer.close()
     if args.repository:
         remember_repository(repo.root)
     print(f"wrote {', '.join(result.names)} to {repo.root}")
     if args.no_launch:
         return 0
-    launch_after_add(repo.root, result.names, on_event=show)
+    serving = launch_after_add(
+        repo.root, result.names, gpus_spec=args.gpus, on_event=show, reload=result.rewritten,
+        confirm=(lambda question: True) if args.yes else _confirm_on_terminal,
+    )
+    from wizard.commands.up import print_success
+
+    print_success(serving.spec, serving.result)
     return 0
+
+
+def _confirm_on_terminal(question: str) -> bool:
+    return interactive() and ask_yes_no(question)

@@ -22,19 +22,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_name_argument(parser)
 
 
-def request_body(prompt: str, *, max_tokens: int, temperature: float) -> dict:
-    """The generate_stream body; max_tokens is always sent (vLLM's default is 16)."""
-    return {
-        "text_input": prompt,
-        "parameters": {
-            "stream": True,
-            "max_tokens": max_tokens,
-            "temperature": temperature,
-            "exclude_input_in_output": True,
-        },
-    }
-
-
 def _url(args: argparse.Namespace) -> str:
     if args.url:
         return args.url
@@ -63,7 +50,7 @@ def _stream(http, model: str, body: dict) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from wizard.errors import ModelwizError, UsageError
-    from wizard.triton_http import TritonHttp, TritonHttpError
+    from wizard.triton_http import TritonHttp, TritonHttpError, generate_body
 
     if args.max_tokens < 1:
         raise UsageError("--max-tokens must be at least 1")
@@ -80,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.prompt is not None or not interactive:
             prompt = args.prompt if args.prompt is not None else sys.stdin.read().strip() or DEFAULT_PROMPT
-            _stream(http, args.model, request_body(prompt, max_tokens=args.max_tokens, temperature=args.temperature))
+            _stream(http, args.model, generate_body(prompt, max_tokens=args.max_tokens, temperature=args.temperature))
             return 0
         print(f"chatting with {args.model} at {url}; an empty line or Ctrl-D ends", file=sys.stderr)
         while True:
@@ -90,6 +77,6 @@ def run(args: argparse.Namespace) -> int:
                 return 0
             if not prompt:
                 return 0
-            _stream(http, args.model, request_body(prompt, max_tokens=args.max_tokens, temperature=args.temperature))
+            _stream(http, args.model, generate_body(prompt, max_tokens=args.max_tokens, temperature=args.temperature))
     except TritonHttpError as error:
         raise ModelwizError(f"{args.model} failed to answer: {error}", hint="see `podman logs " + args.name + "`") from error

@@ -24,7 +24,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from wizard.download import download_model
-    from wizard.download_view import progress_printer
+    from wizard.progress_text import progress_printer
     from wizard.units import format_bytes
 
     printer = progress_printer(sys.stderr)
