@@ -186,3 +186,20 @@ def test_save_token_rejects_invalid_and_saves_nothing(fake_hub):
     for bad in ("", "two words", "api_org_abc"):
         with pytest.raises(UsageError):
             hub.save_token(bad)
+
+
+def test_an_unreachable_hub_fails_at_once_with_one_clear_line(fake_hub, monkeypatch):
+    # A port nobody listens on: huggingface_hub alone would retry with backoff for ~25 s.
+    import socket
+
+    from huggingface_hub import constants
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    monkeypatch.setattr(constants, "ENDPOINT", dead)
+    with pytest.raises(hub.HubUnreachable) as info:
+        hub.search_models("tiny")
+    assert "cannot reach 127.0.0.1" in info.value.message and "\n" not in info.value.one_line()
+    with pytest.raises(hub.HubUnreachable):
+        hub.lookup_model("org/tiny")

@@ -323,9 +323,10 @@ class CoreBackend:
     launches. Metadata read from the Hub is cached, so re-planning as the user edits is instant.
     """
 
-    def __init__(self, *, spec: str | None = None, repository: Path | None = None) -> None:
+    def __init__(self, *, spec: str | None = None, repository: Path | None = None, serve_options: Any = None) -> None:
         self.spec = spec
         self._repository = repository
+        self._serve_options = serve_options  # wizard.serve.ServeOptions; None: as `modelwiz up`
         self._metas: dict[str, Any] = {}
         self._lock = threading.Lock()
         self._proposal: Any = None        # the last add_flow.AddProposal, for download and write
@@ -548,7 +549,7 @@ class CoreBackend:
         remember_repository(self.repository_path())
 
     def launch(self, plan: PlanView, *, on_event: Callable[[LaunchEvent], None], cancel: threading.Event) -> Endpoints:
-        from wizard.serve import start_server
+        from wizard.serve import ServeOptions, start_server
 
         states = {"load": "loading", "ready": "ready"}
 
@@ -561,6 +562,7 @@ class CoreBackend:
             serving = start_server(
                 self.repository_path(),
                 gpus_spec=self.spec,
+                options=self._serve_options or ServeOptions(),
                 on_event=event,
                 on_progress=lambda p: on_event(PullProgress(p)),
                 on_log=lambda line: on_event(LogLine(line)),

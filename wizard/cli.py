@@ -92,10 +92,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.gpus is None:
         args.gpus = os.environ.get("MODELWIZ_GPUS") or None
-    if args.debug:
-        import logging
+    import logging
 
+    if args.debug:
         logging.basicConfig(level=logging.DEBUG, format="%(asctime)s %(name)s %(message)s")
+    else:
+        # Libraries' retry chatter ("Retrying in 2s [Retry 1/5]") is not for the terminal: modelwiz
+        # reports the outcome in one line.
+        logging.getLogger("huggingface_hub").setLevel(logging.ERROR)
     try:
         if args.command is None:
             from wizard.interactive import run_interactive

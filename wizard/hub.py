@@ -167,6 +167,35 @@ def translate_error(error: BaseException, repo_id: str, *, revision: str | None 
                     hint="run again with --debug for details")
 
 
+_REACHED: dict[str, float] = {}   # endpoint -> when a connection to it last succeeded
+_PROBE_TIMEOUT_S = 3.0
+
+
+def ensure_reachable(what: str) -> None:
+    """Fail fast when the Hub cannot be reached at all (no route, no DNS): huggingface_hub would
+    retry with backoff for about 25 seconds first, which a person waiting on a screen should not."""
+    import socket
+    import time
+    from urllib.parse import urlsplit
+
+    from huggingface_hub import constants
+
+    endpoint = constants.ENDPOINT
+    if time.monotonic() - _REACHED.get(endpoint, float("-inf")) < 60:
+        return
+    parts = urlsplit(endpoint)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        socket.create_connection((parts.hostname or "", port), timeout=_PROBE_TIMEOUT_S).close()
+    except OSError as error:
+        reason = getattr(error, "strerror", None) or str(error) or type(error).__name__
+        raise HubUnreachable(
+            f"cannot reach {_host()} to {what} ({reason})",
+            hint="check the network (and HF_ENDPOINT / proxy settings), or set HF_HUB_OFFLINE=1 to use what is on disk",
+        ) from None
+    _REACHED[endpoint] = time.monotonic()
+
+
 def _host() -> str:
     from urllib.parse import urlsplit
 
@@ -295,6 +324,7 @@ def lookup_model(repo_id: str, *, revision: str | None = None, token: str | None
     repo_id = check_repo_id(repo_id)
     if is_offline():
         return _lookup_cached(repo_id, revision)
+    ensure_reachable(f"look up {repo_id}")
     api = HfApi()
     tok = token if token is not None else None
     try:
@@ -416,6 +446,7 @@ def search_models(query: str, *, limit: int = 20) -> list[HubSearchResult]:
 
     if limit < 1:
         raise UsageError("the search limit must be at least 1")
+    ensure_reachable("search models")
     try:
         models = HfApi().list_models(
             search=query.strip() or None,

@@ -1,0 +1,131 @@
+"""The wizard's CoreBackend over the real core: Hub (fake server), planner, download, repository,
+and launch (real podman, stand-in Triton). What the TUI and the plain prompts call, for real."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+
+from tests.fixtures_hub import GOOD_TOKEN
+from wizard.backend import CoreBackend, ModelChoice
+from wizard.download import is_complete
+from wizard.errors import Cancelled
+from wizard.gpus import describe
+from wizard.manifest import load_manifest
+from wizard.model_config import parse_config_pbtxt
+
+
+@pytest.fixture
+def backend(tmp_path, fake_hub):
+    return CoreBackend(spec="L4", repository=tmp_path / "repo")
+
+
+def test_search_and_details_come_from_the_hub(backend, fake_hub):
+    hits = backend.search_models("tiny", describe("L4"))
+    assert [h.repo_id for h in hits][:2] == ["org/tiny-chat", "org/tiny"]  # most downloaded first
+    assert all(h.fit == "fits" for h in hits if h.weights_bytes)
+    details = backend.model_details("org/tiny")
+    assert details.pickable and details.revision == fake_hub.repos["org/tiny"].sha
+    gated = backend.model_details("org/tiny-gated")
+    assert gated.access == "needs-login" and not gated.pickable
+    assert "modelwiz login" in gated.access_note or "log in" in gated.access_note.lower()
+
+
+def test_gated_with_a_token_but_no_access_says_where_to_ask(backend, fake_hub, monkeypatch):
+    from tests.fixtures_hub import OTHER_TOKEN
+
+    monkeypatch.setenv("HF_TOKEN", OTHER_TOKEN)
+    details = backend.model_details("org/tiny-gated")
+    assert details.access == "needs-request"
+    assert "org/tiny-gated" in details.access_note
+    monkeypatch.setenv("HF_TOKEN", GOOD_TOKEN)
+    assert backend.model_details("org/tiny-gated").pickable
+
+
+def test_plan_download_write_into_a_real_repository(backend, fake_hub, tmp_path):
+    inventory = describe("L4")
+    choice = ModelChoice("org/tiny", "tiny", max_model_len=1024)
+    view = backend.plan(inventory, [choice])
+    assert view.fits
+    (plan,) = view.models
+    assert plan.name == "tiny" and plan.max_model_len == 1024
+    (device,) = view.devices
+    parts = dict(device.parts())
+    assert sum(parts.values()) == device.total and parts["weights"] > 0
+    # Re-planning as the user edits reads the Hub once, not once per edit.
+    before = len(fake_hub.requests("GET", "/api/models/org/tiny"))
+    assert backend.plan(inventory, [ModelChoice("org/tiny", "tiny", max_model_len=2048)]).models[0].max_model_len == 2048
+    view = backend.plan(inventory, [choice])  # and back: the last plan is the one that is written
+    assert len(fake_hub.requests("GET", "/api/models/org/tiny")) == before
+
+    disk = backend.disk_check([choice])
+    assert disk.ok and disk.needed_bytes > 0
+    events = []
+    backend.download(choice, on_progress=events.append, cancel=threading.Event())
+    assert events[-1].finished
+    backend.write_repository(view, [choice])
+
+    repo = tmp_path / "repo"
+    entry = load_manifest(repo).get("tiny")
+    assert entry.complete and entry.revision == fake_hub.repos["org/tiny"].sha
+    assert is_complete(repo / "tiny" / entry.weights)
+    parse_config_pbtxt((repo / "tiny" / "config.pbtxt").read_text())
+    assert json.loads((repo / "tiny" / "1" / "model.json").read_text())["max_model_len"] == 1024
+    # A re-run of the wizard finds it.
+    again = CoreBackend(spec="L4", repository=repo)
+    assert [(m.name, m.source) for m in again.existing_models()] == [("tiny", "org/tiny")]
+
+
+def test_a_model_that_does_not_fit_is_shown_not_refused(backend):
+    view = backend.plan(describe("L4"), [ModelChoice("org/tiny", "tiny", max_model_len=1024, min_concurrency=10**6)])
+    assert not view.fits
+    (plan,) = view.models
+    assert not plan.fits and plan.reason
+
+
+def test_cancelled_download_keeps_the_model_unfinished(backend, fake_hub, tmp_path):
+    choice = ModelChoice("org/tiny", "tiny")
+    backend.plan(describe("L4"), [choice])
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(Cancelled):
+        backend.download(choice, on_progress=lambda e: None, cancel=cancel)
+    entry = load_manifest(tmp_path / "repo").get("tiny")
+    assert entry is not None and not entry.complete
+    assert not (tmp_path / "repo" / "tiny" / "config.pbtxt").exists()  # never served half-done
+
+
+@pytest.mark.podman
+def test_launch_and_talk_to_the_model(
+    tmp_path, fake_hub, podman_service, standin_image, cdi_gpus, monkeypatch
+):
+    import wizard.container
+    from tests.fixtures_podman import free_port, sandbox_ulimits
+    from wizard.serve import ServeOptions
+
+    monkeypatch.setattr(wizard.container, "default_ulimits", lambda rootless: sandbox_ulimits())
+    monkeypatch.setenv("CONTAINER_HOST", podman_service.url)
+    options = ServeOptions(image=standin_image, name=podman_service.container_name(), http_port=free_port(),
+                           grpc_port=free_port(), metrics_port=free_port())
+    backend = CoreBackend(spec="H100-80GB", repository=tmp_path / "repo", serve_options=options)
+    choice = ModelChoice("org/tiny", "tiny", max_model_len=1024)
+    view = backend.plan(describe("H100-80GB"), [choice])
+    backend.download(choice, on_progress=lambda e: None, cancel=threading.Event())
+    backend.write_repository(view, [choice])
+    events = []
+    try:
+        endpoints = backend.launch(view, on_event=events.append, cancel=threading.Event())
+        assert endpoints.http == f"http://127.0.0.1:{options.http_port}"
+        assert endpoints.models == ("tiny",)
+        states = [(e.name, e.state) for e in events if hasattr(e, "state")]
+        assert states[-1] == ("tiny", "ready") and ("tiny", "loading") in states
+        reply = "".join(backend.generate_stream(endpoints, "tiny", "hello there"))
+        assert "hello there" in reply  # the stand-in echoes the prompt
+    finally:
+        from wizard import launcher, podman_conn
+
+        client = podman_conn.connect()
+        launcher.down(client, options.name)
+        client.close()
