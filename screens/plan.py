@@ -32,7 +32,7 @@ def settings_text(plan: Any) -> Text:
         where = ", ".join(plan.devices) or ", ".join(str(g) for g in ig.gpus)
         text.append(
             f"TP {plan.tensor_parallel_size} on GPU {where} · {ig.kind} ×{ig.count} · "
-            f"gpu_memory_utilization {plan.gpu_memory_utilization:.2f}\n"
+            f"max_model_len {plan.max_model_len:,} · gpu_memory_utilization {plan.gpu_memory_utilization:.2f}\n"
         )
         text.append(
             f"weights {format_bytes(plan.weights_bytes)} · KV cache {plan.kv_cache_tokens:,} tokens · "
