@@ -127,6 +127,10 @@ def test_cli_add_then_add_again_into_the_running_server(
         assert "unloading first to load it again with its new budget" in err
         status = json.loads(_status_json(repo, capsys))
         assert {m["name"]: m["server_state"] for m in status["models"]} == {"first": "READY", "second": "READY"}
+        assert status["server"]["name"] == name and status["server"]["state"] == "running"
+        assert status["server"]["url"] == f"http://127.0.0.1:{http}"
+        assert main(["status", "--repository", str(repo)]) == 0
+        assert f"Server: {name} running at http://127.0.0.1:{http}" in capsys.readouterr().out
     finally:
         assert main(["down", "--name", name]) == 0
 

@@ -1,8 +1,5 @@
-"""What `modelwiz status` shows: the repository's models, their plans and state.
-
-`server_states` is the seam for the launcher part: it returns each model's state in the running
-server (READY, LOADING, UNAVAILABLE, ...) or None when no server is known.
-"""
+"""What `modelwiz status` shows: the repository's models, their plans and state, and the server
+that serves them (its container and each model's state in it)."""
 
 from __future__ import annotations
 
@@ -12,11 +9,22 @@ from typing import Any, Mapping
 from wizard.repository import Repository, RepoModel
 
 
-def server_states(repository: Path) -> Mapping[str, str] | None:
-    """The running server's view of each model, by name; None when no server serves `repository`."""
-    from wizard.serve import server_model_states
+def server_row(repository: Path) -> dict[str, Any] | None:
+    """The modelwiz container serving `repository`, as JSON; None when there is none."""
+    from wizard.serve import server_status
 
-    return server_model_states(repository)
+    status = server_status(repository)
+    if status is None:
+        return None
+    return {
+        "name": status.name,
+        "state": status.state,
+        "image": status.image,
+        "url": status.url,
+        "started_at": status.started_at,
+        "error": status.error,
+        "models": {m.name: (m.state or "UNAVAILABLE") for m in status.models} if status.state == "running" else {},
+    }
 
 
 def model_row(model: RepoModel, server: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -40,11 +48,12 @@ def model_row(model: RepoModel, server: Mapping[str, str] | None = None) -> dict
 
 
 def collect_status(repo: Repository, *, with_server: bool = True) -> dict[str, Any]:
-    server = server_states(repo.root) if with_server else None
+    server = server_row(repo.root) if with_server else None
     return {
         "repository": str(repo.root),
         "image": repo.manifest.image,
         "mount_point": repo.manifest.mount_point,
         "devices": list(repo.used_devices()),
-        "models": [model_row(m, server) for m in repo.models()],
+        "server": server,
+        "models": [model_row(m, server["models"] if server else None) for m in repo.models()],
     }

@@ -1,7 +1,7 @@
 """From a model repository to a serving Triton: the one path `up`, `add`, `status` and the wizard share.
 
 `start_server` reads what the repository asks for (read_launch_inputs), picks the image for this
-driver, builds the LaunchSpec, connects to podman and runs `launcher.up`. `server_model_states`
+driver, builds the LaunchSpec, connects to podman and runs `launcher.up`. `server_status`
 is the running server's view of each model, for `status`.
 """
 
@@ -155,8 +155,9 @@ def start_server(
     return Serving(spec, result)
 
 
-def server_model_states(repository: Path) -> dict[str, str] | None:
-    """Each model's state in the modelwiz server for `repository`; None when there is none."""
+def server_status(repository: Path) -> Any | None:
+    """The modelwiz server for `repository` (launcher.LaunchStatus: container state, URL, each
+    model's state); None when podman is not reachable or no such container exists."""
     from wizard import launcher, podman_conn
 
     try:
@@ -165,11 +166,6 @@ def server_model_states(repository: Path) -> dict[str, str] | None:
         return None
     try:
         running = running_options(client, repository)
-        if running is None:
-            return None
-        status = launcher.status(client, running.name)
+        return None if running is None else launcher.status(client, running.name)
     finally:
         client.close()
-    if status.state != "running":
-        return {}
-    return {m.name: (m.state or "UNAVAILABLE") for m in status.models}

@@ -29,6 +29,14 @@ def run(args: argparse.Namespace) -> int:
     print(f"Repository {status['repository']}")
     if status["image"]:
         print(f"Image {status['image']}, mounted at {status['mount_point']}")
+    server = status["server"]
+    if server is None:
+        print("Server: not running (start it with `modelwiz up`)")
+    else:
+        where = f" at {server['url']}" if server["url"] and server["state"] == "running" else ""
+        print(f"Server: {server['name']} {server['state']}{where}")
+        if server["error"]:
+            print(f"  {server['error']}")
     if not status["models"]:
         print("No models yet: add one with `modelwiz add MODEL`.")
         return 0
