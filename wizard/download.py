@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from wizard.errors import Cancelled, ModelwizError, UsageError
+from wizard.fsutil import atomic_write_text, fsync_dir
 from wizard.progress import ProgressCallback, ProgressEvent, RateMeter, ignore_progress
 from wizard.units import format_bytes
 
@@ -226,27 +227,7 @@ def _write_marker(dest: Path, plan: DownloadPlan) -> None:
     }
     target = dest / MARKER
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2, sort_keys=True)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, target)
-    _fsync_dir(target.parent)
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    atomic_write_text(target, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def _remove_marker(dest: Path) -> None:
@@ -254,7 +235,7 @@ def _remove_marker(dest: Path) -> None:
         (dest / MARKER).unlink()
     except FileNotFoundError:
         return
-    _fsync_dir((dest / MARKER).parent)
+    fsync_dir((dest / MARKER).parent)
 
 
 class _DestLock:
