@@ -105,7 +105,8 @@ def test_cli_add_then_add_again_into_the_running_server(
     repo = tmp_path / "r"
     first, second = write_model_folder(tmp_path / "first"), write_model_folder(tmp_path / "second")
     gpus = ["--gpus", "H100-80GB"]
-    assert main(["add", str(first), "--repository", str(repo), *gpus, "--yes", "--no-launch"]) == 0
+    # --fill: the first model takes the whole GPU, so adding the second must re-plan it.
+    assert main(["add", str(first), "--repository", str(repo), *gpus, "--yes", "--no-launch", "--fill"]) == 0
     name, http = podman_service.container_name(), free_port()
     ports = ["--http-port", str(http), "--grpc-port", str(free_port()), "--metrics-port", str(free_port())]
     assert main(["up", "--repository", str(repo), "--image", standin_image, "--name", name, *ports]) == 0

@@ -280,12 +280,15 @@ def prepare_add(
     on_event: EventCallback = ignore_event,
     refuse: bool = True,
     check_disk: bool = True,
+    fill: bool = False,
+    existing_running: bool = False,
 ) -> AddProposal:
     """Resolve names, plan jointly with the repository's models, and check disk space.
 
     `refuse=False` returns a proposal that does not fit (`.fits` false, reasons in the plans)
     instead of raising, for a UI that lets the user change it; `check_disk=False` skips the
-    disk check (and the Hub calls sizing it needs)."""
+    disk check (and the Hub calls sizing it needs). `fill` and `existing_running` are the
+    planner's (leftover memory to KV cache; the deployed models are running now)."""
     from wizard.engine_args import resolve_version
 
     fresh, resume = resolve_requests(repo, requests)
@@ -313,14 +316,16 @@ def prepare_add(
                 options["min_concurrency"] = request.min_concurrency
             model_requests.append(make_request(meta_loader(source), name, **options))
         on_event(AddEvent("plan", "planning all models together"))
-        plan = planner(inventory, model_requests, existing=existing, replan_existing=False)
+        options = {"fill": fill, "existing_running": existing_running} if fill or existing_running else {}
+        plan = planner(inventory, model_requests, existing=existing, replan_existing=False, **options)
         if not plan.fits and existing:
             on_event(AddEvent("plan", "no room with the current budgets; planning all models again"))
             existing_meta = {
                 plan.name: meta_loader(_meta_source(repo, repo.manifest.get(plan.name))) for plan in existing
             }
             replanned = planner(
-                inventory, model_requests, existing=existing, replan_existing=True, existing_meta=existing_meta
+                inventory, model_requests, existing=existing, replan_existing=True, existing_meta=existing_meta,
+                **options,
             )
             if replanned.fits:
                 plan = replanned

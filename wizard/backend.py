@@ -331,6 +331,7 @@ class CoreBackend:
         self._lock = threading.Lock()
         self._proposal: Any = None        # the last add_flow.AddProposal, for download and write
         self._result: Any = None          # the last add_flow.AddResult, for launch
+        self._serving_now: bool | None = None
 
     # -- repository ---------------------------------------------------------------------------
     def repository_path(self) -> Path:
@@ -491,8 +492,303 @@ class CoreBackend:
 
         requests = [AddRequest(c.repo_id, c.name, c.max_model_len, c.min_concurrency) for c in choices]
         return prepare_add(
-            self._open(), requests, inventory=inventory, meta_loader=self._meta, refuse=False, check_disk=check_disk
+            self._open(), requests, inventory=inventory, meta_loader=self._meta, refuse=False,
+            check_disk=check_disk, existing_running=self._serving(inventory),
         )
+
+    def _serving(self, inventory: "GpuInventory") -> bool:
+        """Whether the repository's models hold GPU memory now (asked once per run)."""
+        if self._serving_now is None:
+            from wizard.serve import models_hold_gpu_memory
+
+            self._serving_now = models_hold_gpu_memory(self.repository_path(), inventory)
+        return self._serving_now
+
+    def plan(
+        self,
+        inventory: "GpuInventory",
+        choices: Sequence[ModelChoice],
+        existing: Sequence[ExistingModel] = (),
+    ) -> PlanView: ...
+
+    def disk_check(self, choices: Sequence[ModelChoice]) -> DiskCheck: ...
+
+    def download(
+        self,
+        choice: ModelChoice,
+        *,
+        on_progress: Callable[["ProgressEvent"], None],
+        cancel: threading.Event,
+    ) -> None:
+        """Fetch one model. Raises wizard.errors.Cancelled when `cancel` is set (done files stay)."""
+
+    def write_repository(self, plan: PlanView, choices: Sequence[ModelChoice]) -> None: ...
+
+    def launch(
+        self,
+        plan: PlanView,
+        *,
+        on_event: Callable[[LaunchEvent], None],
+        cancel: threading.Event,
+    ) -> Endpoints:
+        """Pull the image, start (or update) the server, wait until every model is ready."""
+
+    def generate_stream(self, endpoints: Endpoints, model: str, prompt: str) -> Iterator[str]:
+        """The model's reply to `prompt`, piece by piece."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Pure helpers both UIs use
+
+
+def quick_fit(weights_bytes: int | None, inventory: "GpuInventory | None") -> tuple[str, str]:
+    """A first answer to "does it fit?" from the weights' size alone, for search lists.
+
+    The planner gives the real answer on the plan screen; this only sorts a list at a glance:
+    weights plus 20% (KV cache for a short context, CUDA graphs, activations) against the memory
+    CUDA sees on the biggest device, then on all devices together (tensor parallel).
+    """
+    if weights_bytes is None or inventory is None or not inventory.devices:
+        return "unknown", ""
+    need = int(weights_bytes * 1.2)
+    devices = sorted(inventory.devices, key=lambda g: g.cuda_total_bytes, reverse=True)
+    biggest = devices[0]
+    if need <= biggest.cuda_total_bytes - biggest.other_processes_bytes:
+        return "fits", f"fits one {biggest.name}"
+    total = 0
+    for count, gpu in enumerate(devices, start=1):
+        total += gpu.cuda_total_bytes - gpu.other_processes_bytes
+        if need <= total and count in (2, 4, 8):
+            return "split", f"needs {count} GPUs (tensor parallel {count})"
+    usable = sum(g.cuda_total_bytes for g in devices)
+    return "no", f"too big: about {format_bytes(need)} needed, {format_bytes(usable)} on all GPUs"
+
+
+def curl_command(endpoints: Endpoints, model: str, prompt: str = "What is Triton Inference Server?") -> str:
+    """A copyable request against Triton's generate endpoint (the one `modelwiz up` prints)."""
+    from wizard.triton_http import curl_example
+
+    return curl_example(endpoints.http, model, prompt=prompt)
+
+
+def free_bytes_at(path: Path) -> int:
+    """Free space on the file system that holds `path` (or would, once created)."""
+    probe = Path(path).resolve()
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    return shutil.disk_usage(probe).free
+
+
+def blocking(checks: Sequence[Check], step: str) -> tuple[Check, ...]:
+    """The failed checks that stop `step` ("download" or "launch")."""
+    order = ("download", "launch")
+    reach = order.index(step)
+    return tuple(
+        c for c in checks if c.status == "fail" and c.blocks in order and order.index(c.blocks) <= reach
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# The real thing
+
+
+def _failed(key: str, title: str, error: Exception, blocks: str | None, status: str = "fail") -> Check:
+    if isinstance(error, ModelwizError):
+        return Check(key, title, status, error.message, error.hint, blocks)
+    return Check(key, title, status, f"{type(error).__name__}: {error}", None, blocks)
+
+
+class CoreBackend:
+    """`Backend` over the core (imported lazily: nothing heavy before the first paint).
+
+    It drives the same functions as `modelwiz add`: `add_flow.prepare_add` plans (jointly with the
+    repository's models), `execute_add` records, downloads and writes, `serve.start_server`
+    launches. Metadata read from the Hub is cached, so re-planning as the user edits is instant.
+    """
+
+    def __init__(self, *, spec: str | None = None, repository: Path | None = None, serve_options: Any = None) -> None:
+        self.spec = spec
+        self._repository = repository
+        self._serve_options = serve_options  # wizard.serve.ServeOptions; None: as `modelwiz up`
+        self._metas: dict[str, Any] = {}
+        self._lock = threading.Lock()
+        self._proposal: Any = None        # the last add_flow.AddProposal, for download and write
+        self._result: Any = None          # the last add_flow.AddResult, for launch
+        self._serving_now: bool | None = None
+
+    # -- repository ---------------------------------------------------------------------------
+    def repository_path(self) -> Path:
+        if self._repository is None:
+            from wizard.repository import configured_repository
+
+            self._repository = configured_repository() or Path.home() / "models"
+        return self._repository
+
+    def _open(self) -> Any:
+        from wizard.repository import Repository
+
+        # create=True writes nothing until something is saved.
+        return Repository.open(self.repository_path(), create=True)
+
+    def existing_models(self) -> tuple[ExistingModel, ...]:
+        if not self.repository_path().is_dir():
+            return ()
+        out = []
+        for model in self._open().models():
+            entry = model.entry
+            out.append(
+                ExistingModel(
+                    name=model.name,
+                    source=entry.source if entry else model.name,
+                    plan=entry.plan if entry else None,
+                    revision=entry.revision if entry else None,
+                )
+            )
+        return tuple(out)
+
+    # -- machine ------------------------------------------------------------------------------
+    def load_inventory(self, spec: str | None) -> "GpuInventory":
+        from wizard.gpus import load_inventory
+
+        return load_inventory(spec)
+
+    def machine_checks(self, inventory: "GpuInventory | None") -> Iterator[Check]:
+        yield self._podman_row()
+        if inventory is not None:
+            yield self._image_row(inventory)
+        if inventory is not None and inventory.source == "nvml":
+            yield self._cdi_row(inventory)
+        yield self._hub_row()
+        yield self._disk_row()
+
+    def _podman_row(self) -> Check:
+        try:
+            from wizard import podman_conn
+
+            client = podman_conn.connect(timeout=5)
+            try:
+                version = client.version().get("Version", "?")
+            finally:
+                client.close()
+            return Check("podman", "Podman", "ok", f"podman {version} reachable")
+        except Exception as error:  # noqa: BLE001 - every failure becomes a row with its fix
+            return _failed("podman", "Podman", error, "launch")
+
+    def _image_row(self, inventory: "GpuInventory") -> Check:
+        from wizard.images import pick_image
+
+        info = pick_image(inventory.driver_version)
+        if info is None:
+            return Check(
+                "image", "Triton image", "fail",
+                f"driver {inventory.driver_version} is older than every Triton vLLM image needs",
+                "update the NVIDIA driver", "launch",
+            )
+        driver = f"driver {inventory.driver_version}" if inventory.driver_version else "described GPUs"
+        return Check("image", "Triton image", "ok", f"{info.short_tag} (vLLM {info.vllm_release}) for {driver}")
+
+    def _cdi_row(self, inventory: "GpuInventory") -> Check:
+        from wizard.preflight import check_cdi
+
+        devices = [d.cdi_id for d in inventory.devices]
+        problem = check_cdi(devices)
+        if problem is None:
+            return Check("cdi", "GPU access (CDI)", "ok", f"nvidia.com/gpu={','.join(devices)} declared")
+        return Check("cdi", "GPU access (CDI)", "fail", problem.message, problem.fix, "launch")
+
+    def _hub_row(self) -> Check:
+        try:
+            from wizard import hub
+
+            auth = hub.auth_status()
+        except Exception as error:  # noqa: BLE001
+            return _failed("hf-login", "Hugging Face", error, None, "warn")
+        if auth.logged_in:
+            return Check("hf-login", "Hugging Face", "ok", f"logged in as {auth.user} ({auth.source})")
+        return Check(
+            "hf-login", "Hugging Face", "warn",
+            auth.message or "not logged in: gated models (Llama, Gemma, ...) cannot be downloaded",
+            "run `modelwiz login` (or set HF_TOKEN) to use gated models",
+        )
+
+    def _disk_row(self) -> Check:
+        path = self.repository_path()
+        free = free_bytes_at(path)
+        status = "ok" if free >= 20 * 1024**3 else "warn"
+        hint = None if status == "ok" else "free some space, or point the repository elsewhere"
+        return Check("disk", "Disk", status, f"{format_bytes(free)} free at {path}", hint)
+
+    # -- models -------------------------------------------------------------------------------
+    def _candidate(self, hit: Any, inventory: "GpuInventory | None") -> ModelCandidate:
+        size = hit.weight_bytes
+        fit, note = quick_fit(size, inventory)
+        return ModelCandidate(
+            repo_id=hit.repo_id,
+            downloads=hit.downloads,
+            gated=hit.gated or False,
+            parameters=hit.parameters,
+            weights_bytes=size,
+            fit=fit,
+            fit_note=note,
+        )
+
+    def popular_models(self, inventory: "GpuInventory | None") -> list[ModelCandidate]:
+        return self.search_models("", inventory, limit=12)
+
+    def search_models(self, query: str, inventory: "GpuInventory | None", *, limit: int = 20) -> list[ModelCandidate]:
+        from wizard import hub
+
+        return [self._candidate(h, inventory) for h in hub.search_models(query, limit=limit)]
+
+    def model_details(self, repo_id: str) -> ModelDetails:
+        from wizard import hub
+
+        try:
+            model = hub.lookup_model(repo_id)
+        except hub.GatedNotLoggedIn as error:
+            return ModelDetails(repo_id, None, gated=True, access="needs-login", access_note=error.one_line())
+        except hub.GatedNoAccess as error:
+            return ModelDetails(repo_id, None, gated=True, access="needs-request", access_note=error.one_line())
+        return ModelDetails(
+            repo_id=repo_id,
+            revision=model.sha,
+            gated=model.gated or False,
+            weights_bytes=model.weight_bytes,
+            vllm_supported=model.vllm_supported,
+            note="" if model.vllm_supported else (model.vllm_message or "vLLM does not serve this architecture"),
+        )
+
+    # -- plan ---------------------------------------------------------------------------------
+    def _meta(self, ref: str) -> Any:
+        with self._lock:
+            cached = self._metas.get(ref)
+        if cached is None:
+            from wizard.model_meta import load_model_meta
+
+            cached = load_model_meta(ref)
+            with self._lock:
+                self._metas[ref] = cached
+        return cached
+
+    def _prepare(self, inventory: "GpuInventory", choices: Sequence[ModelChoice], *, check_disk: bool) -> Any:
+        from wizard.add_flow import AddRequest, prepare_add
+
+        requests = [AddRequest(c.repo_id, c.name, c.max_model_len, c.min_concurrency) for c in choices]
+        return prepare_add(
+            self._open(), requests, inventory=inventory, meta_loader=self._meta, refuse=False,
+            check_disk=check_disk, existing_running=self._serving(inventory),
+        )
+
+    def _serving(self, inventory: "GpuInventory") -> bool:
+        """Whether the repository's models hold GPU memory now (asked once per run)."""
+        if inventory.source != "nvml" or not self.repository_path().is_dir():
+            return False
+        if not hasattr(self, "_serving_now"):
+            from wizard.serve import server_status
+
+            status = server_status(self.repository_path())
+            self._serving_now = bool(status and status.state == "running")
+        return self._serving_now
 
     def plan(
         self,

@@ -327,7 +327,7 @@ def plan_models(
     existing_meta: Mapping[str, ModelMeta] | None = None,
     replan_existing: bool = False,
     existing_running: bool = False,
-    fill: bool = True,
+    fill: bool = False,
 ) -> Plan:
     """Plan `requests` on `inventory`.
 
@@ -338,7 +338,9 @@ def plan_models(
     existing_running: the deployed models are running now, so NVML's free memory already lacks
         their footprint; it is added back before planning.
     fill: give each device's leftover memory to the engines on it (more KV cache, more
-        concurrency). Without it every engine gets just what its context and concurrency need.
+        concurrency; a later model then needs a re-plan). By default every engine gets what its
+        weights, activations, CUDA graphs and the KV cache for its context and concurrency need,
+        and the rest stays free for models added later.
     Plan.models lists the requests in their order, then (when re-planned) the existing models.
     """
     names = [r.name for r in requests]

@@ -169,3 +169,12 @@ def server_status(repository: Path) -> Any | None:
         return None if running is None else launcher.status(client, running.name)
     finally:
         client.close()
+
+
+def models_hold_gpu_memory(repository: Path, inventory: Any) -> bool:
+    """Whether the repository's models hold GPU memory right now, so NVML's free memory already
+    lacks them (the planner must not count them twice). Never for described GPUs."""
+    if inventory.source != "nvml" or not Path(repository).is_dir():
+        return False
+    status = server_status(repository)
+    return bool(status and status.state == "running")

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from wizard.commands._repo_args import add_repository_argument, ask_repository, ask_yes_no, interactive
+from wizard.commands.plan import FILL_HELP
 from wizard.errors import Cancelled, UsageError
 
 HELP = "add models to the Triton model repository (plans all models together)"
@@ -23,6 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-model-len", type=int, metavar="N", help="context length to plan for")
     parser.add_argument("--image", metavar="TAG", help="Triton vLLM image for a new repository")
     parser.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+    parser.add_argument("--fill", action="store_true", help=FILL_HELP)
     parser.add_argument("--no-launch", action="store_true", help="stop after writing the repository")
 
 
@@ -31,6 +33,7 @@ def run(args: argparse.Namespace) -> int:
     from wizard.gpus import load_inventory
     from wizard.progress_text import progress_printer
     from wizard.repository import Repository, remember_repository, resolve_repository
+    from wizard.serve import models_hold_gpu_memory
 
     if args.name is not None and len(args.models) != 1:
         raise UsageError("--name works with one MODEL at a time")
@@ -46,7 +49,10 @@ def run(args: argparse.Namespace) -> int:
     def show(event) -> None:  # AddEvent
         print(f"{event.message}", file=sys.stderr)
 
-    proposal = prepare_add(repo, requests, inventory=inventory, image_ref=args.image, on_event=show)
+    proposal = prepare_add(
+        repo, requests, inventory=inventory, image_ref=args.image, on_event=show, fill=args.fill,
+        existing_running=models_hold_gpu_memory(repo.root, inventory),
+    )
     print("\n".join(describe_proposal(proposal)))
     if not args.yes:
         question = "Change the budgets shown and go ahead?" if proposal.changed else "Go ahead?"

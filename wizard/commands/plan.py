@@ -22,6 +22,12 @@ def _positive_int(text: str) -> int:
     return value
 
 
+FILL_HELP = (
+    "give the GPUs' leftover memory to the models as extra KV cache (more concurrent requests; a model "
+    "added later then re-plans these); by default each model gets what its context and concurrency need"
+)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("models", nargs="+", metavar="MODEL", help="Hub repo id or local model folder")
     parser.add_argument(
@@ -30,6 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="context length for every model (default: the model's own limit, shortened to fit)",
     )
+    parser.add_argument("--fill", action="store_true", help=FILL_HELP)
     parser.add_argument("--json", action="store_true", help="print JSON for other tools")
 
 
@@ -47,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         name = unique_name(derive_name(ref), taken)
         taken.add(name)
         requests.append(ModelRequest(meta=meta, name=name, max_model_len=args.max_model_len))
-    plan = plan_models(inventory, requests)
+    plan = plan_models(inventory, requests, fill=args.fill)
     if args.json:
         print(json.dumps(plan.to_json(), indent=2))
     else:
