@@ -29,3 +29,14 @@ def ask_repository() -> str | None:
         return None
     answer = input("Model repository folder (it is remembered): ").strip()
     return answer or None
+
+
+def port_number(text: str) -> int:
+    """argparse type for a TCP port (1-65535)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{value} is not a port number (1-65535)")
+    return value

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from wizard.commands._repo_args import port_number
 from wizard.errors import UsageError
 
 HELP = "write Kubernetes manifests or a systemd unit for the repository's Triton server"
@@ -63,7 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     systemd.add_argument("--listen", metavar="ADDR",
                          help="host address the ports are published on, as given to `modelwiz up` (default 127.0.0.1)")
     for flag, what in (("--http-port", "HTTP"), ("--grpc-port", "gRPC"), ("--metrics-port", "metrics")):
-        systemd.add_argument(flag, type=int, metavar="PORT", help=f"host {what} port, as given to `modelwiz up`")
+        systemd.add_argument(flag, type=port_number, metavar="PORT", help=f"host {what} port, as given to `modelwiz up`")
     systemd.add_argument("--format", choices=("auto", "quadlet", "service"), default="auto",
                          help="auto (default): quadlet if this machine's podman is 4.7 or newer, else service")
 

@@ -20,7 +20,7 @@ def add_name_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from wizard.commands._repo_args import add_repository_argument
+    from wizard.commands._repo_args import add_repository_argument, port_number
     from wizard.container import DEFAULT_NAME, GRPC_PORT, HTTP_PORT, METRICS_PORT
 
     add_repository_argument(parser)
@@ -31,9 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", help=kept % f"{DEFAULT_NAME}")
     parser.add_argument("--listen", metavar="ADDR",
                         help="host address to publish the ports on (" + kept % "127.0.0.1" + "; 0.0.0.0 exposes them)")
-    parser.add_argument("--http-port", type=int, metavar="PORT", help=kept % HTTP_PORT)
-    parser.add_argument("--grpc-port", type=int, metavar="PORT", help=kept % GRPC_PORT)
-    parser.add_argument("--metrics-port", type=int, metavar="PORT", help=kept % METRICS_PORT)
+    parser.add_argument("--http-port", type=port_number, metavar="PORT", help=kept % HTTP_PORT)
+    parser.add_argument("--grpc-port", type=port_number, metavar="PORT", help=kept % GRPC_PORT)
+    parser.add_argument("--metrics-port", type=port_number, metavar="PORT", help=kept % METRICS_PORT)
     parser.add_argument("--yes", "-y", action="store_true",
                         help="recreate a running container whose settings differ without asking")
     parser.add_argument("--logs", action="store_true", help="print the container's log lines while waiting")
