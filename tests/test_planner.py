@@ -297,3 +297,20 @@ def test_longest_placeable_terminates_when_the_floor_is_not_a_multiple_of_256():
     worker.start()
     worker.join(timeout=10)
     assert result == [1024]
+
+
+def test_multi_gpu_models_share_the_servers_first_gpus():
+    # Triton's vLLM backend runs a KIND_MODEL (tensor parallel) engine on the container's first
+    # tp GPUs whatever the plan says: two 70B models cannot be spread over GPUs 0-1 and 2-3.
+    from tests.planner_data import meta
+
+    inventory = describe("4xH100-80GB")
+    result = plan_models(inventory, [ModelRequest(meta("Llama-3.1-70B"), "a"), ModelRequest(meta("Llama-3.1-70B"), "b")])
+    a, b = result.models
+    assert a.fits and a.devices == ("0", "1") and a.instance_group.kind == "KIND_MODEL"
+    assert not b.fits
+    assert "first GPUs (0, 1)" in b.reason
+    assert any("second Triton server" in s for s in b.suggestions)
+    # A single-GPU model still goes where there is room.
+    mixed = plan_models(inventory, [ModelRequest(meta("Llama-3.1-70B"), "a"), ModelRequest(meta("Llama-3.1-8B"), "s")])
+    assert mixed.fits and mixed.models[0].devices == ("0", "1") and set(mixed.models[1].devices) <= {"2", "3"}

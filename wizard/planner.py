@@ -434,17 +434,19 @@ def _place(request: ModelRequest, devices: list[_Device], length: int | None = N
 def _groups(devices: list[_Device], tp: int) -> list[list[_Device]]:
     """Device sets an engine of this tp can span, roomiest first.
 
-    tp=1: every device alone (MIG slices included). tp>1: whole GPUs of one model and memory size
-    (utilization is one number for the whole group); never MIG slices.
+    tp=1: every device alone (MIG slices included). tp>1: the first `tp` devices in container
+    order, if they are whole GPUs of one model and memory size. Triton's vLLM backend gives a
+    KIND_MODEL engine the container's first `tp` GPUs whatever the plan says, so every tensor
+    parallel engine of a server lands there (and is budgeted there, together). The devices that
+    sort first here also sort first in any container that mounts them.
     """
     if tp == 1:
         return [[d] for d in sorted(devices, key=lambda d: -d.room())]
-    kinds: dict[tuple[str, int], list[_Device]] = {}
-    for d in devices:
-        if d.gpu.mig_index is None and not d.gpu.mig_enabled:
-            kinds.setdefault((d.gpu.name, d.gpu.memory_total_bytes), []).append(d)
-    groups = [g for g in kinds.values() if len(g) >= tp]
-    return sorted(groups, key=lambda g: -sum(sorted((d.room() for d in g), reverse=True)[:tp]))
+    order = {cdi: i for i, cdi in enumerate(sort_devices([d.cdi_id for d in devices]))}
+    first = sorted(devices, key=lambda d: order[d.cdi_id])[:tp]
+    whole = all(d.gpu.mig_index is None and not d.gpu.mig_enabled for d in first)
+    same = len({(d.gpu.name, d.gpu.memory_total_bytes) for d in first}) == 1
+    return [first] if len(first) == tp and whole and same else []
 
 
 def _add_replicas(placed: list[_Placement], devices: list[_Device]) -> None:
@@ -664,6 +666,13 @@ def _misfit_reason(request: ModelRequest, devices: list[_Device], nothing_fixed:
     shorter = _longest_placeable(request, devices)
     if shorter is not None and shorter < floor:
         suggestions.append(f"a shorter context: --max-model-len {shorter} fits")
+    if empty_here.tp > 1:
+        first = ", ".join(d.cdi_id for d in empty_here.devices)
+        reason += (
+            f"; with tensor_parallel_size {empty_here.tp} it must run on the server's first GPUs ({first}): "
+            "Triton's vLLM backend puts every multi-GPU model there"
+        )
+        suggestions.append("serve it from a second Triton server (another repository and --name, other ports)")
     if any("other processes" in h for h in held):
         suggestions.append("stop the other processes that hold GPU memory (see nvidia-smi)")
     if not nothing_fixed:
