@@ -134,3 +134,23 @@ def test_model_json_validation_errors():
         validate_model_json("{}", "0.24.0")
     with pytest.raises(EngineArgsError, match="invalid_attribute"):
         validate_model_json('{"model": "m", "invalid_attribute": true}', "0.24.0")
+
+
+def test_old_vllm_gets_chunked_prefill_when_the_batch_is_shorter_than_the_context():
+    # vLLM < 0.8 (V0 engine) refuses max_num_batched_tokens < max_model_len without chunked prefill.
+    from dataclasses import replace as _replace
+
+    from wizard.model_config import engine_args
+    from wizard.plan_types import InstanceGroup, ModelPlan
+
+    plan = ModelPlan(
+        model="org/m", name="m", fits=True, reason="", tensor_parallel_size=1, gpu_memory_utilization=0.5,
+        max_model_len=16384, dtype=None, instance_group=InstanceGroup("KIND_GPU", 1, (0,)), weights_bytes=1,
+        kv_cache_bytes_per_token=1, kv_cache_tokens=1, max_concurrency=1.0, devices=("0",),
+        extra={"max_num_batched_tokens": 8192, "max_num_seqs": 256},
+    )
+    old = engine_args(plan, model_path="/m", vllm_version="0.7.3")
+    assert old["enable_chunked_prefill"] is True and old["max_num_batched_tokens"] == 8192
+    assert "enable_chunked_prefill" not in engine_args(plan, model_path="/m", vllm_version="0.24.0")
+    short = _replace(plan, max_model_len=4096)
+    assert "enable_chunked_prefill" not in engine_args(short, model_path="/m", vllm_version="0.7.3")

@@ -16,6 +16,10 @@ from wizard.plan_types import sort_devices
 from wizard.units import GiB
 
 DEFAULT_NAME = "modelwiz-triton"
+
+# config.pbtxt numbers GPUs in host (PCI bus) order; CUDA's default order is fastest first, which
+# differs on machines with mixed GPUs.
+BASE_ENVIRONMENT = {"CUDA_DEVICE_ORDER": "PCI_BUS_ID"}
 # Where the repository appears inside the container: the path the original setup notes use, and
 # what the manifest records by default (model.json paths are written against it).
 DEFAULT_MOUNT_POINT = "/opt/app-root/mnt/model_repository"
@@ -162,7 +166,7 @@ def launch_spec_for(
         metrics_port=metrics_port,
         ulimits=default_ulimits(rootless=rootless) if ulimits is None else tuple(ulimits),
         selinux_label_disable=selinux_enforcing,
-        environment=tuple(sorted((environment or {}).items())),
+        environment=tuple(sorted({**BASE_ENVIRONMENT, **(environment or {})}.items())),
     )
 
 

@@ -18,6 +18,7 @@ from typing import Any, Mapping, Sequence
 
 from wizard.engine_args import check_keys
 from wizard.errors import ModelwizError
+from wizard.images import version_tuple
 from wizard.plan_types import ModelPlan, container_gpu_ids
 
 CONFIG_FILE = "config.pbtxt"
@@ -136,6 +137,12 @@ def engine_args(
     for key in PLANNED_BATCH_LIMITS:
         if key in plan.extra:
             args[key] = int(plan.extra[key])
+    # vLLM before 0.8 runs the V0 engine, which turns chunked prefill on only above 32K tokens and
+    # otherwise refuses max_num_batched_tokens < max_model_len. Chunked prefill keeps the planned
+    # batch (and so the planned activation memory).
+    batch = args.get("max_num_batched_tokens")
+    if batch is not None and batch < plan.max_model_len and version_tuple(vllm_version) < (0, 8):
+        args["enable_chunked_prefill"] = True
     for key, value in (extra or {}).items():
         args[key] = value
     check_keys(args, vllm_version)
