@@ -239,3 +239,22 @@ def test_rewriting_an_unchanged_repository_writes_nothing(tmp_path, monkeypatch)
     reports = repo.write_models(list(repo.manifest.models), vllm_version="0.24.0")
     assert writes == []
     assert all(r.written == () and len(r.unchanged) == 2 for r in reports)
+
+
+def test_removing_a_model_renumbers_the_others_gpus(tmp_path):
+    # config.pbtxt GPU ids are positions in the set the container mounts; when a model leaves,
+    # the others are renumbered (a model on host GPU 1 becomes container GPU 0).
+    from wizard.model_config import parse_config_pbtxt
+
+    root = tmp_path / "repo"
+    add(root, "org/first-7b", inventory=describe("2xH100-80GB"))
+    add(root, "org/second-7b", inventory=describe("2xH100-80GB"))
+    repo = Repository.open(root)
+    plans = {m.name: m.plan for m in repo.manifest.models}
+    (name,) = [n for n, p in plans.items() if p.devices == ("1",)]
+    other = next(n for n in plans if n != name)
+    assert list(parse_config_pbtxt((root / name / "config.pbtxt").read_text()).instance_group[0].gpus) == [1]
+    notes = repo.remove_model(other, delete_weights=True)
+    assert list(parse_config_pbtxt((root / name / "config.pbtxt").read_text()).instance_group[0].gpus) == [0]
+    assert any("GPU numbering updated" in n for n in notes)
+    assert Repository.open(root).used_devices() == ("1",)

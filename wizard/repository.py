@@ -462,6 +462,29 @@ class Repository:
             except OSError:
                 pass
         self.save(self.manifest.without_model(name))
+        notes.extend(self.refresh_after_removal())
+        return tuple(notes)
+
+    def refresh_after_removal(self) -> tuple[str, ...]:
+        """The remaining models' files, renumbered for the smaller device set (their config.pbtxt
+        GPU ids are positions in it). Notes say what was rewritten."""
+        from wizard.engine_args import resolve_version
+        from wizard.images import find_image
+
+        remaining = [m for m in self.manifest.models if m.state == STATE_COMPLETE]
+        info = find_image(self.manifest.image) if self.manifest.image else None
+        if not remaining or info is None:
+            return ()
+        reports = self.write_models(
+            remaining, vllm_version=resolve_version(info.vllm_release), devices=self.used_devices()
+        )
+        notes = [n for r in reports for n in r.notes]
+        rewritten = [r.name for r in reports if r.written]
+        if rewritten:
+            notes.append(
+                f"{', '.join(rewritten)}: GPU numbering updated for the remaining GPUs; "
+                "`modelwiz up` restarts the server with them"
+            )
         return tuple(notes)
 
 

@@ -39,5 +39,25 @@ def run(args: argparse.Namespace) -> int:
     notes = repo.remove_model(name, delete_weights=delete_weights)
     for note in notes:
         print(note, file=sys.stderr)
+    if unload_from_server(repo.root, name):
+        print(f"unloaded {name} from the running server", file=sys.stderr)
     print(f"removed {name} from {repo.root}")
     return 0
+
+
+def unload_from_server(repository, name: str) -> bool:
+    """Free the removed model's GPU memory now, when the repository's server has it loaded."""
+    from wizard.serve import server_status
+    from wizard.triton_http import TritonHttp, TritonHttpError
+
+    status = server_status(repository)
+    if status is None or status.state != "running" or not status.url:
+        return False
+    if not any(m.name == name and m.state == "READY" for m in status.models):
+        return False
+    try:
+        TritonHttp(status.url).unload(name)
+    except TritonHttpError as error:
+        print(f"warning: could not unload {name} from the server ({error}); `modelwiz up` will", file=sys.stderr)
+        return False
+    return True
