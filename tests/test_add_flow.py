@@ -132,6 +132,15 @@ def test_cli_add_then_add_again_into_the_running_server(
         assert status["server"]["url"] == f"http://127.0.0.1:{http}"
         assert main(["status", "--repository", str(repo)]) == 0
         assert f"Server: {name} running at http://127.0.0.1:{http}" in capsys.readouterr().out
+        # A file changed after loading (here by hand): the next `up` loads that model again.
+        model_json = repo / "second" / "1" / "model.json"
+        engine = json.loads(model_json.read_text())
+        model_json.write_text(json.dumps({**engine, "max_num_seqs": 8}))
+        assert main(["up", "--repository", str(repo)]) == 0
+        err = capsys.readouterr().err
+        assert "unloading second to load it again" in err and "unloading first" not in err
+        container.reload()
+        assert container.attrs["State"]["StartedAt"] == started
     finally:
         assert main(["down", "--name", name]) == 0
 

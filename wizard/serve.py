@@ -139,6 +139,9 @@ def start_server(
             ulimits=default_ulimits(rootless=podman_conn.is_rootless(client)),
             selinux_label_disable=spec.selinux_label_disable or podman_conn.selinux_enabled(client),
         )
+        fingerprints = {name: model_fingerprint(repository, name) for name in spec.models}
+        existing = launcher.find_container(client, spec.name)
+        changed = changed_since_loaded(spec.name, existing.id if existing else None, fingerprints)
         result = launcher.up(
             spec,
             client,
@@ -147,12 +150,59 @@ def start_server(
             on_progress=on_progress,
             on_log=on_log,
             confirm=confirm,
-            reload=reload,
+            reload=sorted(set(reload) | changed),
             live_timeout_s=options.live_timeout_s,
         )
+        record_loaded(spec.name, result.container_id, fingerprints)
     finally:
         client.close()
     return Serving(spec, result)
+
+
+# -- what the server has loaded ----------------------------------------------------------------
+# A running server keeps the files it loaded. Each `up` records a fingerprint of every model's
+# config.pbtxt and model.json as loaded; a later `up` reloads the models whose files changed since
+# (a re-plan after `add --no-launch`, a hand edit), so no engine keeps an outdated budget.
+
+
+def model_fingerprint(repository: Path, name: str) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    for rel in ("config.pbtxt", "1/model.json"):
+        path = Path(repository) / name / rel
+        digest.update(rel.encode() + b"\0" + (path.read_bytes() if path.is_file() else b"") + b"\0")
+    return digest.hexdigest()
+
+
+def _loaded_file(container_name: str) -> Path:
+    from wizard.paths import cache_dir
+
+    return cache_dir() / "served" / f"{container_name}.json"
+
+
+def changed_since_loaded(container_name: str, container_id: str | None, fingerprints: dict[str, str]) -> set[str]:
+    """Models whose files differ from what this container loaded (empty when unknown)."""
+    import json
+
+    try:
+        state = json.loads(_loaded_file(container_name).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return set()
+    if not container_id or state.get("container_id") != container_id:
+        return set()
+    loaded = state.get("models") or {}
+    return {name for name, fp in fingerprints.items() if name in loaded and loaded[name] != fp}
+
+
+def record_loaded(container_name: str, container_id: str, fingerprints: dict[str, str]) -> None:
+    import json
+
+    from wizard.fsutil import atomic_write_text
+
+    path = _loaded_file(container_name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps({"container_id": container_id, "models": fingerprints}, indent=2) + "\n")
 
 
 def server_status(repository: Path) -> Any | None:
