@@ -13,6 +13,7 @@ from tests.fixtures_repository import FakeRequest, fake_meta_loader, fake_plan_m
 from tests.test_repository import add, check_consistent
 from wizard.add_flow import AddRequest, describe_proposal, placement_warnings, prepare_add
 from wizard.cli import main
+from wizard.errors import ModelwizError
 from wizard.gpus import describe
 from wizard.manifest import load_manifest
 from wizard.repository import READY, Repository, configured_repository, resolve_repository
@@ -250,3 +251,74 @@ def test_core_modules_import_no_ui():
             "print([m for m in ('textual', 'questionary') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_an_interrupted_add_keeps_the_joint_budget(tmp_path):
+    """The re-planned budgets of the models already there are applied before the download, so
+    resuming an interrupted add never serves old and new budgets side by side."""
+    import threading
+
+    from tests.planner_data import CONFIGS
+    from wizard.add_flow import execute_add
+    from wizard.errors import Cancelled
+
+    big = tmp_path / "l8"
+    big.mkdir()
+    (big / "config.json").write_text((CONFIGS / "Llama-3.1-8B" / "config.json").read_text())
+    (big / "model.safetensors.index.json").write_text(json.dumps({"metadata": {"total_size": 16060522496}, "weight_map": {}}))
+    small = write_model_folder(tmp_path / "tiny")
+    root = tmp_path / "repo"
+    inventory = describe("L4")
+
+    repo = Repository.open(root, create=True)
+    proposal = prepare_add(repo, [AddRequest(str(big))], inventory=inventory, fill=True)
+    execute_add(repo, proposal)
+    assert Repository.open(root).manifest.get("l8").plan.gpu_memory_utilization == 0.95
+
+    repo = Repository.open(root)
+    proposal = prepare_add(repo, [AddRequest(str(small))], inventory=inventory)
+    assert [c.new.name for c in proposal.changed] == ["l8"]
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(Cancelled):
+        execute_add(repo, proposal, cancel=cancel)
+
+    def served_utilizations():
+        return {p.parent.parent.name: json.loads(p.read_text())["gpu_memory_utilization"]
+                for p in root.glob("*/1/model.json")}
+
+    shrunk = served_utilizations()["l8"]
+    assert shrunk < 0.95                                   # applied before the copy started
+    # Resume: the same command again.
+    repo = Repository.open(root)
+    execute_add(repo, prepare_add(repo, [AddRequest(str(small))], inventory=inventory))
+    served = served_utilizations()
+    assert set(served) == {"l8", "tiny"} and served["l8"] == shrunk
+    assert sum(served.values()) <= 0.95
+
+
+def test_a_hand_edited_budget_is_respected(tmp_path):
+    """What the server uses is what model.json says: a hand-raised budget is planned around, and
+    modelwiz refuses to shrink a budget someone set by hand."""
+    from tests.planner_data import CONFIGS
+    from wizard.add_flow import execute_add
+
+    big = tmp_path / "l8"
+    big.mkdir()
+    (big / "config.json").write_text((CONFIGS / "Llama-3.1-8B" / "config.json").read_text())
+    (big / "model.safetensors.index.json").write_text(json.dumps({"metadata": {"total_size": 16060522496}, "weight_map": {}}))
+    small = write_model_folder(tmp_path / "tiny")
+    root = tmp_path / "repo"
+    inventory = describe("L40S")
+    repo = Repository.open(root, create=True)
+    execute_add(repo, prepare_add(repo, [AddRequest(str(big))], inventory=inventory))
+    model_json = root / "l8" / "1" / "model.json"
+    engine = json.loads(model_json.read_text())
+    assert engine["gpu_memory_utilization"] < 0.9
+    model_json.write_text(json.dumps({**engine, "gpu_memory_utilization": 0.95}))  # by hand
+
+    repo = Repository.open(root)
+    with pytest.raises(ModelwizError) as info:
+        prepare_add(repo, [AddRequest(str(small))], inventory=inventory)
+    assert "edited by hand" in info.value.message and "model.json" in info.value.hint
+    assert json.loads(model_json.read_text())["gpu_memory_utilization"] == 0.95   # untouched

@@ -258,3 +258,15 @@ def test_removing_a_model_renumbers_the_others_gpus(tmp_path):
     assert list(parse_config_pbtxt((root / name / "config.pbtxt").read_text()).instance_group[0].gpus) == [0]
     assert any("GPU numbering updated" in n for n in notes)
     assert Repository.open(root).used_devices() == ("1",)
+
+
+def test_one_change_at_a_time(tmp_path):
+    root = tmp_path / "repo"
+    first, second = Repository.open(root, create=True), Repository.open(root, create=True)
+    with first.lock():
+        with pytest.raises(ModelwizError, match="another modelwiz is changing"):
+            with second.lock():
+                pass
+    with second.lock():  # released
+        pass
+    assert not root.exists()  # locking writes nothing into the repository

@@ -22,7 +22,7 @@ from wizard.gpus import GpuInventory
 from wizard.images import ImageInfo, find_image, pick_image
 from wizard.local_weights import check_local_model, copy_local_model, is_local_source, local_size
 from wizard.manifest import STATE_COMPLETE, ManifestModel
-from wizard.model_config import plan_devices
+from wizard.model_config import MODEL_JSON, plan_devices
 from wizard.naming import check_name, derive_name, unique_name
 from wizard.plan_types import ModelPlan
 from wizard.progress import ProgressCallback, ignore_progress
@@ -230,6 +230,22 @@ def choose_image(repo: Repository, inventory: GpuInventory, image_ref: str | Non
     return info
 
 
+def _as_served(repo: Repository, plan: ModelPlan) -> ModelPlan:
+    """The plan with the budget its model.json really has: a hand edit may have changed it, and
+    the GPU memory the server uses is what the file says."""
+    import json
+
+    entry = repo.manifest.get(plan.name)
+    if entry is None or repo.file_status(entry, MODEL_JSON) != "edited":
+        return plan
+    try:
+        served = json.loads((repo.model_dir(plan.name) / MODEL_JSON).read_text(encoding="utf-8"))
+        util = float(served["gpu_memory_utilization"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return plan
+    return replace(plan, gpu_memory_utilization=util) if 0 < util <= 1 else plan
+
+
 def _meta_source(repo: Repository, entry: ManifestModel) -> str:
     """Where to read a deployed model's metadata: its own complete weights folder (no network),
     else where it came from."""
@@ -294,7 +310,8 @@ def prepare_add(
     fresh, resume = resolve_requests(repo, requests)
     image = choose_image(repo, inventory, image_ref)
     vllm_version = resolve_version(image.vllm_release)
-    existing = tuple(p for p in repo.managed_plans())
+    existing = tuple(_as_served(repo, p) for p in repo.managed_plans())
+    edited = {p.name for p in existing if repo.file_status(repo.manifest.get(p.name), MODEL_JSON) == "edited"}
     resumed = tuple(
         NewModel(AddRequest(m.source, m.name), m.plan, m.source, m.weights,
                  local=is_local_source(m.source), resume=True)
@@ -338,6 +355,13 @@ def prepare_add(
             updated = by_name.get(old.name)
             if updated is None or _budget(updated) == _budget(old):
                 kept.append(old)
+            elif old.name in edited:
+                raise ModelwizError(
+                    f"fitting the new models needs a smaller budget for {old.name}, whose model.json "
+                    "was edited by hand; modelwiz does not change it",
+                    hint=f"lower gpu_memory_utilization in {repo.model_dir(old.name) / MODEL_JSON} yourself, "
+                    "or move modelwiz's version (model.json.modelwiz-new) over it, then run again",
+                )
             else:
                 changed.append(PlanChange(old, replace(updated, model=old.model)))
         for request, source, name in fresh:
@@ -418,6 +442,17 @@ def execute_add(
     for model in proposal.new:
         if not model.resume:
             repo.record(new_entry(model.plan, source=model.source, weights=model.weights))
+    changed = [
+        replace(entry, plan=change.new)
+        for change in proposal.changed
+        if (entry := repo.manifest.get(change.new.name)) is not None
+    ]
+    reports: list[WriteReport] = []
+    if changed:
+        # The new budgets of the models already there go in first: the new models' plans count on
+        # them, and an interrupted add (resumed from the manifest) must find them applied.
+        on_event(AddEvent("write", f"applying the new budgets of {', '.join(e.name for e in changed)}"))
+        reports += repo.write_models(changed, vllm_version=proposal.vllm_version, devices=proposal.devices)
     revisions: dict[str, str | None] = {}
     for model in proposal.new:
         name = model.plan.name
@@ -438,10 +473,6 @@ def execute_add(
                 # Record the commit as soon as it is known, so a resume fetches the same one.
                 repo.record(replace(entry, revision=revisions[name]))
     entries: list[ManifestModel] = []
-    for change in proposal.changed:
-        entry = repo.manifest.get(change.new.name)
-        if entry is not None:
-            entries.append(replace(entry, plan=change.new))
     for model in proposal.new:
         entries.append(repo.manifest.get(model.plan.name))  # type: ignore[arg-type]
     # The device set may have changed: every model's container-local GPU ids are refreshed.
@@ -450,9 +481,13 @@ def execute_add(
         m for m in repo.manifest.models if m.name not in touched and m.state == STATE_COMPLETE
     ]
     on_event(AddEvent("write", f"writing the model repository {repo.root}"))
-    reports = repo.write_models(
+    final = repo.write_models(
         entries, vllm_version=proposal.vllm_version, devices=proposal.devices, complete=revisions
     )
+    # One report per model: what either write did to it.
+    earlier = {r.name: r for r in reports}
+    reports = [_merge_reports(earlier.pop(r.name), r) if r.name in earlier else r for r in final]
+    reports += earlier.values()
     for report in reports:
         for note in report.notes:
             on_event(AddEvent("note", note, report.name))
@@ -460,7 +495,17 @@ def execute_add(
         repo.root,
         tuple(m.plan.name for m in proposal.new),
         tuple(c.new.name for c in proposal.changed),
-        reports,
+        tuple(reports),
+    )
+
+
+def _merge_reports(first: WriteReport, second: WriteReport) -> WriteReport:
+    return WriteReport(
+        first.name,
+        tuple(dict.fromkeys(first.written + second.written)),
+        tuple(u for u in second.unchanged if u not in first.written),
+        tuple(dict.fromkeys(first.kept + second.kept)),
+        tuple(dict.fromkeys(first.notes + second.notes)),
     )
 
 

@@ -833,7 +833,8 @@ class CoreBackend:
 
         proposal = self._proposal
         one = replace(proposal, new=tuple(n for n in proposal.new if n.plan.name == choice.name), changed=())
-        execute_add(self._open(), one, on_progress=on_progress, cancel=cancel)
+        with self._open().lock():
+            execute_add(self._open(), one, on_progress=on_progress, cancel=cancel)
 
     # -- repository and launch ----------------------------------------------------------------
     def write_repository(self, plan: PlanView, choices: Sequence[ModelChoice]) -> None:
@@ -841,7 +842,8 @@ class CoreBackend:
         from wizard.add_flow import execute_add
         from wizard.repository import remember_repository
 
-        self._result = execute_add(self._open(), plan.raw)
+        with self._open().lock():
+            self._result = execute_add(self._open(), plan.raw)
         remember_repository(self.repository_path())
 
     def launch(self, plan: PlanView, *, on_event: Callable[[LaunchEvent], None], cancel: threading.Event) -> Endpoints:

@@ -15,11 +15,13 @@ Rules this module keeps:
 
 from __future__ import annotations
 
+import contextlib
+
 import os
 import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
 from wizard.errors import ModelwizError, UsageError
 from wizard.fsutil import (
@@ -177,6 +179,33 @@ class Repository:
             ) from None
 
     # ------------------------------------------------------------------ paths
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold this repository for one change (plan, download, write) at a time. Two modelwiz
+        processes adding at once would each plan into the same free memory and save over each
+        other's manifest. The lock file lives in the user cache, so nothing is written into the
+        repository before the change itself."""
+        import fcntl
+        import hashlib
+
+        from wizard.paths import cache_dir
+
+        key = hashlib.sha256(str(self.root.resolve()).encode()).hexdigest()[:16]
+        path = cache_dir() / "locks" / f"{key}.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a+") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise ModelwizError(
+                    f"another modelwiz is changing {self.root} right now",
+                    hint="wait for it to finish, then run again",
+                ) from None
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
     def model_dir(self, name: str) -> Path:
         return self.root / name
 

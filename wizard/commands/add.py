@@ -44,25 +44,26 @@ def run(args: argparse.Namespace) -> int:
     root = resolve_repository(args.repository, ask=ask_repository)
     requests = [AddRequest(m, args.name, args.max_model_len) for m in args.models]
     inventory = load_inventory(args.gpus)
-    repo = Repository.open(root, create=True)
-
     def show(event) -> None:  # AddEvent
         print(f"{event.message}", file=sys.stderr)
 
-    proposal = prepare_add(
-        repo, requests, inventory=inventory, image_ref=args.image, on_event=show, fill=args.fill,
-        existing_running=models_hold_gpu_memory(repo.root, inventory),
-    )
-    print("\n".join(describe_proposal(proposal)))
-    if not args.yes:
-        question = "Change the budgets shown and go ahead?" if proposal.changed else "Go ahead?"
-        if not ask_yes_no(question):
-            raise Cancelled("nothing was changed")
-    printer = progress_printer(sys.stderr)
-    try:
-        result = execute_add(repo, proposal, on_event=show, on_progress=printer)
-    finally:
-        printer.close()
+    # One change at a time: planned against the manifest as it is, saved before anyone else plans.
+    with Repository.open(root, create=True).lock():
+        repo = Repository.open(root, create=True)
+        proposal = prepare_add(
+            repo, requests, inventory=inventory, image_ref=args.image, on_event=show, fill=args.fill,
+            existing_running=models_hold_gpu_memory(repo.root, inventory),
+        )
+        print("\n".join(describe_proposal(proposal)))
+        if not args.yes:
+            question = "Change the budgets shown and go ahead?" if proposal.changed else "Go ahead?"
+            if not ask_yes_no(question):
+                raise Cancelled("nothing was changed")
+        printer = progress_printer(sys.stderr)
+        try:
+            result = execute_add(repo, proposal, on_event=show, on_progress=printer)
+        finally:
+            printer.close()
     if args.repository:
         remember_repository(repo.root)
     print(f"wrote {', '.join(result.names)} to {repo.root}")

@@ -36,7 +36,8 @@ def run(args: argparse.Namespace) -> int:
             )
         size = sum(p.stat().st_size for p in weights.rglob("*") if p.is_file()) if weights.exists() else 0
         delete_weights = ask_yes_no(f"Delete the weights of {name} ({format_bytes(size)} in {weights})?")
-    notes = repo.remove_model(name, delete_weights=delete_weights)
+    with repo.lock():
+        notes = Repository.open(repo.root).remove_model(name, delete_weights=delete_weights)
     for note in notes:
         print(note, file=sys.stderr)
     if unload_from_server(repo.root, name):
