@@ -129,3 +129,22 @@ def test_launch_and_talk_to_the_model(
         client = podman_conn.connect()
         launcher.down(client, options.name)
         client.close()
+
+
+def test_the_wizard_knows_when_the_repositorys_models_are_running(tmp_path, fake_nvml, monkeypatch):
+    # Running engines are missing from NVML's free memory already: the plan must not count them twice.
+    from types import SimpleNamespace
+
+    from tests.fixtures_nvml import h100
+    from wizard.gpus import discover
+
+    fake_nvml([h100(0)])
+    (tmp_path / "repo").mkdir()
+    asked = []
+    monkeypatch.setattr("wizard.serve.server_status",
+                        lambda repo: asked.append(repo) or SimpleNamespace(state="running"))
+    backend = CoreBackend(repository=tmp_path / "repo")
+    inventory = discover()
+    assert backend._serving(inventory) is True and backend._serving(inventory) is True
+    assert len(asked) == 1                      # asked once per run
+    assert CoreBackend(repository=tmp_path / "repo")._serving(describe("H100")) is False  # described: idle
