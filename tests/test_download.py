@@ -269,3 +269,19 @@ def test_offline_uses_a_complete_folder_or_says_so(fake_hub, tmp_path, monkeypat
     with pytest.raises(hub.OfflineNotCached):
         dl.download_model("org/tiny", tmp_path / "empty")
     assert len(fake_hub.requests()) == before
+
+
+def test_same_size_files_of_a_new_commit_are_fetched_again(fake_hub, tmp_path):
+    # A new commit whose shard has the same size (or a fine-tune downloaded over its base model):
+    # the size alone says nothing; the etag huggingface_hub recorded must match the Hub's.
+    dest = tmp_path / "d"
+    dl.download_model("org/tiny", dest)
+    repo = fake_hub.repos["org/tiny"]
+    shard = "model-00002-of-00002.safetensors"
+    old = repo.files[shard]
+    repo.files[shard] = old[:-16] + os.urandom(16)   # same size, other bytes
+    repo.sha = "2" * 40
+    repo._etags.clear()
+    result = dl.download_model("org/tiny", dest)
+    assert result.fetched_bytes == len(old)          # only the changed file
+    assert_identical(dest, repo, result.files) and dl.is_complete(dest)

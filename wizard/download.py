@@ -134,18 +134,42 @@ def _disk_free(path: Path) -> int:
     return shutil.disk_usage(probe).free
 
 
-def _present_files(dest: Path, files: dict[str, int]) -> frozenset[str]:
-    """Files already whole in dest: right size, and huggingface_hub recorded finishing them."""
+def _present_files(
+    dest: Path, files: dict[str, int], etags: dict[str, str], sha: str
+) -> frozenset[str]:
+    """Files already whole in dest *and the same content as the Hub's*: right size, and
+    huggingface_hub's metadata for it names the file's current etag (sha256 for LFS files, the git
+    blob id otherwise), or, where the Hub gave no etag, the commit being fetched. Same-size files
+    from another commit or another model (a fine-tune over its base) are fetched again."""
     present = set()
     meta_dir = dest / HF_STATE_DIR / "download"
     for path, size in files.items():
         target = dest / path
         try:
-            if target.is_file() and target.stat().st_size == size and (meta_dir / f"{path}.metadata").is_file():
-                present.add(path)
+            if not (target.is_file() and target.stat().st_size == size):
+                continue
+            lines = (meta_dir / f"{path}.metadata").read_text(encoding="utf-8").splitlines()
         except OSError:
             continue
+        commit, etag = (lines + ["", ""])[:2]
+        expected = etags.get(path)
+        if (expected and etag.strip() == expected) or (not expected and commit.strip() == sha):
+            present.add(path)
     return frozenset(present)
+
+
+def _etags(siblings) -> dict[str, str]:
+    """What huggingface_hub records as each file's etag: sha256 for LFS files, else the blob id."""
+    out = {}
+    for s in siblings or []:
+        lfs = getattr(s, "lfs", None)
+        sha256 = getattr(lfs, "sha256", None) if lfs is not None else None
+        if isinstance(lfs, dict):
+            sha256 = lfs.get("sha256")
+        etag = sha256 or getattr(s, "blob_id", None)
+        if etag:
+            out[s.rfilename] = etag
+    return out
 
 
 def plan_download(
@@ -170,7 +194,7 @@ def plan_download(
         sha=info.sha,
         files=files,
         skipped=skipped,
-        present=_present_files(dest, files),
+        present=_present_files(dest, files, _etags(info.siblings), info.sha),
         free_bytes=_disk_free(dest),
         revision=revision,
     )
