@@ -66,3 +66,12 @@ def test_unsupported_values_are_refused():
         dump({"k": object()})
     with pytest.raises(TypeError):
         dump({1: "x"})
+
+
+def test_a_trailing_newline_is_kept():
+    import yaml
+
+    from wizard.yamltext import dump
+
+    for doc in ({"note": "abc\n"}, {"k": {"A\n": None}}):
+        assert yaml.safe_load(dump(doc)) == doc

@@ -15,7 +15,7 @@ import re
 from typing import Any, Iterable
 
 # Plain (unquoted) strings: starts with a letter or '/', then no character YAML gives a meaning.
-_PLAIN = re.compile(r"^[A-Za-z/][A-Za-z0-9_./@+-]*$")
+_PLAIN = re.compile(r"[A-Za-z/][A-Za-z0-9_./@+-]*")
 # Words some YAML reader resolves to a bool or null (YAML 1.1 has y/n/yes/no/on/off).
 _KEYWORDS = {"y", "n", "yes", "no", "on", "off", "true", "false", "null"}
 _INDENT = "  "
@@ -43,7 +43,7 @@ def _scalar(value: Any) -> str:
 
 
 def _string(text: str) -> str:
-    if _PLAIN.match(text) and text.lower() not in _KEYWORDS:
+    if _PLAIN.fullmatch(text) and text.lower() not in _KEYWORDS:
         return text
     return _quoted(text)
 
