@@ -96,9 +96,13 @@ class MachineScreen(StepScreen):
             inventory = None
         else:
             self.post_message(InventoryLoaded(inventory))
-        for check in self.backend.machine_checks(inventory):
-            self.post_message(CheckDone(check))
-        self.post_message(ChecksFinished())
+        try:
+            for check in self.backend.machine_checks(inventory):
+                self.post_message(CheckDone(check))
+        except Exception as error:  # noqa: BLE001 - the screen must still finish and say why
+            self.app.call_from_thread(self.notify, f"a machine check failed: {error}", severity="error")
+        finally:
+            self.post_message(ChecksFinished())
 
     # -- handlers -----------------------------------------------------------------------------
     def on_inventory_loaded(self, message: InventoryLoaded) -> None:

@@ -148,3 +148,11 @@ def test_the_wizard_knows_when_the_repositorys_models_are_running(tmp_path, fake
     assert backend._serving(inventory) is True and backend._serving(inventory) is True
     assert len(asked) == 1                      # asked once per run
     assert CoreBackend(repository=tmp_path / "repo")._serving(describe("H100")) is False  # described: idle
+
+
+def test_a_broken_check_is_a_row_not_a_crash(tmp_path, monkeypatch):
+    backend = CoreBackend(spec="L4", repository=tmp_path / "repo")
+    monkeypatch.setattr(backend, "_hub_row", lambda: (_ for _ in ()).throw(ValueError("bad config.toml")))
+    rows = {c.key: c for c in backend.machine_checks(describe("L4"))}
+    assert rows["hf-login"].status == "fail" and "bad config.toml" in rows["hf-login"].summary
+    assert "disk" in rows  # the rows after it still come

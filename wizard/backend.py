@@ -370,13 +370,17 @@ class CoreBackend:
         return load_inventory(spec)
 
     def machine_checks(self, inventory: "GpuInventory | None") -> Iterator[Check]:
-        yield self._podman_row()
+        rows: list[tuple[str, str, str | None, Callable[[], Check]]] = [("podman", "Podman", "launch", self._podman_row)]
         if inventory is not None:
-            yield self._image_row(inventory)
+            rows.append(("image", "Triton image", "launch", lambda: self._image_row(inventory)))
         if inventory is not None and inventory.source == "nvml":
-            yield self._cdi_row(inventory)
-        yield self._hub_row()
-        yield self._disk_row()
+            rows.append(("cdi", "GPU access (CDI)", "launch", lambda: self._cdi_row(inventory)))
+        rows += [("hf-login", "Hugging Face", None, self._hub_row), ("disk", "Disk", None, self._disk_row)]
+        for key, title, blocks, row in rows:
+            try:
+                yield row()
+            except Exception as error:  # noqa: BLE001 - a check that breaks is a row with its reason
+                yield _failed(key, title, error, blocks)
 
     def _podman_row(self) -> Check:
         try:
