@@ -76,6 +76,8 @@ class ModelWizApp(App[int]):
             result = await self.push_screen_wait(self._screen_for(self.step, state))
             if result is BACK:
                 index = max(0, index - 1)
+                if STEPS[index] == "download" and self.step == "launch":
+                    index -= 1  # back from a failed launch is the plan: the downloads are done
                 continue
             state = _apply(self.step, state, result)
             if self.step == "done":

@@ -207,6 +207,35 @@ def test_missing_image_is_a_clear_error(podman_service, podman_client, cdi_gpus,
     assert launcher.find_container(podman_client, spec.name) is None
 
 
+def test_cancel_stops_between_steps_and_the_server_keeps_running(
+    podman_service, podman_client, standin_image, cdi_gpus, tmp_path
+):
+    import threading
+
+    from wizard.errors import Cancelled
+
+    for name in ("a", "b"):
+        write_model(tmp_path, name, model_json=GOOD)
+    spec = make_spec(tmp_path, podman_service, standin_image, ["a", "b"])
+    cancel = threading.Event()
+
+    def on_event(event):
+        if event.stage == "ready" and event.model == "a":
+            cancel.set()  # the user quits while the server is loading
+
+    try:
+        with pytest.raises(Cancelled) as caught:
+            launcher.up(spec, podman_client, cdi_dirs=cdi_gpus, on_event=on_event, cancel=cancel)
+        assert "keeps running" in caught.value.message and "modelwiz down" in caught.value.hint
+        states = {m.name: m.state for m in TritonHttp(spec.http_url).repository_index()}
+        assert states.get("a") == "READY" and states.get("b") != "READY"   # b was never started
+        # Carrying on later loads the rest without a restart.
+        result = launcher.up(spec, podman_client, cdi_dirs=cdi_gpus)
+        assert result.reused and result.loaded == ("b",)
+    finally:
+        launcher.down(podman_client, spec.name)
+
+
 def test_port_taken_fails_before_anything_starts(podman_service, podman_client, standin_image, cdi_gpus, tmp_path):
     write_model(tmp_path, "m", model_json=GOOD)
     spec = make_spec(tmp_path, podman_service, standin_image, ["m"])

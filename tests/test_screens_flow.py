@@ -188,6 +188,20 @@ async def test_launch_failure_shows_reason_and_retries(fake_backend):
         await wait_for(pilot, lambda: screen_name(app) == "DoneScreen", tries=300)
 
 
+async def test_back_from_a_failed_launch_is_the_plan(fake_backend):
+    # The advice says "on the plan screen": Back goes there, without downloading again.
+    fake_backend.launch_error = ModelwizError("model failed to load: No available memory for the cache blocks",
+                                              hint="lower its context length on the plan screen")
+    app = build_app(fake_backend)
+    async with app.run_test(size=SIZE) as pilot:
+        await go_to_download(pilot)
+        await wait_for(pilot, lambda: screen_name(app) == "LaunchScreen" and not app.screen.running, tries=300)
+        downloads = [c for c in fake_backend.calls if c[0] == "download"]
+        await pilot.click("#back")
+        await wait_for(pilot, lambda: screen_name(app) == "PlanScreen")
+        assert [c for c in fake_backend.calls if c[0] == "download"] == downloads
+
+
 async def test_rerun_lands_on_models_with_existing(fake_backend):
     fake_backend.existing = (existing_llama_plan(),)
     app = build_app(fake_backend)

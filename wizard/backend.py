@@ -583,6 +583,7 @@ class CoreBackend:
                 on_progress=lambda p: on_event(PullProgress(p)),
                 on_log=lambda line: on_event(LogLine(line)),
                 reload=reload,
+                cancel=cancel,
             )
         except ModelwizError as error:
             model = getattr(error, "model", None)

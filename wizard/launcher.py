@@ -24,7 +24,7 @@ from wizard.container import (
     create_kwargs,
     recreate_reasons,
 )
-from wizard.errors import ModelwizError
+from wizard.errors import Cancelled, ModelwizError
 from wizard.preflight import CDI_DIRS, check_all, raise_for
 from wizard.progress import ProgressCallback, ignore_progress
 from wizard.pull import ensure_image
@@ -324,9 +324,22 @@ def _create_and_start(client: Any, spec: LaunchSpec, on_event: EventCallback) ->
 # -- up -----------------------------------------------------------------------------------------
 
 
-def _wait_live(container: Any, http: TritonHttp, *, timeout_s: float, poll_s: float) -> None:
+def _stopper(cancel: threading.Event | None) -> Callable[[], None]:
+    def stop() -> None:
+        if cancel is not None and cancel.is_set():
+            raise Cancelled(
+                "launch stopped; the server keeps running with what it has loaded",
+                hint="`modelwiz up` carries on, `modelwiz down` stops it",
+            )
+
+    return stop
+
+
+def _wait_live(container: Any, http: TritonHttp, *, timeout_s: float, poll_s: float,
+               stop: Callable[[], None] = lambda: None) -> None:
     deadline = time.monotonic() + timeout_s
     while True:
+        stop()
         if http.live():
             return
         container.reload()
@@ -381,6 +394,7 @@ def up(
     on_log: LogCallback | None = None,
     confirm: ConfirmCallback = _refuse,
     reload: Iterable[str] = (),
+    cancel: threading.Event | None = None,
     live_timeout_s: float = 900.0,
     load_timeout_s: float = 3600.0,
     poll_s: float = 0.5,
@@ -389,7 +403,10 @@ def up(
 
     `reload`: models whose files changed (a re-plan gave them another budget). A running server
     unloads them first and loads them again in turn, so no engine keeps an outdated budget.
+    `cancel`: checked between steps and while waiting (a model load under way finishes first);
+    the server keeps running, with what it has loaded.
     """
+    stop = _stopper(cancel)
     existing = find_container(client, spec.name)
     reuse = False
     if existing is not None:
@@ -424,14 +441,16 @@ def up(
         container = existing
         on_event(LaunchEvent("container", f"{spec.name} is running with these settings; keeping it"))
     else:
+        stop()
         present = ensure_image(client, spec.image, on_progress)
         on_event(LaunchEvent("image", f"{spec.image} {'is present' if present else 'pulled'}"))
+        stop()
         on_event(LaunchEvent("container", f"starting {spec.name}"))
         container, spec = _create_and_start(client, spec, on_event)
 
     follower = LogFollower(container, on_log, since=int(time.time()) if reuse else None).start() if on_log else None
     try:
-        _wait_live(container, http, timeout_s=live_timeout_s, poll_s=poll_s)
+        _wait_live(container, http, timeout_s=live_timeout_s, poll_s=poll_s, stop=stop)
         on_event(LaunchEvent("live", f"Triton is live at {spec.http_url}"))
         ready_before = _ready_models(http)
         unloaded = []
@@ -453,6 +472,7 @@ def up(
                 already.append(name)
                 on_event(LaunchEvent("ready", f"{name} is already ready", model=name))
                 continue
+            stop()
             on_event(LaunchEvent("load", f"loading {name}", model=name))
             started = time.monotonic()
             _load_one(container, http, name, timeout_s=load_timeout_s)

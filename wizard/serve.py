@@ -98,6 +98,7 @@ def start_server(
     on_log: Callable[[str], None] | None = None,
     confirm: Callable[[str], bool] = lambda question: False,
     reload: Sequence[str] = (),
+    cancel: Any = None,
     connect: Callable[[], Any] | None = None,
 ) -> Serving:
     """Start Triton for the repository (or make the running one load what is new; `reload`
@@ -151,6 +152,7 @@ def start_server(
             on_log=on_log,
             confirm=confirm,
             reload=sorted(set(reload) | changed),
+            cancel=cancel,
             live_timeout_s=options.live_timeout_s,
         )
         record_loaded(spec.name, result.container_id, fingerprints)
