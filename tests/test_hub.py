@@ -203,3 +203,25 @@ def test_an_unreachable_hub_fails_at_once_with_one_clear_line(fake_hub, monkeypa
     assert "cannot reach 127.0.0.1" in info.value.message and "\n" not in info.value.one_line()
     with pytest.raises(hub.HubUnreachable):
         hub.lookup_model("org/tiny")
+
+
+def test_behind_a_proxy_the_reachability_probe_steps_aside(fake_hub, monkeypatch):
+    # A direct connection would fail where only the proxy reaches the Hub: the probe must not decide.
+    import socket
+
+    from huggingface_hub import constants
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://hub.internal.example:{sock.getsockname()[1]}"
+    monkeypatch.setattr(constants, "ENDPOINT", dead)
+    hub._REACHED.clear()
+    for name in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    hub.ensure_reachable("look up org/tiny")          # no direct probe, no error
+    monkeypatch.delenv("HTTP_PROXY")
+    with pytest.raises(hub.HubUnreachable):
+        hub.ensure_reachable("look up org/tiny")

@@ -7,6 +7,8 @@ fact (image, devices, mount, ports, shm, ulimits, command) lives in the spec and
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
@@ -120,6 +122,10 @@ def _device_list(devices: list[str] | tuple[str, ...]) -> tuple[str, ...]:
     return sort_devices(numeric) + tuple(sorted(ids - numeric))
 
 
+# podman's own rule for container names.
+_CONTAINER_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
+
+
 def launch_spec_for(
     repository: Path,
     *,
@@ -153,6 +159,18 @@ def launch_spec_for(
             f"no models to load from {repository}",
             hint="add one first with `modelwiz add MODEL`",
         )
+    if not _CONTAINER_NAME.fullmatch(name):
+        raise UsageError(
+            f"{name!r} is not a usable container name",
+            hint="use letters, digits, '_', '.' and '-', starting with a letter or digit",
+        )
+    try:
+        ipaddress.ip_address(listen)
+    except ValueError:
+        raise UsageError(
+            f"{listen!r} is not an IP address to publish the ports on",
+            hint="use 127.0.0.1 (this machine only) or 0.0.0.0 (every interface)",
+        ) from None
     return LaunchSpec(
         image=image,
         repository=Path(repository).resolve(),

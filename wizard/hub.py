@@ -171,6 +171,14 @@ _REACHED: dict[str, float] = {}   # endpoint -> when a connection to it last suc
 _PROBE_TIMEOUT_S = 3.0
 
 
+def _through_proxy(scheme: str, host: str) -> bool:
+    """Whether requests to `host` go through an HTTP(S)_PROXY (as httpx, and so huggingface_hub, do)."""
+    from urllib.request import getproxies, proxy_bypass
+
+    proxies = getproxies()
+    return bool(proxies.get(scheme) or proxies.get("all")) and not proxy_bypass(host)
+
+
 def ensure_reachable(what: str) -> None:
     """Fail fast when the Hub cannot be reached at all (no route, no DNS): huggingface_hub would
     retry with backoff for about 25 seconds first, which a person waiting on a screen should not."""
@@ -184,6 +192,8 @@ def ensure_reachable(what: str) -> None:
     if time.monotonic() - _REACHED.get(endpoint, float("-inf")) < 60:
         return
     parts = urlsplit(endpoint)
+    if _through_proxy(parts.scheme, parts.hostname or ""):
+        return  # only the proxy knows whether the Hub answers; huggingface_hub goes through it
     port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
         socket.create_connection((parts.hostname or "", port), timeout=_PROBE_TIMEOUT_S).close()
