@@ -114,7 +114,7 @@ class DownloadScreen(StepScreen):
             if not disk.ok:
                 raise ModelwizError(
                     f"not enough disk space: {disk.explain()}",
-                    hint="free some space (or move HF_HOME to a bigger disk), then press Resume",
+                    hint=f"free some space in {disk.path} (or use another model repository), then press Resume",
                 )
             for index, choice in enumerate(self.choices):
                 self.backend.download(

@@ -158,3 +158,27 @@ def test_no_terminal_at_all_exits_2():
     assert proc.returncode == 2
     assert "modelwiz add MODEL --yes" in proc.stderr
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+
+
+QUIT_CODE = 130  # the user quit
+
+
+def test_plain_over_the_real_core_recovers_from_a_context_above_the_models_limit(fake_hub, tmp_path):
+    from wizard.backend import CoreBackend
+
+    backend = CoreBackend(spec="L4", repository=tmp_path / "repo")
+    script = [
+        ("text", "Search", "tiny"),
+        ("select", "Pick a model", first_matching("org/tiny  (")),
+        ("confirm", "Add another", False),
+        ("select", "What now", "Change a context length"),
+        ("select", "Which model", "tiny"),
+        ("text", "Context length", "8192"),          # org/tiny's limit is 2048
+        ("select", "What now", "Quit"),              # asked again: the wizard went on
+    ]
+    q = ScriptedQuestionary(script)
+    out = io.StringIO()
+    code = plain.run_plain(None, backend=backend, prompts=plain.Prompts(q), out=out)
+    assert code == QUIT_CODE
+    assert not q.script, q.script
+    assert "✖ --max-model-len 8192 is above org/tiny's limit of 2048 tokens" in out.getvalue()

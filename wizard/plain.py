@@ -135,8 +135,12 @@ class PlainWizard:
         choices = list(state.choices)
         while True:
             query = self.ask.text("Search Hugging Face models (empty: popular):").strip()
-            found = (self.backend.search_models(query, state.inventory) if query
-                     else self.backend.popular_models(state.inventory))
+            try:
+                found = (self.backend.search_models(query, state.inventory) if query
+                         else self.backend.popular_models(state.inventory))
+            except ModelwizError as error:  # a failed search is shown; the picks so far stay
+                self.say(f"✖ {error.one_line()}")
+                found = []
             labels = {}
             for c in found:
                 tags = [c.fit_note or c.fit] + (["gated"] if c.gated else [])
@@ -147,7 +151,11 @@ class PlainWizard:
                 return state.with_(choices=tuple(choices))
             if picked == SEARCH_AGAIN:
                 continue
-            details = self.backend.model_details(labels[picked])
+            try:
+                details = self.backend.model_details(labels[picked])
+            except ModelwizError as error:
+                self.say(f"✖ {error.one_line()}")
+                continue
             if not details.pickable:
                 self.say(f"✖ {details.access_note or details.note}")
                 continue
@@ -176,8 +184,17 @@ class PlainWizard:
         """The plan, with context length editable; None means back to the models."""
         self.say("== Plan")
         choices = list(state.choices)
+        accepted = list(choices)
         while True:
-            plan = self.backend.plan(state.inventory, choices, state.existing)
+            try:
+                plan = self.backend.plan(state.inventory, choices, state.existing)
+            except ModelwizError as error:
+                if choices == accepted:
+                    raise  # nothing to undo: the error is not the user's last edit
+                self.say(f"✖ {error.one_line()}")  # e.g. a context above the model's limit
+                choices = list(accepted)
+                continue
+            accepted = list(choices)
             self.show_plan(plan)
             options = (["Download and launch"] if plan.fits else []) + (
                 ["Change a context length"] if choices else []) + ["Back to models", "Quit"]
@@ -203,7 +220,7 @@ class PlainWizard:
         disk = self.backend.disk_check(state.choices)
         if not disk.ok:
             raise ModelwizError(f"not enough disk space: {disk.explain()}",
-                                hint="free some space (or move HF_HOME to a bigger disk), then run modelwiz again")
+                                hint=f"free some space in {disk.path} (or use another model repository), then run modelwiz again")
         cancel = threading.Event()
         lines = ProgressLines(self.out)
         for choice in state.choices:

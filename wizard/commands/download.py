@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from wizard.errors import UsageError
+
 HELP = "download a Hugging Face model (only what vLLM needs) into a folder, resumably"
 DESCRIPTION = (
     "Download the config, tokenizer and safetensors weights of a Hugging Face model into DIR, "
@@ -27,6 +29,8 @@ def run(args: argparse.Namespace) -> int:
     from wizard.progress_text import progress_printer
     from wizard.units import format_bytes
 
+    if not args.to.strip():
+        raise UsageError("--to is empty", hint="name the folder to download into, e.g. --to ./models/qwen")
     printer = progress_printer(sys.stderr)
     try:
         result = download_model(args.model, Path(args.to), revision=args.revision, on_progress=printer)
