@@ -88,9 +88,10 @@ class PodmanService:
     name_prefix: str             # every container a test creates starts with this
 
     def podman(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            ["podman", *args], env=self.env, check=check, capture_output=True, text=True, timeout=120
-        )
+        done = subprocess.run(["podman", *args], env=self.env, capture_output=True, text=True, timeout=120)
+        if check and done.returncode != 0:  # say what podman said, not only its exit code
+            raise AssertionError(f"podman {' '.join(args)} exited {done.returncode}: {done.stderr.strip()[-2000:]}")
+        return done
 
     def container_name(self) -> str:
         return f"{self.name_prefix}{uuid.uuid4().hex[:8]}"

@@ -141,13 +141,15 @@ def test_the_wizard_knows_when_the_repositorys_models_are_running(tmp_path, fake
     fake_nvml([h100(0)])
     (tmp_path / "repo").mkdir()
     asked = []
+    models = [SimpleNamespace(name="a", state="READY"), SimpleNamespace(name="b", state="UNAVAILABLE")]
     monkeypatch.setattr("wizard.serve.server_status",
-                        lambda repo: asked.append(repo) or SimpleNamespace(state="running"))
+                        lambda repo: asked.append(repo) or SimpleNamespace(state="running", models=models))
     backend = CoreBackend(repository=tmp_path / "repo")
     inventory = discover()
-    assert backend._serving(inventory) is True and backend._serving(inventory) is True
+    # Only what is loaded holds memory: a model that failed to load (b) does not.
+    assert backend._serving(inventory) == {"a"} and backend._serving(inventory) == {"a"}
     assert len(asked) == 1                      # asked once per run
-    assert CoreBackend(repository=tmp_path / "repo")._serving(describe("H100")) is False  # described: idle
+    assert CoreBackend(repository=tmp_path / "repo")._serving(describe("H100")) == frozenset()  # described: idle
 
 
 def test_a_broken_check_is_a_row_not_a_crash(tmp_path, monkeypatch):
@@ -156,3 +158,33 @@ def test_a_broken_check_is_a_row_not_a_crash(tmp_path, monkeypatch):
     rows = {c.key: c for c in backend.machine_checks(describe("L4"))}
     assert rows["hf-login"].status == "fail" and "bad config.toml" in rows["hf-login"].summary
     assert "disk" in rows  # the rows after it still come
+
+
+def test_the_wizard_applies_changed_budgets_before_the_first_download(tmp_path):
+    # The wizard downloads model by model and writes at the end; quitting in between must never
+    # leave old and new budgets side by side (the new model counts on the smaller ones).
+    from tests.fixtures_repository import write_model_folder
+    from tests.planner_data import CONFIGS
+    from wizard.add_flow import AddRequest, execute_add, prepare_add
+    from wizard.repository import Repository
+
+    big = tmp_path / "l8"
+    big.mkdir()
+    (big / "config.json").write_text((CONFIGS / "Llama-3.1-8B" / "config.json").read_text())
+    (big / "model.safetensors.index.json").write_text(json.dumps({"metadata": {"total_size": 16060522496}, "weight_map": {}}))
+    small = write_model_folder(tmp_path / "tiny")
+    root = tmp_path / "repo"
+    repo = Repository.open(root, create=True)
+    execute_add(repo, prepare_add(repo, [AddRequest(str(big))], inventory=describe("L4"), fill=True))
+
+    backend = CoreBackend(spec="L4", repository=root)
+    choice = ModelChoice(str(small), "tiny")
+    view = backend.plan(describe("L4"), [choice])
+    assert view.fits and [c.new.name for c in view.raw.changed] == ["l8"]
+    backend.download(choice, on_progress=lambda e: None, cancel=threading.Event())
+    served = {p.parent.parent.name: json.loads(p.read_text())["gpu_memory_utilization"] for p in root.glob("*/1/model.json")}
+    assert sum(served.values()) <= 0.95, served          # quitting here is safe
+    entry = Repository.open(root).manifest.get("tiny")
+    backend.write_repository(view, [choice])
+    after = Repository.open(root).manifest.get("tiny")
+    assert after.complete and after.files == entry.files  # not re-recorded, not fetched again

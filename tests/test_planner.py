@@ -314,3 +314,24 @@ def test_multi_gpu_models_share_the_servers_first_gpus():
     # A single-GPU model still goes where there is room.
     mixed = plan_models(inventory, [ModelRequest(meta("Llama-3.1-70B"), "a"), ModelRequest(meta("Llama-3.1-8B"), "s")])
     assert mixed.fits and mixed.models[0].devices == ("0", "1") and set(mixed.models[1].devices) <= {"2", "3"}
+
+
+def test_only_running_models_are_added_back_to_nvml_free_memory():
+    # Deployed a and d; the server has loaded a only (d's download is unfinished), and another
+    # process holds 25 GiB. NVML's free memory lacks a and that process; d still needs its room.
+    # Adding d's footprint back as well would count the other process's memory as free.
+    from dataclasses import replace as _replace
+
+    from tests.planner_data import meta
+    from wizard.gpus import GpuProcess
+
+    idle = describe("H100-80GB")
+    a, d = plan_models(idle, [ModelRequest(meta("Llama-3.1-8B"), n, max_model_len=8192) for n in "ad"]).models
+    assert a.fits and d.fits
+    held = 25 * GiB + int(a.gpu_memory_utilization * idle.gpus[0].cuda_total_bytes) + GiB // 2
+    gpu = _replace(idle.gpus[0], memory_free_bytes=idle.gpus[0].memory_free_bytes - held,
+                   memory_used_bytes=idle.gpus[0].memory_used_bytes + held, processes=(GpuProcess(1, 25 * GiB),))
+    now = _replace(idle, gpus=(gpu,), source="nvml")
+    new = [ModelRequest(meta("Llama-3.1-8B"), "c", max_model_len=8192)]
+    assert plan_models(now, new, existing=[a, d], existing_running=True).fits        # the double count
+    assert not plan_models(now, new, existing=[a, d], existing_running={"a"}).fits  # the truth

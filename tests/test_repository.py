@@ -270,3 +270,40 @@ def test_one_change_at_a_time(tmp_path):
     with second.lock():  # released
         pass
     assert not root.exists()  # locking writes nothing into the repository
+
+
+def test_an_add_that_stops_mid_download_leaves_the_gpu_numbering_right(tmp_path):
+    # The new model is in the manifest before its download, so `up` mounts the new device set
+    # from then on: the models already there must be numbered against it before the download.
+    from tests.fixtures_repository import FakeDownloader
+    from wizard.launch_inputs import read_launch_inputs
+    from wizard.model_config import parse_config_pbtxt
+    from wizard.plan_types import container_gpu_ids
+
+    root = tmp_path / "repo"
+    inv = describe("2xH100-80GB")
+    add(root, "org/a-7b", inventory=inv)
+    add(root, "org/b-7b", inventory=inv)
+    repo = Repository.open(root)
+    on_one = next(m.name for m in repo.manifest.models if m.plan.devices == ("1",))
+    repo.remove_model(next(m.name for m in repo.manifest.models if m.name != on_one), delete_weights=True)
+    with pytest.raises(ModelwizError, match="503"):
+        add(root, "org/c-7b", inventory=inv, downloader=FakeDownloader(fail_after=0))
+    inputs = read_launch_inputs(root)
+    assert on_one in inputs.models and "c-7b" not in inputs.models
+    config = parse_config_pbtxt((root / on_one / "config.pbtxt").read_text())
+    assert list(config.instance_group[0].gpus) == [container_gpu_ids(inputs.devices, "1")]
+
+
+def test_finishing_an_interrupted_add_with_a_new_model_lists_it_once(tmp_path):
+    from tests.fixtures_repository import FakeDownloader
+
+    root = tmp_path / "repo"
+    add(root, "org/a-7b")
+    with pytest.raises(ModelwizError):
+        add(root, "org/b-7b", downloader=FakeDownloader(fail_after=0))
+    proposal, _ = add(root, "org/b-7b", "org/c-7b")
+    names = [p.name for p in proposal.plans]
+    assert sorted(names) == ["a-7b", "b-7b", "c-7b"]
+    assert [n.plan.name for n in proposal.new] == ["b-7b", "c-7b"] and [n.resume for n in proposal.new] == [True, False]
+    check_consistent(root)

@@ -297,7 +297,7 @@ def prepare_add(
     refuse: bool = True,
     check_disk: bool = True,
     fill: bool = False,
-    existing_running: bool = False,
+    existing_running: bool | frozenset[str] = False,
 ) -> AddProposal:
     """Resolve names, plan jointly with the repository's models, and check disk space.
 
@@ -351,7 +351,10 @@ def prepare_add(
         planned = plan
         by_name = {m.name: m for m in plan.models}
         kept = []
+        resumed_names = {m.name for m in resume}
         for old in existing:
+            if old.name in resumed_names:
+                continue  # finished below with the plan it was recorded with
             updated = by_name.get(old.name)
             if updated is None or _budget(updated) == _budget(old):
                 kept.append(old)
@@ -439,25 +442,41 @@ def execute_add(
     """
     if repo.manifest.image is None:
         repo.save(replace(repo.manifest, image=proposal.image.tag))
+    new_names = {m.plan.name for m in proposal.new}
     for model in proposal.new:
-        if not model.resume:
+        entry = repo.manifest.get(model.plan.name)
+        if entry is None:
             repo.record(new_entry(model.plan, source=model.source, weights=model.weights))
+        elif entry.plan != model.plan:
+            # Recorded by an earlier, interrupted run of this add (or an earlier step of the
+            # wizard): keep its state and pinned revision, take the plan now confirmed.
+            repo.record(replace(entry, plan=model.plan))
     changed = [
         replace(entry, plan=change.new)
         for change in proposal.changed
         if (entry := repo.manifest.get(change.new.name)) is not None
     ]
+    # Before any byte moves: the new budgets of the models already there (the new models' plans
+    # count on them) and every complete model's GPU numbering for the new device set (the new
+    # models are in the manifest already, so `up` mounts that set even if this add stops here).
+    refresh = changed + [
+        m for m in repo.manifest.models
+        if m.state == STATE_COMPLETE and m.name not in new_names and m.name not in {e.name for e in changed}
+    ]
     reports: list[WriteReport] = []
-    if changed:
-        # The new budgets of the models already there go in first: the new models' plans count on
-        # them, and an interrupted add (resumed from the manifest) must find them applied.
-        on_event(AddEvent("write", f"applying the new budgets of {', '.join(e.name for e in changed)}"))
-        reports += repo.write_models(changed, vllm_version=proposal.vllm_version, devices=proposal.devices)
+    if refresh:
+        if changed:
+            on_event(AddEvent("write", f"applying the new budgets of {', '.join(e.name for e in changed)}"))
+        reports += repo.write_models(refresh, vllm_version=proposal.vllm_version, devices=proposal.devices)
     revisions: dict[str, str | None] = {}
     for model in proposal.new:
         name = model.plan.name
         dest = repo.model_dir(name) / model.weights
         dest.parent.mkdir(parents=True, exist_ok=True)
+        entry = repo.manifest.get(name)
+        if entry is not None and entry.complete and dest.is_dir():
+            revisions[name] = entry.revision  # fetched by an earlier step; nothing to do
+            continue
         if model.local:
             on_event(AddEvent("download", f"linking {model.source} into the repository", name))
             copy_local_model(Path(model.source), dest, on_progress=on_progress, cancel=cancel)

@@ -331,7 +331,7 @@ class CoreBackend:
         self._lock = threading.Lock()
         self._proposal: Any = None        # the last add_flow.AddProposal, for download and write
         self._result: Any = None          # the last add_flow.AddResult, for launch
-        self._serving_now: bool | None = None
+        self._serving_now: frozenset[str] | None = None
 
     # -- repository ---------------------------------------------------------------------------
     def repository_path(self) -> Path:
@@ -500,12 +500,12 @@ class CoreBackend:
             check_disk=check_disk, existing_running=self._serving(inventory),
         )
 
-    def _serving(self, inventory: "GpuInventory") -> bool:
-        """Whether the repository's models hold GPU memory now (asked once per run)."""
+    def _serving(self, inventory: "GpuInventory") -> frozenset[str]:
+        """The repository's models that hold GPU memory now (asked once per run)."""
         if self._serving_now is None:
-            from wizard.serve import models_hold_gpu_memory
+            from wizard.serve import models_holding_gpu_memory
 
-            self._serving_now = models_hold_gpu_memory(self.repository_path(), inventory)
+            self._serving_now = models_holding_gpu_memory(self.repository_path(), inventory)
         return self._serving_now
 
     def plan(
@@ -550,7 +550,8 @@ class CoreBackend:
         from wizard.add_flow import execute_add
 
         proposal = self._proposal
-        one = replace(proposal, new=tuple(n for n in proposal.new if n.plan.name == choice.name), changed=())
+        # One model at a time, with the plan's budget changes (applied before the first byte moves).
+        one = replace(proposal, new=tuple(n for n in proposal.new if n.plan.name == choice.name))
         with self._open().lock():
             execute_add(self._open(), one, on_progress=on_progress, cancel=cancel)
 

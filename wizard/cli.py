@@ -113,6 +113,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
+    except EOFError:  # Ctrl-D at a question: an answer that never came
+        print(f"{PROG}: cancelled (no answer)", file=sys.stderr)
+        return 130
     except BrokenPipeError:
         # stdout closed early (`modelwiz gpus | head`): not an error worth a traceback.
         devnull = os.open(os.devnull, os.O_WRONLY)

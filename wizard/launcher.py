@@ -457,6 +457,7 @@ def up(
         for stale in sorted(ready_before - set(spec.models)):
             on_event(LaunchEvent("unload", f"unloading {stale}: the repository no longer lists it", model=stale))
             http.unload(stale)
+            _wait_unloaded(http, stale, timeout_s=load_timeout_s, poll_s=poll_s)
             unloaded.append(stale)
         # Unload every changed model before loading anything: the new budgets only add up once
         # no engine holds an old, larger one.

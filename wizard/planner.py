@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from typing import Any, Mapping, Sequence
+from typing import Any, Collection, Mapping, Sequence
 
 from wizard.errors import UsageError
 from wizard.gpus import Gpu, GpuInventory
@@ -294,12 +294,19 @@ class _Device:
         return self.avail - used
 
 
-def _devices(inventory: GpuInventory, existing: Sequence[ModelPlan], existing_running: bool) -> list[_Device]:
+def _devices(
+    inventory: GpuInventory, existing: Sequence[ModelPlan], existing_running: bool | Collection[str]
+) -> list[_Device]:
+    def running(plan: ModelPlan) -> bool:
+        if isinstance(existing_running, bool):
+            return existing_running
+        return plan.name in existing_running
+
     out = []
     for gpu in inventory.devices:
         free = gpu.memory_free_bytes
         if existing_running:  # the deployed engines' memory shows as used; count it once
-            held = sum(_footprint(p, gpu) for p in existing if gpu.cdi_id in p.devices and p.fits)
+            held = sum(_footprint(p, gpu) for p in existing if gpu.cdi_id in p.devices and p.fits and running(p))
             free = min(gpu.cuda_total_bytes, free + held)
         usable = gpu.compute_capability >= MIN_COMPUTE_CAPABILITY
         note = "" if usable else (
@@ -326,7 +333,7 @@ def plan_models(
     existing: Sequence[ModelPlan] = (),
     existing_meta: Mapping[str, ModelMeta] | None = None,
     replan_existing: bool = False,
-    existing_running: bool = False,
+    existing_running: bool | Collection[str] = False,
     fill: bool = False,
 ) -> Plan:
     """Plan `requests` on `inventory`.
@@ -335,8 +342,8 @@ def plan_models(
         new models go into what is left. With `replan_existing=True` they are planned again
         together with the new ones; that needs their metadata in `existing_meta` (keyed by Triton
         model name), and `Plan.changes` lists every setting that moved (show it; ask first).
-    existing_running: the deployed models are running now, so NVML's free memory already lacks
-        their footprint; it is added back before planning.
+    existing_running: the deployed models are running now (True, or the names of those that are),
+        so NVML's free memory already lacks their footprint; it is added back before planning.
     fill: give each device's leftover memory to the engines on it (more KV cache, more
         concurrency; a later model then needs a re-plan). By default every engine gets what its
         weights, activations, CUDA graphs and the KV cache for its context and concurrency need,

@@ -142,20 +142,36 @@ def start_server(
         )
         fingerprints = {name: model_fingerprint(repository, name) for name in spec.models}
         existing = launcher.find_container(client, spec.name)
-        changed = changed_since_loaded(spec.name, existing.id if existing else None, fingerprints)
-        result = launcher.up(
-            spec,
-            client,
-            driver_version=driver,
-            on_event=on_event,
-            on_progress=on_progress,
-            on_log=on_log,
-            confirm=confirm,
-            reload=sorted(set(reload) | changed),
-            cancel=cancel,
-            live_timeout_s=options.live_timeout_s,
-        )
-        record_loaded(spec.name, result.container_id, fingerprints)
+        before = loaded_record(spec.name, existing.id if existing else None)
+        changed = {name for name, fp in fingerprints.items() if name in before and before[name] != fp}
+        loaded_now: dict[str, str] = {}
+
+        def watch(event: Any) -> None:
+            # A model loaded by this run (not one found ready) is serving these files now.
+            if event.stage == "ready" and event.model and event.seconds is not None:
+                loaded_now[event.model] = fingerprints[event.model]
+            on_event(event)
+
+        try:
+            result = launcher.up(
+                spec,
+                client,
+                driver_version=driver,
+                on_event=watch,
+                on_progress=on_progress,
+                on_log=on_log,
+                confirm=confirm,
+                reload=sorted(set(reload) | changed),
+                cancel=cancel,
+                live_timeout_s=options.live_timeout_s,
+            )
+        finally:
+            # Also after a failure or a cancel: what did load is serving, and a later `up` must
+            # know which files it serves. Models found ready keep what was recorded for them.
+            container = launcher.find_container(client, spec.name)
+            if container is not None:
+                same = existing is not None and existing.id == container.id
+                record_loaded(spec.name, container.id, {**(before if same else {}), **loaded_now})
     finally:
         client.close()
     return Serving(spec, result)
@@ -183,18 +199,17 @@ def _loaded_file(container_name: str) -> Path:
     return cache_dir() / "served" / f"{container_name}.json"
 
 
-def changed_since_loaded(container_name: str, container_id: str | None, fingerprints: dict[str, str]) -> set[str]:
-    """Models whose files differ from what this container loaded (empty when unknown)."""
+def loaded_record(container_name: str, container_id: str | None) -> dict[str, str]:
+    """The fingerprints of the files this container loaded, by model (empty when unknown)."""
     import json
 
     try:
         state = json.loads(_loaded_file(container_name).read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return set()
+        return {}
     if not container_id or state.get("container_id") != container_id:
-        return set()
-    loaded = state.get("models") or {}
-    return {name for name, fp in fingerprints.items() if name in loaded and loaded[name] != fp}
+        return {}
+    return dict(state.get("models") or {})
 
 
 def record_loaded(container_name: str, container_id: str, fingerprints: dict[str, str]) -> None:
@@ -223,10 +238,13 @@ def server_status(repository: Path) -> Any | None:
         client.close()
 
 
-def models_hold_gpu_memory(repository: Path, inventory: Any) -> bool:
-    """Whether the repository's models hold GPU memory right now, so NVML's free memory already
-    lacks them (the planner must not count them twice). Never for described GPUs."""
+def models_holding_gpu_memory(repository: Path, inventory: Any) -> frozenset[str]:
+    """The repository's models that hold GPU memory right now (loaded, loading or unloading in
+    its server), so NVML's free memory already lacks them and the planner must not count them
+    twice. Never any for described GPUs."""
     if inventory.source != "nvml" or not Path(repository).is_dir():
-        return False
+        return frozenset()
     status = server_status(repository)
-    return bool(status and status.state == "running")
+    if not status or status.state != "running":
+        return frozenset()
+    return frozenset(m.name for m in status.models if m.state in ("READY", "LOADING", "UNLOADING"))

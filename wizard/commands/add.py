@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     from wizard.gpus import load_inventory
     from wizard.progress_text import progress_printer
     from wizard.repository import Repository, remember_repository, resolve_repository
-    from wizard.serve import models_hold_gpu_memory
+    from wizard.serve import models_holding_gpu_memory
 
     if args.name is not None and len(args.models) != 1:
         raise UsageError("--name works with one MODEL at a time")
@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         repo = Repository.open(root, create=True)
         proposal = prepare_add(
             repo, requests, inventory=inventory, image_ref=args.image, on_event=show, fill=args.fill,
-            existing_running=models_hold_gpu_memory(repo.root, inventory),
+            existing_running=models_holding_gpu_memory(repo.root, inventory),
         )
         print("\n".join(describe_proposal(proposal)))
         if not args.yes:
