@@ -90,3 +90,15 @@ def model_dir(root: Path, name: str, *, total_size: int | None = None) -> Path:
     index = {"metadata": {"total_size": total_size}, "weight_map": {"lm_head.weight": "model-00001-of-00002.safetensors"}}
     (folder / "model.safetensors.index.json").write_text(json.dumps(index))
     return folder
+
+
+def write_real_model_folder(folder: Path, name: str) -> Path:
+    """A local model folder with `name`'s real config.json and its weights' size from an index
+    (metadata.total_size, no weights), as a sharded checkpoint's folder would give it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text((CONFIGS / name / "config.json").read_text())
+    total = sum(count * _SIZES[dtype] for dtype, count in parameters(name).items())
+    (folder / "model.safetensors.index.json").write_text(
+        json.dumps({"metadata": {"total_size": total}, "weight_map": {}})
+    )
+    return folder

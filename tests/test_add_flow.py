@@ -258,14 +258,11 @@ def test_an_interrupted_add_keeps_the_joint_budget(tmp_path):
     resuming an interrupted add never serves old and new budgets side by side."""
     import threading
 
-    from tests.planner_data import CONFIGS
+    from tests.planner_data import write_real_model_folder
     from wizard.add_flow import execute_add
     from wizard.errors import Cancelled
 
-    big = tmp_path / "l8"
-    big.mkdir()
-    (big / "config.json").write_text((CONFIGS / "Llama-3.1-8B" / "config.json").read_text())
-    (big / "model.safetensors.index.json").write_text(json.dumps({"metadata": {"total_size": 16060522496}, "weight_map": {}}))
+    big = write_real_model_folder(tmp_path / "l8", "Llama-3.1-8B")
     small = write_model_folder(tmp_path / "tiny")
     root = tmp_path / "repo"
     inventory = describe("L4")
@@ -300,13 +297,10 @@ def test_an_interrupted_add_keeps_the_joint_budget(tmp_path):
 def test_a_hand_edited_budget_is_respected(tmp_path):
     """What the server uses is what model.json says: a hand-raised budget is planned around, and
     modelwiz refuses to shrink a budget someone set by hand."""
-    from tests.planner_data import CONFIGS
+    from tests.planner_data import write_real_model_folder
     from wizard.add_flow import execute_add
 
-    big = tmp_path / "l8"
-    big.mkdir()
-    (big / "config.json").write_text((CONFIGS / "Llama-3.1-8B" / "config.json").read_text())
-    (big / "model.safetensors.index.json").write_text(json.dumps({"metadata": {"total_size": 16060522496}, "weight_map": {}}))
+    big = write_real_model_folder(tmp_path / "l8", "Llama-3.1-8B")
     small = write_model_folder(tmp_path / "tiny")
     root = tmp_path / "repo"
     inventory = describe("L40S")

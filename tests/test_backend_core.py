@@ -164,14 +164,11 @@ def test_the_wizard_applies_changed_budgets_before_the_first_download(tmp_path):
     # The wizard downloads model by model and writes at the end; quitting in between must never
     # leave old and new budgets side by side (the new model counts on the smaller ones).
     from tests.fixtures_repository import write_model_folder
-    from tests.planner_data import CONFIGS
+    from tests.planner_data import write_real_model_folder
     from wizard.add_flow import AddRequest, execute_add, prepare_add
     from wizard.repository import Repository
 
-    big = tmp_path / "l8"
-    big.mkdir()
-    (big / "config.json").write_text((CONFIGS / "Llama-3.1-8B" / "config.json").read_text())
-    (big / "model.safetensors.index.json").write_text(json.dumps({"metadata": {"total_size": 16060522496}, "weight_map": {}}))
+    big = write_real_model_folder(tmp_path / "l8", "Llama-3.1-8B")
     small = write_model_folder(tmp_path / "tiny")
     root = tmp_path / "repo"
     repo = Repository.open(root, create=True)
