@@ -496,10 +496,6 @@ class AuthStatus:
     checked: bool = True                  # False when offline: the token was not verified
     message: str = ""
 
-    @property
-    def has_token(self) -> bool:
-        return self.source is not None
-
 
 def auth_status() -> AuthStatus:
     """Who huggingface_hub is logged in as, and where the token comes from. Never the token itself."""

@@ -37,9 +37,5 @@ class WizardState:
     def with_(self, **changes: object) -> "WizardState":
         return replace(self, **changes)  # type: ignore[arg-type]
 
-    @property
-    def is_rerun(self) -> bool:
-        return bool(self.existing)
-
     def taken_names(self) -> frozenset[str]:
         return frozenset(e.name for e in self.existing) | frozenset(c.name for c in self.choices)
