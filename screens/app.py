@@ -18,7 +18,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
 from screens.step import BACK
-from wizard.backend import Backend
+from wizard.service import WizardService
 from wizard.wizard_state import STEPS, WizardState
 
 # Worker groups that mean "something is running that quitting would interrupt".
@@ -34,7 +34,7 @@ class ModelWizApp(App[int]):
         Binding("ctrl+q", "request_quit", "Quit", show=False, priority=True),
     ]
 
-    def __init__(self, backend: Backend, args: argparse.Namespace | None = None) -> None:
+    def __init__(self, backend: WizardService, args: argparse.Namespace | None = None) -> None:
         super().__init__()
         self.backend = backend
         self.args = args
@@ -158,13 +158,13 @@ def _apply(step: str, state: WizardState, result: Any) -> WizardState:
     return state
 
 
-def build_app(backend: Backend, args: argparse.Namespace | None = None) -> ModelWizApp:
+def build_app(backend: WizardService, args: argparse.Namespace | None = None) -> ModelWizApp:
     return ModelWizApp(backend, args)
 
 
 def run_app(args: argparse.Namespace) -> int:
-    from wizard.backend import CoreBackend
+    from wizard.core_service import CoreService
 
-    app = build_app(CoreBackend(spec=getattr(args, "gpus", None)), args)
+    app = build_app(CoreService(spec=getattr(args, "gpus", None)), args)
     app.run()
     return app.return_code or 0

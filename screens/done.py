@@ -11,7 +11,7 @@ from textual.widgets import Button, Input, Select, Static, TextArea
 
 from screens.messages import ReplyChunk, ReplyFinished, StepFailed
 from screens.step import StepScreen, error_text
-from wizard.backend import Backend, curl_command
+from wizard.service import WizardService, curl_command
 from wizard.wizard_state import WizardState
 
 
@@ -20,7 +20,7 @@ class DoneScreen(StepScreen):
     CSS_PATH = "done.tcss"
     BINDINGS = [Binding("ctrl+y", "copy_curl", "Copy curl")]
 
-    def __init__(self, backend: Backend, state: WizardState) -> None:
+    def __init__(self, backend: WizardService, state: WizardState) -> None:
         super().__init__()
         self.backend = backend
         self.state = state

@@ -15,7 +15,7 @@ from textual.widgets import Button, Label, ProgressBar, Static
 
 from screens.messages import DownloadFinished, DownloadProgress, StepFailed
 from screens.step import StepScreen, error_text
-from wizard.backend import Backend
+from wizard.service import WizardService
 from wizard.errors import Cancelled, ModelwizError
 from wizard.progress import ProgressEvent
 from wizard.units import format_bytes, format_duration, format_rate
@@ -68,7 +68,7 @@ class DownloadScreen(StepScreen):
     CSS_PATH = "download.tcss"
     BINDINGS = [Binding("c", "cancel", "Cancel download")]
 
-    def __init__(self, backend: Backend, state: WizardState) -> None:
+    def __init__(self, backend: WizardService, state: WizardState) -> None:
         super().__init__()
         self.backend = backend
         self.state = state

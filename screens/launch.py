@@ -13,7 +13,7 @@ from textual.widgets import Button, Log, ProgressBar, Static
 
 from screens.messages import LaunchFinished, LaunchProgress, StepFailed
 from screens.step import BACK, StepScreen, error_text
-from wizard.backend import Backend, LogLine, ModelState, PullProgress
+from wizard.service import WizardService, LogLine, ModelState, PullProgress
 from wizard.units import format_bytes
 from wizard.wizard_state import WizardState
 
@@ -38,7 +38,7 @@ class LaunchScreen(StepScreen):
     STEP = "launch"
     CSS_PATH = "launch.tcss"
 
-    def __init__(self, backend: Backend, state: WizardState) -> None:
+    def __init__(self, backend: WizardService, state: WizardState) -> None:
         super().__init__()
         self.backend = backend
         self.state = state

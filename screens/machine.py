@@ -14,7 +14,7 @@ from textual.widgets import Button, Input, LoadingIndicator, Static
 
 from screens.messages import CheckDone, ChecksFinished, InventoryFailed, InventoryLoaded
 from screens.step import StepScreen, error_text
-from wizard.backend import Backend, Check
+from wizard.service import WizardService, Check
 from wizard.units import format_bytes
 from wizard.wizard_state import WizardState
 
@@ -56,7 +56,7 @@ class MachineScreen(StepScreen):
     STEP = "machine"
     CSS_PATH = "machine.tcss"
 
-    def __init__(self, backend: Backend, state: WizardState) -> None:
+    def __init__(self, backend: WizardService, state: WizardState) -> None:
         super().__init__()
         self.backend = backend
         self.state = state

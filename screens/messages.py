@@ -9,7 +9,7 @@ from typing import Any
 
 from textual.message import Message
 
-from wizard.backend import Check, LaunchEvent, ModelCandidate, ModelDetails, PlanView
+from wizard.service import Check, LaunchEvent, ModelCandidate, ModelDetails, PlanView
 from wizard.progress import ProgressEvent
 
 
@@ -87,7 +87,7 @@ class LaunchProgress(Message):
         self.event = event
 
     def can_replace(self, message: Message) -> bool:
-        from wizard.backend import PullProgress
+        from wizard.service import PullProgress
 
         return (
             isinstance(message, LaunchProgress)

@@ -16,7 +16,7 @@ from textual.widgets.option_list import Option
 
 from screens.messages import DetailsLoaded, SearchResults, StepFailed
 from screens.step import StepScreen, error_text
-from wizard.backend import Backend, ModelCandidate, ModelChoice
+from wizard.service import WizardService, ModelCandidate, ModelChoice
 from wizard.naming import derive_name, unique_name
 from wizard.units import format_bytes
 from wizard.wizard_state import WizardState
@@ -58,7 +58,7 @@ class ModelsScreen(StepScreen):
     CSS_PATH = "models.tcss"
     BINDINGS = [Binding("delete", "remove_pick", "Remove pick", show=False)]
 
-    def __init__(self, backend: Backend, state: WizardState) -> None:
+    def __init__(self, backend: WizardService, state: WizardState) -> None:
         super().__init__()
         self.backend = backend
         self.state = state

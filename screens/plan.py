@@ -16,7 +16,7 @@ from textual.widgets import Button, Input, Label, Static
 from screens.messages import PlanComputed, StepFailed
 from screens.step import StepScreen, error_text
 from screens.widgets.memory_bar import MemoryBar, MemoryLegend
-from wizard.backend import Backend, ModelChoice, PlanView
+from wizard.service import WizardService, ModelChoice, PlanView
 from wizard.units import format_bytes
 from wizard.wizard_state import WizardState
 
@@ -91,7 +91,7 @@ class PlanScreen(StepScreen):
     STEP = "plan"
     CSS_PATH = "plan.tcss"
 
-    def __init__(self, backend: Backend, state: WizardState) -> None:
+    def __init__(self, backend: WizardService, state: WizardState) -> None:
         super().__init__()
         self.backend = backend
         self.state = state

@@ -1,7 +1,7 @@
-"""A faithful fake of `wizard.backend.Backend` for the wizard's tests.
+"""A faithful fake of `wizard.service.Backend` for the wizard's tests.
 
 It uses the real GPU inventory code (`wizard.gpus.describe`), returns the same dataclasses as
-`CoreBackend`, raises the same error types (`NvmlError`, `ModelwizError` with hints, `Cancelled`),
+`CoreService`, raises the same error types (`NvmlError`, `ModelwizError` with hints, `Cancelled`),
 and reports download and launch progress from a thread of its own, as huggingface_hub and
 podman-py do.
 """
@@ -15,7 +15,7 @@ from typing import Callable, Iterator, Sequence
 
 import pytest
 
-from wizard.backend import (
+from wizard.service import (
     Check,
     DeviceMemory,
     DiskCheck,
@@ -67,7 +67,7 @@ CATALOG = (
 
 
 @dataclass
-class FakeBackend:
+class FakeService:
     """Scenario knobs are plain attributes; `calls` records what the UI asked for."""
 
     spec: str | None = "2xH100-80GB"
@@ -92,7 +92,7 @@ class FakeBackend:
         raise ModelwizError(f"{repo_id} was not found on the Hugging Face Hub",
                             hint="check the spelling (owner/name), or log in if it is private")
 
-    # -- Backend --------------------------------------------------------------------------------
+    # -- WizardService --------------------------------------------------------------------------------
     def repository_path(self) -> Path:
         return self.repository
 
@@ -304,8 +304,8 @@ def existing_llama_plan() -> ExistingModel:
 
 
 @pytest.fixture
-def fake_backend(tmp_path) -> FakeBackend:
-    return FakeBackend(repository=tmp_path / "models")
+def fake_backend(tmp_path) -> FakeService:
+    return FakeService(repository=tmp_path / "models")
 
 
-__all__ = ["FakeBackend", "FakeModel", "CATALOG", "existing_llama_plan", "fake_backend", "replace"]
+__all__ = ["FakeService", "FakeModel", "CATALOG", "existing_llama_plan", "fake_backend", "replace"]

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.fakehub import FakeRepo
-from tests.fixtures_hub import GOOD_TOKEN, OTHER_TOKEN, tiny_model_files
+from tests.fixtures_hub import GOOD_TOKEN, OTHER_TOKEN
 from wizard import download as dl
 from wizard import hub
 from wizard.errors import Cancelled, ModelwizError

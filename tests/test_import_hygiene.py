@@ -34,5 +34,5 @@ def test_core_modules_import_no_ui():
 
 
 def test_first_screen_imports_nothing_heavy():
-    modules = loaded_after("import screens.app, screens.machine, screens.step, wizard.backend")
+    modules = loaded_after("import screens.app, screens.machine, screens.step, wizard.service")
     assert [m for m in modules if any(m == h or m.startswith(h + ".") for h in HEAVY)] == []

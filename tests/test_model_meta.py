@@ -12,7 +12,7 @@ import pytest
 from tests.planner_data import MODELS, config, meta, parameters, qwen_tensors, write_safetensors
 from wizard.errors import ModelwizError, UsageError
 from wizard.model_meta import ModelMeta, derive_max_model_len, load_model_meta, read_safetensors_parameters
-from wizard.units import GiB, KiB, MiB
+from wizard.units import GiB, KiB
 
 
 # ---- published figures ---------------------------------------------------------------------

@@ -164,9 +164,9 @@ QUIT_CODE = 130  # the user quit
 
 
 def test_plain_over_the_real_core_recovers_from_a_context_above_the_models_limit(fake_hub, tmp_path):
-    from wizard.backend import CoreBackend
+    from wizard.core_service import CoreService
 
-    backend = CoreBackend(spec="L4", repository=tmp_path / "repo")
+    backend = CoreService(spec="L4", repository=tmp_path / "repo")
     script = [
         ("text", "Search", "tiny"),
         ("select", "Pick a model", first_matching("org/tiny  (")),

@@ -1,4 +1,3 @@
-import json
 import os
 from collections import defaultdict
 from pathlib import Path

@@ -1,4 +1,4 @@
-"""Pilot: the whole wizard over the real core (CoreBackend). NVML is the fake driver, the Hub is the
+"""Pilot: the whole wizard over the real core (CoreService). NVML is the fake driver, the Hub is the
 fake server, planner/download/repository are real; only the launch is faked, at the core's
 boundary (wizard.serve.start_server), since the Triton image cannot run here."""
 
@@ -9,7 +9,7 @@ from types import SimpleNamespace
 from screens.app import build_app
 from tests.fixtures_nvml import h100
 from tests.test_screens_flow import SIZE, pick, screen_name, to_models, wait_for
-from wizard.backend import CoreBackend
+from wizard.core_service import CoreService
 from wizard.manifest import load_manifest
 
 
@@ -34,7 +34,7 @@ async def test_whole_flow_over_the_real_core(tmp_path, fake_nvml, fake_hub, monk
 
     monkeypatch.setattr("wizard.serve.start_server", fake_start_server)
     repo = tmp_path / "repo"
-    app = build_app(CoreBackend(repository=repo))
+    app = build_app(CoreService(repository=repo))
     async with app.run_test(size=SIZE) as pilot:
         await to_models(pilot)
         await pick(pilot, "org/tiny-chat")

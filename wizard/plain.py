@@ -1,5 +1,5 @@
 """`modelwiz --plain` (and no full-screen terminal): the wizard's steps as questionary prompts and
-plain progress lines, over the same `wizard.backend.Backend` the Textual app uses.
+plain progress lines, over the same `wizard.service.Backend` the Textual app uses.
 
 This is the one core module that imports questionary (lazily, in `run_plain`).
 """
@@ -12,7 +12,7 @@ import threading
 import time
 from typing import Any, Callable, TextIO
 
-from wizard.backend import Backend, ModelChoice, blocking, curl_command
+from wizard.service import WizardService, ModelChoice, blocking, curl_command
 from wizard.errors import Cancelled, ModelwizError, UsageError
 from wizard.naming import derive_name, unique_name
 from wizard.progress import ProgressEvent
@@ -96,7 +96,7 @@ class ProgressLines:
 
 
 class PlainWizard:
-    def __init__(self, backend: Backend, prompts: Prompts, out: TextIO) -> None:
+    def __init__(self, backend: WizardService, prompts: Prompts, out: TextIO) -> None:
         self.backend = backend
         self.ask = prompts
         self.out = out
@@ -237,7 +237,7 @@ class PlainWizard:
             problems = "; ".join(f"{c.title}: {c.summary}" for c in stopping)
             raise ModelwizError(f"cannot launch: {problems}",
                                 hint=stopping[0].hint or "fix the machine check, then run modelwiz again")
-        from wizard.backend import LogLine, ModelState, PullProgress
+        from wizard.service import LogLine, ModelState, PullProgress
 
         pull = ProgressLines(self.out)
 
@@ -285,12 +285,12 @@ class PlainWizard:
         return 0
 
 
-def run_plain(args: argparse.Namespace, *, backend: Backend | None = None, prompts: Prompts | None = None,
+def run_plain(args: argparse.Namespace, *, backend: WizardService | None = None, prompts: Prompts | None = None,
               out: TextIO | None = None) -> int:
     if backend is None:
-        from wizard.backend import CoreBackend
+        from wizard.core_service import CoreService
 
-        backend = CoreBackend(spec=getattr(args, "gpus", None))
+        backend = CoreService(spec=getattr(args, "gpus", None))
     if prompts is None:
         prompts = Prompts(prompt_kwargs=terminal_prompt_kwargs())
     wizard = PlainWizard(backend, prompts, out or sys.stdout)

@@ -26,7 +26,6 @@ The algorithm:
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field, replace
 from typing import Any, Collection, Mapping, Sequence
 

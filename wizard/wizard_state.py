@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from wizard.backend import Check, Endpoints, ExistingModel, ModelChoice, PlanView
+from wizard.service import Check, Endpoints, ExistingModel, ModelChoice, PlanView
 
 if TYPE_CHECKING:
     from wizard.gpus import GpuInventory

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widget import Widget
 
-from wizard.backend import DeviceMemory
+from wizard.service import DeviceMemory
 from wizard.textbar import split_widths
 from wizard.units import format_bytes
 

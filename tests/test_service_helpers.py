@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from hypothesis import given, strategies as st
 
-from wizard.backend import Check, blocking, quick_fit
+from wizard.service import Check, blocking, quick_fit
 from wizard.gpus import describe
 from wizard.textbar import plain_bar, split_widths
 from wizard.units import GiB

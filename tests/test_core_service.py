@@ -1,4 +1,4 @@
-"""The wizard's CoreBackend over the real core: Hub (fake server), planner, download, repository,
+"""The wizard's CoreService over the real core: Hub (fake server), planner, download, repository,
 and launch (real podman, stand-in Triton). What the TUI and the plain prompts call, for real."""
 
 from __future__ import annotations
@@ -9,17 +9,18 @@ import threading
 import pytest
 
 from tests.fixtures_hub import GOOD_TOKEN
-from wizard.backend import CoreBackend, ModelChoice
+from wizard.core_service import CoreService
 from wizard.download import is_complete
 from wizard.errors import Cancelled
 from wizard.gpus import describe
 from wizard.manifest import load_manifest
 from wizard.model_config import parse_config_pbtxt
+from wizard.service import ModelChoice
 
 
 @pytest.fixture
 def backend(tmp_path, fake_hub):
-    return CoreBackend(spec="L4", repository=tmp_path / "repo")
+    return CoreService(spec="L4", repository=tmp_path / "repo")
 
 
 def test_search_and_details_come_from_the_hub(backend, fake_hub):
@@ -74,7 +75,7 @@ def test_plan_download_write_into_a_real_repository(backend, fake_hub, tmp_path)
     parse_config_pbtxt((repo / "tiny" / "config.pbtxt").read_text())
     assert json.loads((repo / "tiny" / "1" / "model.json").read_text())["max_model_len"] == 1024
     # A re-run of the wizard finds it.
-    again = CoreBackend(spec="L4", repository=repo)
+    again = CoreService(spec="L4", repository=repo)
     assert [(m.name, m.source) for m in again.existing_models()] == [("tiny", "org/tiny")]
 
 
@@ -109,7 +110,7 @@ def test_launch_and_talk_to_the_model(
     monkeypatch.setenv("CONTAINER_HOST", podman_service.url)
     options = ServeOptions(image=standin_image, name=podman_service.container_name(), http_port=free_port(),
                            grpc_port=free_port(), metrics_port=free_port())
-    backend = CoreBackend(spec="H100-80GB", repository=tmp_path / "repo", serve_options=options)
+    backend = CoreService(spec="H100-80GB", repository=tmp_path / "repo", serve_options=options)
     choice = ModelChoice("org/tiny", "tiny", max_model_len=1024)
     view = backend.plan(describe("H100-80GB"), [choice])
     backend.download(choice, on_progress=lambda e: None, cancel=threading.Event())
@@ -144,16 +145,16 @@ def test_the_wizard_knows_when_the_repositorys_models_are_running(tmp_path, fake
     models = [SimpleNamespace(name="a", state="READY"), SimpleNamespace(name="b", state="UNAVAILABLE")]
     monkeypatch.setattr("wizard.serve.server_status",
                         lambda repo: asked.append(repo) or SimpleNamespace(state="running", models=models))
-    backend = CoreBackend(repository=tmp_path / "repo")
+    backend = CoreService(repository=tmp_path / "repo")
     inventory = discover()
     # Only what is loaded holds memory: a model that failed to load (b) does not.
     assert backend._serving(inventory) == {"a"} and backend._serving(inventory) == {"a"}
     assert len(asked) == 1                      # asked once per run
-    assert CoreBackend(repository=tmp_path / "repo")._serving(describe("H100")) == frozenset()  # described: idle
+    assert CoreService(repository=tmp_path / "repo")._serving(describe("H100")) == frozenset()  # described: idle
 
 
 def test_a_broken_check_is_a_row_not_a_crash(tmp_path, monkeypatch):
-    backend = CoreBackend(spec="L4", repository=tmp_path / "repo")
+    backend = CoreService(spec="L4", repository=tmp_path / "repo")
     monkeypatch.setattr(backend, "_hub_row", lambda: (_ for _ in ()).throw(ValueError("bad config.toml")))
     rows = {c.key: c for c in backend.machine_checks(describe("L4"))}
     assert rows["hf-login"].status == "fail" and "bad config.toml" in rows["hf-login"].summary
@@ -174,7 +175,7 @@ def test_the_wizard_applies_changed_budgets_before_the_first_download(tmp_path):
     repo = Repository.open(root, create=True)
     execute_add(repo, prepare_add(repo, [AddRequest(str(big))], inventory=describe("L4"), fill=True))
 
-    backend = CoreBackend(spec="L4", repository=root)
+    backend = CoreService(spec="L4", repository=root)
     choice = ModelChoice(str(small), "tiny")
     view = backend.plan(describe("L4"), [choice])
     assert view.fits and [c.new.name for c in view.raw.changed] == ["l8"]

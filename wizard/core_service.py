@@ -1,312 +1,38 @@
-"""The one boundary between the wizard's UIs (Textual in `screens/`, prompts in `wizard.plain`) and the core.
+"""`CoreService`: the wizard's `WizardService` over the core modules.
 
-Both UIs talk to a `Backend` and nothing else: they never import the Hub, planner, download,
-repository or launcher modules themselves. What crosses the boundary is plain, frozen dataclasses
-(below) plus the core's own `GpuInventory`, `ModelPlan` and `ProgressEvent`. Errors cross as
-`wizard.errors.ModelwizError` subclasses (with a `hint`), `wizard.gpus.NvmlError` among them.
-
-`CoreBackend` implements the protocol over the core modules, imported lazily inside each method
-so that the first screen paints before huggingface_hub, podman or protobuf are loaded. Tests use
-`tests/fixtures_screens.FakeBackend`, which returns the same dataclasses and raises the same errors.
-
-Every method may block (network, disk, containers): UIs call them from worker threads.
+It drives the same functions as `modelwiz add`. The core modules are imported lazily inside each
+method so that the first screen paints before huggingface_hub, podman or protobuf are loaded.
 """
 
 from __future__ import annotations
 
-import shutil
 import threading
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from wizard.errors import ModelwizError
+from wizard.service import (
+    Check,
+    DeviceMemory,
+    DiskCheck,
+    Endpoints,
+    ExistingModel,
+    LaunchEvent,
+    LogLine,
+    ModelCandidate,
+    ModelChoice,
+    ModelDetails,
+    ModelState,
+    PlanView,
+    PullProgress,
+    free_bytes_at,
+    quick_fit,
+)
 from wizard.units import format_bytes
 
 if TYPE_CHECKING:
     from wizard.gpus import GpuInventory
-    from wizard.plan_types import ModelPlan
     from wizard.progress import ProgressEvent
-
-
-# ---------------------------------------------------------------------------------------------
-# What crosses the boundary
-
-
-@dataclass(frozen=True)
-class Check:
-    """One line of the machine check: what was looked at, what was found, and the fix."""
-
-    key: str                        # "podman", "cdi", "hf-login", "disk", ...
-    title: str                      # "Podman"
-    status: str                     # "ok" | "warn" | "fail"
-    summary: str                    # "podman 4.3.1 reachable at unix:///run/podman/podman.sock"
-    hint: str | None = None         # the fix, when status is not ok
-    blocks: str | None = None       # the first step it stops: "download" | "launch" | None
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
-
-
-STATUSES = ("ok", "warn", "fail")
-
-
-@dataclass(frozen=True)
-class ModelCandidate:
-    """A model the user could pick: a Hub search hit, a shortlist entry."""
-
-    repo_id: str
-    downloads: int | None = None
-    gated: bool | str = False       # False, or the Hub's "auto" / "manual"
-    parameters: int | None = None
-    weights_bytes: int | None = None  # size of the weights on the Hub, when known
-    fit: str = "unknown"            # "fits" | "split" | "no" | "unknown" (see quick_fit)
-    fit_note: str = ""              # "fits one H100 80GB", "needs 2 GPUs (TP 2)", "too big: 140 GiB > 160 GiB"
-
-
-@dataclass(frozen=True)
-class ModelDetails:
-    """One looked-up model: enough to decide whether it can be picked."""
-
-    repo_id: str
-    revision: str | None            # the commit the download will pin
-    gated: bool | str = False
-    access: str = "ok"              # "ok" | "needs-login" | "needs-request"
-    access_note: str = ""           # what to do about access, when not ok
-    weights_bytes: int | None = None
-    vllm_supported: bool | None = None
-    note: str = ""                  # e.g. the architecture vLLM does not know
-
-    @property
-    def pickable(self) -> bool:
-        return self.access == "ok" and self.vllm_supported is not False
-
-
-@dataclass(frozen=True)
-class ExistingModel:
-    """A model already in the Triton model repository (a re-run adds to these)."""
-
-    name: str
-    source: str                     # Hub repo id or local path
-    plan: "ModelPlan | None" = None
-    revision: str | None = None
-
-
-@dataclass(frozen=True)
-class ModelChoice:
-    """What the user picked, with the settings they can edit on the plan screen."""
-
-    repo_id: str
-    name: str
-    revision: str | None = None
-    max_model_len: int | None = None  # None: the planner picks the longest that fits
-    min_concurrency: int = 1
-
-
-@dataclass(frozen=True)
-class DeviceMemory:
-    """How one device's memory is split by the plan (bytes). The parts add up to `total`."""
-
-    device: str                     # CDI id: "0", "1:0"
-    label: str                      # "GPU 0 · NVIDIA H100 80GB HBM3"
-    total: int
-    weights: int = 0
-    kv_cache: int = 0
-    overhead: int = 0
-    other_processes: int = 0
-    free: int = 0
-
-    def parts(self) -> tuple[tuple[str, int], ...]:
-        return (
-            ("weights", self.weights),
-            ("kv_cache", self.kv_cache),
-            ("overhead", self.overhead),
-            ("other_processes", self.other_processes),
-            ("free", self.free),
-        )
-
-
-@dataclass(frozen=True)
-class PlanView:
-    """The planner's answer for the chosen models (and those already in the repository)."""
-
-    models: tuple["ModelPlan", ...]
-    devices: tuple[DeviceMemory, ...]
-    fits: bool
-    raw: Any = field(default=None, compare=False, repr=False)  # the core's Plan, handed back to write/launch
-
-    def model(self, name: str) -> "ModelPlan | None":
-        return next((m for m in self.models if m.name == name), None)
-
-
-@dataclass(frozen=True)
-class DiskCheck:
-    path: Path
-    needed_bytes: int
-    free_bytes: int
-
-    @property
-    def ok(self) -> bool:
-        return self.free_bytes >= self.needed_bytes
-
-    def explain(self) -> str:
-        return (
-            f"the downloads need {format_bytes(self.needed_bytes)} but {self.path} has "
-            f"{format_bytes(self.free_bytes)} free"
-        )
-
-
-@dataclass(frozen=True)
-class PullProgress:
-    """The container image is being pulled."""
-
-    progress: "ProgressEvent"
-
-
-@dataclass(frozen=True)
-class LogLine:
-    """One line of the server's log."""
-
-    text: str
-
-
-MODEL_STATES = ("waiting", "loading", "ready", "failed")
-
-
-@dataclass(frozen=True)
-class ModelState:
-    """A model's state in the running server."""
-
-    name: str
-    state: str                      # one of MODEL_STATES
-    detail: str = ""                # for "failed": the log excerpt that says why
-
-
-LaunchEvent = PullProgress | LogLine | ModelState
-
-
-@dataclass(frozen=True)
-class Endpoints:
-    """Where the launched server answers."""
-
-    http: str                       # "http://127.0.0.1:8000"
-    grpc: str                       # "127.0.0.1:8001"
-    metrics: str                    # "http://127.0.0.1:8002/metrics"
-    models: tuple[str, ...] = ()
-
-
-# ---------------------------------------------------------------------------------------------
-# The protocol
-
-
-class Backend(Protocol):
-    """What the wizard needs from the core. Every method may block; call it from a worker."""
-
-    spec: str | None                  # the --gpus text the run started with, if any
-
-    def repository_path(self) -> Path: ...
-
-    def existing_models(self) -> tuple[ExistingModel, ...]: ...
-
-    def load_inventory(self, spec: str | None) -> "GpuInventory":
-        """The GPUs (NVML, or `spec` when given). Raises NvmlError/UsageError."""
-
-    def machine_checks(self, inventory: "GpuInventory | None") -> Iterator[Check]:
-        """Podman, CDI, Hugging Face login, disk: yielded one by one as each finishes."""
-
-    def popular_models(self, inventory: "GpuInventory | None") -> list[ModelCandidate]: ...
-
-    def search_models(self, query: str, inventory: "GpuInventory | None", *, limit: int = 20) -> list[ModelCandidate]: ...
-
-    def model_details(self, repo_id: str) -> ModelDetails: ...
-
-    def plan(
-        self,
-        inventory: "GpuInventory",
-        choices: Sequence[ModelChoice],
-        existing: Sequence[ExistingModel] = (),
-    ) -> PlanView: ...
-
-    def disk_check(self, choices: Sequence[ModelChoice]) -> DiskCheck: ...
-
-    def download(
-        self,
-        choice: ModelChoice,
-        *,
-        on_progress: Callable[["ProgressEvent"], None],
-        cancel: threading.Event,
-    ) -> None:
-        """Fetch one model. Raises wizard.errors.Cancelled when `cancel` is set (done files stay)."""
-
-    def write_repository(self, plan: PlanView, choices: Sequence[ModelChoice]) -> None: ...
-
-    def launch(
-        self,
-        plan: PlanView,
-        *,
-        on_event: Callable[[LaunchEvent], None],
-        cancel: threading.Event,
-    ) -> Endpoints:
-        """Pull the image, start (or update) the server, wait until every model is ready."""
-
-    def generate_stream(self, endpoints: Endpoints, model: str, prompt: str) -> Iterator[str]:
-        """The model's reply to `prompt`, piece by piece."""
-
-
-# ---------------------------------------------------------------------------------------------
-# Pure helpers both UIs use
-
-
-def quick_fit(weights_bytes: int | None, inventory: "GpuInventory | None") -> tuple[str, str]:
-    """A first answer to "does it fit?" from the weights' size alone, for search lists.
-
-    The planner gives the real answer on the plan screen; this only sorts a list at a glance:
-    weights plus 20% (KV cache for a short context, CUDA graphs, activations) against the memory
-    CUDA sees on the biggest device, then on all devices together (tensor parallel).
-    """
-    if weights_bytes is None or inventory is None or not inventory.devices:
-        return "unknown", ""
-    need = int(weights_bytes * 1.2)
-    devices = sorted(inventory.devices, key=lambda g: g.cuda_total_bytes, reverse=True)
-    biggest = devices[0]
-    if need <= biggest.cuda_total_bytes - biggest.other_processes_bytes:
-        return "fits", f"fits one {biggest.name}"
-    total = 0
-    for count, gpu in enumerate(devices, start=1):
-        total += gpu.cuda_total_bytes - gpu.other_processes_bytes
-        if need <= total and count in (2, 4, 8):
-            return "split", f"needs {count} GPUs (tensor parallel {count})"
-    usable = sum(g.cuda_total_bytes for g in devices)
-    return "no", f"too big: about {format_bytes(need)} needed, {format_bytes(usable)} on all GPUs"
-
-
-def curl_command(endpoints: Endpoints, model: str, prompt: str = "What is Triton Inference Server?") -> str:
-    """A copyable request against Triton's generate endpoint (the one `modelwiz up` prints)."""
-    from wizard.triton_http import curl_example
-
-    return curl_example(endpoints.http, model, prompt=prompt)
-
-
-def free_bytes_at(path: Path) -> int:
-    """Free space on the file system that holds `path` (or would, once created)."""
-    probe = Path(path).resolve()
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    return shutil.disk_usage(probe).free
-
-
-def blocking(checks: Sequence[Check], step: str) -> tuple[Check, ...]:
-    """The failed checks that stop `step` ("download" or "launch")."""
-    order = ("download", "launch")
-    reach = order.index(step)
-    return tuple(
-        c for c in checks if c.status == "fail" and c.blocks in order and order.index(c.blocks) <= reach
-    )
-
-
-# ---------------------------------------------------------------------------------------------
-# The real thing
 
 
 def _failed(key: str, title: str, error: Exception, blocks: str | None, status: str = "fail") -> Check:
@@ -315,8 +41,8 @@ def _failed(key: str, title: str, error: Exception, blocks: str | None, status: 
     return Check(key, title, status, f"{type(error).__name__}: {error}", None, blocks)
 
 
-class CoreBackend:
-    """`Backend` over the core (imported lazily: nothing heavy before the first paint).
+class CoreService:
+    """`WizardService` over the core (imported lazily: nothing heavy before the first paint).
 
     It drives the same functions as `modelwiz add`: `add_flow.prepare_add` plans (jointly with the
     repository's models), `execute_add` records, downloads and writes, `serve.start_server`
