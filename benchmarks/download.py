@@ -45,8 +45,7 @@ def make_repo(total_mb: int) -> FakeRepo:
         "tokenizer_config.json": b"{}",
     }
     for i in range(1, shards + 1):
-        files[f"model-{i:05d}-of-{shards:05d}.safetensors"] = safetensors_bytes(
-            {f"t{i}": ("U8", [per])}, fill=block)
+        files[f"model-{i:05d}-of-{shards:05d}.safetensors"] = safetensors_bytes({f"t{i}": ("U8", [per])}, fill=block)
     files["model.safetensors.index.json"] = b'{"metadata": {}, "weight_map": {}}'
     return FakeRepo("bench/model", files)
 
@@ -73,9 +72,16 @@ def main() -> int:
         raise SystemExit("the `hf` CLI (huggingface_hub) is not on PATH")
     with FakeHub([repo]) as hub, tempfile.TemporaryDirectory(prefix="mw-bench-") as tmp:
         tmp = Path(tmp)
-        env = dict(os.environ, HF_ENDPOINT=hub.endpoint, HF_HUB_DISABLE_XET="1", HF_HOME=str(tmp / "hf-home"),
-                   HF_HUB_DISABLE_TELEMETRY="1", HF_HUB_DISABLE_UPDATE_CHECK="1",
-                   HF_HUB_DISABLE_PROGRESS_BARS="1", PYTHONPATH=str(ROOT))
+        env = dict(
+            os.environ,
+            HF_ENDPOINT=hub.endpoint,
+            HF_HUB_DISABLE_XET="1",
+            HF_HOME=str(tmp / "hf-home"),
+            HF_HUB_DISABLE_TELEMETRY="1",
+            HF_HUB_DISABLE_UPDATE_CHECK="1",
+            HF_HUB_DISABLE_PROGRESS_BARS="1",
+            PYTHONPATH=str(ROOT),
+        )
         env.pop("HF_TOKEN", None)
         times = {"hf": [], "modelwiz": []}
         for r in range(args.rounds):
@@ -98,15 +104,21 @@ def main() -> int:
 
     mb = model_bytes / 1e6
     hf_t, mw_t = statistics.median(times["hf"]), statistics.median(times["modelwiz"])
-    print(f"model: {mb:.1f} MB in {len(repo.files)} files, {args.rounds} rounds each (median wall time, "
-          "process start included)")
+    print(
+        f"model: {mb:.1f} MB in {len(repo.files)} files, {args.rounds} rounds each (median wall time, "
+        "process start included)"
+    )
     print(f"hf download --local-dir : {hf_t:6.2f} s  {mb / hf_t:8.1f} MB/s   runs {[round(t, 2) for t in times['hf']]}")
-    print(f"modelwiz download       : {mw_t:6.2f} s  {mb / mw_t:8.1f} MB/s   runs {[round(t, 2) for t in times['modelwiz']]}")
+    print(
+        f"modelwiz download       : {mw_t:6.2f} s  {mb / mw_t:8.1f} MB/s   runs {[round(t, 2) for t in times['modelwiz']]}"
+    )
     print(f"throughput ratio modelwiz/hf: {hf_t / mw_t:.3f}  (target >= 0.95)")
     print(f"disk ratio modelwiz folder (st_blocks / model bytes): {mw_disk / model_bytes:.3f}  (target 1.00)")
     print(f"disk ratio hf --local-dir folder: {hf_local / model_bytes:.3f}")
-    print(f"disk ratio HF cache + a local_dir copy of it: {(cache_disk + hf_local) / model_bytes:.3f}"
-          f"  (hf download into the cache took {cache_run:.2f} s)")
+    print(
+        f"disk ratio HF cache + a local_dir copy of it: {(cache_disk + hf_local) / model_bytes:.3f}"
+        f"  (hf download into the cache took {cache_run:.2f} s)"
+    )
     return 0
 
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.planner_data import MODELS, meta  # noqa: E402
-from wizard.gpus import describe  # noqa: E402
-from wizard.planner import ModelRequest, plan_models  # noqa: E402
+from tests.planner_data import MODELS, meta
+from wizard.gpus import describe
+from wizard.planner import ModelRequest, plan_models
 
 
 def main() -> None:

@@ -16,16 +16,28 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from wizard.manifest import Manifest  # noqa: E402
-from wizard.plan_types import InstanceGroup, ModelPlan  # noqa: E402
-from wizard.repository import Repository, new_entry  # noqa: E402
+from wizard.manifest import Manifest
+from wizard.plan_types import InstanceGroup, ModelPlan
+from wizard.repository import Repository, new_entry
 
 
 def plan(name: str, device: str) -> ModelPlan:
-    return ModelPlan(model=f"org/{name}", name=name, fits=True, reason="", tensor_parallel_size=1,
-                     gpu_memory_utilization=0.1, max_model_len=4096, dtype="bfloat16",
-                     instance_group=InstanceGroup("KIND_GPU", 1, (int(device),)), weights_bytes=1,
-                     kv_cache_bytes_per_token=1, kv_cache_tokens=1, max_concurrency=1.0, devices=(device,))
+    return ModelPlan(
+        model=f"org/{name}",
+        name=name,
+        fits=True,
+        reason="",
+        tensor_parallel_size=1,
+        gpu_memory_utilization=0.1,
+        max_model_len=4096,
+        dtype="bfloat16",
+        instance_group=InstanceGroup("KIND_GPU", 1, (int(device),)),
+        weights_bytes=1,
+        kv_cache_bytes_per_token=1,
+        kv_cache_tokens=1,
+        max_concurrency=1.0,
+        devices=(device,),
+    )
 
 
 def main(n: int) -> None:
@@ -51,8 +63,10 @@ def main(n: int) -> None:
         repo = Repository.open(root)
         repo.write_models(list(repo.manifest.models), vllm_version="0.24.0")
         again = time.perf_counter() - start
-        print(f"{n} modelwiz + {n} foreign models: first write {first:.3f}s, "
-              f"list {len(rows)} models {listing:.3f}s, unchanged rewrite {again:.3f}s")
+        print(
+            f"{n} modelwiz + {n} foreign models: first write {first:.3f}s, "
+            f"list {len(rows)} models {listing:.3f}s, unchanged rewrite {again:.3f}s"
+        )
 
 
 if __name__ == "__main__":

@@ -42,8 +42,9 @@ def first_paint_seconds(argv: list[str], marker: bytes, env: dict[str, str], tim
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
     start = time.perf_counter()
-    proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, cwd=ROOT, env=env,
-                            start_new_session=True, close_fds=True)
+    proc = subprocess.Popen(
+        argv, stdin=slave, stdout=slave, stderr=slave, cwd=ROOT, env=env, start_new_session=True, close_fds=True
+    )
     os.close(slave)
     seen = b""
     try:
@@ -70,8 +71,16 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=7)
     args = parser.parse_args()
     home = tempfile.mkdtemp(prefix="modelwiz-bench-")
-    env = dict(os.environ, HOME=home, XDG_CONFIG_HOME=f"{home}/.config", XDG_CACHE_HOME=f"{home}/.cache",
-               HF_HOME=f"{home}/hf", PYTHONPATH=str(ROOT), TERM="xterm-256color", PYTHONDONTWRITEBYTECODE="")
+    env = dict(
+        os.environ,
+        HOME=home,
+        XDG_CONFIG_HOME=f"{home}/.config",
+        XDG_CACHE_HOME=f"{home}/.cache",
+        HF_HOME=f"{home}/hf",
+        PYTHONPATH=str(ROOT),
+        TERM="xterm-256color",
+        PYTHONDONTWRITEBYTECODE="",
+    )
     env.pop("TEXTUAL", None)
     modelwiz = [sys.executable, "-m", "wizard", "--gpus", "2xH100-80GB"]
     bare = [sys.executable, "-c", BARE_APP]

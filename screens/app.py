@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from textual import work
 from textual.app import App, ComposeResult, SystemCommand

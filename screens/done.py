@@ -35,8 +35,19 @@ class DoneScreen(StepScreen):
         yield from self.compose_chrome()
         with VerticalScroll(id="body"):
             yield Static("Triton is running", classes="section-title")
-            yield Static(Text.assemble(("HTTP     ", "bold"), e.http, "\n", ("gRPC     ", "bold"), e.grpc, "\n",
-                                       ("metrics  ", "bold"), e.metrics), id="endpoints")
+            yield Static(
+                Text.assemble(
+                    ("HTTP     ", "bold"),
+                    e.http,
+                    "\n",
+                    ("gRPC     ", "bold"),
+                    e.grpc,
+                    "\n",
+                    ("metrics  ", "bold"),
+                    e.metrics,
+                ),
+                id="endpoints",
+            )
             yield Static("Try it", classes="section-title")
             if len(self.models) > 1:
                 yield Select(((m, m) for m in self.models), value=self.model, allow_blank=False, id="model")

@@ -15,9 +15,9 @@ from textual.widgets import Button, Label, ProgressBar, Static
 
 from screens.messages import DownloadFinished, DownloadProgress, StepFailed
 from screens.step import StepScreen, error_text
-from wizard.service import WizardService
 from wizard.errors import Cancelled, ModelwizError
 from wizard.progress import ProgressEvent
+from wizard.service import WizardService
 from wizard.units import format_bytes, format_duration, format_rate
 from wizard.wizard_state import WizardState
 
@@ -150,8 +150,12 @@ class DownloadScreen(StepScreen):
     def on_download_finished(self, message: DownloadFinished) -> None:
         self.running = False
         if message.cancelled:
-            self._stopped(Text("Cancelled. Finished files are kept; Resume (or running modelwiz again) "
-                               "picks up where it stopped.", style="bold yellow"))
+            self._stopped(
+                Text(
+                    "Cancelled. Finished files are kept; Resume (or running modelwiz again) picks up where it stopped.",
+                    style="bold yellow",
+                )
+            )
             return
         self.dismiss(True)
 

@@ -13,7 +13,7 @@ from textual.widgets import Button, Log, ProgressBar, Static
 
 from screens.messages import LaunchFinished, LaunchProgress, StepFailed
 from screens.step import BACK, StepScreen, error_text
-from wizard.service import WizardService, LogLine, ModelState, PullProgress
+from wizard.service import LogLine, ModelState, PullProgress, WizardService
 from wizard.units import format_bytes
 from wizard.wizard_state import WizardState
 

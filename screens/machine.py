@@ -14,7 +14,7 @@ from textual.widgets import Button, Input, LoadingIndicator, Static
 
 from screens.messages import CheckDone, ChecksFinished, InventoryFailed, InventoryLoaded
 from screens.step import StepScreen, error_text
-from wizard.service import WizardService, Check
+from wizard.service import Check, WizardService
 from wizard.units import format_bytes
 from wizard.wizard_state import WizardState
 

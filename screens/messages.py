@@ -9,8 +9,8 @@ from typing import Any
 
 from textual.message import Message
 
-from wizard.service import Check, LaunchEvent, ModelCandidate, ModelDetails, PlanView
 from wizard.progress import ProgressEvent
+from wizard.service import Check, LaunchEvent, ModelCandidate, ModelDetails, PlanView
 
 
 class InventoryLoaded(Message):

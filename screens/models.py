@@ -16,8 +16,8 @@ from textual.widgets.option_list import Option
 
 from screens.messages import DetailsLoaded, SearchResults, StepFailed
 from screens.step import StepScreen, error_text
-from wizard.service import WizardService, ModelCandidate, ModelChoice
 from wizard.naming import derive_name, unique_name
+from wizard.service import ModelCandidate, ModelChoice, WizardService
 from wizard.units import format_bytes
 from wizard.wizard_state import WizardState
 

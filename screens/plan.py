@@ -16,7 +16,7 @@ from textual.widgets import Button, Input, Label, Static
 from screens.messages import PlanComputed, StepFailed
 from screens.step import StepScreen, error_text
 from screens.widgets.memory_bar import MemoryBar, MemoryLegend
-from wizard.service import WizardService, ModelChoice, PlanView
+from wizard.service import ModelChoice, PlanView, WizardService
 from wizard.units import format_bytes
 from wizard.wizard_state import WizardState
 
@@ -79,7 +79,9 @@ class ModelCard(Vertical):
             with Horizontal(classes="settings"):
                 yield Label("context")
                 yield Input(
-                    str(self.choice.max_model_len or ""), placeholder="auto", id=f"len-{self.index}",
+                    str(self.choice.max_model_len or ""),
+                    placeholder="auto",
+                    id=f"len-{self.index}",
                     classes="len",
                 )
                 yield Label("concurrency")
@@ -176,8 +178,9 @@ class PlanScreen(StepScreen):
         if plan.fits:
             problem.update("")
         else:
-            problem.update(Text("Some models do not fit: change their settings, or go back and pick others.",
-                                style="bold red"))
+            problem.update(
+                Text("Some models do not fit: change their settings, or go back and pick others.", style="bold red")
+            )
         self.query_one("#continue", Button).disabled = not (plan.fits and bool(self.choices or self.state.existing))
 
     def on_step_failed(self, message: StepFailed) -> None:

@@ -97,7 +97,7 @@ class StepScreen(Screen[Any]):
         problem.add_class("error-box")
 
     def action_back(self) -> None:
-        if self.STEP == STEPS[0]:
+        if STEPS[0] == self.STEP:
             self.app.action_request_quit()
             return
         self.dismiss(BACK)

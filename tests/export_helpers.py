@@ -18,8 +18,13 @@ def make_repository(root: Path, *sources: str, gpus: str = "2xH100-80GB") -> Rep
     for source in sources:
         repo = Repository.open(root, create=True)
         proposal = prepare_add(
-            repo, [AddRequest(source)], inventory=describe(gpus), image_ref="26.07-vllm-python-py3",
-            planner=fake_plan_models, meta_loader=fake_meta_loader, request_factory=FakeRequest,
+            repo,
+            [AddRequest(source)],
+            inventory=describe(gpus),
+            image_ref="26.07-vllm-python-py3",
+            planner=fake_plan_models,
+            meta_loader=fake_meta_loader,
+            request_factory=FakeRequest,
             download_size=lambda *a: 0,
         )
         execute_add(repo, proposal, downloader=FakeDownloader(sha=SHA))

@@ -41,10 +41,10 @@ class FakeRepo:
     repo_id: str
     files: dict[str, bytes]
     sha: str = ""
-    gated: bool | str = False             # False | "auto" | "manual"
+    gated: bool | str = False  # False | "auto" | "manual"
     private: bool = False
     allowed_tokens: set[str] = field(default_factory=set)
-    info: dict = field(default_factory=dict)   # extra model JSON (downloads, likes, tags, safetensors...)
+    info: dict = field(default_factory=dict)  # extra model JSON (downloads, likes, tags, safetensors...)
 
     def __post_init__(self) -> None:
         if not self.sha:
@@ -83,16 +83,16 @@ class FakeHub:
         self.log: list[Request] = []
         self._lock = threading.Lock()
         # Fault switches, for tests.
-        self.cut_after: dict[str, int] = {}     # file path -> cut the next GET body after N bytes
-        self.cut_times: dict[str, int] = {}     # how many GETs of that path to cut (default 1)
-        self.throttle: dict[str, float] = {}    # file path -> seconds to sleep per 64 KiB written
-        self.gate = threading.Event()           # when cleared with hold_path set, GETs of that path wait
+        self.cut_after: dict[str, int] = {}  # file path -> cut the next GET body after N bytes
+        self.cut_times: dict[str, int] = {}  # how many GETs of that path to cut (default 1)
+        self.throttle: dict[str, float] = {}  # file path -> seconds to sleep per 64 KiB written
+        self.gate = threading.Event()  # when cleared with hold_path set, GETs of that path wait
         self.gate.set()
         self.hold_path: str | None = None
         self._server: ThreadingHTTPServer | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
-    def __enter__(self) -> "FakeHub":
+    def __enter__(self) -> FakeHub:
         hub = self
 
         class Handler(_Handler):
@@ -122,8 +122,10 @@ class FakeHub:
     def requests(self, method: str | None = None, contains: str = "") -> list[Request]:
         with self._lock:
             return [
-                r for r in self.log
-                if (method is None or r.method == method) and contains in r.path
+                r
+                for r in self.log
+                if (method is None or r.method == method)
+                and contains in r.path
                 and "/api/agent-harnesses" not in r.path
             ]
 
@@ -184,14 +186,16 @@ class _Handler(BaseHTTPRequestHandler):
         token = self._token()
         if token is None or token not in self.fake.users:
             self._error(
-                401, "GatedRepo",
+                401,
+                "GatedRepo",
                 f"Access to model {repo.repo_id} is restricted. You must have access to it and be "
                 "authenticated to access it. Please log in.",
             )
             return False
         if token not in repo.allowed_tokens:
             self._error(
-                403, "GatedRepo",
+                403,
+                "GatedRepo",
                 f"Access to model {repo.repo_id} is restricted and you are not in the authorized list. "
                 f"Visit https://huggingface.co/{repo.repo_id} to ask for access.",
             )
@@ -242,17 +246,32 @@ class _Handler(BaseHTTPRequestHandler):
         name = self.fake.users.get(token or "")
         if name is None:
             return self._error(401, None, "Invalid credentials in Authorization header")
-        self._json(200, {
-            "type": "user", "name": name, "fullname": name.title(), "orgs": [],
-            "auth": {"type": "access_token", "accessToken": {"displayName": "test", "role": "read"}},
-        })
+        self._json(
+            200,
+            {
+                "type": "user",
+                "name": name,
+                "fullname": name.title(),
+                "orgs": [],
+                "auth": {"type": "access_token", "accessToken": {"displayName": "test", "role": "read"}},
+            },
+        )
 
     def _model_json(self, repo: FakeRepo, *, blobs: bool, siblings: bool = True) -> dict:
         out = {
-            "id": repo.repo_id, "modelId": repo.repo_id, "sha": repo.sha, "private": repo.private,
-            "gated": repo.gated, "disabled": False, "downloads": 0, "likes": 0, "tags": [],
-            "pipeline_tag": "text-generation", "library_name": "transformers",
-            "lastModified": "2026-01-01T00:00:00.000Z", "createdAt": "2025-01-01T00:00:00.000Z",
+            "id": repo.repo_id,
+            "modelId": repo.repo_id,
+            "sha": repo.sha,
+            "private": repo.private,
+            "gated": repo.gated,
+            "disabled": False,
+            "downloads": 0,
+            "likes": 0,
+            "tags": [],
+            "pipeline_tag": "text-generation",
+            "library_name": "transformers",
+            "lastModified": "2026-01-01T00:00:00.000Z",
+            "createdAt": "2025-01-01T00:00:00.000Z",
         }
         out.update(repo.info)
         if siblings:
@@ -278,7 +297,8 @@ class _Handler(BaseHTTPRequestHandler):
             models = [m for m in models if m.repo_id.split("/")[0] == query["author"][0]]
         for tag in query.get("filter", []) + query.get("pipeline_tag", []):
             models = [
-                m for m in models
+                m
+                for m in models
                 if tag in m.info.get("tags", []) or tag == m.info.get("pipeline_tag", "text-generation")
             ]
         models = [m for m in models if not m.private]
@@ -317,7 +337,7 @@ class _Handler(BaseHTTPRequestHandler):
         for path in sorted(repo.files):
             if prefix and not path.startswith(prefix.rstrip("/") + "/"):
                 continue
-            rest = path[len(prefix.rstrip("/")) + 1:] if prefix else path
+            rest = path[len(prefix.rstrip("/")) + 1 :] if prefix else path
             parts = rest.split("/")
             base = (prefix.rstrip("/") + "/") if prefix else ""
             for i in range(1, len(parts)):
@@ -328,8 +348,12 @@ class _Handler(BaseHTTPRequestHandler):
             if len(parts) > 1 and not recursive:
                 continue
             data = repo.files[path]
-            entry = {"type": "file", "path": path, "size": len(data),
-                     "oid": hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()}
+            entry = {
+                "type": "file",
+                "path": path,
+                "size": len(data),
+                "oid": hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest(),
+            }
             if repo.is_lfs(path):
                 entry["lfs"] = {"oid": repo.etag(path), "size": len(data), "pointerSize": 134}
             entries.append(entry)
@@ -397,9 +421,10 @@ class _Handler(BaseHTTPRequestHandler):
             return
         step = 64 * 1024
         import time
+
         for i in range(0, len(body), step):
             if hold and i >= step:
                 self.fake.gate.wait(30)
-            self.wfile.write(body[i:i + step])
+            self.wfile.write(body[i : i + step])
             if delay:
                 time.sleep(delay)

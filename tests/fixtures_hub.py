@@ -19,9 +19,15 @@ OTHER_TOKEN = "hf_test_bob_token_00000000000000"
 
 def llama_config(**extra) -> bytes:
     cfg = {
-        "architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 64,
-        "num_attention_heads": 4, "num_key_value_heads": 2, "num_hidden_layers": 2,
-        "vocab_size": 256, "max_position_embeddings": 2048, "torch_dtype": "bfloat16",
+        "architectures": ["LlamaForCausalLM"],
+        "model_type": "llama",
+        "hidden_size": 64,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "num_hidden_layers": 2,
+        "vocab_size": 256,
+        "max_position_embeddings": 2048,
+        "torch_dtype": "bfloat16",
     }
     cfg.update(extra)
     return json.dumps(cfg).encode()
@@ -54,20 +60,41 @@ def tiny_model_files(shard_sizes=(300_000, 200_000), *, config: bytes | None = N
 def standard_repos() -> list[FakeRepo]:
     files = tiny_model_files()
     return [
-        FakeRepo("org/tiny", files, info={
-            "downloads": 500, "likes": 7, "tags": ["text-generation", "license:apache-2.0"],
-            "cardData": {"license": "apache-2.0"},
-            "safetensors": {"parameters": {"BF16": 250_000}, "total": 250_000},
-        }),
-        FakeRepo("org/tiny-gated", tiny_model_files((1000,)), gated="manual", allowed_tokens={GOOD_TOKEN},
-                 info={"downloads": 50, "tags": ["text-generation"]}),
+        FakeRepo(
+            "org/tiny",
+            files,
+            info={
+                "downloads": 500,
+                "likes": 7,
+                "tags": ["text-generation", "license:apache-2.0"],
+                "cardData": {"license": "apache-2.0"},
+                "safetensors": {"parameters": {"BF16": 250_000}, "total": 250_000},
+            },
+        ),
+        FakeRepo(
+            "org/tiny-gated",
+            tiny_model_files((1000,)),
+            gated="manual",
+            allowed_tokens={GOOD_TOKEN},
+            info={"downloads": 50, "tags": ["text-generation"]},
+        ),
         FakeRepo("org/tiny-chat", tiny_model_files((1000,)), info={"downloads": 9000, "tags": ["text-generation"]}),
-        FakeRepo("org/bert-tiny", {"config.json": json.dumps({"architectures": ["BertModel"]}).encode(),
-                                   "model.safetensors": safetensors_bytes({"w": ("F32", [8])})},
-                 info={"downloads": 100000, "pipeline_tag": "fill-mask", "tags": ["fill-mask"]}),
-        FakeRepo("org/odd-arch", {"config.json": llama_config(architectures=["FancyNewForCausalLM"]),
-                                  "model.safetensors": safetensors_bytes({"w": ("F16", [16]), "b": ("F32", [4])})},
-                 info={"downloads": 3, "tags": ["text-generation"]}),
+        FakeRepo(
+            "org/bert-tiny",
+            {
+                "config.json": json.dumps({"architectures": ["BertModel"]}).encode(),
+                "model.safetensors": safetensors_bytes({"w": ("F32", [8])}),
+            },
+            info={"downloads": 100000, "pipeline_tag": "fill-mask", "tags": ["fill-mask"]},
+        ),
+        FakeRepo(
+            "org/odd-arch",
+            {
+                "config.json": llama_config(architectures=["FancyNewForCausalLM"]),
+                "model.safetensors": safetensors_bytes({"w": ("F16", [16]), "b": ("F32", [4])}),
+            },
+            info={"downloads": 3, "tags": ["text-generation"]},
+        ),
     ]
 
 
@@ -101,15 +128,17 @@ def fake_hub(tmp_path, monkeypatch):
 def hub_env(fake_hub, tmp_path):
     """Environment for a subprocess (`python -m wizard ...`) that must talk to `fake_hub`."""
     env = dict(os.environ)
-    env.update({
-        "HF_ENDPOINT": fake_hub.endpoint,
-        "HF_HUB_DISABLE_XET": "1",
-        "HF_HUB_CACHE": str(tmp_path / "hf-cache"),
-        "HF_TOKEN_PATH": str(tmp_path / "hf-token"),
-        "HF_HUB_DISABLE_TELEMETRY": "1",
-        "HF_HUB_DISABLE_UPDATE_CHECK": "1",
-        "PYTHONPATH": os.getcwd(),
-    })
+    env.update(
+        {
+            "HF_ENDPOINT": fake_hub.endpoint,
+            "HF_HUB_DISABLE_XET": "1",
+            "HF_HUB_CACHE": str(tmp_path / "hf-cache"),
+            "HF_TOKEN_PATH": str(tmp_path / "hf-token"),
+            "HF_HUB_DISABLE_TELEMETRY": "1",
+            "HF_HUB_DISABLE_UPDATE_CHECK": "1",
+            "PYTHONPATH": os.getcwd(),
+        }
+    )
     env.pop("HF_HUB_OFFLINE", None)
     env.pop("HF_TOKEN", None)
     return env

@@ -33,21 +33,22 @@ class FakeGpu:
     used_by_processes: int = 0
     cc: tuple[int, int] = (9, 0)
     bus_id: str = "00000000:18:00.0"
-    mig: list[FakeMig] | None = None          # None: MIG not supported; []: supported, disabled
+    mig: list[FakeMig] | None = None  # None: MIG not supported; []: supported, disabled
     processes: list[tuple[int, int]] = field(default_factory=list)
-    lost: bool = False                        # NVML_ERROR_GPU_IS_LOST on every query
+    lost: bool = False  # NVML_ERROR_GPU_IS_LOST on every query
 
 
 class FakeNvml:
     """State of the fake driver; `install(monkeypatch)` puts it in place on `pynvml`."""
 
-    def __init__(self, gpus=(), *, driver="580.95.05", cuda=13000, init_error=None,
-                 v2_memory=True, permission_error_on=None):
+    def __init__(
+        self, gpus=(), *, driver="580.95.05", cuda=13000, init_error=None, v2_memory=True, permission_error_on=None
+    ):
         self.gpus = list(gpus)
         self.driver = driver
         self.cuda = cuda
-        self.init_error = init_error          # an NVML_ERROR_* code raised by nvmlInit
-        self.v2_memory = v2_memory            # False: an old driver without nvmlDeviceGetMemoryInfo_v2
+        self.init_error = init_error  # an NVML_ERROR_* code raised by nvmlInit
+        self.v2_memory = v2_memory  # False: an old driver without nvmlDeviceGetMemoryInfo_v2
         self.permission_error_on = permission_error_on  # function name that raises NoPermission
         self.initialized = False
         self.shutdowns = 0
@@ -167,14 +168,24 @@ class FakeNvml:
         return out
 
     API = (
-        "nvmlInit", "nvmlShutdown", "nvmlSystemGetDriverVersion", "nvmlSystemGetCudaDriverVersion",
-        "nvmlDeviceGetCount", "nvmlDeviceGetHandleByIndex", "nvmlDeviceGetName", "nvmlDeviceGetUUID",
-        "nvmlDeviceGetPciInfo", "nvmlDeviceGetCudaComputeCapability", "nvmlDeviceGetMemoryInfo",
-        "nvmlDeviceGetMigMode", "nvmlDeviceGetMaxMigDeviceCount", "nvmlDeviceGetMigDeviceHandleByIndex",
+        "nvmlInit",
+        "nvmlShutdown",
+        "nvmlSystemGetDriverVersion",
+        "nvmlSystemGetCudaDriverVersion",
+        "nvmlDeviceGetCount",
+        "nvmlDeviceGetHandleByIndex",
+        "nvmlDeviceGetName",
+        "nvmlDeviceGetUUID",
+        "nvmlDeviceGetPciInfo",
+        "nvmlDeviceGetCudaComputeCapability",
+        "nvmlDeviceGetMemoryInfo",
+        "nvmlDeviceGetMigMode",
+        "nvmlDeviceGetMaxMigDeviceCount",
+        "nvmlDeviceGetMigDeviceHandleByIndex",
         "nvmlDeviceGetComputeRunningProcesses",
     )
 
-    def install(self, monkeypatch) -> "FakeNvml":
+    def install(self, monkeypatch) -> FakeNvml:
         for name in self.API:
             monkeypatch.setattr(N, name, getattr(self, name))
         return self

@@ -84,8 +84,8 @@ def pytest_collection_modifyitems(config, items):
 @dataclass(frozen=True)
 class PodmanService:
     url: str
-    env: dict[str, str]          # environment for podman CLI calls against the same storage
-    name_prefix: str             # every container a test creates starts with this
+    env: dict[str, str]  # environment for podman CLI calls against the same storage
+    name_prefix: str  # every container a test creates starts with this
 
     def podman(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         done = subprocess.run(["podman", *args], env=self.env, capture_output=True, text=True, timeout=120)
@@ -181,7 +181,9 @@ def _rootfs_tar(busybox: Path) -> bytes:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
 
-        def add(name: str, *, data: bytes | None = None, mode: int = 0o755, link: str | None = None, folder: bool = False) -> None:
+        def add(
+            name: str, *, data: bytes | None = None, mode: int = 0o755, link: str | None = None, folder: bool = False
+        ) -> None:
             info = tarfile.TarInfo(name)
             info.mtime = 0
             info.mode = mode

@@ -40,15 +40,34 @@ class FakePlan:
     fits: bool
 
 
-def make_plan(name, *, util=0.4, devices=("0",), tp=1, source=None, max_model_len=4096, dtype="bfloat16",
-              weights_bytes=10 * 1024**3):
+def make_plan(
+    name,
+    *,
+    util=0.4,
+    devices=("0",),
+    tp=1,
+    source=None,
+    max_model_len=4096,
+    dtype="bfloat16",
+    weights_bytes=10 * 1024**3,
+):
     kind = "KIND_MODEL" if tp > 1 else "KIND_GPU"
     group = InstanceGroup(kind, 1, tuple(int(d.split(":")[0]) for d in devices))
     return ModelPlan(
-        model=source or f"org/{name}", name=name, fits=True, reason="fits", tensor_parallel_size=tp,
-        gpu_memory_utilization=util, max_model_len=max_model_len, dtype=dtype, instance_group=group,
-        weights_bytes=weights_bytes, kv_cache_bytes_per_token=131072, kv_cache_tokens=100_000,
-        max_concurrency=24.4, devices=tuple(devices),
+        model=source or f"org/{name}",
+        name=name,
+        fits=True,
+        reason="fits",
+        tensor_parallel_size=tp,
+        gpu_memory_utilization=util,
+        max_model_len=max_model_len,
+        dtype=dtype,
+        instance_group=group,
+        weights_bytes=weights_bytes,
+        kv_cache_bytes_per_token=131072,
+        kv_cache_tokens=100_000,
+        max_concurrency=24.4,
+        devices=tuple(devices),
     )
 
 
@@ -83,15 +102,28 @@ def fake_plan_models(inventory, requests, *, existing=(), replan_existing=False,
             ok = bool(free)
         if not ok:
             fits = False
-            out.append(replace(make_plan(request.name, util=need, devices=tuple(devices[:tp]), tp=tp,
-                                         source=meta.ref), fits=False,
-                               reason=f"needs {need:.2f} of a GPU, no GPU has that much left",
-                               suggestions=("use a smaller model",)))
+            out.append(
+                replace(
+                    make_plan(request.name, util=need, devices=tuple(devices[:tp]), tp=tp, source=meta.ref),
+                    fits=False,
+                    reason=f"needs {need:.2f} of a GPU, no GPU has that much left",
+                    suggestions=("use a smaller model",),
+                )
+            )
             continue
         for d in chosen:
             used[d] += need
-        out.append(make_plan(request.name, util=need, devices=tuple(chosen), tp=tp, source=meta.ref,
-                             max_model_len=request.max_model_len or 4096, weights_bytes=meta.weights_bytes))
+        out.append(
+            make_plan(
+                request.name,
+                util=need,
+                devices=tuple(chosen),
+                tp=tp,
+                source=meta.ref,
+                max_model_len=request.max_model_len or 4096,
+                weights_bytes=meta.weights_bytes,
+            )
+        )
     return FakePlan(tuple(out), tuple(devices), fits)
 
 
@@ -116,10 +148,20 @@ class FakeDownloader:
 def write_model_folder(folder: Path, *, params: int = 64) -> Path:
     """A tiny real Hugging Face model folder: config.json + a valid safetensors file."""
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "config.json").write_text(json.dumps({
-        "architectures": ["LlamaForCausalLM"], "hidden_size": 64, "num_attention_heads": 4,
-        "num_key_value_heads": 4, "num_hidden_layers": 2, "max_position_embeddings": 4096,
-        "vocab_size": 128, "torch_dtype": "bfloat16"}))
+    (folder / "config.json").write_text(
+        json.dumps(
+            {
+                "architectures": ["LlamaForCausalLM"],
+                "hidden_size": 64,
+                "num_attention_heads": 4,
+                "num_key_value_heads": 4,
+                "num_hidden_layers": 2,
+                "max_position_embeddings": 4096,
+                "vocab_size": 128,
+                "torch_dtype": "bfloat16",
+            }
+        )
+    )
     header = json.dumps({"w": {"dtype": "BF16", "shape": [params], "data_offsets": [0, 2 * params]}}).encode()
     header += b" " * (-len(header) % 8)
     (folder / "model.safetensors").write_bytes(struct.pack("<Q", len(header)) + header + b"\0" * (2 * params))

@@ -9,12 +9,16 @@ podman-py do.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
 
 import pytest
 
+from wizard.errors import Cancelled, ModelwizError
+from wizard.gpus import GpuInventory, NvmlError, describe
+from wizard.plan_types import InstanceGroup, ModelPlan
+from wizard.progress import ProgressEvent
 from wizard.service import (
     Check,
     DeviceMemory,
@@ -30,10 +34,6 @@ from wizard.service import (
     PullProgress,
     quick_fit,
 )
-from wizard.errors import Cancelled, ModelwizError
-from wizard.gpus import GpuInventory, NvmlError, describe
-from wizard.plan_types import InstanceGroup, ModelPlan
-from wizard.progress import ProgressEvent
 from wizard.units import GiB, MiB
 
 
@@ -45,20 +45,25 @@ class FakeModel:
     gated: bool | str = False
     access: str = "ok"
     max_position: int = 32768
-    kv_per_token: int = 128 * 1024       # bytes per token, per GPU
+    kv_per_token: int = 128 * 1024  # bytes per token, per GPU
     files: tuple[tuple[str, int], ...] = ()
 
     def file_list(self) -> tuple[tuple[str, int], ...]:
         if self.files:
             return self.files
         half = self.weights_bytes // 2
-        return (("config.json", 700), ("model-00001-of-00002.safetensors", half),
-                ("model-00002-of-00002.safetensors", self.weights_bytes - half))
+        return (
+            ("config.json", 700),
+            ("model-00001-of-00002.safetensors", half),
+            ("model-00002-of-00002.safetensors", self.weights_bytes - half),
+        )
 
 
 CATALOG = (
     FakeModel("Qwen/Qwen2.5-7B-Instruct", 15 * GiB, downloads=9_000_000),
-    FakeModel("meta-llama/Llama-3.1-8B-Instruct", 16 * GiB, downloads=8_000_000, gated="manual", access="needs-request"),
+    FakeModel(
+        "meta-llama/Llama-3.1-8B-Instruct", 16 * GiB, downloads=8_000_000, gated="manual", access="needs-request"
+    ),
     FakeModel("mistralai/Mistral-7B-Instruct-v0.3", 14 * GiB, downloads=3_000_000),
     FakeModel("meta-llama/Llama-3.1-70B-Instruct", 140 * GiB, downloads=2_000_000, gated="manual"),
     FakeModel("Qwen/Qwen2.5-0.5B-Instruct", 1 * GiB, downloads=5_000_000, max_position=32768),
@@ -89,8 +94,10 @@ class FakeService:
         for m in self.models:
             if m.repo_id == repo_id:
                 return m
-        raise ModelwizError(f"{repo_id} was not found on the Hugging Face Hub",
-                            hint="check the spelling (owner/name), or log in if it is private")
+        raise ModelwizError(
+            f"{repo_id} was not found on the Hugging Face Hub",
+            hint="check the spelling (owner/name), or log in if it is private",
+        )
 
     # -- WizardService --------------------------------------------------------------------------------
     def repository_path(self) -> Path:
@@ -112,21 +119,38 @@ class FakeService:
         if self.podman_ok:
             yield Check("podman", "Podman", "ok", "podman 4.3.1 reachable")
         else:
-            yield Check("podman", "Podman", "fail", "cannot reach the podman service",
-                        "start it: systemctl --user enable --now podman.socket", "launch")
+            yield Check(
+                "podman",
+                "Podman",
+                "fail",
+                "cannot reach the podman service",
+                "start it: systemctl --user enable --now podman.socket",
+                "launch",
+            )
         if self.logged_in:
             yield Check("hf-login", "Hugging Face", "ok", "logged in as tester (token file)")
         else:
-            yield Check("hf-login", "Hugging Face", "warn", "not logged in: gated models cannot be downloaded",
-                        "run `modelwiz login`")
-        yield Check("disk", "Disk", "ok" if self.disk_free > 50 * GiB else "warn",
-                    f"{self.disk_free // GiB} GiB free at {self.repository}")
+            yield Check(
+                "hf-login",
+                "Hugging Face",
+                "warn",
+                "not logged in: gated models cannot be downloaded",
+                "run `modelwiz login`",
+            )
+        yield Check(
+            "disk",
+            "Disk",
+            "ok" if self.disk_free > 50 * GiB else "warn",
+            f"{self.disk_free // GiB} GiB free at {self.repository}",
+        )
 
     def _candidates(self, models: Sequence[FakeModel], inventory: GpuInventory | None) -> list[ModelCandidate]:
         out = []
         for m in models:
             fit, note = quick_fit(m.weights_bytes, inventory)
-            out.append(ModelCandidate(m.repo_id, m.downloads, m.gated, m.weights_bytes // 2, m.weights_bytes, fit, note))
+            out.append(
+                ModelCandidate(m.repo_id, m.downloads, m.gated, m.weights_bytes // 2, m.weights_bytes, fit, note)
+            )
         return out
 
     def popular_models(self, inventory: GpuInventory | None) -> list[ModelCandidate]:
@@ -148,8 +172,9 @@ class FakeService:
             access, note = m.access, f"{repo_id} is gated: accept its terms at https://huggingface.co/{repo_id} first"
         return ModelDetails(repo_id, "a" * 40, m.gated, access, note, m.weights_bytes, True)
 
-    def plan(self, inventory: GpuInventory, choices: Sequence[ModelChoice],
-             existing: Sequence[ExistingModel] = ()) -> PlanView:
+    def plan(
+        self, inventory: GpuInventory, choices: Sequence[ModelChoice], existing: Sequence[ExistingModel] = ()
+    ) -> PlanView:
         """A small, honest planner: each model on the device with the most room, TP when needed."""
         self.calls.append(("plan", tuple(choices)))
         devices = list(inventory.devices)
@@ -181,8 +206,10 @@ class FakeService:
                 tp = 1
             elif tp > len(order):
                 fits, tp = False, 1
-                reason = (f"needs {(m.weights_bytes + length * c.min_concurrency * m.kv_per_token) // GiB} GiB; "
-                          f"the GPUs have {sum(int(g.cuda_total_bytes * 0.9) for g in devices) // GiB} GiB")
+                reason = (
+                    f"needs {(m.weights_bytes + length * c.min_concurrency * m.kv_per_token) // GiB} GiB; "
+                    f"the GPUs have {sum(int(g.cuda_total_bytes * 0.9) for g in devices) // GiB} GiB"
+                )
                 suggestions = ("shorten the context length", "use a quantized variant")
             chosen = order[:tp]
             kv_tokens = 0
@@ -196,28 +223,50 @@ class FakeService:
                     used[g.cdi_id][1] += kv_budget
                     used[g.cdi_id][2] += GiB
                 reason = f"weights {m.weights_bytes // GiB} GiB on {tp} GPU(s), KV cache for {kv_tokens} tokens"
-            plans.append(ModelPlan(
-                model=c.repo_id, name=c.name, fits=fits, reason=reason, tensor_parallel_size=tp,
-                gpu_memory_utilization=0.9, max_model_len=length, dtype="bfloat16",
-                instance_group=InstanceGroup("KIND_MODEL", 1, tuple(g.index for g in chosen)),
-                weights_bytes=m.weights_bytes, kv_cache_bytes_per_token=m.kv_per_token,
-                kv_cache_tokens=max(0, kv_tokens), max_concurrency=max(0.0, kv_tokens / length),
-                suggestions=suggestions, devices=tuple(g.cdi_id for g in chosen) if fits else (),
-            ))
+            plans.append(
+                ModelPlan(
+                    model=c.repo_id,
+                    name=c.name,
+                    fits=fits,
+                    reason=reason,
+                    tensor_parallel_size=tp,
+                    gpu_memory_utilization=0.9,
+                    max_model_len=length,
+                    dtype="bfloat16",
+                    instance_group=InstanceGroup("KIND_MODEL", 1, tuple(g.index for g in chosen)),
+                    weights_bytes=m.weights_bytes,
+                    kv_cache_bytes_per_token=m.kv_per_token,
+                    kv_cache_tokens=max(0, kv_tokens),
+                    max_concurrency=max(0.0, kv_tokens / length),
+                    suggestions=suggestions,
+                    devices=tuple(g.cdi_id for g in chosen) if fits else (),
+                )
+            )
         memory = []
         for g in devices:
             w, kv, ov = used[g.cdi_id]
             other = g.other_processes_bytes
-            memory.append(DeviceMemory(g.cdi_id, f"GPU {g.cdi_id} · {g.name}", g.cuda_total_bytes, w, kv, ov,
-                                       other, max(0, g.cuda_total_bytes - w - kv - ov - other)))
+            memory.append(
+                DeviceMemory(
+                    g.cdi_id,
+                    f"GPU {g.cdi_id} · {g.name}",
+                    g.cuda_total_bytes,
+                    w,
+                    kv,
+                    ov,
+                    other,
+                    max(0, g.cuda_total_bytes - w - kv - ov - other),
+                )
+            )
         return PlanView(tuple(plans), tuple(memory), all(p.fits for p in plans))
 
     def disk_check(self, choices: Sequence[ModelChoice]) -> DiskCheck:
         needed = sum(self.model(c.repo_id).weights_bytes - self.downloaded.get(c.repo_id, 0) for c in choices)
         return DiskCheck(self.repository, needed, self.disk_free)
 
-    def download(self, choice: ModelChoice, *, on_progress: Callable[[ProgressEvent], None],
-                 cancel: threading.Event) -> None:
+    def download(
+        self, choice: ModelChoice, *, on_progress: Callable[[ProgressEvent], None], cancel: threading.Event
+    ) -> None:
         self.calls.append(("download", choice.repo_id))
         m = self.model(choice.repo_id)
         files = m.file_list()
@@ -231,8 +280,12 @@ class FakeService:
                     self.file_permits.acquire(timeout=5)
                 if cancel.is_set():
                     self.downloaded[choice.repo_id] = done
-                    errors.append(Cancelled(f"download of {choice.repo_id} cancelled",
-                                            hint="run modelwiz again to resume; finished files are kept"))
+                    errors.append(
+                        Cancelled(
+                            f"download of {choice.repo_id} cancelled",
+                            hint="run modelwiz again to resume; finished files are kept",
+                        )
+                    )
                     return
                 if self.download_error is not None and i == 1:
                     errors.append(self.download_error)
@@ -241,14 +294,31 @@ class FakeService:
                 for part in (size // 2, size - size // 2):
                     done += part
                     file_done += part
-                    on_progress(ProgressEvent(
-                        task=f"download {choice.repo_id}", done_bytes=done, total_bytes=total, current=name,
-                        files_done=i, files_total=len(files), rate_bytes_per_s=500 * MiB,
-                        eta_s=(total - done) / (500 * MiB), current_done_bytes=file_done,
-                        current_total_bytes=size))
+                    on_progress(
+                        ProgressEvent(
+                            task=f"download {choice.repo_id}",
+                            done_bytes=done,
+                            total_bytes=total,
+                            current=name,
+                            files_done=i,
+                            files_total=len(files),
+                            rate_bytes_per_s=500 * MiB,
+                            eta_s=(total - done) / (500 * MiB),
+                            current_done_bytes=file_done,
+                            current_total_bytes=size,
+                        )
+                    )
             self.downloaded[choice.repo_id] = total
-            on_progress(ProgressEvent(task=f"download {choice.repo_id}", done_bytes=total, total_bytes=total,
-                                      files_done=len(files), files_total=len(files), finished=True))
+            on_progress(
+                ProgressEvent(
+                    task=f"download {choice.repo_id}",
+                    done_bytes=total,
+                    total_bytes=total,
+                    files_done=len(files),
+                    files_total=len(files),
+                    finished=True,
+                )
+            )
 
         thread = threading.Thread(target=run, name="fake-hf-download")
         thread.start()
@@ -266,8 +336,16 @@ class FakeService:
         def run() -> None:
             total = 9 * GiB
             for step in range(1, 4):
-                on_event(PullProgress(ProgressEvent("pull nvcr.io/nvidia/tritonserver:25.09-vllm-python-py3",
-                                                    step * total // 3, total, current=f"layer {step}/3")))
+                on_event(
+                    PullProgress(
+                        ProgressEvent(
+                            "pull nvcr.io/nvidia/tritonserver:25.09-vllm-python-py3",
+                            step * total // 3,
+                            total,
+                            current=f"layer {step}/3",
+                        )
+                    )
+                )
             on_event(LogLine("I1127 02:00:00.000 server.cc:674] Started GRPCInferenceService at 0.0.0.0:8001"))
             for p in plan.models:
                 on_event(ModelState(p.name, "loading"))
@@ -285,8 +363,12 @@ class FakeService:
         thread.join()
         if errors:
             raise errors[0]
-        return Endpoints("http://127.0.0.1:8000", "127.0.0.1:8001", "http://127.0.0.1:8002/metrics",
-                         tuple(p.name for p in plan.models))
+        return Endpoints(
+            "http://127.0.0.1:8000",
+            "127.0.0.1:8001",
+            "http://127.0.0.1:8002/metrics",
+            tuple(p.name for p in plan.models),
+        )
 
     def generate_stream(self, endpoints: Endpoints, model: str, prompt: str) -> Iterator[str]:
         self.calls.append(("generate", model, prompt))
@@ -295,10 +377,20 @@ class FakeService:
 
 def existing_llama_plan() -> ExistingModel:
     plan = ModelPlan(
-        model="Qwen/Qwen2.5-7B-Instruct", name="qwen2.5-7b-instruct", fits=True, reason="already placed",
-        tensor_parallel_size=1, gpu_memory_utilization=0.45, max_model_len=32768, dtype="bfloat16",
-        instance_group=InstanceGroup("KIND_MODEL", 1, (0,)), weights_bytes=15 * GiB,
-        kv_cache_bytes_per_token=128 * 1024, kv_cache_tokens=100_000, max_concurrency=3.0, devices=("0",),
+        model="Qwen/Qwen2.5-7B-Instruct",
+        name="qwen2.5-7b-instruct",
+        fits=True,
+        reason="already placed",
+        tensor_parallel_size=1,
+        gpu_memory_utilization=0.45,
+        max_model_len=32768,
+        dtype="bfloat16",
+        instance_group=InstanceGroup("KIND_MODEL", 1, (0,)),
+        weights_bytes=15 * GiB,
+        kv_cache_bytes_per_token=128 * 1024,
+        kv_cache_tokens=100_000,
+        max_concurrency=3.0,
+        devices=("0",),
     )
     return ExistingModel("qwen2.5-7b-instruct", "Qwen/Qwen2.5-7B-Instruct", plan, "b" * 40)
 
@@ -308,4 +400,4 @@ def fake_backend(tmp_path) -> FakeService:
     return FakeService(repository=tmp_path / "models")
 
 
-__all__ = ["FakeService", "FakeModel", "CATALOG", "existing_llama_plan", "fake_backend", "replace"]
+__all__ = ["CATALOG", "FakeModel", "FakeService", "existing_llama_plan", "fake_backend", "replace"]

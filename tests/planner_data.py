@@ -87,7 +87,10 @@ def model_dir(root: Path, name: str, *, total_size: int | None = None) -> Path:
     (folder / "config.json").write_text(json.dumps(config(name)))
     if total_size is None:
         total_size = sum(2 * n for n in parameters(name).values())
-    index = {"metadata": {"total_size": total_size}, "weight_map": {"lm_head.weight": "model-00001-of-00002.safetensors"}}
+    index = {
+        "metadata": {"total_size": total_size},
+        "weight_map": {"lm_head.weight": "model-00001-of-00002.safetensors"},
+    }
     (folder / "model.safetensors.index.json").write_text(json.dumps(index))
     return folder
 

@@ -26,9 +26,16 @@ def test_changed_budgets_are_shown_never_silent(tmp_path):
     repo = Repository.open(root)
     entry = repo.manifest.get("first-7b")
     repo.record(replace(entry, plan=replace(entry.plan, gpu_memory_utilization=0.85)))  # a greedy budget
-    proposal = prepare_add(repo, [AddRequest("org/second-7b")], inventory=describe("H100-80GB"),
-                           image_ref=None, planner=fake_plan_models, meta_loader=fake_meta_loader,
-                           request_factory=FakeRequest, download_size=lambda *a: 0)
+    proposal = prepare_add(
+        repo,
+        [AddRequest("org/second-7b")],
+        inventory=describe("H100-80GB"),
+        image_ref=None,
+        planner=fake_plan_models,
+        meta_loader=fake_meta_loader,
+        request_factory=FakeRequest,
+        download_size=lambda *a: 0,
+    )
     [change] = proposal.changed
     assert change.old.gpu_memory_utilization == 0.85 and change.new.gpu_memory_utilization == 0.27
     text = "\n".join(describe_proposal(proposal))
@@ -63,13 +70,27 @@ def test_repository_location_order(tmp_path, monkeypatch):
 def test_cli_add_status_remove_end_to_end(tmp_path, fake_planning, capsys):
     model = write_model_folder(tmp_path / "src" / "Tiny-Llama")
     repo = tmp_path / "repo"
-    rc = main(["add", str(model), "--repository", str(repo), "--gpus", "2xH100-80GB",
-               "--yes", "--no-launch", "--max-model-len", "2048"])
+    rc = main(
+        [
+            "add",
+            str(model),
+            "--repository",
+            str(repo),
+            "--gpus",
+            "2xH100-80GB",
+            "--yes",
+            "--no-launch",
+            "--max-model-len",
+            "2048",
+        ]
+    )
     out = capsys.readouterr().out
     assert rc == 0, out
     assert "add tiny-llama" in out
     assert (repo / "tiny-llama/Tiny-Llama/model.safetensors").read_bytes() == (model / "model.safetensors").read_bytes()
-    assert (repo / "tiny-llama/Tiny-Llama/model.safetensors").stat().st_ino == (model / "model.safetensors").stat().st_ino
+    assert (repo / "tiny-llama/Tiny-Llama/model.safetensors").stat().st_ino == (
+        model / "model.safetensors"
+    ).stat().st_ino
     check_consistent(repo)
     data = json.loads((repo / "tiny-llama/1/model.json").read_text())
     assert data["model"] == "/opt/app-root/mnt/model_repository/tiny-llama/Tiny-Llama"
@@ -87,7 +108,7 @@ def test_cli_add_status_remove_end_to_end(tmp_path, fake_planning, capsys):
     assert "no model 'nothere'" in capsys.readouterr().err
     assert main(["remove", "tiny-llama", "--yes"]) == 0
     assert not (repo / "tiny-llama").exists()
-    assert (model / "model.safetensors").exists()   # the source folder is untouched
+    assert (model / "model.safetensors").exists()  # the source folder is untouched
 
 
 @pytest.mark.podman
@@ -121,7 +142,7 @@ def test_cli_add_then_add_again_into_the_running_server(
         assert f"HTTP     http://127.0.0.1:{http}" in out
         container.reload()
         assert container.id == podman_client.containers.get(name).id
-        assert container.attrs["State"]["StartedAt"] == started          # not restarted
+        assert container.attrs["State"]["StartedAt"] == started  # not restarted
         states = {m.name: m.state for m in TritonHttp(f"http://127.0.0.1:{http}").repository_index()}
         assert states == {"first": "READY", "second": "READY"}
         # The joint plan gave "first" a smaller budget: it was loaded again, after an unload.
@@ -151,28 +172,30 @@ def _status_json(repo: Path, capsys) -> str:
     return capsys.readouterr().out
 
 
-
-@pytest.mark.parametrize("argv", [
-    ["add", "org/x", "--name", "..", "--yes"],
-    ["add", "org/x", "--name", "a/b", "--yes"],
-    ["add", "org/x", "--name", "/abs", "--yes"],
-    ["add", "org/x", "--name", "Upper", "--yes"],
-    ["add", "org/x", "--name", "", "--yes"],
-    ["add", "org/x", "org/y", "--name", "n", "--yes"],
-    ["add", "org/x", "--max-model-len", "0", "--yes"],
-    ["add", "../nope/x", "--yes"],
-    ["add", "org/x"],                           # no terminal to confirm on, no --yes
-    ["remove", ".."],
-    ["remove", "absent"],
-    ["status", "--repository", "/does/not/exist"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["add", "org/x", "--name", "..", "--yes"],
+        ["add", "org/x", "--name", "a/b", "--yes"],
+        ["add", "org/x", "--name", "/abs", "--yes"],
+        ["add", "org/x", "--name", "Upper", "--yes"],
+        ["add", "org/x", "--name", "", "--yes"],
+        ["add", "org/x", "org/y", "--name", "n", "--yes"],
+        ["add", "org/x", "--max-model-len", "0", "--yes"],
+        ["add", "../nope/x", "--yes"],
+        ["add", "org/x"],  # no terminal to confirm on, no --yes
+        ["remove", ".."],
+        ["remove", "absent"],
+        ["status", "--repository", "/does/not/exist"],
+    ],
+)
 def test_bad_input_exits_2_with_one_line(tmp_path, fake_planning, capsys, argv):
     argv = argv + (["--repository", str(tmp_path / "r")] if "--repository" not in argv else [])
     rc = main(argv + ["--gpus", "H100-80GB"])
     err = capsys.readouterr().err
     assert rc == 2, err
     assert err.count("\n") == 1 and "Traceback" not in err
-    assert not (tmp_path / "r").exists()   # a refused add creates nothing
+    assert not (tmp_path / "r").exists()  # a refused add creates nothing
 
 
 def test_remove_without_terminal_needs_a_choice(tmp_path, fake_planning, capsys):
@@ -222,8 +245,9 @@ def test_killed_add_leaves_a_consistent_repository(tmp_path, point):
     root = tmp_path / "repo"
     add(root, "org/first-7b", inventory=describe("H100-80GB"))
     first = {p: p.read_bytes() for p in (root / "first-7b").glob("**/*") if p.is_file()}
-    child = subprocess.Popen([sys.executable, "-c", _CHILD, str(root), point], cwd=ROOT,
-                             stdout=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [sys.executable, "-c", _CHILD, str(root), point], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
     line = child.stdout.readline().strip()
     if line == "downloading":
         child.send_signal(signal.SIGKILL)
@@ -231,9 +255,9 @@ def test_killed_add_leaves_a_consistent_repository(tmp_path, point):
     assert child.returncode == -signal.SIGKILL, line
     repo = Repository.open(root)
     new = repo.model("a-70b")
-    assert new is None or new.state != READY                # never listed ready
+    assert new is None or new.state != READY  # never listed ready
     assert repo.model("first-7b").ready
-    for path, data in first.items():                        # old bytes, or modelwiz's new ones
+    for path, data in first.items():  # old bytes, or modelwiz's new ones
         if path.exists() and path.read_bytes() != data:
             rel = path.relative_to(root / "first-7b").as_posix()
             assert repo.file_status(repo.manifest.get("first-7b"), rel) == "ok"
@@ -241,13 +265,16 @@ def test_killed_add_leaves_a_consistent_repository(tmp_path, point):
     repo = check_consistent(root)
     assert [m.name for m in repo.models() if m.ready] == ["a-70b", "first-7b"]
     from wizard.fsutil import is_temp_file
+
     assert not [p for p in root.rglob("*") if is_temp_file(p.name)]
 
 
 def test_core_modules_import_no_ui():
-    code = ("import sys, wizard.add_flow, wizard.repository, wizard.repo_status, wizard.manifest, "
-            "wizard.commands.add, wizard.commands.remove, wizard.commands.status; "
-            "print([m for m in ('textual', 'questionary') if m in sys.modules])")
+    code = (
+        "import sys, wizard.add_flow, wizard.repository, wizard.repo_status, wizard.manifest, "
+        "wizard.commands.add, wizard.commands.remove, wizard.commands.status; "
+        "print([m for m in ('textual', 'questionary') if m in sys.modules])"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
@@ -280,11 +307,13 @@ def test_an_interrupted_add_keeps_the_joint_budget(tmp_path):
         execute_add(repo, proposal, cancel=cancel)
 
     def served_utilizations():
-        return {p.parent.parent.name: json.loads(p.read_text())["gpu_memory_utilization"]
-                for p in root.glob("*/1/model.json")}
+        return {
+            p.parent.parent.name: json.loads(p.read_text())["gpu_memory_utilization"]
+            for p in root.glob("*/1/model.json")
+        }
 
     shrunk = served_utilizations()["l8"]
-    assert shrunk < 0.95                                   # applied before the copy started
+    assert shrunk < 0.95  # applied before the copy started
     # Resume: the same command again.
     repo = Repository.open(root)
     execute_add(repo, prepare_add(repo, [AddRequest(str(small))], inventory=inventory))
@@ -314,4 +343,4 @@ def test_a_hand_edited_budget_is_respected(tmp_path):
     with pytest.raises(ModelwizError) as info:
         prepare_add(repo, [AddRequest(str(small))], inventory=inventory)
     assert "edited by hand" in info.value.message and "model.json" in info.value.hint
-    assert json.loads(model_json.read_text())["gpu_memory_utilization"] == 0.95   # untouched
+    assert json.loads(model_json.read_text())["gpu_memory_utilization"] == 0.95  # untouched

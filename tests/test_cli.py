@@ -20,7 +20,12 @@ def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     full_env["PYTHONPATH"] = str(ROOT)
     return subprocess.run(
         [sys.executable, "-m", "wizard", *args],
-        capture_output=True, text=True, env=full_env, cwd=ROOT, timeout=60, stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=ROOT,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
     )
 
 
@@ -37,8 +42,16 @@ def test_gpus_json_for_described_h100s():
     assert data["source"] == "described"
     assert len(data["gpus"]) == 2
     for i, gpu in enumerate(data["gpus"]):
-        assert {"index", "name", "uuid", "memory_total_bytes", "memory_free_bytes", "memory_used_bytes",
-                "compute_capability", "mig"} <= gpu.keys()
+        assert {
+            "index",
+            "name",
+            "uuid",
+            "memory_total_bytes",
+            "memory_free_bytes",
+            "memory_used_bytes",
+            "compute_capability",
+            "mig",
+        } <= gpu.keys()
         assert gpu["index"] == i
         assert gpu["compute_capability"] == "9.0"
         assert 80 * 10**9 < gpu["memory_total_bytes"] < 90 * 10**9

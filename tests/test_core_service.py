@@ -57,7 +57,9 @@ def test_plan_download_write_into_a_real_repository(backend, fake_hub, tmp_path)
     assert sum(parts.values()) == device.total and parts["weights"] > 0
     # Re-planning as the user edits reads the Hub once, not once per edit.
     before = len(fake_hub.requests("GET", "/api/models/org/tiny"))
-    assert backend.plan(inventory, [ModelChoice("org/tiny", "tiny", max_model_len=2048)]).models[0].max_model_len == 2048
+    assert (
+        backend.plan(inventory, [ModelChoice("org/tiny", "tiny", max_model_len=2048)]).models[0].max_model_len == 2048
+    )
     view = backend.plan(inventory, [choice])  # and back: the last plan is the one that is written
     assert len(fake_hub.requests("GET", "/api/models/org/tiny")) == before
 
@@ -99,17 +101,20 @@ def test_cancelled_download_keeps_the_model_unfinished(backend, fake_hub, tmp_pa
 
 
 @pytest.mark.podman
-def test_launch_and_talk_to_the_model(
-    tmp_path, fake_hub, podman_service, standin_image, cdi_gpus, monkeypatch
-):
+def test_launch_and_talk_to_the_model(tmp_path, fake_hub, podman_service, standin_image, cdi_gpus, monkeypatch):
     import wizard.container
     from tests.fixtures_podman import free_port, sandbox_ulimits
     from wizard.serve import ServeOptions
 
     monkeypatch.setattr(wizard.container, "default_ulimits", lambda rootless: sandbox_ulimits())
     monkeypatch.setenv("CONTAINER_HOST", podman_service.url)
-    options = ServeOptions(image=standin_image, name=podman_service.container_name(), http_port=free_port(),
-                           grpc_port=free_port(), metrics_port=free_port())
+    options = ServeOptions(
+        image=standin_image,
+        name=podman_service.container_name(),
+        http_port=free_port(),
+        grpc_port=free_port(),
+        metrics_port=free_port(),
+    )
     backend = CoreService(spec="H100-80GB", repository=tmp_path / "repo", serve_options=options)
     choice = ModelChoice("org/tiny", "tiny", max_model_len=1024)
     view = backend.plan(describe("H100-80GB"), [choice])
@@ -143,13 +148,14 @@ def test_the_wizard_knows_when_the_repositorys_models_are_running(tmp_path, fake
     (tmp_path / "repo").mkdir()
     asked = []
     models = [SimpleNamespace(name="a", state="READY"), SimpleNamespace(name="b", state="UNAVAILABLE")]
-    monkeypatch.setattr("wizard.serve.server_status",
-                        lambda repo: asked.append(repo) or SimpleNamespace(state="running", models=models))
+    monkeypatch.setattr(
+        "wizard.serve.server_status", lambda repo: asked.append(repo) or SimpleNamespace(state="running", models=models)
+    )
     backend = CoreService(repository=tmp_path / "repo")
     inventory = discover()
     # Only what is loaded holds memory: a model that failed to load (b) does not.
     assert backend._serving(inventory) == {"a"} and backend._serving(inventory) == {"a"}
-    assert len(asked) == 1                      # asked once per run
+    assert len(asked) == 1  # asked once per run
     assert CoreService(repository=tmp_path / "repo")._serving(describe("H100")) == frozenset()  # described: idle
 
 
@@ -180,8 +186,10 @@ def test_the_wizard_applies_changed_budgets_before_the_first_download(tmp_path):
     view = backend.plan(describe("L4"), [choice])
     assert view.fits and [c.new.name for c in view.raw.changed] == ["l8"]
     backend.download(choice, on_progress=lambda e: None, cancel=threading.Event())
-    served = {p.parent.parent.name: json.loads(p.read_text())["gpu_memory_utilization"] for p in root.glob("*/1/model.json")}
-    assert sum(served.values()) <= 0.95, served          # quitting here is safe
+    served = {
+        p.parent.parent.name: json.loads(p.read_text())["gpu_memory_utilization"] for p in root.glob("*/1/model.json")
+    }
+    assert sum(served.values()) <= 0.95, served  # quitting here is safe
     entry = Repository.open(root).manifest.get("tiny")
     backend.write_repository(view, [choice])
     after = Repository.open(root).manifest.get("tiny")

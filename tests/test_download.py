@@ -46,13 +46,27 @@ def small_chunks(monkeypatch):
 # -- selection ---------------------------------------------------------------------------------------
 def test_select_prefers_safetensors_and_skips_the_rest():
     files = {
-        "config.json": 1, "tokenizer.json": 1, "generation_config.json": 1, "model.safetensors": 9,
-        "pytorch_model.bin": 9, "consolidated.safetensors": 9, "original/consolidated.00.pth": 9,
-        "params.json": 1, "flax_model.msgpack": 9, "README.md": 1, "sub/config.json": 1, "modeling_x.py": 1,
+        "config.json": 1,
+        "tokenizer.json": 1,
+        "generation_config.json": 1,
+        "model.safetensors": 9,
+        "pytorch_model.bin": 9,
+        "consolidated.safetensors": 9,
+        "original/consolidated.00.pth": 9,
+        "params.json": 1,
+        "flax_model.msgpack": 9,
+        "README.md": 1,
+        "sub/config.json": 1,
+        "modeling_x.py": 1,
     }
     chosen, skipped = dl.select_files(files)
-    assert set(chosen) == {"config.json", "tokenizer.json", "generation_config.json", "model.safetensors",
-                           "modeling_x.py"}
+    assert set(chosen) == {
+        "config.json",
+        "tokenizer.json",
+        "generation_config.json",
+        "model.safetensors",
+        "modeling_x.py",
+    }
     assert set(skipped) == set(files) - set(chosen)
 
 
@@ -97,7 +111,9 @@ def test_progress_only_grows_and_ends_at_the_total(fake_hub, tmp_path, small_chu
     assert done == sorted(done) and len(events) > 3
     assert all(e.total_bytes == result.bytes for e in events)
     last = events[-1]
-    assert last.finished and last.done_bytes == result.bytes and last.files_done == last.files_total == len(result.files)
+    assert (
+        last.finished and last.done_bytes == result.bytes and last.files_done == last.files_total == len(result.files)
+    )
     assert [e for e in events if e.finished] == [last]
     currents = {e.current for e in events if e.current}
     assert currents <= set(result.files) and any(c.endswith(".safetensors") for c in currents)
@@ -122,7 +138,7 @@ def test_plan_counts_what_is_left(fake_hub, tmp_path):
     plan = dl.plan_download("org/tiny", dest)
     assert plan.bytes_to_fetch == plan.files["model-00001-of-00002.safetensors"]
     assert plan.total_bytes - plan.present_bytes == plan.bytes_to_fetch
-    assert not dl.is_complete(dest)          # a file the marker lists is gone
+    assert not dl.is_complete(dest)  # a file the marker lists is gone
 
 
 # -- disk --------------------------------------------------------------------------------------------
@@ -163,7 +179,8 @@ def test_a_network_that_stays_down_fails_cleanly_and_the_next_run_resumes(fake_h
     gets_before = {r.path for r in fake_hub.requests("GET", "/resolve/")}
     result = dl.download_model("org/tiny", dest)
     refetched = {r.path.rsplit("/", 1)[-1] for r in fake_hub.requests("GET", "/resolve/")} - {
-        p.rsplit("/", 1)[-1] for p in gets_before if big not in p}
+        p.rsplit("/", 1)[-1] for p in gets_before if big not in p
+    }
     assert big in refetched
     assert_identical(dest, repo, result.files) and dl.is_complete(dest)
 
@@ -171,7 +188,7 @@ def test_a_network_that_stays_down_fails_cleanly_and_the_next_run_resumes(fake_h
 def test_cancel_keeps_finished_files_and_a_rerun_completes(fake_hub, tmp_path, small_chunks):
     repo = fake_hub.repos["org/tiny"]
     big = "model-00001-of-00002.safetensors"
-    fake_hub.hold_path = big            # the big file stalls after its first 64 KiB
+    fake_hub.hold_path = big  # the big file stalls after its first 64 KiB
     fake_hub.gate.clear()
     cancel = threading.Event()
     dest = tmp_path / "d"
@@ -180,7 +197,7 @@ def test_cancel_keeps_finished_files_and_a_rerun_completes(fake_hub, tmp_path, s
     def run():
         try:
             dl.download_model("org/tiny", dest, cancel=cancel)
-        except BaseException as error:  # noqa: BLE001 - handed to the test thread
+        except BaseException as error:
             outcome.append(error)
 
     worker = threading.Thread(target=run)
@@ -195,11 +212,11 @@ def test_cancel_keeps_finished_files_and_a_rerun_completes(fake_hub, tmp_path, s
     assert outcome and isinstance(outcome[0], Cancelled), outcome
     assert "run the same command again" in outcome[0].one_line()
     assert not (dest / big).exists() and no_partials(dest) and not dl.is_complete(dest)
-    assert (dest / "config.json").exists()      # finished files are kept
+    assert (dest / "config.json").exists()  # finished files are kept
     fake_hub.hold_path = None
     gets = len(fake_hub.requests("GET", "/config.json"))
     result = dl.download_model("org/tiny", dest)
-    assert len(fake_hub.requests("GET", "/config.json")) == gets   # not fetched again
+    assert len(fake_hub.requests("GET", "/config.json")) == gets  # not fetched again
     assert_identical(dest, repo, result.files) and dl.is_complete(dest)
 
 
@@ -279,9 +296,9 @@ def test_same_size_files_of_a_new_commit_are_fetched_again(fake_hub, tmp_path):
     repo = fake_hub.repos["org/tiny"]
     shard = "model-00002-of-00002.safetensors"
     old = repo.files[shard]
-    repo.files[shard] = old[:-16] + os.urandom(16)   # same size, other bytes
+    repo.files[shard] = old[:-16] + os.urandom(16)  # same size, other bytes
     repo.sha = "2" * 40
     repo._etags.clear()
     result = dl.download_model("org/tiny", dest)
-    assert result.fetched_bytes == len(old)          # only the changed file
+    assert result.fetched_bytes == len(old)  # only the changed file
     assert_identical(dest, repo, result.files) and dl.is_complete(dest)

@@ -14,13 +14,14 @@ from pathlib import Path
 from tests.fakehub import FakeRepo, safetensors_bytes
 from tests.fixtures_hub import GOOD_TOKEN, llama_config
 from wizard import download as dl
-from wizard.progress_text import describe, progress_printer
 from wizard.progress import ProgressEvent
+from wizard.progress_text import describe, progress_printer
 
 
 def modelwiz(args, env, **kw):
-    return subprocess.run([sys.executable, "-m", "wizard", *args], env=env, capture_output=True, text=True,
-                          timeout=60, **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "wizard", *args], env=env, capture_output=True, text=True, timeout=60, **kw
+    )
 
 
 def test_download_command_plain_lines_and_summary(hub_env, tmp_path, fake_hub):
@@ -72,10 +73,14 @@ def test_kill_9_mid_download_then_a_rerun_ends_identical(hub_env, tmp_path, fake
         "model-00002-of-00002.safetensors": safetensors_bytes({"b": ("U8", [200_000])}, fill=os.urandom(4096)),
     }
     repo = fake_hub.add(FakeRepo("org/killme", files))
-    fake_hub.throttle["model-00001-of-00002.safetensors"] = 0.05      # ~1.3 MiB/s: time to kill it
+    fake_hub.throttle["model-00001-of-00002.safetensors"] = 0.05  # ~1.3 MiB/s: time to kill it
     dest = tmp_path / "k"
-    proc = subprocess.Popen([sys.executable, "-m", "wizard", "download", "org/killme", "--to", str(dest)],
-                            env=hub_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wizard", "download", "org/killme", "--to", str(dest)],
+        env=hub_env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -93,7 +98,7 @@ def test_kill_9_mid_download_then_a_rerun_ends_identical(hub_env, tmp_path, fake
             proc.kill()
     assert proc.returncode == -signal.SIGKILL
     assert not dl.is_complete(dest)
-    assert not (dest / "model-00001-of-00002.safetensors").exists()   # never a half file under its name
+    assert not (dest / "model-00001-of-00002.safetensors").exists()  # never a half file under its name
     fake_hub.throttle.clear()
     rerun = modelwiz(["download", "org/killme", "--to", str(dest)], hub_env)
     assert rerun.returncode == 0, rerun.stderr
@@ -104,8 +109,19 @@ def test_kill_9_mid_download_then_a_rerun_ends_identical(hub_env, tmp_path, fake
 
 
 def test_terminal_bar_redraws_one_line_and_plain_mode_prints_lines():
-    events = [ProgressEvent("download x", d, 100, current="w.safetensors", files_done=d // 50, files_total=2,
-                            rate_bytes_per_s=10.0, eta_s=(100 - d) / 10) for d in (0, 50, 100)]
+    events = [
+        ProgressEvent(
+            "download x",
+            d,
+            100,
+            current="w.safetensors",
+            files_done=d // 50,
+            files_total=2,
+            rate_bytes_per_s=10.0,
+            eta_s=(100 - d) / 10,
+        )
+        for d in (0, 50, 100)
+    ]
     events.append(ProgressEvent("download x", 100, 100, files_done=2, files_total=2, finished=True))
     tty = io.StringIO()
     printer = progress_printer(tty, tty=True)
@@ -119,7 +135,7 @@ def test_terminal_bar_redraws_one_line_and_plain_mode_prints_lines():
         printer(e)
     lines = plain.getvalue().splitlines()
     assert "\r" not in plain.getvalue() and lines[-1].startswith("100 B / 100 B (100%)  2/2 files")
-    assert len(lines) == 4          # the first, one per file finished, the finish
+    assert len(lines) == 4  # the first, one per file finished, the finish
     printer(ProgressEvent("download x", 60, 100, files_done=2, files_total=2))
-    assert len(plain.getvalue().splitlines()) == 4     # same file count, within the interval: no line
+    assert len(plain.getvalue().splitlines()) == 4  # same file count, within the interval: no line
     assert "ETA 5s" in describe(events[1]) and "w.safetensors" in describe(events[1])

@@ -4,8 +4,14 @@ from wizard import engine_args
 from wizard.errors import ModelwizError, UsageError
 from wizard.images import image_table, version_tuple
 
-WRITTEN = {"model": "/m", "tensor_parallel_size": 2, "gpu_memory_utilization": 0.5,
-           "max_model_len": 4096, "dtype": "bfloat16", "kv_cache_dtype": "fp8"}
+WRITTEN = {
+    "model": "/m",
+    "tensor_parallel_size": 2,
+    "gpu_memory_utilization": 0.5,
+    "max_model_len": 4096,
+    "dtype": "bfloat16",
+    "kv_cache_dtype": "fp8",
+}
 
 
 def test_versions_are_sorted_numerically():
@@ -14,13 +20,16 @@ def test_versions_are_sorted_numerically():
     assert versions.index("0.9.2") < versions.index("0.10.1.1") < versions.index("0.33.0")
 
 
-@pytest.mark.parametrize("release,expected", [
-    ("0.24.0", "0.24.0"),        # exact
-    ("0.9.0", "0.8.4"),          # 25.06's 0.9.0rc1: newest not newer
-    ("0.10.2", "0.10.1.1"),
-    ("0.12.0", "0.11.1"),
-    ("0.40.0", "0.33.0"),
-])
+@pytest.mark.parametrize(
+    "release,expected",
+    [
+        ("0.24.0", "0.24.0"),  # exact
+        ("0.9.0", "0.8.4"),  # 25.06's 0.9.0rc1: newest not newer
+        ("0.10.2", "0.10.1.1"),
+        ("0.12.0", "0.11.1"),
+        ("0.40.0", "0.33.0"),
+    ],
+)
 def test_resolve_version(release, expected):
     assert engine_args.resolve_version(release) == expected
 

@@ -25,7 +25,6 @@ from wizard.export_kube import (
 )
 from wizard.units import GiB
 
-
 # A resource name as the API server accepts it: [prefix/]name, DNS-subdomain prefix (no '=').
 RESOURCE_NAME = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 
@@ -34,8 +33,9 @@ RESOURCE_NAME = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-
 def repo(tmp_path_factory):
     """Four 7B models that the joint plan spreads over two H100s."""
     root = tmp_path_factory.mktemp("kube") / "repo"
-    return make_repository(root, "meta-llama/Llama-2-7b-hf", "Qwen/Qwen2-7B", "mistralai/Mistral-7B-v0.1",
-                           "google/gemma-7b")
+    return make_repository(
+        root, "meta-llama/Llama-2-7b-hf", "Qwen/Qwen2-7B", "mistralai/Mistral-7B-v0.1", "google/gemma-7b"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +87,8 @@ def test_gpus_are_requested_the_way_the_device_plugin_reads_them(repo, tp_repo):
     spec = deployment(kube_objects(facts))["spec"]
     assert spec["replicas"] == 1 and spec["strategy"] == {"type": "Recreate"}
     assert spec["template"]["spec"]["tolerations"] == [
-        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+    ]
 
 
 def test_triton_runs_the_container_modelwiz_up_creates(repo):
@@ -97,8 +98,7 @@ def test_triton_runs_the_container_modelwiz_up_creates(repo):
     (triton,) = pod["containers"]
     assert triton["image"] == kwargs["image"]
     names = [m.name for m in facts.models]
-    assert triton["args"] == kwargs["command"] + [f"--load-model={n}" for n in names] + [
-        "--model-load-thread-count=1"]
+    assert triton["args"] == kwargs["command"] + [f"--load-model={n}" for n in names] + ["--model-load-thread-count=1"]
     assert "command" not in triton  # the image's entrypoint stays, as under podman
     mount_point = repo.manifest.mount_point
     assert {"name": "models", "mountPath": mount_point, "readOnly": True} in triton["volumeMounts"]
@@ -108,8 +108,11 @@ def test_triton_runs_the_container_modelwiz_up_creates(repo):
     assert kwargs["shm_size"] == 1 * GiB
     claim = volumes["models"]["persistentVolumeClaim"]["claimName"]
     assert claim == by_kind(kube_objects(facts), "PersistentVolumeClaim")[0]["metadata"]["name"]
-    assert [(p["name"], p["containerPort"]) for p in triton["ports"]] == [("http", 8000), ("grpc", 8001),
-                                                                         ("metrics", 8002)]
+    assert [(p["name"], p["containerPort"]) for p in triton["ports"]] == [
+        ("http", 8000),
+        ("grpc", 8001),
+        ("metrics", 8002),
+    ]
     assert triton["livenessProbe"]["httpGet"] == {"path": "/v2/health/live", "port": "http"}
     assert triton["readinessProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": "http"}
     # Triton answers HTTP only once the startup loads are done: the startup probe allows for that.
@@ -131,8 +134,10 @@ def test_each_model_gets_its_configmap_and_a_download_of_its_pinned_commit(repo)
         folder = repo.root / model.name
         cm = maps[model.name]
         # The ConfigMap holds the repository's files byte for byte.
-        assert cm["data"] == {"config.pbtxt": (folder / "config.pbtxt").read_text(),
-                              "model.json": (folder / "1/model.json").read_text()}
+        assert cm["data"] == {
+            "config.pbtxt": (folder / "config.pbtxt").read_text(),
+            "model.json": (folder / "1/model.json").read_text(),
+        }
         repo_id, revision, model_dir, weights, config_dir, *files = init["args"]
         assert (repo_id, revision) == (repo.manifest.get(model.name).source, SHA)
         assert model_dir == posixpath.join(mount_point, model.name)
@@ -148,8 +153,10 @@ def test_each_model_gets_its_configmap_and_a_download_of_its_pinned_commit(repo)
         assert config_dir == f"{CONFIG_ROOT}/{model.name}"
         assert cfg_volume["configMap"]["name"] == cm["metadata"]["name"]
         env = {e["name"]: e for e in init["env"]}
-        assert env["HF_TOKEN"] == {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {
-            "name": "hf-token", "key": "token", "optional": True}}}
+        assert env["HF_TOKEN"] == {
+            "name": "HF_TOKEN",
+            "valueFrom": {"secretKeyRef": {"name": "hf-token", "key": "token", "optional": True}},
+        }
 
 
 def test_volume_is_sized_for_the_weights_in_whole_gibibytes(repo):
@@ -167,7 +174,10 @@ def test_service_and_namespace(repo):
     assert {o["metadata"]["namespace"] for o in objects} == {"inference"}
     (service,) = by_kind(objects, "Service")
     assert [(p["name"], p["port"], p["targetPort"]) for p in service["spec"]["ports"]] == [
-        ("http", 8000, "http"), ("grpc", 8001, "grpc"), ("metrics", 8002, "metrics")]
+        ("http", 8000, "http"),
+        ("grpc", 8001, "grpc"),
+        ("metrics", 8002, "metrics"),
+    ]
     dep = deployment(objects)
     assert service["spec"]["selector"] == dep["spec"]["selector"]["matchLabels"]
     labels = dep["spec"]["template"]["metadata"]["labels"]
@@ -176,8 +186,10 @@ def test_service_and_namespace(repo):
 
 
 def test_init_image_can_be_replaced(repo):
-    objects = kube_objects(serving_facts(repo, kwargs=up_kwargs(repo)),
-                           KubeOptions(init_image="registry.example.com/python-hf:3.12", hf_secret="my-hf"))
+    objects = kube_objects(
+        serving_facts(repo, kwargs=up_kwargs(repo)),
+        KubeOptions(init_image="registry.example.com/python-hf:3.12", hf_secret="my-hf"),
+    )
     pod = deployment(objects)["spec"]["template"]["spec"]
     assert {c["image"] for c in pod["initContainers"]} == {"registry.example.com/python-hf:3.12"}
     assert {c["env"][0]["valueFrom"]["secretKeyRef"]["name"] for c in pod["initContainers"]} == {"my-hf"}
@@ -185,8 +197,13 @@ def test_init_image_can_be_replaced(repo):
 
 @pytest.mark.parametrize(
     "options",
-    [KubeOptions(namespace="Bad_NS"), KubeOptions(namespace="x" * 64), KubeOptions(storage_class="has space"),
-     KubeOptions(hf_secret="UPPER"), KubeOptions(init_image="two words")],
+    [
+        KubeOptions(namespace="Bad_NS"),
+        KubeOptions(namespace="x" * 64),
+        KubeOptions(storage_class="has space"),
+        KubeOptions(hf_secret="UPPER"),
+        KubeOptions(init_image="two words"),
+    ],
 )
 def test_bad_options_are_refused(repo, options):
     with pytest.raises(UsageError):
@@ -221,7 +238,8 @@ def test_models_a_cluster_cannot_get_are_left_out_and_said_so(tmp_path):
     assert "# Not exported: qwen2-7b: not ready" in text
     assert "# Not exported: handmade: not made by modelwiz" in text
     assert [c["name"] for c in deployment(kube_objects(facts))["spec"]["template"]["spec"]["initContainers"]] == [
-        "download-llama-2-7b-hf"]
+        "download-llama-2-7b-hf"
+    ]
 
 
 def test_nothing_to_export_is_a_clear_error(tmp_path):
@@ -314,27 +332,41 @@ def run_script(tmp_path, files, env_extra=None):
     config.mkdir(exist_ok=True)
     (config / "config.pbtxt").write_text('backend: "vllm"\n')
     (config / "model.json").write_text('{"model": "/mnt/m/W"}\n')
-    env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(tmp_path / "fakehub"),
-           "FAKE_HUB_LOG": str(tmp_path / "hub.log"), **(env_extra or {})}
+    env = {
+        "PATH": os.environ["PATH"],
+        "PYTHONPATH": str(tmp_path / "fakehub"),
+        "FAKE_HUB_LOG": str(tmp_path / "hub.log"),
+        **(env_extra or {}),
+    }
     model_dir = tmp_path / "vol" / "m"
     proc = subprocess.run(
         [sys.executable, "-c", download_script(), "org/m", SHA, str(model_dir), "W", str(config), *files],
-        env=env, capture_output=True, text=True, timeout=60,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
-    calls = [json.loads(line) for line in (tmp_path / "hub.log").read_text().splitlines()] \
-        if (tmp_path / "hub.log").exists() else []
+    calls = (
+        [json.loads(line) for line in (tmp_path / "hub.log").read_text().splitlines()]
+        if (tmp_path / "hub.log").exists()
+        else []
+    )
     return proc, model_dir, calls
 
 
 def test_download_script_fetches_the_listed_files_then_puts_the_config_in_place(tmp_path):
-    proc, model_dir, calls = run_script(tmp_path, ["config.json", "model-00001-of-00001.safetensors"],
-                                        {"HF_TOKEN": "hf_secretvalue"})
+    proc, model_dir, calls = run_script(
+        tmp_path, ["config.json", "model-00001-of-00001.safetensors"], {"HF_TOKEN": "hf_secretvalue"}
+    )
     assert proc.returncode == 0, proc.stderr
     assert [c["call"] for c in calls] == ["snapshot_download"]
     assert calls[0]["allow"] == ["config.json", "model-00001-of-00001.safetensors"]
     assert calls[0]["revision"] == SHA and calls[0]["token_seen"] is True
     assert sorted(p.name for p in (model_dir / "W").iterdir()) == [
-        ".modelwiz-download", "config.json", "model-00001-of-00001.safetensors"]
+        ".modelwiz-download",
+        "config.json",
+        "model-00001-of-00001.safetensors",
+    ]
     assert (model_dir / "config.pbtxt").read_text() == 'backend: "vllm"\n'
     assert (model_dir / "1/model.json").read_text() == '{"model": "/mnt/m/W"}\n'
     assert "hf_secretvalue" not in proc.stdout + proc.stderr

@@ -29,7 +29,6 @@ from wizard.container import create_kwargs, launch_spec_for
 from wizard.export_facts import serving_facts
 from wizard.export_systemd import service_unit
 
-
 pytestmark = pytest.mark.podman
 
 EXPORT_STANDIN = Path(__file__).parent / "export_standin"
@@ -52,7 +51,8 @@ def export_image(podman_service, standin_image, tmp_path_factory):
             (context / name).write_bytes(data)
             (context / name).chmod(0o755)
         (context / "Containerfile").write_text(
-            f"FROM {standin_image}\nCOPY tritonserver-standin tritonserver python3 /usr/bin/\n")
+            f"FROM {standin_image}\nCOPY tritonserver-standin tritonserver python3 /usr/bin/\n"
+        )
         podman_service.podman("build", "--pull=never", "-q", "-t", tag, str(context))
     return tag
 
@@ -107,8 +107,23 @@ def for_podman_kube_play(text: str, version: tuple[int, ...], ports: dict[int, i
 def test_kube_manifest_runs_under_podman_kube_play(podman_service, export_image, tmp_path, capsys):
     repo = make_repository(tmp_path / "repo", "meta-llama/Llama-2-7b-hf", "Qwen/Qwen2-7B")
     name = podman_service.container_name()
-    assert main(["export", "kube", "--repository", str(repo.root), "--name", name, "--image", export_image,
-                 "--init-image", export_image]) == 0
+    assert (
+        main(
+            [
+                "export",
+                "kube",
+                "--repository",
+                str(repo.root),
+                "--name",
+                name,
+                "--image",
+                export_image,
+                "--init-image",
+                export_image,
+            ]
+        )
+        == 0
+    )
     exported = capsys.readouterr().out
     objects = [d for d in yaml.safe_load_all(exported) if d]
     ports = {8000: free_port(), 8001: free_port(), 8002: free_port()}
@@ -146,14 +161,21 @@ def test_kube_manifest_runs_under_podman_kube_play(podman_service, export_image,
         podman_service.podman("volume", "rm", "dshm", check=False)  # an emptyDir under podman 4.3
 
 
-def test_service_unit_creates_the_container_modelwiz_up_creates(podman_service, podman_client, export_image,
-                                                               cdi_gpus, tmp_path):
+def test_service_unit_creates_the_container_modelwiz_up_creates(
+    podman_service, podman_client, export_image, cdi_gpus, tmp_path
+):
     repo = make_repository(tmp_path / "repo", "meta-llama/Llama-2-7b-hf", "Qwen/Qwen2-7B")
     models = [m.name for m in repo.models()]
     spec = launch_spec_for(
-        repo.root, models=models, devices=list(repo.used_devices()), image=export_image,
-        mount_point=repo.manifest.mount_point, name=podman_service.container_name(),
-        http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(),
+        repo.root,
+        models=models,
+        devices=list(repo.used_devices()),
+        image=export_image,
+        mount_point=repo.manifest.mount_point,
+        name=podman_service.container_name(),
+        http_port=free_port(),
+        grpc_port=free_port(),
+        metrics_port=free_port(),
         ulimits=sandbox_ulimits(),
     )
     kwargs = create_kwargs(spec)

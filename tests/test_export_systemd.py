@@ -41,12 +41,28 @@ def systemd_split(value: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory):
-    return make_repository(tmp_path_factory.mktemp("systemd") / "repo", "meta-llama/Llama-2-7b-hf",
-                           "Qwen/Qwen2-7B", "mistralai/Mistral-7B-v0.1", "google/gemma-7b")
+    return make_repository(
+        tmp_path_factory.mktemp("systemd") / "repo",
+        "meta-llama/Llama-2-7b-hf",
+        "Qwen/Qwen2-7B",
+        "mistralai/Mistral-7B-v0.1",
+        "google/gemma-7b",
+    )
 
 
-@pytest.fixture(params=[{}, {"listen": "0.0.0.0", "http_port": 9000, "grpc_port": 9001, "metrics_port": 9002,
-                             "name": "triton-prod", "rootless": True}])
+@pytest.fixture(
+    params=[
+        {},
+        {
+            "listen": "0.0.0.0",
+            "http_port": 9000,
+            "grpc_port": 9001,
+            "metrics_port": 9002,
+            "name": "triton-prod",
+            "rootless": True,
+        },
+    ]
+)
 def choices(request):
     return request.param
 
@@ -66,7 +82,8 @@ def test_quadlet_encodes_what_modelwiz_up_creates(repo, choices, monkeypatch):
     assert mount["read_only"] is True and mount["target"] == repo.manifest.mount_point
     assert c["Volume"] == [f"{mount['source']}:{mount['target']}:ro"]
     assert sorted(c["PublishPort"]) == sorted(
-        f"{ip}:{host}:{port.split('/')[0]}/tcp" for port, (ip, host) in kwargs["ports"].items())
+        f"{ip}:{host}:{port.split('/')[0]}/tcp" for port, (ip, host) in kwargs["ports"].items()
+    )
     assert [parse_shm_size(v) for v in c["ShmSize"]] == [kwargs["shm_size"]]
     unlimited = lambda v: -1 if v >= 2**63 else v  # noqa: E731 - libpod's RLIM_INFINITY is podman's -1
     assert c["Ulimit"] == [f"{u['Name']}={unlimited(u['Soft'])}:{unlimited(u['Hard'])}" for u in kwargs["ulimits"]]
@@ -90,10 +107,10 @@ def test_service_unit_runs_the_same_podman_options(repo):
     words = systemd_split(start)
     assert words[:2] == ["/usr/bin/podman", "run"]
     assert "--cidfile=%t/%n.ctr-id" in words and "--replace" in words and "--rm" in words
-    argv = words[words.index("-d") + 1:]
+    argv = words[words.index("-d") + 1 :]
     assert argv == podman_run_argv(facts)
     image_at = argv.index(kwargs["image"])
-    assert argv[image_at + 1:image_at + 1 + len(kwargs["command"])] == kwargs["command"]
+    assert argv[image_at + 1 : image_at + 1 + len(kwargs["command"])] == kwargs["command"]
     options = list(zip(argv[:image_at:2], argv[1:image_at:2]))
     assert [v for f, v in options if f == "--device"] == kwargs["devices"]
     assert ("--shm-size", "1g") in options
@@ -136,8 +153,14 @@ def test_a_line_break_cannot_reach_a_unit(repo):
 
 @pytest.mark.parametrize(
     "version, expected",
-    [((4, 3, 1), "service"), ((4, 4, 0), "service"), ((4, 6, 2), "service"), ((4, 7, 0), "quadlet"),
-     ((5, 2), "quadlet"), (None, "quadlet")],
+    [
+        ((4, 3, 1), "service"),
+        ((4, 4, 0), "service"),
+        ((4, 6, 2), "service"),
+        ((4, 7, 0), "quadlet"),
+        ((5, 2), "quadlet"),
+        (None, "quadlet"),
+    ],
 )
 def test_format_follows_the_podman_version(version, expected):
     assert pick_format(version) == expected
@@ -145,21 +168,37 @@ def test_format_follows_the_podman_version(version, expected):
 
 def test_boot_command_loads_the_models_one_at_a_time():
     base = ["tritonserver", "--model-repository=/m", "--model-control-mode=explicit"]
-    assert boot_command(base, ["a", "b"]) == (*base, "--load-model=a", "--load-model=b",
-                                              "--model-load-thread-count=1")
+    assert boot_command(base, ["a", "b"]) == (*base, "--load-model=a", "--load-model=b", "--model-load-thread-count=1")
     # Idempotent, and a server in the default mode (everything at startup) gets no --load-model.
     assert boot_command(boot_command(base, ["a"]), ["a"]) == boot_command(base, ["a"])
     assert boot_command(["tritonserver", "--model-repository=/m"], ["a"]) == (
-        "tritonserver", "--model-repository=/m", "--model-load-thread-count=1")
+        "tritonserver",
+        "--model-repository=/m",
+        "--model-load-thread-count=1",
+    )
 
 
 def test_cli_writes_the_chosen_format(repo, tmp_path, capsys):
     out = tmp_path / "triton.container"
-    assert main(["export", "systemd", "--repository", str(repo.root), "--format", "quadlet",
-                 "--output", str(out)]) == 0
+    assert main(["export", "systemd", "--repository", str(repo.root), "--format", "quadlet", "--output", str(out)]) == 0
     assert unit_sections(out.read_text())["Container"]["ContainerName"] == ["modelwiz-triton"]
-    assert main(["export", "systemd", "--repository", str(repo.root), "--format", "service",
-                 "--name", "other", "--http-port", "9000"]) == 0
+    assert (
+        main(
+            [
+                "export",
+                "systemd",
+                "--repository",
+                str(repo.root),
+                "--format",
+                "service",
+                "--name",
+                "other",
+                "--http-port",
+                "9000",
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert "--name other" in text and "--publish 127.0.0.1:9000:8000/tcp" in text
     with pytest.raises(SystemExit) as exited:

@@ -29,8 +29,7 @@ def test_lookup_reports_files_config_params_license(fake_hub):
 def test_lookup_counts_parameters_from_safetensors_headers_when_the_hub_has_none(fake_hub):
     model = hub.lookup_model("org/odd-arch")
     assert model.parameters_by_dtype == {"F16": 16, "F32": 4}
-    assert fake_hub.requests("GET", "/resolve/main/model.safetensors") or fake_hub.requests(
-        "GET", "model.safetensors")
+    assert fake_hub.requests("GET", "/resolve/main/model.safetensors") or fake_hub.requests("GET", "model.safetensors")
 
 
 def test_lookup_says_when_vllm_does_not_serve_the_architecture(fake_hub):
@@ -63,7 +62,7 @@ def test_lookup_unknown_repo_is_bad_input(fake_hub):
     with pytest.raises(hub.ModelNotFound) as info:
         hub.lookup_model("org/nope")
     assert info.value.exit_code == 2 and "org/nope" in str(info.value)
-    assert "modelwiz login" in info.value.hint   # not logged in: it may be private
+    assert "modelwiz login" in info.value.hint  # not logged in: it may be private
 
 
 def test_lookup_bad_revision(fake_hub):
@@ -112,7 +111,7 @@ def test_invalid_token_is_told_apart(fake_hub, monkeypatch):
 def test_unreachable_hub(fake_hub, monkeypatch):
     from huggingface_hub import constants
 
-    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")   # discard port: refused
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # discard port: refused
     with pytest.raises(hub.HubUnreachable) as info:
         hub.lookup_model("org/tiny")
     assert "127.0.0.1:9" in str(info.value)
@@ -172,7 +171,7 @@ def test_save_token_validates_then_saves_where_huggingface_hub_reads_it(fake_hub
     status = hub.auth_status()
     assert status.logged_in and status.source == "file" and status.user == "alice"
     whoami = [r for r in fake_hub.requests("GET", "/api/whoami-v2")]
-    assert whoami and all(GOOD_TOKEN not in r.path for r in whoami)   # header only, never the URL
+    assert whoami and all(GOOD_TOKEN not in r.path for r in whoami)  # header only, never the URL
     assert constants.HF_TOKEN_PATH.endswith("hf-token")
 
 
@@ -221,7 +220,7 @@ def test_behind_a_proxy_the_reachability_probe_steps_aside(fake_hub, monkeypatch
     monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
     monkeypatch.delenv("NO_PROXY", raising=False)
     monkeypatch.delenv("no_proxy", raising=False)
-    hub.ensure_reachable("look up org/tiny")          # no direct probe, no error
+    hub.ensure_reachable("look up org/tiny")  # no direct probe, no error
     monkeypatch.delenv("HTTP_PROXY")
     with pytest.raises(hub.HubUnreachable):
         hub.ensure_reachable("look up org/tiny")

@@ -20,8 +20,9 @@ HEAVY = ("huggingface_hub", "podman", "google.protobuf", "tritonclient", "pynvml
 def loaded_after(code: str) -> list[str]:
     probe = f"{code}\nimport sys, json\nprint(json.dumps(sorted(sys.modules)))"
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True,
-                         check=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True, check=True, timeout=60
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

@@ -60,8 +60,13 @@ def running(podman_service, podman_client, standin_image, cdi_gpus, tmp_path_fac
     spec = make_spec(repo, podman_service, standin_image, ["alpha", "beta"])
     events, logs = [], []
     result = launcher.up(
-        spec, podman_client, cdi_dirs=cdi_gpus, on_event=events.append, on_log=logs.append,
-        live_timeout_s=30, poll_s=0.1,
+        spec,
+        podman_client,
+        cdi_dirs=cdi_gpus,
+        on_event=events.append,
+        on_log=logs.append,
+        live_timeout_s=30,
+        poll_s=0.1,
     )
     return spec, result, events, logs, repo
 
@@ -86,7 +91,9 @@ def test_models_loaded_one_at_a_time_in_order(running):
 
 def test_gpu_devices_visible_through_cdi(running, podman_client):
     spec, *_ = running
-    code, out = exec_out(podman_client, spec.name, "sh", "-c", "ls /dev/nvidia*; tr '\\0' '\\n' < /proc/1/environ | grep NVIDIA_STANDIN")
+    code, out = exec_out(
+        podman_client, spec.name, "sh", "-c", "ls /dev/nvidia*; tr '\\0' '\\n' < /proc/1/environ | grep NVIDIA_STANDIN"
+    )
     assert code == 0
     assert out.split() == ["/dev/nvidia0", "NVIDIA_STANDIN_CDI=1"]  # only the planned GPU, not "all"
 
@@ -154,7 +161,14 @@ def test_rerun_with_other_devices_recreates_only_after_confirm(running, podman_c
 
 def test_failed_load_shows_logs_and_advice(podman_service, podman_client, standin_image, cdi_gpus, tmp_path):
     write_model(tmp_path, "good", model_json=GOOD)
-    write_model(tmp_path, "nokv", model_json={**GOOD, "standin_error": "ValueError: No available memory for the cache blocks. Try increasing gpu_memory_utilization when initializing the engine."})
+    write_model(
+        tmp_path,
+        "nokv",
+        model_json={
+            **GOOD,
+            "standin_error": "ValueError: No available memory for the cache blocks. Try increasing gpu_memory_utilization when initializing the engine.",
+        },
+    )
     write_model(tmp_path, "after", model_json=GOOD)
     spec = make_spec(tmp_path, podman_service, standin_image, ["good", "nokv", "after"])
     with pytest.raises(launcher.LaunchFailed) as caught:
@@ -183,10 +197,14 @@ def test_memlock_refused_falls_back_with_a_warning(podman_service, podman_client
     from wizard.container import Ulimit
 
     write_model(tmp_path, "m", model_json=GOOD)
-    spec = make_spec(tmp_path, podman_service, standin_image, ["m"], ulimits=(Ulimit("memlock", -1, -1), *sandbox_ulimits()))
+    spec = make_spec(
+        tmp_path, podman_service, standin_image, ["m"], ulimits=(Ulimit("memlock", -1, -1), *sandbox_ulimits())
+    )
     events = []
     try:
-        result = launcher.up(spec, podman_client, cdi_dirs=cdi_gpus, on_event=events.append, live_timeout_s=30, poll_s=0.1)
+        result = launcher.up(
+            spec, podman_client, cdi_dirs=cdi_gpus, on_event=events.append, live_timeout_s=30, poll_s=0.1
+        )
         assert result.loaded == ("m",)
     finally:
         launcher.down(podman_client, spec.name)
@@ -228,7 +246,7 @@ def test_cancel_stops_between_steps_and_the_server_keeps_running(
             launcher.up(spec, podman_client, cdi_dirs=cdi_gpus, on_event=on_event, cancel=cancel)
         assert "keeps running" in caught.value.message and "modelwiz down" in caught.value.hint
         states = {m.name: m.state for m in TritonHttp(spec.http_url).repository_index()}
-        assert states.get("a") == "READY" and states.get("b") != "READY"   # b was never started
+        assert states.get("a") == "READY" and states.get("b") != "READY"  # b was never started
         # Carrying on later loads the rest without a restart.
         result = launcher.up(spec, podman_client, cdi_dirs=cdi_gpus)
         assert result.reused and result.loaded == ("b",)
@@ -249,7 +267,9 @@ def test_port_taken_fails_before_anything_starts(podman_service, podman_client, 
     assert launcher.find_container(podman_client, spec.name) is None
 
 
-def test_foreign_container_with_the_name_is_left_alone(podman_service, podman_client, standin_image, cdi_gpus, tmp_path):
+def test_foreign_container_with_the_name_is_left_alone(
+    podman_service, podman_client, standin_image, cdi_gpus, tmp_path
+):
     name = podman_service.container_name()
     podman_client.containers.create(standin_image, name=name, command=["sleep", "1"])
     write_model(tmp_path, "m", model_json=GOOD)

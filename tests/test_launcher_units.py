@@ -15,10 +15,9 @@ from wizard import preflight as P
 from wizard.errors import ModelwizError, UsageError
 from wizard.launch_inputs import read_launch_inputs
 from wizard.launcher import advise, url_from_labels
-from wizard.triton_http import curl_example
 from wizard.podman_conn import connect, socket_candidates
 from wizard.pull import PullTracker
-from wizard.triton_http import TritonHttp, TritonHttpError, parse_sse
+from wizard.triton_http import TritonHttp, TritonHttpError, curl_example, parse_sse
 
 
 def spec(tmp_path, **kw):
@@ -34,8 +33,14 @@ def test_create_kwargs_carries_every_fact(tmp_path):
     kw = C.create_kwargs(spec(tmp_path, mount_point="/srv/models/", http_port=18000))
     assert kw["devices"] == ["nvidia.com/gpu=0", "nvidia.com/gpu=1"]
     assert kw["command"] == ["tritonserver", "--model-repository=/srv/models", "--model-control-mode=explicit"]
-    assert kw["mounts"] == [{"type": "bind", "source": str(tmp_path.resolve()), "target": "/srv/models", "read_only": True}]
-    assert kw["ports"] == {"8000/tcp": ("127.0.0.1", 18000), "8001/tcp": ("127.0.0.1", 8001), "8002/tcp": ("127.0.0.1", 8002)}
+    assert kw["mounts"] == [
+        {"type": "bind", "source": str(tmp_path.resolve()), "target": "/srv/models", "read_only": True}
+    ]
+    assert kw["ports"] == {
+        "8000/tcp": ("127.0.0.1", 18000),
+        "8001/tcp": ("127.0.0.1", 8001),
+        "8002/tcp": ("127.0.0.1", 8002),
+    }
     assert kw["shm_size"] == 1024**3 and kw["privileged"] is False
     assert {"Name": "memlock", "Soft": 2**64 - 1, "Hard": 2**64 - 1} in kw["ulimits"]
     assert {"Name": "stack", "Soft": 67108864, "Hard": 67108864} in kw["ulimits"]
@@ -78,7 +83,10 @@ def test_recreate_reasons_and_exposed_url(tmp_path):
     assert C.recreate_reasons(s, labels) == []
     from dataclasses import replace
 
-    assert C.recreate_reasons(replace(s, image="img:2", devices=("0",)), labels) == ["image: img:1 -> img:2", "GPUs: 0,1 -> 0"]
+    assert C.recreate_reasons(replace(s, image="img:2", devices=("0",)), labels) == [
+        "image: img:1 -> img:2",
+        "GPUs: 0,1 -> 0",
+    ]
     # Only the models differ: no restart needed.
     assert C.recreate_reasons(replace(s, models=("a", "b")), labels) == []
     exposed = spec(tmp_path, listen="0.0.0.0", http_port=9000)
@@ -109,7 +117,10 @@ kind: nvidia.com/gpu
 
 
 def test_parse_cdi_yaml_as_nvidia_ctk_writes_it_and_json():
-    assert P.parse_cdi_spec(NVIDIA_CTK_YAML) == ("nvidia.com/gpu", ("0", "GPU-4f1e6c2a-0000-1111-2222-333344445555", "all"))
+    assert P.parse_cdi_spec(NVIDIA_CTK_YAML) == (
+        "nvidia.com/gpu",
+        ("0", "GPU-4f1e6c2a-0000-1111-2222-333344445555", "all"),
+    )
     text = json.dumps({"cdiVersion": "0.6.0", "kind": "nvidia.com/gpu", "devices": [{"name": "1:0"}, {"name": "all"}]})
     assert P.parse_cdi_spec(text) == ("nvidia.com/gpu", ("1:0", "all"))
 
@@ -117,7 +128,7 @@ def test_parse_cdi_yaml_as_nvidia_ctk_writes_it_and_json():
 def test_check_cdi(tmp_path):
     problem = P.check_cdi(["0"], [tmp_path])
     assert problem and "no CDI spec for nvidia.com/gpu" in problem.message and "nvidia-ctk cdi generate" in problem.fix
-    (tmp_path / "other.yaml").write_text("cdiVersion: 0.5.0\nkind: vendor.com/thing\ndevices:\n- name: \"0\"\n")
+    (tmp_path / "other.yaml").write_text('cdiVersion: 0.5.0\nkind: vendor.com/thing\ndevices:\n- name: "0"\n')
     (tmp_path / "nvidia.yaml").write_text(NVIDIA_CTK_YAML)
     (tmp_path / "broken.json").write_text("{not json")
     assert P.check_cdi(["0", "all"], [tmp_path, tmp_path / "missing"]) is None
@@ -286,9 +297,7 @@ class _Fake(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def do_GET(self):
-        if self.path == "/v2/health/live":
-            self._send(200)
-        elif self.path == "/v2/models/a%2Fb/ready":
+        if self.path == "/v2/health/live" or self.path == "/v2/models/a%2Fb/ready":
             self._send(200)
         else:
             self._send(400, b'{"error":"Model version not ready"}')
@@ -347,4 +356,7 @@ def test_triton_http_unreachable():
 
 
 def test_parse_sse_multiline_and_trailing():
-    assert list(parse_sse([b"data: {\"a\":1}\r\n", b"\r\n", b": comment\n", b"data: plain\n"])) == [{"a": 1}, {"text_output": "plain"}]
+    assert list(parse_sse([b'data: {"a":1}\r\n', b"\r\n", b": comment\n", b"data: plain\n"])) == [
+        {"a": 1},
+        {"text_output": "plain"},
+    ]

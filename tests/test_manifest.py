@@ -23,9 +23,11 @@ def entry(name, **kw):
 
 
 def test_round_trip_through_toml(tmp_path):
-    manifest = Manifest(image="nvcr.io/nvidia/tritonserver:26.07-vllm-python-py3").with_model(
-        entry("a", state="complete", revision="c0ffee", files={"config.pbtxt": SHA, "1/model.json": SHA})
-    ).with_model(entry("b"))
+    manifest = (
+        Manifest(image="nvcr.io/nvidia/tritonserver:26.07-vllm-python-py3")
+        .with_model(entry("a", state="complete", revision="c0ffee", files={"config.pbtxt": SHA, "1/model.json": SHA}))
+        .with_model(entry("b"))
+    )
     save_manifest(tmp_path, manifest)
     loaded = load_manifest(tmp_path)
     assert loaded == manifest
@@ -42,7 +44,7 @@ def test_missing_manifest_is_none(tmp_path):
 def test_user_comments_and_keys_survive_updates(tmp_path):
     save_manifest(tmp_path, Manifest(image="img").with_model(entry("a")))
     path = manifest_path(tmp_path)
-    text = path.read_text().replace("[models.a]", "# the model I care about\n[models.a]\nowner = \"me\"  # mine", 1)
+    text = path.read_text().replace("[models.a]", '# the model I care about\n[models.a]\nowner = "me"  # mine', 1)
     path.write_text("# top comment\n" + text)
     loaded = load_manifest(tmp_path)
     updated = loaded.with_model(replace(loaded.get("a"), state="complete")).with_model(entry("b"))
@@ -57,16 +59,19 @@ def test_user_comments_and_keys_survive_updates(tmp_path):
     assert "[models.b" not in path.read_text()
 
 
-@pytest.mark.parametrize("body,message", [
-    ("version = [", "not valid TOML"),
-    ("version = 99", "newer modelwiz"),
-    ('mount_point = "relative"', "absolute"),
-    ('[models."../evil"]\nsource = "x"\nweights = "w"\nplan = {}', "not a valid model name"),
-    ('[models.a]\nsource = "x"\nweights = "../w"\nplan = {}', "not a plain folder"),
-    ('[models.a]\nsource = "x"\nweights = "w"', "has no 'plan'"),
-    ('[models.a]\nsource = "x"\nweights = "w"\nstate = "odd"\nplan = {}', "state 'odd'"),
-    ('[models.a]\nsource = "x"\nweights = "w"\nplan = {}', "plan is incomplete"),
-])
+@pytest.mark.parametrize(
+    "body,message",
+    [
+        ("version = [", "not valid TOML"),
+        ("version = 99", "newer modelwiz"),
+        ('mount_point = "relative"', "absolute"),
+        ('[models."../evil"]\nsource = "x"\nweights = "w"\nplan = {}', "not a valid model name"),
+        ('[models.a]\nsource = "x"\nweights = "../w"\nplan = {}', "not a plain folder"),
+        ('[models.a]\nsource = "x"\nweights = "w"', "has no 'plan'"),
+        ('[models.a]\nsource = "x"\nweights = "w"\nstate = "odd"\nplan = {}', "state 'odd'"),
+        ('[models.a]\nsource = "x"\nweights = "w"\nplan = {}', "plan is incomplete"),
+    ],
+)
 def test_bad_manifests_are_explained(tmp_path, body, message):
     manifest_path(tmp_path).write_text(body)
     with pytest.raises(ManifestError, match=message):

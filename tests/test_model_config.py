@@ -33,7 +33,7 @@ def test_kind_gpu_uses_container_local_ids():
     assert config.model_transaction_policy.decoupled is True
     [group] = config.instance_group
     assert group.kind == model_config_pb2.ModelInstanceGroup.KIND_GPU
-    assert list(group.gpus) == [1, 2]          # host 3 and 5 inside a container given 1, 3, 5
+    assert list(group.gpus) == [1, 2]  # host 3 and 5 inside a container given 1, 3, 5
     assert group.count == 1
     assert [i.name for i in config.input][0] == "text_input"
     assert not config.input[0].optional and all(i.optional for i in config.input[1:])
@@ -70,14 +70,17 @@ def test_device_outside_repository_set_is_refused():
         render_config_pbtxt(make_plan("a", devices=("2",)), ("0", "1"))
 
 
-@pytest.mark.parametrize("text,problem", [
-    ('backend: "python"', "not \"vllm\""),
-    ('backend: "vllm" max_batch_size: 8', "max_batch_size is 8"),
-    ('backend: "vllm" model_transaction_policy { decoupled: false }', "decoupled is false"),
-    ('backend: "vllm" instance_group [ { count: 2 kind: KIND_MODEL } ]', "KIND_MODEL with count 2"),
-    ('backend: "vllm" instance_group [ { kind: KIND_CPU } ]', "KIND_CPU"),
-    ('backend: "vllm" instance_group [ { kind: KIND_GPU gpus: [ 4 ] } ]', "outside the container"),
-])
+@pytest.mark.parametrize(
+    "text,problem",
+    [
+        ('backend: "python"', 'not "vllm"'),
+        ('backend: "vllm" max_batch_size: 8', "max_batch_size is 8"),
+        ('backend: "vllm" model_transaction_policy { decoupled: false }', "decoupled is false"),
+        ('backend: "vllm" instance_group [ { count: 2 kind: KIND_MODEL } ]', "KIND_MODEL with count 2"),
+        ('backend: "vllm" instance_group [ { kind: KIND_CPU } ]', "KIND_CPU"),
+        ('backend: "vllm" instance_group [ { kind: KIND_GPU gpus: [ 4 ] } ]', "outside the container"),
+    ],
+)
 def test_rule_breaks_are_named(text, problem):
     problems = vllm_problems(parse(text), container_gpu_count=2, strict=False)
     assert any(problem in p for p in problems), problems
@@ -144,9 +147,20 @@ def test_old_vllm_gets_chunked_prefill_when_the_batch_is_shorter_than_the_contex
     from wizard.plan_types import InstanceGroup, ModelPlan
 
     plan = ModelPlan(
-        model="org/m", name="m", fits=True, reason="", tensor_parallel_size=1, gpu_memory_utilization=0.5,
-        max_model_len=16384, dtype=None, instance_group=InstanceGroup("KIND_GPU", 1, (0,)), weights_bytes=1,
-        kv_cache_bytes_per_token=1, kv_cache_tokens=1, max_concurrency=1.0, devices=("0",),
+        model="org/m",
+        name="m",
+        fits=True,
+        reason="",
+        tensor_parallel_size=1,
+        gpu_memory_utilization=0.5,
+        max_model_len=16384,
+        dtype=None,
+        instance_group=InstanceGroup("KIND_GPU", 1, (0,)),
+        weights_bytes=1,
+        kv_cache_bytes_per_token=1,
+        kv_cache_tokens=1,
+        max_concurrency=1.0,
+        devices=("0",),
         extra={"max_num_batched_tokens": 8192, "max_num_seqs": 256},
     )
     old = engine_args(plan, model_path="/m", vllm_version="0.7.3")

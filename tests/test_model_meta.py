@@ -14,14 +14,13 @@ from wizard.errors import ModelwizError, UsageError
 from wizard.model_meta import ModelMeta, derive_max_model_len, load_model_meta, read_safetensors_parameters
 from wizard.units import GiB, KiB
 
-
 # ---- published figures ---------------------------------------------------------------------
 
 
 def test_llama2_7b_weights_and_kv_match_published_figures():
     m = meta("Llama-2-7b-hf")
-    assert round(m.weights_bytes / GiB, 2) == 12.55          # vLLM logs "took 12.5523 GB"
-    assert m.kv_bytes_per_token(1) == 512 * KiB              # 0.5 MiB per token
+    assert round(m.weights_bytes / GiB, 2) == 12.55  # vLLM logs "took 12.5523 GB"
+    assert m.kv_bytes_per_token(1) == 512 * KiB  # 0.5 MiB per token
     assert m.torch_dtype == "float16"
 
 
@@ -34,7 +33,7 @@ def test_gqa_kv_divides_by_tensor_parallel_and_replicates_beyond_kv_heads():
     assert m.kv_bytes_per_token(1) == 320 * KiB
     assert m.kv_bytes_per_token(2) == 160 * KiB
     assert m.kv_bytes_per_token(4) == 80 * KiB
-    assert m.kv_bytes_per_token(16) == 40 * KiB              # 8 KV heads replicated: max(1, 8 // 16)
+    assert m.kv_bytes_per_token(16) == 40 * KiB  # 8 KV heads replicated: max(1, 8 // 16)
 
 
 def test_mla_caches_one_latent_and_is_not_divided_by_tensor_parallel():
@@ -42,7 +41,7 @@ def test_mla_caches_one_latent_and_is_not_divided_by_tensor_parallel():
     assert m.is_mla and m.is_moe and m.num_experts == 64
     assert m.kv_bytes_per_token(1) == 27 * (512 + 64) * 2
     assert m.kv_bytes_per_token(2) == m.kv_bytes_per_token(1)
-    assert m.derived_max_model_len == 4096 * 40              # yarn: original x factor
+    assert m.derived_max_model_len == 4096 * 40  # yarn: original x factor
 
 
 def test_moe_counts_every_expert():
@@ -53,11 +52,18 @@ def test_moe_counts_every_expert():
 
 
 @pytest.mark.parametrize(
-    "name, length", [("Llama-2-7b-hf", 4096), ("Llama-3.1-8B", 131072), ("Llama-3.1-70B", 131072),
-                     ("Mistral-7B-v0.1", 32768), ("Mixtral-8x7B-v0.1", 32768), ("Qwen2.5-0.5B", 32768)],
+    "name, length",
+    [
+        ("Llama-2-7b-hf", 4096),
+        ("Llama-3.1-8B", 131072),
+        ("Llama-3.1-70B", 131072),
+        ("Mistral-7B-v0.1", 32768),
+        ("Mixtral-8x7B-v0.1", 32768),
+        ("Qwen2.5-0.5B", 32768),
+    ],
 )
 def test_derived_max_model_len_as_vllm_derives_it(name, length):
-    assert meta(name).derived_max_model_len == length        # llama3 rope type is not multiplied
+    assert meta(name).derived_max_model_len == length  # llama3 rope type is not multiplied
 
 
 # ---- vLLM's derivation rules -----------------------------------------------------------------
@@ -70,14 +76,25 @@ def test_derived_max_model_len_as_vllm_derives_it(name, length):
         ({"max_position_embeddings": 4096, "rope_scaling": {"rope_type": "dynamic", "factor": 4}}, 16384),
         ({"max_position_embeddings": 131072, "rope_scaling": {"rope_type": "longrope", "factor": 32}}, 131072),
         ({"max_position_embeddings": 32768, "rope_scaling": {"type": "su", "factor": 4}}, 32768),
-        ({"max_position_embeddings": 32768,
-          "rope_scaling": {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32768}}, 131072),
+        (
+            {
+                "max_position_embeddings": 32768,
+                "rope_scaling": {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32768},
+            },
+            131072,
+        ),
         ({"max_position_embeddings": 8192, "rope_parameters": {"rope_type": "linear", "factor": 2}}, 16384),
-        ({"model_type": "gemma3_text", "max_position_embeddings": 131072,
-          "rope_scaling": {"rope_type": "linear", "factor": 8.0}}, 131072),
-        ({"n_positions": 1024, "max_position_embeddings": 2048}, 1024),   # the smallest key wins
+        (
+            {
+                "model_type": "gemma3_text",
+                "max_position_embeddings": 131072,
+                "rope_scaling": {"rope_type": "linear", "factor": 8.0},
+            },
+            131072,
+        ),
+        ({"n_positions": 1024, "max_position_embeddings": 2048}, 1024),  # the smallest key wins
         ({"seq_length": 8192}, 8192),
-        ({}, 2048),                                                        # vLLM's default
+        ({}, 2048),  # vLLM's default
     ],
 )
 def test_derive_max_model_len_rules(cfg, expected):
@@ -86,19 +103,23 @@ def test_derive_max_model_len_rules(cfg, expected):
 
 def test_text_config_of_a_vision_language_model_is_used():
     text = dict(config("Llama-3.1-8B"))
-    vlm = {"architectures": ["LlavaForConditionalGeneration"], "model_type": "llava",
-           "text_config": text, "torch_dtype": "float16"}
+    vlm = {
+        "architectures": ["LlavaForConditionalGeneration"],
+        "model_type": "llava",
+        "text_config": text,
+        "torch_dtype": "float16",
+    }
     m = ModelMeta.from_config(vlm, source="vlm", weights_bytes=10 * GiB)
     assert m.num_layers == 32 and m.num_kv_heads == 8 and m.derived_max_model_len == 131072
     assert m.architectures == ("LlavaForConditionalGeneration",)
 
 
 def test_tensor_parallel_validity_follows_vllm_checks():
-    qwen = meta("Qwen2.5-0.5B")                                # 14 heads, 2 KV heads
+    qwen = meta("Qwen2.5-0.5B")  # 14 heads, 2 KV heads
     assert [tp for tp in range(1, 17) if qwen.valid_tensor_parallel(tp)] == [1, 2, 14]
-    llama70 = meta("Llama-3.1-70B")                            # 64 heads, 8 KV heads
+    llama70 = meta("Llama-3.1-70B")  # 64 heads, 8 KV heads
     assert [tp for tp in (1, 2, 3, 4, 8, 16) if llama70.valid_tensor_parallel(tp)] == [1, 2, 4, 8, 16]
-    assert meta("DeepSeek-V2-Lite").valid_tensor_parallel(8)   # MLA: only the heads count
+    assert meta("DeepSeek-V2-Lite").valid_tensor_parallel(8)  # MLA: only the heads count
 
 
 def test_sliding_window_layers():
@@ -108,10 +129,9 @@ def test_sliding_window_layers():
     capped = mistral.kv_bytes_for_request(32768, 1, 2048)
     assert capped == (-(-(4095 + 2048) // 16) + 1) * 16 * 128 * KiB
     assert mistral.kv_bytes_for_request(1000, 1, 2048) == (63 + 1) * 16 * 128 * KiB
-    qwen = meta("Qwen2.5-0.5B")                                # use_sliding_window: false
+    qwen = meta("Qwen2.5-0.5B")  # use_sliding_window: false
     assert qwen.sliding_window is None and qwen.sliding_window_layers == 0
-    mixed = dict(config("Llama-3.1-8B"), sliding_window=1024,
-                 layer_types=["sliding_attention", "full_attention"] * 16)
+    mixed = dict(config("Llama-3.1-8B"), sliding_window=1024, layer_types=["sliding_attention", "full_attention"] * 16)
     m = ModelMeta.from_config(mixed, source="x", weights_bytes=GiB)
     assert m.sliding_window_layers == 16 and m.full_attention_layers == 16
     assert m.kv_bytes_for_request(8192, 1, 2048) == (
@@ -128,7 +148,7 @@ def test_weights_from_parameter_counts_by_dtype_including_quantized_layouts():
     m = ModelMeta.from_config(gptq, source="q", parameters_by_dtype={"I32": 1_000_000, "F16": 3_000_000})
     assert m.weights_bytes == 4_000_000 + 6_000_000 and m.quantization == "gptq"
     fp32 = ModelMeta.from_config(dict(cfg, torch_dtype="float32"), source="f", parameters_by_dtype={"F32": 100})
-    assert fp32.weights_bytes == 200                            # dtype=auto loads fp32 as 16 bits
+    assert fp32.weights_bytes == 200  # dtype=auto loads fp32 as 16 bits
     fp8 = ModelMeta.from_config(cfg, source="f8", parameters_by_dtype={"F8_E4M3": 1000, "BF16": 10})
     assert fp8.weights_bytes == 1020
 
@@ -139,11 +159,14 @@ def test_weights_from_index_total_size_and_from_file_sizes():
     f32 = ModelMeta.from_config(dict(cfg, torch_dtype="float32"), source="i", weights_bytes=400)
     assert f32.weights_bytes == 200
     files = {
-        "consolidated.safetensors": 500, "model-00001-of-00002.safetensors": 300,
-        "model-00002-of-00002.safetensors": 200, "original/consolidated.00.pth": 999, "README.md": 5,
+        "consolidated.safetensors": 500,
+        "model-00001-of-00002.safetensors": 300,
+        "model-00002-of-00002.safetensors": 200,
+        "original/consolidated.00.pth": 999,
+        "README.md": 5,
     }
     m = ModelMeta.from_config(cfg, source="f", file_sizes=files)
-    assert m.weights_bytes == 500 and m.weights_source == "files"   # no duplicate copy, no sub-folders
+    assert m.weights_bytes == 500 and m.weights_source == "files"  # no duplicate copy, no sub-folders
     assert ModelMeta.from_config(cfg, source="b", file_sizes={"pytorch_model.bin": 77}).weights_bytes == 77
 
 
@@ -177,8 +200,10 @@ def test_from_local_dir_sums_shards(tmp_path):
 def test_from_local_dir_uses_index_when_shards_are_missing(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(config("Llama-3.1-8B")))
     write_safetensors(tmp_path / "model-00001-of-00004.safetensors", {"x": ("BF16", [10])})
-    index = {"metadata": {"total_size": 16_060_522_496},
-             "weight_map": {"x": "model-00001-of-00004.safetensors", "y": "model-00002-of-00004.safetensors"}}
+    index = {
+        "metadata": {"total_size": 16_060_522_496},
+        "weight_map": {"x": "model-00001-of-00004.safetensors", "y": "model-00002-of-00004.safetensors"},
+    }
     (tmp_path / "model.safetensors.index.json").write_text(json.dumps(index))
     m = ModelMeta.from_local_dir(tmp_path)
     assert m.weights_bytes == 16_060_522_496 and m.weights_source == "index"
@@ -226,8 +251,9 @@ def test_load_model_meta_hub_id_goes_through_wizard_hub(monkeypatch):
     def lookup_model(ref):
         calls.append(ref)
         cfg = config("Llama-3.1-8B") if ref.endswith("8B") else None
-        return types.SimpleNamespace(config=cfg, parameters_by_dtype=parameters("Llama-3.1-8B"),
-                                     files={"model.safetensors": 1}, sha="a" * 40)
+        return types.SimpleNamespace(
+            config=cfg, parameters_by_dtype=parameters("Llama-3.1-8B"), files={"model.safetensors": 1}, sha="a" * 40
+        )
 
     monkeypatch.setitem(sys.modules, "wizard.hub", types.SimpleNamespace(lookup_model=lookup_model))
     m = load_model_meta("meta-llama/Llama-3.1-8B")

@@ -19,7 +19,9 @@ def wheel(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
     subprocess.run(
         [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(out), str(ROOT)],
-        check=True, capture_output=True, timeout=300,
+        check=True,
+        capture_output=True,
+        timeout=300,
     )
     (built,) = out.glob("modelwiz-*.whl")
     return built
@@ -44,18 +46,32 @@ def test_installed_wheel_runs_and_finds_its_assets(wheel, tmp_path):
     # pip >= 22.3 installs into another environment with --python.
     subprocess.run(
         [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--no-index", "-q", str(wheel)],
-        check=True, capture_output=True, timeout=300,
+        check=True,
+        capture_output=True,
+        timeout=300,
     )
     clean_env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     version = subprocess.run(
         [str(env_dir / "bin" / "modelwiz"), "--version"],
-        capture_output=True, text=True, cwd=tmp_path, env=clean_env, timeout=60,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=clean_env,
+        timeout=60,
     )
     assert version.returncode == 0, version.stderr
     assert version.stdout.startswith("modelwiz ")
     where = subprocess.run(
-        [str(python), "-c", "import wizard.paths as p; print(p.assets_dir()); print(p.data_file('triton-vllm-images.tsv').is_file())"],
-        capture_output=True, text=True, cwd=tmp_path, env=clean_env, timeout=60,
+        [
+            str(python),
+            "-c",
+            "import wizard.paths as p; print(p.assets_dir()); print(p.data_file('triton-vllm-images.tsv').is_file())",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=clean_env,
+        timeout=60,
     )
     assets, exists = where.stdout.split()
     assert "site-packages/wizard/assets" in assets

@@ -69,17 +69,20 @@ def run(backend, script):
 
 
 def test_plain_flow_end_to_end(fake_backend):
-    code, out, q = run(fake_backend, [
-        ("text", "Search", "qwen2.5-7b"),
-        ("select", "Pick a model", first_matching("Qwen/Qwen2.5-7B-Instruct")),
-        ("confirm", "Add another", False),
-        ("select", "What now", "Change a context length"),
-        ("select", "Which model", "qwen2.5-7b-instruct"),
-        ("text", "Context length", "8192"),
-        ("select", "What now", "Download and launch"),
-        ("text", "Test prompt", "hello"),
-        ("text", "Test prompt", ""),
-    ])
+    code, out, q = run(
+        fake_backend,
+        [
+            ("text", "Search", "qwen2.5-7b"),
+            ("select", "Pick a model", first_matching("Qwen/Qwen2.5-7B-Instruct")),
+            ("confirm", "Add another", False),
+            ("select", "What now", "Change a context length"),
+            ("select", "Which model", "qwen2.5-7b-instruct"),
+            ("text", "Context length", "8192"),
+            ("select", "What now", "Download and launch"),
+            ("text", "Test prompt", "hello"),
+            ("text", "Test prompt", ""),
+        ],
+    )
     assert code == 0
     assert "GPU 0  NVIDIA H100 80GB HBM3" in out
     assert "✔ qwen2.5-7b-instruct: TP 1, context 8192" in out
@@ -95,15 +98,18 @@ def test_plain_flow_end_to_end(fake_backend):
 def test_plain_refuses_gated_and_describes_gpus_without_nvml(fake_backend):
     fake_backend.spec = None
     fake_backend.nvml_error = NvmlError("no NVIDIA driver found", hint="install the NVIDIA driver, or use --gpus")
-    code, out, _ = run(fake_backend, [
-        ("text", "Describe the GPUs", "1xH100-80GB"),
-        ("text", "Search", "llama-3.1-8b"),
-        ("select", "Pick a model", first_matching("meta-llama/Llama-3.1-8B-Instruct")),
-        ("text", "Search", ""),
-        ("select", "Pick a model", first_matching("Mistral")),
-        ("confirm", "Add another", False),
-        ("select", "What now", "Quit"),
-    ])
+    code, out, _ = run(
+        fake_backend,
+        [
+            ("text", "Describe the GPUs", "1xH100-80GB"),
+            ("text", "Search", "llama-3.1-8b"),
+            ("select", "Pick a model", first_matching("meta-llama/Llama-3.1-8B-Instruct")),
+            ("text", "Search", ""),
+            ("select", "Pick a model", first_matching("Mistral")),
+            ("confirm", "Add another", False),
+            ("select", "What now", "Quit"),
+        ],
+    )
     assert code == 130
     assert "✖ GPUs: no NVIDIA driver found; install the NVIDIA driver" in out
     assert "gated" in out and "accept its terms" in out
@@ -113,24 +119,30 @@ def test_plain_rerun_lists_existing_and_disk_full_fails(fake_backend):
     fake_backend.existing = (existing_llama_plan(),)
     fake_backend.disk_free = 1024**3
     with pytest.raises(ModelwizError, match="not enough disk space"):
-        run(fake_backend, [
-            ("text", "Search", "mistral"),
-            ("select", "Pick a model", first_matching("Mistral")),
-            ("confirm", "Add another", False),
-            ("select", "What now", "Download and launch"),
-        ])
+        run(
+            fake_backend,
+            [
+                ("text", "Search", "mistral"),
+                ("select", "Pick a model", first_matching("Mistral")),
+                ("confirm", "Add another", False),
+                ("select", "What now", "Download and launch"),
+            ],
+        )
     assert not any(c[0] == "download" for c in fake_backend.calls)
 
 
 def test_plain_launch_failure_raises_with_hint(fake_backend):
     fake_backend.launch_error = ModelwizError("model failed to load: CUDA out of memory", hint="lower the context")
     with pytest.raises(ModelwizError, match="CUDA out of memory") as info:
-        run(fake_backend, [
-            ("text", "Search", "mistral"),
-            ("select", "Pick a model", first_matching("Mistral")),
-            ("confirm", "Add another", False),
-            ("select", "What now", "Download and launch"),
-        ])
+        run(
+            fake_backend,
+            [
+                ("text", "Search", "mistral"),
+                ("select", "Pick a model", first_matching("Mistral")),
+                ("confirm", "Add another", False),
+                ("select", "What now", "Download and launch"),
+            ],
+        )
     assert info.value.hint == "lower the context"
 
 
@@ -152,8 +164,14 @@ def test_progress_lines_are_throttled():
 def test_no_terminal_at_all_exits_2():
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     proc = subprocess.run(
-        [sys.executable, "-m", "wizard", "--gpus", "2xH100-80GB"], cwd=ROOT, env=env,
-        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30, start_new_session=True,
+        [sys.executable, "-m", "wizard", "--gpus", "2xH100-80GB"],
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        start_new_session=True,
     )
     assert proc.returncode == 2
     assert "modelwiz add MODEL --yes" in proc.stderr
@@ -173,8 +191,8 @@ def test_plain_over_the_real_core_recovers_from_a_context_above_the_models_limit
         ("confirm", "Add another", False),
         ("select", "What now", "Change a context length"),
         ("select", "Which model", "tiny"),
-        ("text", "Context length", "8192"),          # org/tiny's limit is 2048
-        ("select", "What now", "Quit"),              # asked again: the wizard went on
+        ("text", "Context length", "8192"),  # org/tiny's limit is 2048
+        ("select", "What now", "Quit"),  # asked again: the wizard went on
     ]
     q = ScriptedQuestionary(script)
     out = io.StringIO()

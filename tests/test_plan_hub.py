@@ -43,8 +43,11 @@ def test_plan_a_hub_model_without_downloading_weights(fake_hub, capsys):
     assert model["tensor_parallel_size"] == 1
     assert model["max_model_len"] < 131072  # an L4 cannot hold the full context
     # Only metadata went over the wire: no GET of the weights file.
-    assert not [r for r in fake_hub.requests("GET") if r.path.endswith("model.safetensors")
-                and "range" not in {k.lower() for k in r.headers}]
+    assert not [
+        r
+        for r in fake_hub.requests("GET")
+        if r.path.endswith("model.safetensors") and "range" not in {k.lower() for k in r.headers}
+    ]
 
 
 def test_plan_a_missing_hub_model_is_bad_input(fake_hub, capsys):

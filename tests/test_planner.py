@@ -46,7 +46,7 @@ def test_llama_70b_bf16_fits_on_two_80gb_gpus_at_tp2(spec):
     assert m.instance_group.kind == "KIND_MODEL" and m.instance_group.count == 1
     assert m.instance_group.gpus == (0, 1) and m.devices == ("0", "1")
     assert 0.85 <= m.gpu_memory_utilization <= 0.95
-    assert 15_000 <= m.max_model_len <= 40_000                 # deployments run 20k on this
+    assert 15_000 <= m.max_model_len <= 40_000  # deployments run 20k on this
     assert m.kv_cache_bytes_per_token == 160 * 1024
     assert m.max_concurrency >= 1
     engines_fit(result)
@@ -100,7 +100,7 @@ def test_mixtral_needs_two_80gb_cards_and_fits_on_them():
 def test_model_that_never_fits():
     m = plan("T4", "Llama-3.1-70B").models[0]
     assert not m.fits and "does not fit even on 8 such GPUs" in m.reason
-    assert any("4-bit" in s for s in m.suggestions) is False   # 33 GiB does not fit a 16 GB card either
+    assert any("4-bit" in s for s in m.suggestions) is False  # 33 GiB does not fit a 16 GB card either
 
 
 def test_explicit_context_that_does_not_fit_suggests_a_shorter_one():
@@ -154,14 +154,20 @@ def test_without_fill_utilization_is_what_the_context_needs():
     lean = plan("H100-80GB", "Llama-3.1-8B").models[0]
     assert lean.max_model_len == filled.max_model_len == 131072
     assert lean.gpu_memory_utilization < filled.gpu_memory_utilization == 0.95
-    assert 1 <= lean.max_concurrency < 1.1                     # one full-length request, rounded up to 1%
+    assert 1 <= lean.max_concurrency < 1.1  # one full-length request, rounded up to 1%
 
 
 def test_memory_map_adds_up_to_the_device_total():
     result = plan("2xH100-80GB,L4", "Llama-3.1-70B", "Qwen2.5-0.5B")
     for g in result.gpus:
-        parts = (g.driver_reserved_bytes + g.other_processes_bytes + g.weights_bytes + g.kv_cache_bytes
-                 + g.overhead_bytes + g.free_bytes)
+        parts = (
+            g.driver_reserved_bytes
+            + g.other_processes_bytes
+            + g.weights_bytes
+            + g.kv_cache_bytes
+            + g.overhead_bytes
+            + g.free_bytes
+        )
         assert parts == g.total_bytes
         assert g.free_bytes > 0
 
@@ -171,15 +177,23 @@ def test_memory_map_adds_up_to_the_device_total():
 
 def _gpu(index=0, name="Test GPU", total=24 * GiB, used=512 * 2**20, cc=(8, 9), **kw) -> Gpu:
     reserved = 512 * 2**20
-    return Gpu(index=index, name=name, uuid=f"GPU-{index}", memory_total_bytes=total,
-               memory_free_bytes=total - used, memory_used_bytes=used, memory_reserved_bytes=reserved,
-               compute_capability=cc, **kw)
+    return Gpu(
+        index=index,
+        name=name,
+        uuid=f"GPU-{index}",
+        memory_total_bytes=total,
+        memory_free_bytes=total - used,
+        memory_used_bytes=used,
+        memory_reserved_bytes=reserved,
+        compute_capability=cc,
+        **kw,
+    )
 
 
 def test_bfloat16_models_run_as_float16_below_compute_capability_8():
     assert plan("T4", "Qwen2.5-0.5B").models[0].dtype == "float16"
     assert plan("L4", "Qwen2.5-0.5B").models[0].dtype is None
-    m = plan("T4", "Llama-2-7b-hf").models[0]                 # already float16
+    m = plan("T4", "Llama-2-7b-hf").models[0]  # already float16
     assert m.fits is False or m.dtype is None
 
 
@@ -206,13 +220,14 @@ def test_mig_slices_are_separate_devices_without_tensor_parallel():
     slices = tuple(
         _gpu(index=0, name="NVIDIA A100-SXM4-80GB MIG 3g.40gb", total=39 * GiB, mig_index=j) for j in range(2)
     )
-    parent = _gpu(index=0, name="NVIDIA A100-SXM4-80GB", total=80 * GiB, cc=(8, 0), mig_enabled=True,
-                  mig_devices=slices)
+    parent = _gpu(
+        index=0, name="NVIDIA A100-SXM4-80GB", total=80 * GiB, cc=(8, 0), mig_enabled=True, mig_devices=slices
+    )
     inventory = GpuInventory(source="nvml", gpus=(parent,))
     result = plan(inventory, "Llama-3.1-8B", "Qwen2.5-0.5B")
     a, b = result.models
     assert a.fits and b.fits and {a.devices, b.devices} == {("0:0",), ("0:1",)}
-    m = plan(inventory, "Mixtral-8x7B-v0.1").models[0]      # 87 GiB: would need TP across slices
+    m = plan(inventory, "Mixtral-8x7B-v0.1").models[0]  # 87 GiB: would need TP across slices
     assert not m.fits
 
 
@@ -237,11 +252,15 @@ def test_full_gpu_suggests_replanning_the_deployed_models():
     second = plan_models(inventory, [ModelRequest(meta("Qwen2.5-0.5B"), "qwen")], existing=[deployed])
     assert not second.fits
     assert any("re-plan the models already deployed" in s for s in second.models[0].suggestions)
-    joint = plan_models(inventory, [ModelRequest(meta("Qwen2.5-0.5B"), "qwen")], existing=[deployed],
-                        existing_meta={"llama": meta("Llama-3.1-8B")}, replan_existing=True)
+    joint = plan_models(
+        inventory,
+        [ModelRequest(meta("Qwen2.5-0.5B"), "qwen")],
+        existing=[deployed],
+        existing_meta={"llama": meta("Llama-3.1-8B")},
+        replan_existing=True,
+    )
     assert joint.fits and [m.name for m in joint.models] == ["qwen", "llama"]
-    assert any(c.name == "llama" and c.setting == "gpu_memory_utilization" and c.old == 0.95
-               for c in joint.changes)
+    assert any(c.name == "llama" and c.setting == "gpu_memory_utilization" and c.old == 0.95 for c in joint.changes)
     engines_fit(joint)
 
 
@@ -250,11 +269,19 @@ def test_existing_running_counts_their_memory_once():
     deployed = plan_models(inventory, [ModelRequest(meta("Qwen2.5-0.5B"), "qwen")], fill=False).models[0]
     gpu = inventory.gpus[0]
     held = int(deployed.gpu_memory_utilization * gpu.cuda_total_bytes) + context_bytes(1)
-    running = replace(inventory, gpus=(replace(gpu, memory_free_bytes=gpu.memory_free_bytes - held,
-                                               memory_used_bytes=gpu.memory_used_bytes + held),))
+    running = replace(
+        inventory,
+        gpus=(
+            replace(
+                gpu, memory_free_bytes=gpu.memory_free_bytes - held, memory_used_bytes=gpu.memory_used_bytes + held
+            ),
+        ),
+    )
     new = [ModelRequest(meta("Llama-3.1-8B"), "llama")]
-    assert plan_models(running, new, existing=[deployed], existing_running=True).models[0].gpu_memory_utilization == \
-        plan_models(inventory, new, existing=[deployed]).models[0].gpu_memory_utilization
+    assert (
+        plan_models(running, new, existing=[deployed], existing_running=True).models[0].gpu_memory_utilization
+        == plan_models(inventory, new, existing=[deployed]).models[0].gpu_memory_utilization
+    )
 
 
 def test_replan_without_metadata_and_duplicate_names_are_usage_errors():
@@ -274,9 +301,21 @@ def test_to_json_has_the_issue_field_names_and_round_trips():
     data = result.to_json()
     assert data["gpus"] == describe("2xH100-80GB").to_json()["gpus"]
     for model in data["models"]:
-        for key in ("model", "name", "fits", "reason", "tensor_parallel_size", "gpu_memory_utilization",
-                    "max_model_len", "dtype", "instance_group", "weights_bytes", "kv_cache_bytes_per_token",
-                    "kv_cache_tokens", "max_concurrency"):
+        for key in (
+            "model",
+            "name",
+            "fits",
+            "reason",
+            "tensor_parallel_size",
+            "gpu_memory_utilization",
+            "max_model_len",
+            "dtype",
+            "instance_group",
+            "weights_bytes",
+            "kv_cache_bytes_per_token",
+            "kv_cache_tokens",
+            "max_concurrency",
+        ):
             assert key in model
         assert set(model["instance_group"]) == {"kind", "count", "gpus"}
         assert ModelPlan.from_json(model) == next(m for m in result.models if m.name == model["name"])
@@ -305,7 +344,9 @@ def test_multi_gpu_models_share_the_servers_first_gpus():
     from tests.planner_data import meta
 
     inventory = describe("4xH100-80GB")
-    result = plan_models(inventory, [ModelRequest(meta("Llama-3.1-70B"), "a"), ModelRequest(meta("Llama-3.1-70B"), "b")])
+    result = plan_models(
+        inventory, [ModelRequest(meta("Llama-3.1-70B"), "a"), ModelRequest(meta("Llama-3.1-70B"), "b")]
+    )
     a, b = result.models
     assert a.fits and a.devices == ("0", "1") and a.instance_group.kind == "KIND_MODEL"
     assert not b.fits
@@ -329,9 +370,13 @@ def test_only_running_models_are_added_back_to_nvml_free_memory():
     a, d = plan_models(idle, [ModelRequest(meta("Llama-3.1-8B"), n, max_model_len=8192) for n in "ad"]).models
     assert a.fits and d.fits
     held = 25 * GiB + int(a.gpu_memory_utilization * idle.gpus[0].cuda_total_bytes) + GiB // 2
-    gpu = _replace(idle.gpus[0], memory_free_bytes=idle.gpus[0].memory_free_bytes - held,
-                   memory_used_bytes=idle.gpus[0].memory_used_bytes + held, processes=(GpuProcess(1, 25 * GiB),))
+    gpu = _replace(
+        idle.gpus[0],
+        memory_free_bytes=idle.gpus[0].memory_free_bytes - held,
+        memory_used_bytes=idle.gpus[0].memory_used_bytes + held,
+        processes=(GpuProcess(1, 25 * GiB),),
+    )
     now = _replace(idle, gpus=(gpu,), source="nvml")
     new = [ModelRequest(meta("Llama-3.1-8B"), "c", max_model_len=8192)]
-    assert plan_models(now, new, existing=[a, d], existing_running=True).fits        # the double count
+    assert plan_models(now, new, existing=[a, d], existing_running=True).fits  # the double count
     assert not plan_models(now, new, existing=[a, d], existing_running={"a"}).fits  # the truth

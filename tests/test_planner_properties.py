@@ -22,9 +22,10 @@ def inventories(draw):
     base = describe(",".join(f"{n}x{k}" for n, k in zip(counts, kinds)))
     gpus = []
     for gpu in base.gpus:
-        busy = int(draw(st.floats(0, 0.9)) * gpu.memory_free_bytes)   # other processes
-        gpus.append(replace(gpu, memory_free_bytes=gpu.memory_free_bytes - busy,
-                            memory_used_bytes=gpu.memory_used_bytes + busy))
+        busy = int(draw(st.floats(0, 0.9)) * gpu.memory_free_bytes)  # other processes
+        gpus.append(
+            replace(gpu, memory_free_bytes=gpu.memory_free_bytes - busy, memory_used_bytes=gpu.memory_used_bytes + busy)
+        )
     return GpuInventory(source="nvml", gpus=tuple(gpus))
 
 
@@ -47,9 +48,10 @@ def test_no_budget_exceeded_and_settings_valid(inventory, reqs, fill):
     by_name = {r.name: r for r in reqs}
     for gpu in inventory.devices:
         on = [m for m in result.models if m.fits and gpu.cdi_id in m.devices]
-        footprint = sum(m.gpu_memory_utilization * gpu.cuda_total_bytes + context_bytes(m.tensor_parallel_size)
-                        for m in on)
-        assert footprint <= gpu.memory_free_bytes                       # CUDA contexts included
+        footprint = sum(
+            m.gpu_memory_utilization * gpu.cuda_total_bytes + context_bytes(m.tensor_parallel_size) for m in on
+        )
+        assert footprint <= gpu.memory_free_bytes  # CUDA contexts included
         assert sum(m.gpu_memory_utilization for m in on) <= MAX_UTILIZATION_PER_GPU + 1e-9
     for m in result.models:
         request = by_name[m.name]
@@ -61,14 +63,20 @@ def test_no_budget_exceeded_and_settings_valid(inventory, reqs, fill):
         assert len(m.devices) >= m.tensor_parallel_size
         if m.tensor_parallel_size > 1:
             assert m.instance_group.kind == "KIND_MODEL" and len(m.devices) == m.tensor_parallel_size
-            assert all(":" not in d for d in m.devices)                 # never across MIG slices
+            assert all(":" not in d for d in m.devices)  # never across MIG slices
         else:
             assert m.instance_group.kind == "KIND_GPU"
         assert request.floor_len <= m.max_model_len <= request.meta.derived_max_model_len
         if request.max_model_len:
             assert m.max_model_len == request.max_model_len
-        assert m.max_concurrency >= request.min_concurrency - 1e-9     # vLLM's admission check holds
+        assert m.max_concurrency >= request.min_concurrency - 1e-9  # vLLM's admission check holds
     for g in result.gpus:
         assert g.free_bytes >= 0
-        assert (g.driver_reserved_bytes + g.other_processes_bytes + g.weights_bytes + g.kv_cache_bytes
-                + g.overhead_bytes + g.free_bytes) == g.total_bytes
+        assert (
+            g.driver_reserved_bytes
+            + g.other_processes_bytes
+            + g.weights_bytes
+            + g.kv_cache_bytes
+            + g.overhead_bytes
+            + g.free_bytes
+        ) == g.total_bytes

@@ -6,7 +6,7 @@ import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
-from tests.fixtures_repository import GPU_CAP, FakeDownloader, fake_meta_loader, fake_plan_models, FakeRequest
+from tests.fixtures_repository import GPU_CAP, FakeDownloader, FakeRequest, fake_meta_loader, fake_plan_models
 from wizard import fsutil
 from wizard.add_flow import AddRequest, execute_add, prepare_add
 from wizard.errors import ModelwizError, UsageError
@@ -22,9 +22,16 @@ INV = describe("2xH100-80GB")
 def add(root, *sources, downloader=None, inventory=INV, **kw):
     repo = Repository.open(root, create=True)
     proposal = prepare_add(
-        repo, [AddRequest(s) if isinstance(s, str) else s for s in sources], inventory=inventory,
-        image_ref=kw.pop("image_ref", "26.07-vllm-python-py3"), planner=fake_plan_models,
-        meta_loader=fake_meta_loader, request_factory=FakeRequest, download_size=lambda *a: 0, **kw)
+        repo,
+        [AddRequest(s) if isinstance(s, str) else s for s in sources],
+        inventory=inventory,
+        image_ref=kw.pop("image_ref", "26.07-vllm-python-py3"),
+        planner=fake_plan_models,
+        meta_loader=fake_meta_loader,
+        request_factory=FakeRequest,
+        download_size=lambda *a: 0,
+        **kw,
+    )
     return proposal, execute_add(repo, proposal, downloader=downloader or FakeDownloader())
 
 
@@ -41,8 +48,12 @@ def check_consistent(root: Path):
         folder = root / entry.name
         config = model_config_pb2.ModelConfig()
         text_format.Parse((folder / "config.pbtxt").read_text(), config)
-        assert vllm_problems(config, tensor_parallel_size=entry.plan.tensor_parallel_size,
-                             container_gpu_count=len(devices)) == []
+        assert (
+            vllm_problems(
+                config, tensor_parallel_size=entry.plan.tensor_parallel_size, container_gpu_count=len(devices)
+            )
+            == []
+        )
         if entry.plan.instance_group.kind == "KIND_GPU":
             assert list(config.instance_group[0].gpus) == [container_gpu_ids(devices, d) for d in entry.plan.devices]
         data = validate_model_json((folder / "1/model.json").read_text(), "0.24.0")
@@ -57,8 +68,14 @@ def check_consistent(root: Path):
 def test_repository_grows_model_by_model_with_a_joint_budget(tmp_path):
     root = tmp_path / "repo"
     names = []
-    sources = ("meta-llama/Llama-2-7b-hf", "mistralai/Mistral-7B-v0.1", "Qwen/Qwen2-7B", "google/gemma-7b",
-               "org/five-7b", "org/six-7b")
+    sources = (
+        "meta-llama/Llama-2-7b-hf",
+        "mistralai/Mistral-7B-v0.1",
+        "Qwen/Qwen2-7B",
+        "google/gemma-7b",
+        "org/five-7b",
+        "org/six-7b",
+    )
     for source in sources:
         _, result = add(root, source)
         names += result.names
@@ -86,7 +103,7 @@ def test_existing_models_get_new_container_ids_when_the_device_set_grows(tmp_pat
 
 def test_names_are_unique_and_user_names_are_checked(tmp_path):
     root = tmp_path / "repo"
-    (root / "llama-2-7b-hf").mkdir(parents=True)   # a folder someone else made
+    (root / "llama-2-7b-hf").mkdir(parents=True)  # a folder someone else made
     (root / "llama-2-7b-hf" / "config.pbtxt").write_text('backend: "vllm"')
     _, result = add(root, "meta-llama/Llama-2-7b-hf")
     assert result.names == ("llama-2-7b-hf-2",)
@@ -160,7 +177,7 @@ def test_incomplete_download_is_never_ready_and_is_resumed(tmp_path):
     repo = Repository.open(root)
     model = repo.model("first-7b")
     assert model.state == DOWNLOADING and not model.ready
-    assert not (root / "first-7b/config.pbtxt").exists()   # Triton sees no model yet
+    assert not (root / "first-7b/config.pbtxt").exists()  # Triton sees no model yet
     downloader = FakeDownloader()
     proposal, result = add(root, "org/first-7b", downloader=downloader)
     assert proposal.new[0].resume and result.names == ("first-7b",)
@@ -172,6 +189,7 @@ def test_weights_gone_means_not_ready(tmp_path):
     root = tmp_path / "repo"
     add(root, "org/first-7b")
     import shutil
+
     shutil.rmtree(root / "first-7b/FIRST-7b".replace("FIRST-7b", "first-7b"))
     model = Repository.open(root).model("first-7b")
     assert model.state == DOWNLOADING and "incomplete" in model.problems[0]
@@ -216,7 +234,7 @@ def test_crash_between_writes_leaves_old_or_new_files(tmp_path, monkeypatch, fai
     monkeypatch.setattr(fsutil.os, "replace", real_replace)
     assert crashed == (fail_at <= calls["n"])
     assert not [p for p in root.rglob("*") if fsutil.is_temp_file(p.name)]
-    repo = Repository.open(root)   # the manifest always loads
+    repo = Repository.open(root)  # the manifest always loads
     for path, data in old.items():
         if path.name in ("config.pbtxt", "model.json"):
             entry = repo.manifest.get("first-7b")

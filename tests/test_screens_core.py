@@ -28,8 +28,13 @@ async def test_whole_flow_over_the_real_core(tmp_path, fake_nvml, fake_hub, monk
         for name in inputs.models:
             on_event(LaunchEvent("load", f"loading {name}", model=name))
             on_event(LaunchEvent("ready", f"{name} is ready", model=name))
-        spec = launch_spec_for(repository, models=inputs.models, devices=inputs.devices,
-                               image="localhost/tritonserver:test", mount_point=inputs.mount_point)
+        spec = launch_spec_for(
+            repository,
+            models=inputs.models,
+            devices=inputs.devices,
+            image="localhost/tritonserver:test",
+            mount_point=inputs.mount_point,
+        )
         return SimpleNamespace(spec=spec, result=None)
 
     monkeypatch.setattr("wizard.serve.start_server", fake_start_server)

@@ -41,7 +41,9 @@ async def pick(pilot, query: str) -> None:
     app = pilot.app
     search = app.screen.query_one("#search", Input)
     search.value = query
-    await wait_for(pilot, lambda: app.screen.results and all(query.lower() in c.repo_id.lower() for c in app.screen.results))
+    await wait_for(
+        pilot, lambda: app.screen.results and all(query.lower() in c.repo_id.lower() for c in app.screen.results)
+    )
     results = app.screen.query_one("#results", OptionList)
     results.focus()
     results.highlighted = 0
@@ -70,15 +72,20 @@ async def test_whole_flow_to_done(fake_backend):
         prompt.value = "hello"
         await pilot.press("enter")
         await wait_for(pilot, lambda: "Triton serves models." in text_of(app, "#reply"))
-        assert "curl -s -X POST http://127.0.0.1:8000/v2/models/qwen2.5-7b-instruct/generate" in app.screen.query_one("#curl").text
+        assert (
+            "curl -s -X POST http://127.0.0.1:8000/v2/models/qwen2.5-7b-instruct/generate"
+            in app.screen.query_one("#curl").text
+        )
         await pilot.click("#finish")
         await wait_for(pilot, lambda: app.return_code == 0)
 
 
 async def test_no_gpu_then_describe(fake_backend):
     fake_backend.spec = None
-    fake_backend.nvml_error = NvmlError("no NVIDIA driver found (libnvidia-ml.so.1 could not be loaded)",
-                                        hint="install the NVIDIA driver, or use --gpus")
+    fake_backend.nvml_error = NvmlError(
+        "no NVIDIA driver found (libnvidia-ml.so.1 could not be loaded)",
+        hint="install the NVIDIA driver, or use --gpus",
+    )
     app = build_app(fake_backend)
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: screen_name(app) == "MachineScreen" and app.screen.checks_done)
@@ -173,8 +180,10 @@ async def test_cancel_keeps_progress_and_resumes(fake_backend):
 
 
 async def test_launch_failure_shows_reason_and_retries(fake_backend):
-    fake_backend.launch_error = ModelwizError("model qwen2.5-7b-instruct failed to load: CUDA out of memory",
-                                              hint="lower its context length on the plan screen")
+    fake_backend.launch_error = ModelwizError(
+        "model qwen2.5-7b-instruct failed to load: CUDA out of memory",
+        hint="lower its context length on the plan screen",
+    )
     app = build_app(fake_backend)
     async with app.run_test(size=SIZE) as pilot:
         await go_to_download(pilot)
@@ -190,8 +199,10 @@ async def test_launch_failure_shows_reason_and_retries(fake_backend):
 
 async def test_back_from_a_failed_launch_is_the_plan(fake_backend):
     # The advice says "on the plan screen": Back goes there, without downloading again.
-    fake_backend.launch_error = ModelwizError("model failed to load: No available memory for the cache blocks",
-                                              hint="lower its context length on the plan screen")
+    fake_backend.launch_error = ModelwizError(
+        "model failed to load: No available memory for the cache blocks",
+        hint="lower its context length on the plan screen",
+    )
     app = build_app(fake_backend)
     async with app.run_test(size=SIZE) as pilot:
         await go_to_download(pilot)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
-from wizard.service import Check, blocking, quick_fit
 from wizard.gpus import describe
+from wizard.service import Check, blocking, quick_fit
 from wizard.textbar import plain_bar, split_widths
 from wizard.units import GiB
 

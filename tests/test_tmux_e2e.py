@@ -38,29 +38,51 @@ def wait_for_text(session: str, text: str, timeout: float = 20.0) -> str:
 def test_real_binary_to_plan_screen(tmp_path, hub_env):
     session = f"modelwiz-e2e-{tmp_path.name}"
     env = {
-        **{k: hub_env[k] for k in ("HF_ENDPOINT", "HF_HUB_DISABLE_XET", "HF_HUB_CACHE", "HF_TOKEN_PATH",
-                                   "HF_HUB_DISABLE_TELEMETRY", "HF_HUB_DISABLE_UPDATE_CHECK")},
-        "PYTHONPATH": str(ROOT), "HOME": str(tmp_path), "XDG_CONFIG_HOME": f"{tmp_path}/c",
-        "XDG_CACHE_HOME": f"{tmp_path}/k", "HF_HOME": f"{tmp_path}/hf",
-        "MODEL_REPOSITORY": f"{tmp_path}/repo", "TERM": "xterm-256color",
+        **{
+            k: hub_env[k]
+            for k in (
+                "HF_ENDPOINT",
+                "HF_HUB_DISABLE_XET",
+                "HF_HUB_CACHE",
+                "HF_TOKEN_PATH",
+                "HF_HUB_DISABLE_TELEMETRY",
+                "HF_HUB_DISABLE_UPDATE_CHECK",
+            )
+        },
+        "PYTHONPATH": str(ROOT),
+        "HOME": str(tmp_path),
+        "XDG_CONFIG_HOME": f"{tmp_path}/c",
+        "XDG_CACHE_HOME": f"{tmp_path}/k",
+        "HF_HOME": f"{tmp_path}/hf",
+        "MODEL_REPOSITORY": f"{tmp_path}/repo",
+        "TERM": "xterm-256color",
     }
     command = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
-    tmux("new-session", "-d", "-s", session, "-x", "100", "-y", "30",
-         f"env {command} {shlex.quote(sys.executable)} -m wizard --gpus 2xH100-80GB; sleep 30")
+    tmux(
+        "new-session",
+        "-d",
+        "-s",
+        session,
+        "-x",
+        "100",
+        "-y",
+        "30",
+        f"env {command} {shlex.quote(sys.executable)} -m wizard --gpus 2xH100-80GB; sleep 30",
+    )
     try:
         wait_for_text(session, "Checks")
         wait_for_text(session, "Disk")
         tmux("send-keys", "-t", session, "C-n")
         wait_for_text(session, "Popular models")
-        wait_for_text(session, "org/tiny-chat")           # from the Hub, most downloaded first
+        wait_for_text(session, "org/tiny-chat")  # from the Hub, most downloaded first
         tmux("send-keys", "-t", session, "-l", "tiny-chat")
         wait_for_text(session, "Results for")
-        tmux("send-keys", "-t", session, "Enter")      # to the result list
-        tmux("send-keys", "-t", session, "Enter")      # pick the highlighted model
+        tmux("send-keys", "-t", session, "Enter")  # to the result list
+        tmux("send-keys", "-t", session, "Enter")  # pick the highlighted model
         wait_for_text(session, "+ tiny-chat")
         tmux("send-keys", "-t", session, "C-n")
         wait_for_text(session, "Memory per GPU")
-        screen = wait_for_text(session, "✔ fits")      # the real planner's answer
+        screen = wait_for_text(session, "✔ fits")  # the real planner's answer
         assert "GPU 0 · NVIDIA H100 80GB HBM3" in screen
         assert "KIND_GPU" in screen and "tiny-chat" in screen
         tmux("send-keys", "-t", session, "q")

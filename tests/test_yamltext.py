@@ -5,18 +5,68 @@ from hypothesis import strategies as st
 
 from wizard.yamltext import dump, dump_all
 
-
 scalars = st.one_of(
     st.none(),
     st.booleans(),
     st.integers(min_value=-(2**63), max_value=2**63),
     st.floats(allow_nan=False, allow_infinity=False),
     st.text(max_size=40),
-    st.sampled_from(["yes", "No", "on", "OFF", "y", "n", "null", "~", "true", "1e3", "0x1F", "1_000", "0o17",
-                     "12:30", ".5", "-", "- a", "a: b", "#x", "x #y", "&a", "*a", "!tag", "%x", "@x", "`x",
-                     "'q'", '"q"', "[a]", "{a}", "a,b", "|", ">", "?", ":", "", " ", " lead", "trail ",
-                     "a\nb", "a\nb\n", "a\nb\n\n", "\na", "  indented\nx", "tab\tx\ny", "nvidia.com/gpu",
-                     "8000", "1Gi", "--flag=x", "ünïcode\nline", "\u2028x\ny", "cr\r\nlf"]),
+    st.sampled_from(
+        [
+            "yes",
+            "No",
+            "on",
+            "OFF",
+            "y",
+            "n",
+            "null",
+            "~",
+            "true",
+            "1e3",
+            "0x1F",
+            "1_000",
+            "0o17",
+            "12:30",
+            ".5",
+            "-",
+            "- a",
+            "a: b",
+            "#x",
+            "x #y",
+            "&a",
+            "*a",
+            "!tag",
+            "%x",
+            "@x",
+            "`x",
+            "'q'",
+            '"q"',
+            "[a]",
+            "{a}",
+            "a,b",
+            "|",
+            ">",
+            "?",
+            ":",
+            "",
+            " ",
+            " lead",
+            "trail ",
+            "a\nb",
+            "a\nb\n",
+            "a\nb\n\n",
+            "\na",
+            "  indented\nx",
+            "tab\tx\ny",
+            "nvidia.com/gpu",
+            "8000",
+            "1Gi",
+            "--flag=x",
+            "ünïcode\nline",
+            "\u2028x\ny",
+            "cr\r\nlf",
+        ]
+    ),
 )
 keys = st.one_of(st.text(max_size=20), st.sampled_from(["nvidia.com/gpu", "app.kubernetes.io/name", "yes", "1"]))
 values = st.recursive(
@@ -32,8 +82,10 @@ def test_any_document_reads_back_identically(doc):
     assert yaml.safe_load(dump(doc)) == (doc or {})
 
 
-@pytest.mark.parametrize("text", ["yes", "no", "on", "off", "y", "N", "null", "true", "8000", "1.5", "0x1f",
-                                  "12:30", "a: b", "- x", "#c", ""])
+@pytest.mark.parametrize(
+    "text",
+    ["yes", "no", "on", "off", "y", "N", "null", "true", "8000", "1.5", "0x1f", "12:30", "a: b", "- x", "#c", ""],
+)
 def test_strings_that_look_like_something_else_stay_strings(text):
     out = dump({"k": text})
     assert out != f"k: {text}\n"

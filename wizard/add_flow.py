@@ -13,9 +13,10 @@ from __future__ import annotations
 import re
 import shutil
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from wizard.errors import ModelwizError, UsageError
 from wizard.gpus import GpuInventory
@@ -36,17 +37,17 @@ DISK_HEADROOM_BYTES = 2 * 1024**3
 
 @dataclass(frozen=True)
 class AddRequest:
-    source: str                      # Hub repo id, or a local model folder
-    name: str | None = None          # the Triton name; derived from the source when None
+    source: str  # Hub repo id, or a local model folder
+    name: str | None = None  # the Triton name; derived from the source when None
     max_model_len: int | None = None
-    min_concurrency: int = 1         # full-length requests the KV cache must hold at once
+    min_concurrency: int = 1  # full-length requests the KV cache must hold at once
 
 
 @dataclass(frozen=True)
 class AddEvent:
     """A step of the add flow, for the UI to show (progress of bytes comes as ProgressEvent)."""
 
-    step: str                        # "plan", "download", "write", "launch", "note"
+    step: str  # "plan", "download", "write", "launch", "note"
     message: str
     model: str | None = None
 
@@ -62,10 +63,10 @@ def ignore_event(event: AddEvent) -> None:
 class NewModel:
     request: AddRequest
     plan: ModelPlan
-    source: str                      # normalised: the repo id, or the absolute local folder
-    weights: str                     # weights folder name
+    source: str  # normalised: the repo id, or the absolute local folder
+    weights: str  # weights folder name
     local: bool
-    resume: bool = False             # an earlier add of this model did not finish
+    resume: bool = False  # an earlier add of this model did not finish
 
 
 @dataclass(frozen=True)
@@ -82,12 +83,12 @@ class AddProposal:
     image: ImageInfo
     vllm_version: str
     new: tuple[NewModel, ...]
-    changed: tuple[PlanChange, ...]          # existing models whose budgets change
-    kept: tuple[ModelPlan, ...]              # existing models left as they are
-    devices: tuple[str, ...]                 # every device the repository will use
-    download_bytes: int | None               # None when unknown
+    changed: tuple[PlanChange, ...]  # existing models whose budgets change
+    kept: tuple[ModelPlan, ...]  # existing models left as they are
+    devices: tuple[str, ...]  # every device the repository will use
+    download_bytes: int | None  # None when unknown
     warnings: tuple[str, ...] = ()
-    plan: Any = None                         # the planner's Plan (per-GPU budgets), for pictures
+    plan: Any = None  # the planner's Plan (per-GPU budgets), for pictures
 
     @property
     def fits(self) -> bool:
@@ -101,7 +102,7 @@ class AddProposal:
 @dataclass(frozen=True)
 class AddResult:
     repository: Path
-    names: tuple[str, ...]                   # the models added (or finished)
+    names: tuple[str, ...]  # the models added (or finished)
     changed: tuple[str, ...]
     reports: tuple[WriteReport, ...]
 
@@ -313,8 +314,9 @@ def prepare_add(
     existing = tuple(_as_served(repo, p) for p in repo.managed_plans())
     edited = {p.name for p in existing if repo.file_status(repo.manifest.get(p.name), MODEL_JSON) == "edited"}
     resumed = tuple(
-        NewModel(AddRequest(m.source, m.name), m.plan, m.source, m.weights,
-                 local=is_local_source(m.source), resume=True)
+        NewModel(
+            AddRequest(m.source, m.name), m.plan, m.source, m.weights, local=is_local_source(m.source), resume=True
+        )
         for m in resume
     )
     changed: list[PlanChange] = []
@@ -341,7 +343,11 @@ def prepare_add(
                 plan.name: meta_loader(_meta_source(repo, repo.manifest.get(plan.name))) for plan in existing
             }
             replanned = planner(
-                inventory, model_requests, existing=existing, replan_existing=True, existing_meta=existing_meta,
+                inventory,
+                model_requests,
+                existing=existing,
+                replan_existing=True,
+                existing_meta=existing_meta,
                 **options,
             )
             if replanned.fits:
@@ -372,8 +378,13 @@ def prepare_add(
             if model_plan is None:
                 raise ModelwizError(f"the planner returned no plan for {name!r}", hint="report this")
             new.append(
-                NewModel(request, replace(model_plan, model=source), source, weights_folder_for(source),
-                         local=is_local_source(source))
+                NewModel(
+                    request,
+                    replace(model_plan, model=source),
+                    source,
+                    weights_folder_for(source),
+                    local=is_local_source(source),
+                )
             )
     proposal_plans = kept + [c.new for c in changed] + [n.plan for n in new]
     devices = repo.used_devices(proposal_plans)
@@ -386,8 +397,18 @@ def prepare_add(
                 f"the weights need {format_bytes(total)} but {repo.root} has {format_bytes(free)} free",
                 hint="free some space or use another --repository",
             )
-    return AddProposal(repo.root, image, vllm_version, tuple(new), tuple(changed), tuple(kept),
-                       devices, total, tuple(warnings), plan=planned)
+    return AddProposal(
+        repo.root,
+        image,
+        vllm_version,
+        tuple(new),
+        tuple(changed),
+        tuple(kept),
+        devices,
+        total,
+        tuple(warnings),
+        plan=planned,
+    )
 
 
 def bytes_to_download(
@@ -460,7 +481,8 @@ def execute_add(
     # count on them) and every complete model's GPU numbering for the new device set (the new
     # models are in the manifest already, so `up` mounts that set even if this add stops here).
     refresh = changed + [
-        m for m in repo.manifest.models
+        m
+        for m in repo.manifest.models
         if m.state == STATE_COMPLETE and m.name not in new_names and m.name not in {e.name for e in changed}
     ]
     reports: list[WriteReport] = []
@@ -485,8 +507,9 @@ def execute_add(
             on_event(AddEvent("download", f"downloading {model.source}", name))
             download = downloader or _default_downloader()
             entry = repo.manifest.get(name)
-            result = download(model.source, dest, revision=entry.revision if entry else None,
-                              on_progress=on_progress, cancel=cancel)
+            result = download(
+                model.source, dest, revision=entry.revision if entry else None, on_progress=on_progress, cancel=cancel
+            )
             revisions[name] = getattr(result, "sha", None)
             if revisions[name] and entry is not None and entry.revision != revisions[name]:
                 # Record the commit as soon as it is known, so a resume fetches the same one.
@@ -496,13 +519,9 @@ def execute_add(
         entries.append(repo.manifest.get(model.plan.name))  # type: ignore[arg-type]
     # The device set may have changed: every model's container-local GPU ids are refreshed.
     touched = {e.name for e in entries}
-    entries += [
-        m for m in repo.manifest.models if m.name not in touched and m.state == STATE_COMPLETE
-    ]
+    entries += [m for m in repo.manifest.models if m.name not in touched and m.state == STATE_COMPLETE]
     on_event(AddEvent("write", f"writing the model repository {repo.root}"))
-    final = repo.write_models(
-        entries, vllm_version=proposal.vllm_version, devices=proposal.devices, complete=revisions
-    )
+    final = repo.write_models(entries, vllm_version=proposal.vllm_version, devices=proposal.devices, complete=revisions)
     # One report per model: what either write did to it.
     earlier = {r.name: r for r in reports}
     reports = [_merge_reports(earlier.pop(r.name), r) if r.name in earlier else r for r in final]
@@ -576,7 +595,9 @@ def plan_summary(plan: ModelPlan) -> str:
 
 def describe_proposal(proposal: AddProposal) -> list[str]:
     """The lines to show before asking for confirmation."""
-    lines = [f"Repository {proposal.repository}  (image {proposal.image.short_tag}, vLLM {proposal.image.vllm_release})"]
+    lines = [
+        f"Repository {proposal.repository}  (image {proposal.image.short_tag}, vLLM {proposal.image.vllm_release})"
+    ]
     for model in proposal.new:
         verb = "finish" if model.resume else "add"
         lines.append(f"  {verb} {model.plan.name} <- {model.source}: {plan_summary(model.plan)}")

@@ -11,7 +11,8 @@ import argparse
 import importlib
 import os
 import sys
-from typing import NoReturn, Sequence
+from collections.abc import Sequence
+from typing import NoReturn
 
 from wizard import __version__
 from wizard.errors import ModelwizError, UsageError
@@ -132,4 +133,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
 
 
-__all__ = ["main", "build_parser", "UsageError"]
+__all__ = ["UsageError", "build_parser", "main"]

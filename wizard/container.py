@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from wizard.errors import UsageError
 from wizard.plan_types import sort_devices
@@ -49,8 +50,8 @@ LABEL_MODELS = "io.modelwiz.models"
 
 @dataclass(frozen=True)
 class Ulimit:
-    name: str          # "stack", "memlock", "nofile", ...
-    soft: int          # -1: unlimited
+    name: str  # "stack", "memlock", "nofile", ...
+    soft: int  # -1: unlimited
     hard: int
 
 
@@ -63,20 +64,20 @@ def default_ulimits(*, rootless: bool) -> tuple[Ulimit, ...]:
 @dataclass(frozen=True)
 class LaunchSpec:
     image: str
-    repository: Path                       # host path of the model repository (absolute)
+    repository: Path  # host path of the model repository (absolute)
     mount_point: str = DEFAULT_MOUNT_POINT  # where the container sees it (read-only)
-    devices: tuple[str, ...] = ()          # CDI ids: "0", "1:0" (MIG), a GPU UUID, or "all"
-    models: tuple[str, ...] = ()           # Triton model names to load, in this order
+    devices: tuple[str, ...] = ()  # CDI ids: "0", "1:0" (MIG), a GPU UUID, or "all"
+    models: tuple[str, ...] = ()  # Triton model names to load, in this order
     name: str = DEFAULT_NAME
-    listen: str = DEFAULT_LISTEN           # host address the ports are published on
-    http_port: int = HTTP_PORT             # host ports
+    listen: str = DEFAULT_LISTEN  # host address the ports are published on
+    http_port: int = HTTP_PORT  # host ports
     grpc_port: int = GRPC_PORT
     metrics_port: int = METRICS_PORT
     shm_size_bytes: int = SHM_SIZE_BYTES
     ulimits: tuple[Ulimit, ...] = field(default_factory=lambda: default_ulimits(rootless=False))
-    selinux_label_disable: bool = False    # SELinux enforcing: GPUs need label=disable
+    selinux_label_disable: bool = False  # SELinux enforcing: GPUs need label=disable
     environment: tuple[tuple[str, str], ...] = ()
-    labels: tuple[tuple[str, str], ...] = ()   # extra labels, beside modelwiz's own
+    labels: tuple[tuple[str, str], ...] = ()  # extra labels, beside modelwiz's own
 
     @property
     def cdi_devices(self) -> tuple[str, ...]:
@@ -107,7 +108,7 @@ class LaunchSpec:
     def exposed(self) -> bool:
         return self.listen not in ("127.0.0.1", "::1", "localhost")
 
-    def without_ulimit(self, name: str) -> "LaunchSpec":
+    def without_ulimit(self, name: str) -> LaunchSpec:
         return replace(self, ulimits=tuple(u for u in self.ulimits if u.name != name))
 
 

@@ -7,8 +7,9 @@ method so that the first screen paints before huggingface_hub, podman or protobu
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 from wizard.errors import ModelwizError
 from wizard.service import (
@@ -55,8 +56,8 @@ class CoreService:
         self._serve_options = serve_options  # wizard.serve.ServeOptions; None: as `modelwiz up`
         self._metas: dict[str, Any] = {}
         self._lock = threading.Lock()
-        self._proposal: Any = None        # the last add_flow.AddProposal, for download and write
-        self._result: Any = None          # the last add_flow.AddResult, for launch
+        self._proposal: Any = None  # the last add_flow.AddProposal, for download and write
+        self._result: Any = None  # the last add_flow.AddResult, for launch
         self._serving_now: frozenset[str] | None = None
 
     # -- repository ---------------------------------------------------------------------------
@@ -90,13 +91,15 @@ class CoreService:
         return tuple(out)
 
     # -- machine ------------------------------------------------------------------------------
-    def load_inventory(self, spec: str | None) -> "GpuInventory":
+    def load_inventory(self, spec: str | None) -> GpuInventory:
         from wizard.gpus import load_inventory
 
         return load_inventory(spec)
 
-    def machine_checks(self, inventory: "GpuInventory | None") -> Iterator[Check]:
-        rows: list[tuple[str, str, str | None, Callable[[], Check]]] = [("podman", "Podman", "launch", self._podman_row)]
+    def machine_checks(self, inventory: GpuInventory | None) -> Iterator[Check]:
+        rows: list[tuple[str, str, str | None, Callable[[], Check]]] = [
+            ("podman", "Podman", "launch", self._podman_row)
+        ]
         if inventory is not None:
             rows.append(("image", "Triton image", "launch", lambda: self._image_row(inventory)))
         if inventory is not None and inventory.source == "nvml":
@@ -121,20 +124,23 @@ class CoreService:
         except Exception as error:  # noqa: BLE001 - every failure becomes a row with its fix
             return _failed("podman", "Podman", error, "launch")
 
-    def _image_row(self, inventory: "GpuInventory") -> Check:
+    def _image_row(self, inventory: GpuInventory) -> Check:
         from wizard.images import pick_image
 
         info = pick_image(inventory.driver_version)
         if info is None:
             return Check(
-                "image", "Triton image", "fail",
+                "image",
+                "Triton image",
+                "fail",
                 f"driver {inventory.driver_version} is older than every Triton vLLM image needs",
-                "update the NVIDIA driver", "launch",
+                "update the NVIDIA driver",
+                "launch",
             )
         driver = f"driver {inventory.driver_version}" if inventory.driver_version else "described GPUs"
         return Check("image", "Triton image", "ok", f"{info.short_tag} (vLLM {info.vllm_release}) for {driver}")
 
-    def _cdi_row(self, inventory: "GpuInventory") -> Check:
+    def _cdi_row(self, inventory: GpuInventory) -> Check:
         from wizard.preflight import check_cdi
 
         devices = [d.cdi_id for d in inventory.devices]
@@ -153,7 +159,9 @@ class CoreService:
         if auth.logged_in:
             return Check("hf-login", "Hugging Face", "ok", f"logged in as {auth.user} ({auth.source})")
         return Check(
-            "hf-login", "Hugging Face", "warn",
+            "hf-login",
+            "Hugging Face",
+            "warn",
             auth.message or "not logged in: gated models (Llama, Gemma, ...) cannot be downloaded",
             "run `modelwiz login` (or set HF_TOKEN) to use gated models",
         )
@@ -166,7 +174,7 @@ class CoreService:
         return Check("disk", "Disk", status, f"{format_bytes(free)} free at {path}", hint)
 
     # -- models -------------------------------------------------------------------------------
-    def _candidate(self, hit: Any, inventory: "GpuInventory | None") -> ModelCandidate:
+    def _candidate(self, hit: Any, inventory: GpuInventory | None) -> ModelCandidate:
         size = hit.weight_bytes
         fit, note = quick_fit(size, inventory)
         return ModelCandidate(
@@ -179,10 +187,10 @@ class CoreService:
             fit_note=note,
         )
 
-    def popular_models(self, inventory: "GpuInventory | None") -> list[ModelCandidate]:
+    def popular_models(self, inventory: GpuInventory | None) -> list[ModelCandidate]:
         return self.search_models("", inventory, limit=12)
 
-    def search_models(self, query: str, inventory: "GpuInventory | None", *, limit: int = 20) -> list[ModelCandidate]:
+    def search_models(self, query: str, inventory: GpuInventory | None, *, limit: int = 20) -> list[ModelCandidate]:
         from wizard import hub
 
         return [self._candidate(h, inventory) for h in hub.search_models(query, limit=limit)]
@@ -217,16 +225,21 @@ class CoreService:
                 self._metas[ref] = cached
         return cached
 
-    def _prepare(self, inventory: "GpuInventory", choices: Sequence[ModelChoice], *, check_disk: bool) -> Any:
+    def _prepare(self, inventory: GpuInventory, choices: Sequence[ModelChoice], *, check_disk: bool) -> Any:
         from wizard.add_flow import AddRequest, prepare_add
 
         requests = [AddRequest(c.repo_id, c.name, c.max_model_len, c.min_concurrency) for c in choices]
         return prepare_add(
-            self._open(), requests, inventory=inventory, meta_loader=self._meta, refuse=False,
-            check_disk=check_disk, existing_running=self._serving(inventory),
+            self._open(),
+            requests,
+            inventory=inventory,
+            meta_loader=self._meta,
+            refuse=False,
+            check_disk=check_disk,
+            existing_running=self._serving(inventory),
         )
 
-    def _serving(self, inventory: "GpuInventory") -> frozenset[str]:
+    def _serving(self, inventory: GpuInventory) -> frozenset[str]:
         """The repository's models that hold GPU memory now (asked once per run)."""
         if self._serving_now is None:
             from wizard.serve import models_holding_gpu_memory
@@ -236,7 +249,7 @@ class CoreService:
 
     def plan(
         self,
-        inventory: "GpuInventory",
+        inventory: GpuInventory,
         choices: Sequence[ModelChoice],
         existing: Sequence[ExistingModel] = (),  # the repository itself is the source of truth
     ) -> PlanView:
@@ -269,7 +282,9 @@ class CoreService:
         target = self.repository_path()
         return DiskCheck(path=target, needed_bytes=needed or 0, free_bytes=free_bytes_at(target))
 
-    def download(self, choice: ModelChoice, *, on_progress: Callable[["ProgressEvent"], None], cancel: threading.Event) -> None:
+    def download(
+        self, choice: ModelChoice, *, on_progress: Callable[[ProgressEvent], None], cancel: threading.Event
+    ) -> None:
         """Record the model as downloading, fetch it into the repository, write its files."""
         from dataclasses import replace
 

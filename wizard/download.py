@@ -43,22 +43,42 @@ MARKER = STATE_DIR / "complete.json"
 LOCK = STATE_DIR / "lock"
 HF_STATE_DIR = Path(".cache") / "huggingface"
 MARKER_VERSION = 1
-DISK_MARGIN_BYTES = 64 * 1024**2       # keep this much free beyond the download itself
-MAX_WORKERS = 8                        # as huggingface_hub's snapshot_download / `hf download`
-EMIT_INTERVAL_S = 0.1                  # at most ~10 progress events a second (plus file ends)
+DISK_MARGIN_BYTES = 64 * 1024**2  # keep this much free beyond the download itself
+MAX_WORKERS = 8  # as huggingface_hub's snapshot_download / `hf download`
+EMIT_INTERVAL_S = 0.1  # at most ~10 progress events a second (plus file ends)
 
 # -- file selection ----------------------------------------------------------------------------------
 # What vLLM reads from a model folder (HF format): config, tokenizer, generation config, weights,
 # and custom code for trust_remote_code models. Top level only: vLLM never looks in sub-folders.
 _ALWAYS = (
-    "config.json", "generation_config.json", "params.json",
-    "tokenizer.json", "tokenizer_config.json", "tokenizer.model", "tokenizer.model.*",
-    "special_tokens_map.json", "added_tokens.json", "vocab.json", "vocab.txt", "merges.txt",
-    "spiece.model", "sentencepiece.bpe.model", "*.tiktoken", "tekken.json",
-    "chat_template.json", "chat_template.jinja",
-    "preprocessor_config.json", "processor_config.json", "video_preprocessor_config.json",
-    "quant_config.json", "quantize_config.json", "hf_quant_config.json",
-    "*.py", "LICENSE*", "NOTICE*", "USE_POLICY*",
+    "config.json",
+    "generation_config.json",
+    "params.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "tokenizer.model",
+    "tokenizer.model.*",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.json",
+    "vocab.txt",
+    "merges.txt",
+    "spiece.model",
+    "sentencepiece.bpe.model",
+    "*.tiktoken",
+    "tekken.json",
+    "chat_template.json",
+    "chat_template.jinja",
+    "preprocessor_config.json",
+    "processor_config.json",
+    "video_preprocessor_config.json",
+    "quant_config.json",
+    "quantize_config.json",
+    "hf_quant_config.json",
+    "*.py",
+    "LICENSE*",
+    "NOTICE*",
+    "USE_POLICY*",
 )
 _SAFETENSORS = ("*.safetensors", "*.safetensors.index.json")
 _PYTORCH = ("pytorch_model*.bin", "pytorch_model.bin.index.json")
@@ -91,8 +111,7 @@ def select_files(files: dict[str, int]) -> tuple[dict[str, int], tuple[str, ...]
             hint="pick a repo with *.safetensors files (GGUF/ONNX/MLX-only repos are not served by this setup)",
         )
     chosen = {
-        p: s for p, s in top.items()
-        if (_matches(p, weights) or _matches(p, _ALWAYS)) and not _matches(p, exclude)
+        p: s for p, s in top.items() if (_matches(p, weights) or _matches(p, _ALWAYS)) and not _matches(p, exclude)
     }
     skipped = tuple(sorted(set(files) - set(chosen)))
     return dict(sorted(chosen.items())), skipped
@@ -103,11 +122,11 @@ def select_files(files: dict[str, int]) -> tuple[dict[str, int], tuple[str, ...]
 class DownloadPlan:
     repo_id: str
     dest: Path
-    sha: str                               # the commit every file is fetched at
-    files: dict[str, int]                  # selected: repo path -> size
-    skipped: tuple[str, ...]               # in the repo, not needed by vLLM
-    present: frozenset[str]                # selected files already complete in dest
-    free_bytes: int                        # free space on dest's filesystem now
+    sha: str  # the commit every file is fetched at
+    files: dict[str, int]  # selected: repo path -> size
+    skipped: tuple[str, ...]  # in the repo, not needed by vLLM
+    present: frozenset[str]  # selected files already complete in dest
+    free_bytes: int  # free space on dest's filesystem now
     revision: str | None = None
 
     @property
@@ -134,9 +153,7 @@ def _disk_free(path: Path) -> int:
     return shutil.disk_usage(probe).free
 
 
-def _present_files(
-    dest: Path, files: dict[str, int], etags: dict[str, str], sha: str
-) -> frozenset[str]:
+def _present_files(dest: Path, files: dict[str, int], etags: dict[str, str], sha: str) -> frozenset[str]:
     """Files already whole in dest *and the same content as the Hub's*: right size, and
     huggingface_hub's metadata for it names the file's current etag (sha256 for LFS files, the git
     blob id otherwise), or, where the Hub gave no etag, the commit being fetched. Same-size files
@@ -172,9 +189,7 @@ def _etags(siblings) -> dict[str, str]:
     return out
 
 
-def plan_download(
-    repo_id: str, dest: Path, *, revision: str | None = None, token: str | None = None
-) -> DownloadPlan:
+def plan_download(repo_id: str, dest: Path, *, revision: str | None = None, token: str | None = None) -> DownloadPlan:
     """What a download of `repo_id` into `dest` would fetch, and whether it fits. One Hub request."""
     from huggingface_hub import HfApi
 
@@ -269,7 +284,7 @@ class _DestLock:
         self.path = dest / LOCK
         self.fd: int | None = None
 
-    def __enter__(self) -> "_DestLock":
+    def __enter__(self) -> _DestLock:
         import fcntl
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -287,7 +302,7 @@ class _DestLock:
 
     def __exit__(self, *exc) -> None:
         if self.fd is not None:
-            os.close(self.fd)   # closing drops the flock
+            os.close(self.fd)  # closing drops the flock
 
 
 def _clean_stale_partials(dest: Path) -> int:
@@ -312,8 +327,14 @@ class _Stop(Exception):
 class _Tracker:
     """Aggregates per-file byte counts from many threads into monotonic ProgressEvents."""
 
-    def __init__(self, plan: DownloadPlan, on_progress: ProgressCallback, stop: threading.Event,
-                 cancel: threading.Event | None = None, clock=time.monotonic) -> None:
+    def __init__(
+        self,
+        plan: DownloadPlan,
+        on_progress: ProgressCallback,
+        stop: threading.Event,
+        cancel: threading.Event | None = None,
+        clock=time.monotonic,
+    ) -> None:
         self.plan = plan
         self.on_progress = on_progress
         self.stop = stop
@@ -368,7 +389,7 @@ class _Tracker:
         if not force and now - self._last_emit < EMIT_INTERVAL_S:
             return
         done = self.done_bytes
-        if done < self._last_done:     # cannot happen (per-file max); keep the promise anyway
+        if done < self._last_done:  # cannot happen (per-file max); keep the promise anyway
             done = self._last_done
         self._last_emit, self._last_done = now, done
         total = self.plan.total_bytes
@@ -443,13 +464,13 @@ class _Tracker:
 # -- download ----------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class DownloadResult:
-    path: Path                              # the folder (= dest)
-    sha: str                                # commit the files come from
-    files: dict[str, int] = field(default_factory=dict)   # repo path -> size
-    bytes: int = 0                          # total size of the files
-    fetched_bytes: int = 0                  # fetched by this run (0: all were on disk)
+    path: Path  # the folder (= dest)
+    sha: str  # commit the files come from
+    files: dict[str, int] = field(default_factory=dict)  # repo path -> size
+    bytes: int = 0  # total size of the files
+    fetched_bytes: int = 0  # fetched by this run (0: all were on disk)
     skipped: tuple[str, ...] = ()
-    offline: bool = False                   # HF_HUB_OFFLINE: the folder was used as it is
+    offline: bool = False  # HF_HUB_OFFLINE: the folder was used as it is
     repo_id: str = ""
 
 
@@ -479,7 +500,9 @@ def download_model(
     try:
         dest.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise ModelwizError(f"cannot create {dest}: {error.strerror}", hint="choose a folder you can write to") from None
+        raise ModelwizError(
+            f"cannot create {dest}: {error.strerror}", hint="choose a folder you can write to"
+        ) from None
     with _DestLock(dest):
         plan = plan_download(repo_id, dest, revision=revision, token=token)
         marker = read_marker(dest)
@@ -489,7 +512,7 @@ def download_model(
             tracker.emit(finished=True, message="already on disk")
             return _result(plan, 0)
         check_disk(plan)
-        _remove_marker(dest)          # from here on the folder is "in progress" until the end
+        _remove_marker(dest)  # from here on the folder is "in progress" until the end
         _clean_stale_partials(dest)
         fetched = _fetch_all(plan, dest, on_progress, cancel, token, max_workers)
         _verify(plan, dest)
@@ -498,8 +521,15 @@ def download_model(
 
 
 def _result(plan: DownloadPlan, fetched: int) -> DownloadResult:
-    return DownloadResult(path=plan.dest, sha=plan.sha, files=dict(plan.files), bytes=plan.total_bytes,
-                          fetched_bytes=fetched, skipped=plan.skipped, repo_id=plan.repo_id)
+    return DownloadResult(
+        path=plan.dest,
+        sha=plan.sha,
+        files=dict(plan.files),
+        bytes=plan.total_bytes,
+        fetched_bytes=fetched,
+        skipped=plan.skipped,
+        repo_id=plan.repo_id,
+    )
 
 
 # huggingface_hub reads and reports in 10 MiB chunks: on a slow link Cancel, Ctrl-C and the
@@ -526,8 +556,9 @@ def _fetch_all(plan, dest, on_progress, cancel, token, max_workers) -> int:
     def fetch(path: str) -> None:
         if tracker.should_stop():
             raise _Stop()
-        hf_hub_download(plan.repo_id, path, revision=plan.sha, local_dir=dest, token=token,
-                        tqdm_class=tracker.bar_class(path))
+        hf_hub_download(
+            plan.repo_id, path, revision=plan.sha, local_dir=dest, token=token, tqdm_class=tracker.bar_class(path)
+        )
         tracker.file_done(path)
 
     pool = ThreadPoolExecutor(max_workers=max(1, max_workers), thread_name_prefix="modelwiz-download")
@@ -543,7 +574,7 @@ def _fetch_all(plan, dest, on_progress, cancel, token, max_workers) -> int:
     except KeyboardInterrupt:
         failure = KeyboardInterrupt()
     finally:
-        stop.set()                      # no-op on success: every file is done
+        stop.set()  # no-op on success: every file is done
         pool.shutdown(wait=True, cancel_futures=True)
     cancelled = isinstance(failure, (_Stop, KeyboardInterrupt)) or (cancel is not None and cancel.is_set())
     if failure is not None or cancelled:
@@ -579,8 +610,11 @@ def _offline_result(repo_id: str, dest: Path, revision: str | None, on_progress:
     from wizard.hub import OfflineNotCached
 
     marker = read_marker(dest)
-    if marker is None or not is_complete(dest) or marker.get("repo_id") != repo_id or (
-        revision and revision not in (marker.get("revision"), marker.get("sha"))
+    if (
+        marker is None
+        or not is_complete(dest)
+        or marker.get("repo_id") != repo_id
+        or (revision and revision not in (marker.get("revision"), marker.get("sha")))
     ):
         raise OfflineNotCached(
             f"offline mode (HF_HUB_OFFLINE=1) and {dest} does not hold a complete download of {repo_id}",
@@ -588,7 +622,15 @@ def _offline_result(repo_id: str, dest: Path, revision: str | None, on_progress:
         )
     files = {p: int(s) for p, s in marker["files"].items()}
     total = sum(files.values())
-    on_progress(ProgressEvent(task=f"download {repo_id}", done_bytes=total, total_bytes=total,
-                              files_done=len(files), files_total=len(files), finished=True,
-                              message="offline (HF_HUB_OFFLINE=1): using the copy already on disk"))
+    on_progress(
+        ProgressEvent(
+            task=f"download {repo_id}",
+            done_bytes=total,
+            total_bytes=total,
+            files_done=len(files),
+            files_total=len(files),
+            finished=True,
+            message="offline (HF_HUB_OFFLINE=1): using the copy already on disk",
+        )
+    )
     return DownloadResult(path=dest, sha=marker["sha"], files=files, bytes=total, offline=True, repo_id=repo_id)

@@ -9,7 +9,7 @@ is never written, even for versions that still accept it: it is deprecated and r
 from __future__ import annotations
 
 import functools
-from typing import Mapping
+from collections.abc import Mapping
 
 from wizard.errors import ModelwizError, UsageError
 from wizard.images import version_tuple
@@ -53,7 +53,7 @@ def resolve_version(vllm_release: str) -> str:
     return older[-1]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def allowed_keys(version: str) -> frozenset[str]:
     """The model.json keys vLLM `version` accepts (a version from `known_versions()`)."""
     path = data_file("vllm-engine-args", f"{version}.txt")

@@ -8,12 +8,13 @@ is an error, not something silently dropped.
 
 from __future__ import annotations
 
-import re
 import json
 import os
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 from wizard.errors import ModelwizError
 
@@ -28,14 +29,14 @@ class Mount:
     source: str
     target: str
     read_only: bool
-    relabel: str | None = None        # "z" / "Z" (SELinux), as podman takes it
+    relabel: str | None = None  # "z" / "Z" (SELinux), as podman takes it
 
 
 @dataclass(frozen=True)
 class Port:
     container_port: int
-    host_port: int | None             # None: podman picks one
-    host_ip: str | None               # None: all addresses
+    host_port: int | None  # None: podman picks one
+    host_ip: str | None  # None: all addresses
     protocol: str = "tcp"
 
 
@@ -53,12 +54,12 @@ class ContainerFacts:
     image: str
     name: str
     command: tuple[str, ...]
-    devices: tuple[str, ...] = ()             # CDI names, e.g. nvidia.com/gpu=0
+    devices: tuple[str, ...] = ()  # CDI names, e.g. nvidia.com/gpu=0
     mounts: tuple[Mount, ...] = ()
     ports: tuple[Port, ...] = ()
-    shm_size: int | None = None               # bytes
+    shm_size: int | None = None  # bytes
     ulimits: tuple[Ulimit, ...] = ()
-    security_opt: tuple[str, ...] = ()        # libpod form: "disable" means label=disable
+    security_opt: tuple[str, ...] = ()  # libpod form: "disable" means label=disable
     labels: dict[str, str] = field(default_factory=dict)
     environment: dict[str, str] = field(default_factory=dict)
 
@@ -67,14 +68,14 @@ class ContainerFacts:
 class ExportedModel:
     """One model of the repository, as a cluster needs it."""
 
-    name: str                     # the Triton model name (folder name)
-    source: str                   # Hugging Face repo id
-    revision: str                 # the commit sha that was downloaded
-    weights_dir: str              # folder inside <mount>/<name>/ holding the weights
+    name: str  # the Triton model name (folder name)
+    source: str  # Hugging Face repo id
+    revision: str  # the commit sha that was downloaded
+    weights_dir: str  # folder inside <mount>/<name>/ holding the weights
     weights_bytes: int
-    config_pbtxt: str             # the repository's file, as served
-    model_json: str               # the repository's file, as served
-    files: tuple[str, ...] = ()   # the files to fetch (relative paths), as the workstation downloaded them
+    config_pbtxt: str  # the repository's file, as served
+    model_json: str  # the repository's file, as served
+    files: tuple[str, ...] = ()  # the files to fetch (relative paths), as the workstation downloaded them
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,7 @@ class ServingFacts:
     container: ContainerFacts
     mount_point: str
     models: tuple[ExportedModel, ...]
-    gpus: tuple[str, ...] = ()     # the devices the plans use (CDI ids "0", "1:0"): one GPU each
+    gpus: tuple[str, ...] = ()  # the devices the plans use (CDI ids "0", "1:0"): one GPU each
     skipped: tuple[str, ...] = ()  # "name: why", models in the repository that are not exported
 
     @property
@@ -193,8 +194,18 @@ def _rlimit(value: Any) -> int:
 def container_facts(kwargs: Mapping[str, Any]) -> ContainerFacts:
     """Normalise `create_kwargs(LaunchSpec)`; raise ValueError for an option an export would lose."""
     known = {
-        "image", "name", "command", "devices", "mounts", "volumes", "ports", "shm_size",
-        "ulimits", "security_opt", "labels", "environment",
+        "image",
+        "name",
+        "command",
+        "devices",
+        "mounts",
+        "volumes",
+        "ports",
+        "shm_size",
+        "ulimits",
+        "security_opt",
+        "labels",
+        "environment",
     }
     unknown = sorted(set(kwargs) - known - _IGNORED)
     if kwargs.get("privileged"):
@@ -204,9 +215,7 @@ def container_facts(kwargs: Mapping[str, Any]) -> ContainerFacts:
     command = kwargs.get("command") or ()
     if isinstance(command, str):
         command = [command]  # podman-py wraps a str the same way
-    ulimits = tuple(
-        Ulimit(str(u["Name"]), _rlimit(u["Soft"]), _rlimit(u["Hard"])) for u in kwargs.get("ulimits") or ()
-    )
+    ulimits = tuple(Ulimit(str(u["Name"]), _rlimit(u["Soft"]), _rlimit(u["Hard"])) for u in kwargs.get("ulimits") or ())
     shm = kwargs.get("shm_size")
     return ContainerFacts(
         image=str(kwargs["image"]),
@@ -287,7 +296,7 @@ def weight_files(folder: Path) -> tuple[tuple[str, ...], int]:
     return tuple(names), total
 
 
-def _exported_model(repo: "Repository", name: str) -> tuple[ExportedModel | None, str | None]:
+def _exported_model(repo: Repository, name: str) -> tuple[ExportedModel | None, str | None]:
     """The model as a cluster needs it, or why it cannot be exported."""
     from wizard.model_config import CONFIG_FILE, MODEL_JSON
 
@@ -301,8 +310,10 @@ def _exported_model(repo: "Repository", name: str) -> tuple[ExportedModel | None
         why = "; ".join(found.problems) or found.state
         return None, f"{name}: not ready ({why}); finish it with `modelwiz add` first"
     if not entry.revision:
-        return None, (f"{name}: copied from the local folder {entry.source}; a cluster cannot download "
-                      f"it (copy it into the volume at {repo.weights_path_in_container(entry)})")
+        return None, (
+            f"{name}: copied from the local folder {entry.source}; a cluster cannot download "
+            f"it (copy it into the volume at {repo.weights_path_in_container(entry)})"
+        )
     folder = repo.model_dir(name)
     config = (folder / CONFIG_FILE).read_text(encoding="utf-8")
     model_json = (folder / MODEL_JSON).read_text(encoding="utf-8")
@@ -328,7 +339,7 @@ def _exported_model(repo: "Repository", name: str) -> tuple[ExportedModel | None
     ), None
 
 
-def exportable_models(repo: "Repository") -> tuple[tuple[ExportedModel, ...], tuple[str, ...]]:
+def exportable_models(repo: Repository) -> tuple[tuple[ExportedModel, ...], tuple[str, ...]]:
     """The repository's models a cluster or a boot unit can serve, and why the others are left out."""
     models: list[ExportedModel] = []
     skipped: list[str] = []
@@ -340,8 +351,7 @@ def exportable_models(repo: "Repository") -> tuple[tuple[ExportedModel, ...], tu
             skipped.append(why)
     if not models:
         raise ModelwizError(
-            f"no model in {repo.root} can be exported"
-            + (f" ({skipped[0]})" if skipped else ""),
+            f"no model in {repo.root} can be exported" + (f" ({skipped[0]})" if skipped else ""),
             hint="add one with `modelwiz add MODEL` and let its download finish",
         )
     return tuple(models), tuple(skipped)
@@ -357,10 +367,10 @@ class LaunchChoices:
     http_port: int | None = None
     grpc_port: int | None = None
     metrics_port: int | None = None
-    rootless: bool | None = None          # None: this user (root runs rootful podman)
+    rootless: bool | None = None  # None: this user (root runs rootful podman)
 
 
-def launch_kwargs(repo: "Repository", models: tuple[str, ...], choices: LaunchChoices = LaunchChoices()) -> dict:
+def launch_kwargs(repo: Repository, models: tuple[str, ...], choices: LaunchChoices = LaunchChoices()) -> dict:
     """What `modelwiz up` gives podman-py for this repository, built the way `up` builds it:
     `read_launch_inputs` for devices, image and mount point, then `launch_spec_for`."""
     from wizard import preflight
@@ -395,8 +405,9 @@ def launch_kwargs(repo: "Repository", models: tuple[str, ...], choices: LaunchCh
     return create_kwargs(spec)
 
 
-def serving_facts(repo: "Repository", choices: LaunchChoices = LaunchChoices(), *,
-                  kwargs: Mapping[str, Any] | None = None) -> ServingFacts:
+def serving_facts(
+    repo: Repository, choices: LaunchChoices = LaunchChoices(), *, kwargs: Mapping[str, Any] | None = None
+) -> ServingFacts:
     """Everything an export needs, from the repository and the container `modelwiz up` creates."""
     models, skipped = exportable_models(repo)
     if kwargs is None:
@@ -404,8 +415,9 @@ def serving_facts(repo: "Repository", choices: LaunchChoices = LaunchChoices(), 
     try:
         container = container_facts(kwargs)
     except ValueError as error:
-        raise ModelwizError(f"cannot export this container: {error}",
-                            hint="report this: the export is behind `modelwiz up`") from None
+        raise ModelwizError(
+            f"cannot export this container: {error}", hint="report this: the export is behind `modelwiz up`"
+        ) from None
     mount_point = repo.manifest.mount_point
     repository_mount(container, mount_point)
     return ServingFacts(

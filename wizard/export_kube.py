@@ -34,10 +34,10 @@ from wizard.paths import assets_dir
 from wizard.units import GiB
 from wizard.yamltext import dump_all
 
-GPU_RESOURCE = "nvidia.com/gpu"       # what the NVIDIA device plugin advertises (never the CDI form)
+GPU_RESOURCE = "nvidia.com/gpu"  # what the NVIDIA device plugin advertises (never the CDI form)
 SHM_VOLUME = "dshm"
 MODELS_VOLUME = "models"
-CONFIG_ROOT = "/etc/modelwiz/models"   # where an init container sees its model's ConfigMap
+CONFIG_ROOT = "/etc/modelwiz/models"  # where an init container sees its model's ConfigMap
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 # An annotation key: an optional DNS-subdomain prefix and '/', then a name of at most 63 characters.
@@ -51,10 +51,10 @@ _RESTRICTED = {
 
 @dataclass(frozen=True)
 class KubeOptions:
-    namespace: str | None = None        # None: the namespace kubectl is pointed at
-    storage_class: str | None = None    # None: the cluster's default StorageClass
-    init_image: str | None = None       # None: the Triton image (has python3 + huggingface_hub)
-    hf_secret: str = "hf-token"         # Secret holding the Hugging Face token (optional)
+    namespace: str | None = None  # None: the namespace kubectl is pointed at
+    storage_class: str | None = None  # None: the cluster's default StorageClass
+    init_image: str | None = None  # None: the Triton image (has python3 + huggingface_hub)
+    hf_secret: str = "hf-token"  # Secret holding the Hugging Face token (optional)
     hf_secret_key: str = "token"
 
 
@@ -95,11 +95,14 @@ def check_options(options: KubeOptions) -> None:
             hint="see `kubectl get storageclass` for the names your cluster has",
         )
     if not _DNS_SUBDOMAIN.match(options.hf_secret):
-        raise UsageError(f"{options.hf_secret!r} is not a valid Secret name",
-                         hint="use lowercase letters, digits, '-' and '.'")
+        raise UsageError(
+            f"{options.hf_secret!r} is not a valid Secret name", hint="use lowercase letters, digits, '-' and '.'"
+        )
     if options.init_image is not None and (not options.init_image or any(c.isspace() for c in options.init_image)):
-        raise UsageError(f"{options.init_image!r} is not an image reference",
-                         hint="name an image such as registry.example.com/python-hf:3.12")
+        raise UsageError(
+            f"{options.init_image!r} is not an image reference",
+            hint="name an image such as registry.example.com/python-hf:3.12",
+        )
 
 
 def download_script() -> str:
@@ -146,14 +149,21 @@ def _model_dir(facts: ServingFacts, model: ExportedModel) -> str:
     return posixpath.join(facts.mount_point, model.name)
 
 
-def _init_container(facts: ServingFacts, model: ExportedModel, names: _Names, options: KubeOptions,
-                    script: str) -> dict:
+def _init_container(
+    facts: ServingFacts, model: ExportedModel, names: _Names, options: KubeOptions, script: str
+) -> dict:
     return {
         "name": names.init_container(model.name),
         "image": options.init_image or facts.container.image,
         "command": ["python3", "-c", script],
-        "args": [model.source, model.revision, _model_dir(facts, model), model.weights_dir,
-                 f"{CONFIG_ROOT}/{model.name}", *model.files],
+        "args": [
+            model.source,
+            model.revision,
+            _model_dir(facts, model),
+            model.weights_dir,
+            f"{CONFIG_ROOT}/{model.name}",
+            *model.files,
+        ],
         "env": [
             {
                 "name": "HF_TOKEN",
@@ -166,8 +176,7 @@ def _init_container(facts: ServingFacts, model: ExportedModel, names: _Names, op
         ],
         "volumeMounts": [
             {"name": MODELS_VOLUME, "mountPath": facts.mount_point},
-            {"name": names.config_volume(model.name), "mountPath": f"{CONFIG_ROOT}/{model.name}",
-             "readOnly": True},
+            {"name": names.config_volume(model.name), "mountPath": f"{CONFIG_ROOT}/{model.name}", "readOnly": True},
         ],
         "securityContext": dict(_RESTRICTED),
     }
@@ -184,7 +193,7 @@ def _http_probe(path: str, *, period: int, failures: int, timeout: int = 5) -> d
 
 def _triton_container(facts: ServingFacts) -> dict:
     container = facts.container
-    env = {"HOME": "/tmp", **container.environment}   # HOME: writable under OpenShift's arbitrary UID
+    env = {"HOME": "/tmp", **container.environment}  # HOME: writable under OpenShift's arbitrary UID
     mounts: list[dict] = [{"name": MODELS_VOLUME, "mountPath": facts.mount_point, "readOnly": True}]
     mounts.append({"name": SHM_VOLUME, "mountPath": "/dev/shm"})
     ports = sorted({p.container_port for p in container.ports} | set(TRITON_PORTS))
@@ -194,8 +203,7 @@ def _triton_container(facts: ServingFacts) -> dict:
         # `args`, not `command`: podman keeps the image's entrypoint too (NGC's prints the banner).
         "args": list(facts.boot_command()),
         "ports": [
-            {"name": TRITON_PORTS.get(port, f"port-{port}"), "containerPort": port, "protocol": "TCP"}
-            for port in ports
+            {"name": TRITON_PORTS.get(port, f"port-{port}"), "containerPort": port, "protocol": "TCP"} for port in ports
         ],
         "env": [{"name": k, "value": v} for k, v in env.items()],
         "resources": {"limits": {GPU_RESOURCE: str(facts.gpu_count)}},
@@ -239,7 +247,9 @@ def kube_objects(facts: ServingFacts, options: KubeOptions = KubeOptions()) -> l
                 "apiVersion": "v1",
                 "kind": "ConfigMap",
                 "metadata": _metadata(
-                    names.config_map(model.name), labels, options,
+                    names.config_map(model.name),
+                    labels,
+                    options,
                     annotations={
                         "modelwiz/model": model.name,
                         "modelwiz/source": f"{model.source}@{model.revision}",
@@ -250,8 +260,7 @@ def kube_objects(facts: ServingFacts, options: KubeOptions = KubeOptions()) -> l
         )
     volumes: list[dict] = [
         {"name": MODELS_VOLUME, "persistentVolumeClaim": {"claimName": names.claim}},
-        {"name": SHM_VOLUME, "emptyDir": {"medium": "Memory",
-                                          "sizeLimit": quantity(facts.container.shm_size or GiB)}},
+        {"name": SHM_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": quantity(facts.container.shm_size or GiB)}},
     ]
     for model in facts.models:
         volumes.append(
@@ -259,8 +268,10 @@ def kube_objects(facts: ServingFacts, options: KubeOptions = KubeOptions()) -> l
                 "name": names.config_volume(model.name),
                 "configMap": {
                     "name": names.config_map(model.name),
-                    "items": [{"key": "config.pbtxt", "path": "config.pbtxt"},
-                              {"key": "model.json", "path": "model.json"}],
+                    "items": [
+                        {"key": "config.pbtxt", "path": "config.pbtxt"},
+                        {"key": "model.json", "path": "model.json"},
+                    ],
                 },
             }
         )
@@ -339,8 +350,11 @@ def header(facts: ServingFacts, options: KubeOptions) -> list[str]:
         f"  oc{ns} expose service/{names.app} --port=http",
     ]
     if any(":" in d for d in facts.gpus):
-        lines += ["", "MIG: the plan uses MIG slices; with the GPU Operator's `mixed` strategy, request",
-                  "nvidia.com/mig-<profile> instead of nvidia.com/gpu."]
+        lines += [
+            "",
+            "MIG: the plan uses MIG slices; with the GPU Operator's `mixed` strategy, request",
+            "nvidia.com/mig-<profile> instead of nvidia.com/gpu.",
+        ]
     for skipped in facts.skipped:
         lines.append(f"Not exported: {skipped}")
     return lines

@@ -67,8 +67,9 @@ def run_options(container: ContainerFacts) -> list[RunOption]:
     for device in container.devices:
         opts.append(RunOption("--device", device, "AddDevice"))
     for mount in container.mounts:
-        opts.append(RunOption("--volume", _volume(mount.source, mount.target, mount.read_only,
-                                                  mount.relabel), "Volume"))
+        opts.append(
+            RunOption("--volume", _volume(mount.source, mount.target, mount.read_only, mount.relabel), "Volume")
+        )
     for port in container.ports:
         host = "" if port.host_port is None else str(port.host_port)
         spec = f"{host}:{port.container_port}" if host else str(port.container_port)
@@ -176,8 +177,16 @@ def service_unit(facts: ServingFacts, *, podman: str = "/usr/bin/podman") -> str
         f"`systemctl [--user] enable --now {name}`. Rootless, at boot: `loginctl enable-linger $USER`.",
     ]
     podman = systemd_word(podman)
-    run = [podman, "run", "--cidfile=%t/%n.ctr-id", "--cgroups=no-conmon", "--rm",
-           "--sdnotify=conmon", "--replace", "-d"]
+    run = [
+        podman,
+        "run",
+        "--cidfile=%t/%n.ctr-id",
+        "--cgroups=no-conmon",
+        "--rm",
+        "--sdnotify=conmon",
+        "--replace",
+        "-d",
+    ]
     argv = podman_run_argv(facts)
     # %t / %n are systemd specifiers here, so these first words are written as they are.
     start = " ".join(run[:2]) + " \\\n\t" + " ".join(run[2:])

@@ -14,9 +14,9 @@ from wizard.units import MiB
 
 @dataclass(frozen=True)
 class GpuModel:
-    key: str                      # what users type, e.g. "H100-80GB"
-    nvml_name: str                # what NVML calls it
-    memory_total_mib: int         # NVML total, MiB
+    key: str  # what users type, e.g. "H100-80GB"
+    nvml_name: str  # what NVML calls it
+    memory_total_mib: int  # NVML total, MiB
     compute_capability: tuple[int, int]
     aliases: tuple[str, ...] = ()
 

@@ -32,7 +32,7 @@ class GpuProcess:
 class Gpu:
     """One device vLLM can run on: a whole GPU, or one MIG slice of it (`mig_index` set)."""
 
-    index: int                          # NVML index (PCI bus order); for a slice, its parent's
+    index: int  # NVML index (PCI bus order); for a slice, its parent's
     name: str
     uuid: str
     memory_total_bytes: int
@@ -42,8 +42,8 @@ class Gpu:
     pci_bus_id: str = ""
     memory_reserved_bytes: int | None = None  # NVML v2 `reserved`; None when unknown
     mig_enabled: bool = False
-    mig_devices: tuple["Gpu", ...] = ()       # the slices, when MIG is enabled
-    mig_index: int | None = None              # set on a slice
+    mig_devices: tuple[Gpu, ...] = ()  # the slices, when MIG is enabled
+    mig_index: int | None = None  # set on a slice
     processes: tuple[GpuProcess, ...] = ()
 
     @property
@@ -84,9 +84,7 @@ class Gpu:
             "memory_used_bytes": self.memory_used_bytes,
             "memory_reserved_bytes": self.memory_reserved_bytes,
             "compute_capability": self.compute_capability_str,
-            "processes": [
-                {"pid": p.pid, "used_memory_bytes": p.used_memory_bytes} for p in self.processes
-            ],
+            "processes": [{"pid": p.pid, "used_memory_bytes": p.used_memory_bytes} for p in self.processes],
         }
         if self.mig_index is not None:
             data["mig_index"] = self.mig_index
@@ -102,11 +100,11 @@ class Gpu:
 
 @dataclass(frozen=True)
 class GpuInventory:
-    source: str                               # "nvml" or "described"
+    source: str  # "nvml" or "described"
     gpus: tuple[Gpu, ...]
     driver_version: str | None = None
-    cuda_driver_version: str | None = None    # "12.4"
-    spec: str | None = None                   # the --gpus text, when described
+    cuda_driver_version: str | None = None  # "12.4"
+    spec: str | None = None  # the --gpus text, when described
 
     @property
     def devices(self) -> tuple[Gpu, ...]:
@@ -125,7 +123,7 @@ class GpuInventory:
         }
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "GpuInventory":
+    def from_json(cls, data: dict[str, Any]) -> GpuInventory:
         def gpu(d: dict[str, Any]) -> Gpu:
             major, minor = (int(x) for x in str(d["compute_capability"]).split("."))
             mig = d.get("mig") or {}
@@ -142,10 +140,7 @@ class GpuInventory:
                 mig_enabled=bool(mig.get("enabled", False)),
                 mig_devices=tuple(gpu(m) for m in mig.get("devices", [])),
                 mig_index=d.get("mig_index"),
-                processes=tuple(
-                    GpuProcess(int(p["pid"]), p.get("used_memory_bytes"))
-                    for p in d.get("processes", [])
-                ),
+                processes=tuple(GpuProcess(int(p["pid"]), p.get("used_memory_bytes")) for p in d.get("processes", [])),
             )
 
         return cls(
@@ -295,9 +290,7 @@ def discover() -> GpuInventory:
             "the NVIDIA driver is loaded but reports no GPUs",
             hint=f"check `nvidia-smi` and that the GPU is visible to this machine, {_NO_GPU_HINT}",
         )
-    return GpuInventory(
-        source="nvml", gpus=gpus, driver_version=driver, cuda_driver_version=cuda_text
-    )
+    return GpuInventory(source="nvml", gpus=gpus, driver_version=driver, cuda_driver_version=cuda_text)
 
 
 def _memory(N: Any, handle: Any) -> tuple[int, int, int, int | None]:

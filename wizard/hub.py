@@ -19,10 +19,22 @@ TOKENS_URL = "https://huggingface.co/settings/tokens"
 
 # Bytes per parameter for the dtypes safetensors headers use.
 _DTYPE_BYTES = {
-    "F64": 8, "I64": 8, "U64": 8,
-    "F32": 4, "I32": 4, "U32": 4,
-    "F16": 2, "BF16": 2, "I16": 2, "U16": 2,
-    "F8_E4M3": 1, "F8_E5M2": 1, "F8_E8M0": 1, "I8": 1, "U8": 1, "BOOL": 1,
+    "F64": 8,
+    "I64": 8,
+    "U64": 8,
+    "F32": 4,
+    "I32": 4,
+    "U32": 4,
+    "F16": 2,
+    "BF16": 2,
+    "I16": 2,
+    "U16": 2,
+    "F8_E4M3": 1,
+    "F8_E5M2": 1,
+    "F8_E8M0": 1,
+    "I8": 1,
+    "U8": 1,
+    "BOOL": 1,
 }
 
 
@@ -119,9 +131,7 @@ def translate_error(error: BaseException, repo_id: str, *, revision: str | None 
 
     if isinstance(error, ModelwizError):
         return error
-    if isinstance(error, hf.OfflineModeIsEnabled) or (
-        isinstance(error, hf.LocalEntryNotFoundError) and is_offline()
-    ):
+    if isinstance(error, hf.OfflineModeIsEnabled) or (isinstance(error, hf.LocalEntryNotFoundError) and is_offline()):
         return OfflineNotCached(
             f"offline mode (HF_HUB_OFFLINE=1) and {repo_id} is not on this machine",
             hint="unset HF_HUB_OFFLINE to download it, or copy the model here first",
@@ -144,30 +154,38 @@ def translate_error(error: BaseException, repo_id: str, *, revision: str | None 
             hint += "; if it is private, run `modelwiz login` first"
         return ModelNotFound(f"no model {repo_id!r} on {_host()}", hint=hint)
     if isinstance(error, hf.RemoteEntryNotFoundError):
-        return HubError(f"a file of {repo_id} is missing on the Hub: {error.server_message or error}",
-                        hint="the repo changed while downloading; run again")
+        return HubError(
+            f"a file of {repo_id} is missing on the Hub: {error.server_message or error}",
+            hint="the repo changed while downloading; run again",
+        )
     if isinstance(error, hf.HfHubHTTPError):
         status = error.response.status_code if error.response is not None else None
         if status == 401:
             return InvalidToken(token_source())
         if status == 429:
-            return HubError(f"the Hub is rate-limiting requests for {repo_id}",
-                            hint="wait a few minutes and run again (logging in raises the limit)")
+            return HubError(
+                f"the Hub is rate-limiting requests for {repo_id}",
+                hint="wait a few minutes and run again (logging in raises the limit)",
+            )
         if status is not None and status >= 500:
-            return HubUnreachable(f"the Hub answered {status} for {repo_id}",
-                                  hint="try again later (status: https://status.huggingface.co)")
-        return HubError(f"the Hub refused the request for {repo_id} (HTTP {status})",
-                        hint="run again with --debug for details")
+            return HubUnreachable(
+                f"the Hub answered {status} for {repo_id}",
+                hint="try again later (status: https://status.huggingface.co)",
+            )
+        return HubError(
+            f"the Hub refused the request for {repo_id} (HTTP {status})", hint="run again with --debug for details"
+        )
     if isinstance(error, (httpx2.TransportError, hf.LocalEntryNotFoundError, ConnectionError, TimeoutError)):
         return HubUnreachable(
             f"cannot reach {_host()} to fetch {repo_id}",
             hint="check the network (and HF_ENDPOINT / proxy settings), then run again",
         )
-    return HubError(f"{type(error).__name__} while talking to the Hub about {repo_id}",
-                    hint="run again with --debug for details")
+    return HubError(
+        f"{type(error).__name__} while talking to the Hub about {repo_id}", hint="run again with --debug for details"
+    )
 
 
-_REACHED: dict[str, float] = {}   # endpoint -> when a connection to it last succeeded
+_REACHED: dict[str, float] = {}  # endpoint -> when a connection to it last succeeded
 _PROBE_TIMEOUT_S = 3.0
 
 
@@ -274,20 +292,20 @@ class HubModel:
     sha: str
     gated: Literal[False, "auto", "manual"] = False
     private: bool = False
-    files: dict[str, int] = field(default_factory=dict)       # repo path -> size in bytes
-    config: dict | None = None                                  # config.json, as is
-    parameters_by_dtype: dict[str, int] | None = None           # safetensors counts, e.g. {"BF16": 8e9}
+    files: dict[str, int] = field(default_factory=dict)  # repo path -> size in bytes
+    config: dict | None = None  # config.json, as is
+    parameters_by_dtype: dict[str, int] | None = None  # safetensors counts, e.g. {"BF16": 8e9}
     license: str | None = None
     architectures: tuple[str, ...] = ()
     model_type: str | None = None
     vllm_supported: bool = False
-    vllm_message: str | None = None                             # why not, or a caveat
+    vllm_message: str | None = None  # why not, or a caveat
     downloads: int = 0
     likes: int = 0
     pipeline_tag: str | None = None
     tags: tuple[str, ...] = ()
-    revision: str | None = None                                 # what was asked for (None = main)
-    offline: bool = False                                       # built from the local cache only
+    revision: str | None = None  # what was asked for (None = main)
+    offline: bool = False  # built from the local cache only
 
     @property
     def parameters(self) -> int | None:
@@ -318,8 +336,10 @@ def check_repo_id(repo_id: str) -> str:
             hint="write it as owner/name, e.g. Qwen/Qwen2.5-0.5B-Instruct",
         ) from None
     if "/" not in repo_id:
-        raise UsageError(f"{repo_id!r} is not a Hugging Face model id",
-                         hint="write it as owner/name, e.g. Qwen/Qwen2.5-0.5B-Instruct")
+        raise UsageError(
+            f"{repo_id!r} is not a Hugging Face model id",
+            hint="write it as owner/name, e.g. Qwen/Qwen2.5-0.5B-Instruct",
+        )
     return repo_id
 
 
@@ -441,7 +461,7 @@ class HubSearchResult:
     downloads: int = 0
     likes: int = 0
     gated: Literal[False, "auto", "manual"] = False
-    parameters: int | None = None                         # total, when the Hub has safetensors metadata
+    parameters: int | None = None  # total, when the Hub has safetensors metadata
     parameters_by_dtype: dict[str, int] | None = None
     pipeline_tag: str | None = None
 
@@ -489,11 +509,11 @@ def search_models(query: str, *, limit: int = 20) -> list[HubSearchResult]:
 # -- token -------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class AuthStatus:
-    logged_in: bool                       # a token exists and the Hub accepted it
+    logged_in: bool  # a token exists and the Hub accepted it
     user: str | None = None
-    source: Literal["env", "file"] | None = None   # HF_TOKEN, or the file `hf auth login` saved
-    token_invalid: bool = False           # a token exists and the Hub rejected it
-    checked: bool = True                  # False when offline: the token was not verified
+    source: Literal["env", "file"] | None = None  # HF_TOKEN, or the file `hf auth login` saved
+    token_invalid: bool = False  # a token exists and the Hub rejected it
+    checked: bool = True  # False when offline: the token was not verified
     message: str = ""
 
 
@@ -503,8 +523,12 @@ def auth_status() -> AuthStatus:
     if source is None:
         return AuthStatus(False, message="not logged in (no HF_TOKEN, no saved token)")
     if is_offline():
-        return AuthStatus(False, source=source, checked=False,
-                          message="a token is set but offline mode (HF_HUB_OFFLINE=1) cannot verify it")
+        return AuthStatus(
+            False,
+            source=source,
+            checked=False,
+            message="a token is set but offline mode (HF_HUB_OFFLINE=1) cannot verify it",
+        )
     from huggingface_hub import HfApi
     from huggingface_hub.errors import HfHubHTTPError
 
@@ -536,16 +560,18 @@ def save_token(token: str) -> str:
     if not token:
         raise UsageError("no token given", hint=f"paste a token from {TOKENS_URL}")
     if any(c.isspace() for c in token):
-        raise UsageError("that does not look like a token (it contains spaces)",
-                         hint=f"paste only the token from {TOKENS_URL}")
+        raise UsageError(
+            "that does not look like a token (it contains spaces)", hint=f"paste only the token from {TOKENS_URL}"
+        )
     if token.startswith("api_org"):
         raise UsageError("that is an organisation token", hint="use a personal access token")
     if is_offline():
-        raise OfflineNotCached("offline mode (HF_HUB_OFFLINE=1): cannot check the token",
-                               hint="unset HF_HUB_OFFLINE and run again")
+        raise OfflineNotCached(
+            "offline mode (HF_HUB_OFFLINE=1): cannot check the token", hint="unset HF_HUB_OFFLINE and run again"
+        )
     hf_logger = logging.getLogger("huggingface_hub")
     level = hf_logger.level
-    hf_logger.setLevel(logging.ERROR)   # login() logs chatty notes about git credentials
+    hf_logger.setLevel(logging.ERROR)  # login() logs chatty notes about git credentials
     try:
         from huggingface_hub import HfApi
 

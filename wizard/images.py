@@ -18,11 +18,11 @@ IMAGE_REPO = "nvcr.io/nvidia/tritonserver"
 
 @dataclass(frozen=True)
 class ImageInfo:
-    tag: str                       # the full reference, nvcr.io/nvidia/tritonserver:26.07-vllm-python-py3
+    tag: str  # the full reference, nvcr.io/nvidia/tritonserver:26.07-vllm-python-py3
     triton_version: str
-    vllm_version: str              # as published, e.g. 0.24.0+092c4842.nv26.7.57386851
+    vllm_version: str  # as published, e.g. 0.24.0+092c4842.nv26.7.57386851
     cuda_version: str
-    min_driver: str | None         # Linux x86_64 minimum driver for that CUDA; None when unknown
+    min_driver: str | None  # Linux x86_64 minimum driver for that CUDA; None when unknown
 
     @property
     def vllm_release(self) -> str:

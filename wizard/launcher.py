@@ -12,9 +12,10 @@ from __future__ import annotations
 import re
 import threading
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from wizard.container import (
     LABEL_MANAGED,
@@ -63,10 +64,10 @@ class UpResult:
     name: str
     container_id: str
     url: str
-    reused: bool                       # the running container was kept (no restart)
-    loaded: tuple[str, ...]            # models loaded by this run
-    already_ready: tuple[str, ...]     # models that were ready before
-    unloaded: tuple[str, ...] = ()     # ready models the repository no longer lists
+    reused: bool  # the running container was kept (no restart)
+    loaded: tuple[str, ...]  # models loaded by this run
+    already_ready: tuple[str, ...]  # models that were ready before
+    unloaded: tuple[str, ...] = ()  # ready models the repository no longer lists
 
 
 class LaunchFailed(ModelwizError):
@@ -106,8 +107,7 @@ _ADVICE: tuple[tuple[str, str], ...] = (
     ),
     (
         r"larger than the maximum number of tokens that can be stored in KV cache",
-        "the KV cache cannot hold one full-length request: shorten max_model_len or raise "
-        "gpu_memory_utilization",
+        "the KV cache cannot hold one full-length request: shorten max_model_len or raise gpu_memory_utilization",
     ),
     (
         r"must be divisible by tensor parallel size",
@@ -183,7 +183,7 @@ class LogFollower:
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._run, name="modelwiz-logs", daemon=True)
 
-    def start(self) -> "LogFollower":
+    def start(self) -> LogFollower:
         self._thread.start()
         return self
 
@@ -334,8 +334,9 @@ def _stopper(cancel: threading.Event | None) -> Callable[[], None]:
     return stop
 
 
-def _wait_live(container: Any, http: TritonHttp, *, timeout_s: float, poll_s: float,
-               stop: Callable[[], None] = lambda: None) -> None:
+def _wait_live(
+    container: Any, http: TritonHttp, *, timeout_s: float, poll_s: float, stop: Callable[[], None] = lambda: None
+) -> None:
     deadline = time.monotonic() + timeout_s
     while True:
         stop()
@@ -433,7 +434,9 @@ def up(
     on_event(LaunchEvent("preflight", "checking CDI devices, driver, ports"))
     raise_for(check_all(spec, driver_version=driver_version, cdi_dirs=cdi_dirs, ports=not reuse))
     if spec.exposed:
-        on_event(LaunchEvent("warning", f"ports are published on {spec.listen}: anyone who reaches this host can use Triton"))
+        on_event(
+            LaunchEvent("warning", f"ports are published on {spec.listen}: anyone who reaches this host can use Triton")
+        )
 
     http = TritonHttp(spec.http_url)
     if reuse:
@@ -535,13 +538,13 @@ def down(client: Any, name: str, *, timeout_s: int = 30) -> bool:
 class LaunchStatus:
     name: str
     exists: bool
-    state: str = "absent"             # podman's status: running, exited, created, ...
+    state: str = "absent"  # podman's status: running, exited, created, ...
     image: str | None = None
     container_id: str | None = None
     started_at: str | None = None
     url: str | None = None
     models: tuple[ModelState, ...] = field(default_factory=tuple)
-    error: str | None = None          # why the model states could not be read
+    error: str | None = None  # why the model states could not be read
 
 
 def url_from_labels(labels: dict[str, str]) -> str | None:

@@ -79,9 +79,18 @@ def copy_local_model(
                 shutil.copyfile(src, dst)
             done += dst.stat().st_size
             meter.add(done)
-            on_progress(ProgressEvent(task, done, total, current=str(rel), files_done=i + 1,
-                                      files_total=len(files), rate_bytes_per_s=meter.rate(),
-                                      eta_s=meter.eta(done, total)))
+            on_progress(
+                ProgressEvent(
+                    task,
+                    done,
+                    total,
+                    current=str(rel),
+                    files_done=i + 1,
+                    files_total=len(files),
+                    rate_bytes_per_s=meter.rate(),
+                    eta_s=meter.eta(done, total),
+                )
+            )
         os.replace(partial, dest)
     except OSError as error:
         shutil.rmtree(partial, ignore_errors=True)

@@ -15,9 +15,10 @@ from __future__ import annotations
 import math
 import re
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
-from typing import Any, Mapping
+from typing import Any
 
 from wizard.container import DEFAULT_MOUNT_POINT
 from wizard.errors import ModelwizError
@@ -48,13 +49,13 @@ class ManifestError(ModelwizError):
 
 @dataclass(frozen=True)
 class ManifestModel:
-    name: str                       # the Triton model name (= folder)
-    source: str                     # Hub repo id, or the local folder it was copied from
-    weights: str                    # weights folder name inside <repository>/<name>/
+    name: str  # the Triton model name (= folder)
+    source: str  # Hub repo id, or the local folder it was copied from
+    weights: str  # weights folder name inside <repository>/<name>/
     plan: ModelPlan
     state: str = STATE_DOWNLOADING  # downloading | complete | removing
-    revision: str | None = None     # the Hub commit sha (None for a local folder)
-    files: Mapping[str, str] = field(default_factory=dict)    # relative path -> sha256
+    revision: str | None = None  # the Hub commit sha (None for a local folder)
+    files: Mapping[str, str] = field(default_factory=dict)  # relative path -> sha256
     pending: Mapping[str, str] = field(default_factory=dict)  # about to be written
 
     @property
@@ -78,13 +79,13 @@ class Manifest:
     def names(self) -> tuple[str, ...]:
         return tuple(m.name for m in self.models)
 
-    def with_model(self, model: ManifestModel) -> "Manifest":
+    def with_model(self, model: ManifestModel) -> Manifest:
         """Add `model`, or replace the entry with its name (keeping its position)."""
         if self.get(model.name) is None:
             return replace(self, models=self.models + (model,))
         return replace(self, models=tuple(model if m.name == model.name else m for m in self.models))
 
-    def without_model(self, name: str) -> "Manifest":
+    def without_model(self, name: str) -> Manifest:
         return replace(self, models=tuple(m for m in self.models if m.name != name))
 
 
@@ -95,12 +96,7 @@ def manifest_path(repository: Path) -> Path:
 def check_relative(path: str, what: str) -> str:
     """A relative path that stays inside its folder (no '..', no absolute, no empty parts)."""
     pure = PurePosixPath(path)
-    if (
-        not path
-        or "\\" in path
-        or pure.is_absolute()
-        or any(part in ("", ".", "..") for part in path.split("/"))
-    ):
+    if not path or "\\" in path or pure.is_absolute() or any(part in ("", ".", "..") for part in path.split("/")):
         raise ManifestError(f"{what} {path!r} would leave the model folder")
     return path
 
@@ -258,8 +254,7 @@ def render_manifest(manifest: Manifest) -> str:
         doc = tomlkit.parse(_HEADER)
     else:
         doc = tomlkit.parse(tomlkit.dumps(doc))  # a copy: Manifest stays immutable
-    top: dict[str, Any] = {"version": manifest.version, "image": manifest.image,
-                           "mount_point": manifest.mount_point}
+    top: dict[str, Any] = {"version": manifest.version, "image": manifest.image, "mount_point": manifest.mount_point}
     _sync_table(doc, {k: v for k, v in top.items() if v is not None}, _TOP_KEYS)
     if "models" not in doc:
         doc["models"] = tomlkit.table(is_super_table=True)

@@ -14,7 +14,8 @@ the repository uses (sorted with `sort_devices`), and inside it they are numbere
 from __future__ import annotations
 
 import json
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from wizard.engine_args import check_keys
 from wizard.errors import ModelwizError
@@ -92,8 +93,7 @@ def render_config_pbtxt(plan: ModelPlan, repository_devices: Sequence[str]) -> s
     elif group.kind == "KIND_MODEL":
         host = ", ".join(plan_devices(plan)) or "planned"
         lines.append(
-            f"    # one engine over {plan.tensor_parallel_size} GPU(s) (host device(s) {host}); "
-            "vLLM places it"
+            f"    # one engine over {plan.tensor_parallel_size} GPU(s) (host device(s) {host}); vLLM places it"
         )
         lines.append(f"    count: {group.count}")
         lines.append("    kind: KIND_MODEL")
@@ -106,8 +106,9 @@ def render_config_pbtxt(plan: ModelPlan, repository_devices: Sequence[str]) -> s
     lines.append('  value: { string_value: "true" }')
     lines.append("}")
     text = "\n".join(lines) + "\n"
-    validate_config_pbtxt(text, tensor_parallel_size=plan.tensor_parallel_size,
-                          container_gpu_count=len(tuple(repository_devices)) or None)
+    validate_config_pbtxt(
+        text, tensor_parallel_size=plan.tensor_parallel_size, container_gpu_count=len(tuple(repository_devices)) or None
+    )
     return text
 
 
@@ -203,9 +204,7 @@ def vllm_problems(
         count = group.count or 1
         if kind == "KIND_GPU":
             if tp > 1:
-                problems.append(
-                    f"KIND_GPU with tensor_parallel_size {tp}: multi-GPU engines need KIND_MODEL"
-                )
+                problems.append(f"KIND_GPU with tensor_parallel_size {tp}: multi-GPU engines need KIND_MODEL")
             if container_gpu_count is not None:
                 bad = [g for g in group.gpus if not 0 <= g < container_gpu_count]
                 if bad:
@@ -214,9 +213,7 @@ def vllm_problems(
                     )
         elif kind == "KIND_MODEL":
             if count != 1:
-                problems.append(
-                    f"KIND_MODEL with count {count}: every instance lands on the same GPUs (use count 1)"
-                )
+                problems.append(f"KIND_MODEL with count {count}: every instance lands on the same GPUs (use count 1)")
             if group.gpus:
                 problems.append("KIND_MODEL takes no gpus list")
         elif kind == "KIND_CPU":
@@ -234,9 +231,7 @@ def validate_config_pbtxt(
 ) -> Any:
     """Parse and check a config.pbtxt modelwiz writes; ConfigError with every problem."""
     config = parse_config_pbtxt(text)
-    problems = vllm_problems(
-        config, tensor_parallel_size=tensor_parallel_size, container_gpu_count=container_gpu_count
-    )
+    problems = vllm_problems(config, tensor_parallel_size=tensor_parallel_size, container_gpu_count=container_gpu_count)
     if problems:
         raise ConfigError("config.pbtxt breaks the vLLM backend's rules: " + "; ".join(problems))
     return config

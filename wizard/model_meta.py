@@ -15,20 +15,39 @@ import json
 import math
 import re
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from wizard.errors import ModelwizError, UsageError
 
 # Bytes per element of each safetensors dtype (huggingface.js and the safetensors spec).
 DTYPE_BYTES: dict[str, float] = {
-    "F64": 8, "I64": 8, "U64": 8,
-    "F32": 4, "I32": 4, "U32": 4,
-    "F16": 2, "BF16": 2, "I16": 2, "U16": 2,
-    "F8_E4M3": 1, "F8_E5M2": 1, "F8_E4M3FN": 1, "F8_E4M3FNUZ": 1, "F8_E5M2FNUZ": 1, "E8M0": 1,
-    "F8_E8M0": 1, "I8": 1, "U8": 1, "BOOL": 1,
-    "F4": 0.5, "FP4": 0.5, "F6_E2M3": 0.75, "F6_E3M2": 0.75,
+    "F64": 8,
+    "I64": 8,
+    "U64": 8,
+    "F32": 4,
+    "I32": 4,
+    "U32": 4,
+    "F16": 2,
+    "BF16": 2,
+    "I16": 2,
+    "U16": 2,
+    "F8_E4M3": 1,
+    "F8_E5M2": 1,
+    "F8_E4M3FN": 1,
+    "F8_E4M3FNUZ": 1,
+    "F8_E5M2FNUZ": 1,
+    "E8M0": 1,
+    "F8_E8M0": 1,
+    "I8": 1,
+    "U8": 1,
+    "BOOL": 1,
+    "F4": 0.5,
+    "FP4": 0.5,
+    "F6_E2M3": 0.75,
+    "F6_E3M2": 0.75,
 }
 # Float dtypes vLLM loads in the compute dtype (dtype=auto downcasts fp32 checkpoints to 16 bits).
 _WIDE_FLOATS = {"F32", "F64"}
@@ -49,8 +68,14 @@ _DEFAULT_MAX_LEN = 2048  # vLLM's fallback when the config has none of the keys
 _ROPE_NOT_SCALED = ("su", "longrope", "llama3")
 # Model types vLLM serves with multi-head latent attention when kv_lora_rank is set.
 _MLA_MODEL_TYPES = {
-    "deepseek_v2", "deepseek_v3", "deepseek_v32", "deepseek_mtp", "kimi_k2", "kimi_linear",
-    "longcat_flash", "pangu_ultra_moe",
+    "deepseek_v2",
+    "deepseek_v3",
+    "deepseek_v32",
+    "deepseek_mtp",
+    "kimi_k2",
+    "kimi_linear",
+    "longcat_flash",
+    "pangu_ultra_moe",
 }
 _KV_HEAD_KEYS = ("n_head_kv", "num_kv_heads", "num_key_value_heads", "multi_query_group_num")
 _EXPERT_KEYS = ("num_local_experts", "n_routed_experts", "num_experts", "moe_num_experts")
@@ -62,7 +87,7 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?
 class ModelMeta:
     """The architecture facts and weight size of one model. Sizes are bytes; lengths tokens."""
 
-    source: str                           # Hub repo id or local directory
+    source: str  # Hub repo id or local directory
     model_type: str
     architectures: tuple[str, ...]
     num_layers: int
@@ -70,13 +95,13 @@ class ModelMeta:
     num_attention_heads: int
     num_kv_heads: int
     head_dim: int
-    intermediate_size: int                # dense MLP width (or the MoE expert width if no dense)
+    intermediate_size: int  # dense MLP width (or the MoE expert width if no dense)
     vocab_size: int
-    derived_max_model_len: int            # vLLM's limit for this config
-    weights_bytes: int                    # what the weights occupy on GPUs, all ranks together
-    weights_source: str                   # "safetensors" | "index" | "files"
-    torch_dtype: str | None = None        # "bfloat16", "float16", "float32", or None
-    quantization: str | None = None       # quantization_config.quant_method
+    derived_max_model_len: int  # vLLM's limit for this config
+    weights_bytes: int  # what the weights occupy on GPUs, all ranks together
+    weights_source: str  # "safetensors" | "index" | "files"
+    torch_dtype: str | None = None  # "bfloat16", "float16", "float32", or None
+    quantization: str | None = None  # quantization_config.quant_method
     # Multi-head latent attention (DeepSeek): one latent of kv_lora_rank + qk_rope_head_dim per token.
     kv_lora_rank: int | None = None
     qk_rope_head_dim: int | None = None
@@ -152,7 +177,7 @@ class ModelMeta:
         parameters_by_dtype: Mapping[str, int] | None = None,
         weights_bytes: int | None = None,
         file_sizes: Mapping[str, int] | None = None,
-    ) -> "ModelMeta":
+    ) -> ModelMeta:
         """Build from a config.json dict and one of the weight-size inputs (best first).
 
         Raises UsageError when the config lacks what the planner needs or no weight size is given.
@@ -175,18 +200,20 @@ class ModelMeta:
             head_dim = hidden // heads
         kv_lora_rank = text.get("kv_lora_rank")
         mla = model_type in _MLA_MODEL_TYPES and isinstance(kv_lora_rank, int) and kv_lora_rank > 0
-        num_experts = next(
-            (int(text[k]) for k in _EXPERT_KEYS if isinstance(text.get(k), int) and text[k] > 0), 0
-        )
+        num_experts = next((int(text[k]) for k in _EXPERT_KEYS if isinstance(text.get(k), int) and text[k] > 0), 0)
         window, window_layers = _sliding_window(text, model_type, layers)
-        torch_dtype = _dtype_name(text.get("torch_dtype") or text.get("dtype")
-                                  or outer.get("torch_dtype") or outer.get("dtype"))
+        torch_dtype = _dtype_name(
+            text.get("torch_dtype") or text.get("dtype") or outer.get("torch_dtype") or outer.get("dtype")
+        )
         quant = outer.get("quantization_config") or text.get("quantization_config")
         quantization = None
         if isinstance(quant, Mapping):
             quantization = str(quant.get("quant_method") or quant.get("quant_type") or "unknown")
         weights, weights_source = _weights_bytes(
-            source, parameters_by_dtype, weights_bytes, file_sizes,
+            source,
+            parameters_by_dtype,
+            weights_bytes,
+            file_sizes,
             halve_wide=torch_dtype == "float32" and quantization is None,
         )
         intermediate = text.get("intermediate_size") or text.get("ffn_dim") or 4 * hidden
@@ -217,7 +244,7 @@ class ModelMeta:
         )
 
     @classmethod
-    def from_local_dir(cls, path: str | Path) -> "ModelMeta":
+    def from_local_dir(cls, path: str | Path) -> ModelMeta:
         """A local model directory: config.json plus safetensors headers, the index, or file sizes."""
         folder = Path(path).expanduser()
         config = _read_json(folder / "config.json", what="config.json")
@@ -245,7 +272,8 @@ class ModelMeta:
 def derive_max_model_len(text_config: Mapping[str, Any]) -> int:
     """The context limit vLLM derives from a (text) config, RoPE scaling included."""
     lengths = [
-        v for k in _MAX_LEN_KEYS
+        v
+        for k in _MAX_LEN_KEYS
         if isinstance(v := text_config.get(k), (int, float)) and not isinstance(v, bool) and v > 0
     ]
     derived = float(min(lengths)) if lengths else float(_DEFAULT_MAX_LEN)
@@ -354,8 +382,9 @@ def _dtype_name(value: Any) -> str | None:
     if not isinstance(value, str):
         return None
     text = value.lower().removeprefix("torch.")
-    return {"bf16": "bfloat16", "fp16": "float16", "half": "float16", "fp32": "float32",
-            "float": "float32"}.get(text, text)
+    return {"bf16": "bfloat16", "fp16": "float16", "half": "float16", "fp32": "float32", "float": "float32"}.get(
+        text, text
+    )
 
 
 def _sliding_window(text: Mapping[str, Any], model_type: str, layers: int) -> tuple[int | None, int]:

@@ -10,12 +10,13 @@ import argparse
 import sys
 import threading
 import time
-from typing import Any, Callable, TextIO
+from collections.abc import Callable
+from typing import Any, TextIO
 
-from wizard.service import WizardService, ModelChoice, blocking, curl_command
 from wizard.errors import Cancelled, ModelwizError, UsageError
 from wizard.naming import derive_name, unique_name
 from wizard.progress import ProgressEvent
+from wizard.service import ModelChoice, WizardService, blocking, curl_command
 from wizard.textbar import plain_bar
 from wizard.units import format_bytes, format_duration, format_rate
 from wizard.wizard_state import WizardState
@@ -118,8 +119,10 @@ class PlainWizard:
                 if not spec:
                     raise Aborted() from None
         for gpu in inventory.gpus:
-            self.say(f"  GPU {gpu.index}  {gpu.name}  {format_bytes(gpu.memory_total_bytes)}, "
-                     f"{format_bytes(gpu.memory_free_bytes)} free")
+            self.say(
+                f"  GPU {gpu.index}  {gpu.name}  {format_bytes(gpu.memory_total_bytes)}, "
+                f"{format_bytes(gpu.memory_free_bytes)} free"
+            )
         checks = tuple(self.backend.machine_checks(inventory))
         marks = {"ok": "✔", "warn": "!", "fail": "✖"}
         for check in checks:
@@ -136,8 +139,11 @@ class PlainWizard:
         while True:
             query = self.ask.text("Search Hugging Face models (empty: popular):").strip()
             try:
-                found = (self.backend.search_models(query, state.inventory) if query
-                         else self.backend.popular_models(state.inventory))
+                found = (
+                    self.backend.search_models(query, state.inventory)
+                    if query
+                    else self.backend.popular_models(state.inventory)
+                )
             except ModelwizError as error:  # a failed search is shown; the picks so far stay
                 self.say(f"✖ {error.one_line()}")
                 found = []
@@ -172,9 +178,11 @@ class PlainWizard:
         self.say("    # weights  = KV cache  + overhead  x other processes  . free")
         for m in plan.models:
             if m.fits:
-                self.say(f"  ✔ {m.name}: TP {m.tensor_parallel_size}, context {m.max_model_len}, "
-                         f"gpu_memory_utilization {m.gpu_memory_utilization:.2f}, "
-                         f"≈{m.max_concurrency:.1f} full-length requests at once")
+                self.say(
+                    f"  ✔ {m.name}: TP {m.tensor_parallel_size}, context {m.max_model_len}, "
+                    f"gpu_memory_utilization {m.gpu_memory_utilization:.2f}, "
+                    f"≈{m.max_concurrency:.1f} full-length requests at once"
+                )
             else:
                 self.say(f"  ✖ {m.name} does not fit: {m.reason}")
                 for s in m.suggestions:
@@ -196,8 +204,11 @@ class PlainWizard:
                 continue
             accepted = list(choices)
             self.show_plan(plan)
-            options = (["Download and launch"] if plan.fits else []) + (
-                ["Change a context length"] if choices else []) + ["Back to models", "Quit"]
+            options = (
+                (["Download and launch"] if plan.fits else [])
+                + (["Change a context length"] if choices else [])
+                + ["Back to models", "Quit"]
+            )
             action = self.ask.select("What now?", options)
             if action == "Download and launch":
                 return state.with_(choices=tuple(choices), plan=plan)
@@ -209,7 +220,7 @@ class PlainWizard:
             index = next(i for i, c in enumerate(choices) if c.name == name)
 
             def valid(text: str) -> bool | str:
-                return text.strip().isdigit() and int(text) > 0 or "a whole number of tokens, e.g. 8192"
+                return (text.strip().isdigit() and int(text) > 0) or "a whole number of tokens, e.g. 8192"
 
             length = int(self.ask.text(f"Context length for {name} (tokens):", validate=valid).strip())
             c = choices[index]
@@ -219,8 +230,10 @@ class PlainWizard:
         self.say("== Download")
         disk = self.backend.disk_check(state.choices)
         if not disk.ok:
-            raise ModelwizError(f"not enough disk space: {disk.explain()}",
-                                hint=f"free some space in {disk.path} (or use another model repository), then run modelwiz again")
+            raise ModelwizError(
+                f"not enough disk space: {disk.explain()}",
+                hint=f"free some space in {disk.path} (or use another model repository), then run modelwiz again",
+            )
         cancel = threading.Event()
         lines = ProgressLines(self.out)
         for choice in state.choices:
@@ -235,8 +248,9 @@ class PlainWizard:
         stopping = blocking(state.checks, "launch")
         if stopping:
             problems = "; ".join(f"{c.title}: {c.summary}" for c in stopping)
-            raise ModelwizError(f"cannot launch: {problems}",
-                                hint=stopping[0].hint or "fix the machine check, then run modelwiz again")
+            raise ModelwizError(
+                f"cannot launch: {problems}", hint=stopping[0].hint or "fix the machine check, then run modelwiz again"
+            )
         from wizard.service import LogLine, ModelState, PullProgress
 
         pull = ProgressLines(self.out)
@@ -285,8 +299,13 @@ class PlainWizard:
         return 0
 
 
-def run_plain(args: argparse.Namespace, *, backend: WizardService | None = None, prompts: Prompts | None = None,
-              out: TextIO | None = None) -> int:
+def run_plain(
+    args: argparse.Namespace,
+    *,
+    backend: WizardService | None = None,
+    prompts: Prompts | None = None,
+    out: TextIO | None = None,
+) -> int:
     if backend is None:
         from wizard.core_service import CoreService
 
@@ -301,4 +320,4 @@ def run_plain(args: argparse.Namespace, *, backend: WizardService | None = None,
         return 130
 
 
-__all__ = ["run_plain", "PlainWizard", "Prompts", "ProgressLines", "Aborted", "UsageError"]
+__all__ = ["Aborted", "PlainWizard", "ProgressLines", "Prompts", "UsageError", "run_plain"]

@@ -5,8 +5,8 @@ Pure text; the TUI draws its own bars from the same `GpuBudget` numbers.
 
 from __future__ import annotations
 
-from wizard.planner import GpuBudget, Plan
 from wizard.plan_types import ModelPlan
+from wizard.planner import GpuBudget, Plan
 from wizard.units import format_bytes
 
 BAR_WIDTH = 48

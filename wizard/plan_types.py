@@ -18,29 +18,29 @@ class InstanceGroup:
     engine spans tensor_parallel_size GPUs (listed in `gpus` for placement; Triton gets no ids).
     """
 
-    kind: str                 # "KIND_GPU" | "KIND_MODEL"
+    kind: str  # "KIND_GPU" | "KIND_MODEL"
     count: int
     gpus: tuple[int, ...]
 
 
 @dataclass(frozen=True)
 class ModelPlan:
-    model: str                          # the source: a Hub repo id or a local directory
-    name: str                           # the Triton model name
+    model: str  # the source: a Hub repo id or a local directory
+    name: str  # the Triton model name
     fits: bool
-    reason: str                         # why these settings, or why it does not fit
+    reason: str  # why these settings, or why it does not fit
     tensor_parallel_size: int
     gpu_memory_utilization: float
     max_model_len: int
-    dtype: str | None                   # None: let vLLM pick ("auto")
+    dtype: str | None  # None: let vLLM pick ("auto")
     instance_group: InstanceGroup
     weights_bytes: int
-    kv_cache_bytes_per_token: int       # per GPU of the engine
-    kv_cache_tokens: int                # expected KV pool per engine, in tokens
-    max_concurrency: float              # full-length requests the pool holds at once
-    suggestions: tuple[str, ...] = ()   # what would make it fit, when it does not
-    kv_cache_dtype: str | None = None   # "fp8" when the planner chose it
-    devices: tuple[str, ...] = ()       # CDI ids of the devices used ("0", "1:0" for MIG)
+    kv_cache_bytes_per_token: int  # per GPU of the engine
+    kv_cache_tokens: int  # expected KV pool per engine, in tokens
+    max_concurrency: float  # full-length requests the pool holds at once
+    suggestions: tuple[str, ...] = ()  # what would make it fit, when it does not
+    kv_cache_dtype: str | None = None  # "fp8" when the planner chose it
+    devices: tuple[str, ...] = ()  # CDI ids of the devices used ("0", "1:0" for MIG)
     extra: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
     def to_json(self) -> dict[str, Any]:
@@ -55,7 +55,7 @@ class ModelPlan:
         return data
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "ModelPlan":
+    def from_json(cls, data: dict[str, Any]) -> ModelPlan:
         ig = data["instance_group"]
         return cls(
             model=data["model"],

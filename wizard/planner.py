@@ -26,8 +26,9 @@ The algorithm:
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Collection, Mapping, Sequence
+from typing import Any
 
 from wizard.errors import UsageError
 from wizard.gpus import Gpu, GpuInventory
@@ -35,12 +36,12 @@ from wizard.model_meta import ModelMeta
 from wizard.plan_types import InstanceGroup, ModelPlan, sort_devices
 from wizard.units import GiB, MiB, format_bytes
 
-BLOCK_SIZE = 16                          # vLLM's KV block on CUDA
-MAX_UTILIZATION_PER_GPU = 0.95           # never hand vLLM engines more of one device than this
+BLOCK_SIZE = 16  # vLLM's KV block on CUDA
+MAX_UTILIZATION_PER_GPU = 0.95  # never hand vLLM engines more of one device than this
 _MAX_PCT = round(MAX_UTILIZATION_PER_GPU * 100)
-MIN_COMPUTE_CAPABILITY = (7, 0)          # vLLM's floor (the issue's; newer vLLM wants 7.5)
+MIN_COMPUTE_CAPABILITY = (7, 0)  # vLLM's floor (the issue's; newer vLLM wants 7.5)
 BF16_COMPUTE_CAPABILITY = (8, 0)
-DEFAULT_MIN_MODEL_LEN = 4096             # the context floor when the planner shortens a model
+DEFAULT_MIN_MODEL_LEN = 4096  # the context floor when the planner shortens a model
 TP_CANDIDATES = (1, 2, 4, 8)
 # Outside gpu_memory_utilization: the engine's CUDA context (plus NCCL buffers with tp > 1).
 CONTEXT_BYTES_SINGLE = int(0.6 * GiB)
@@ -55,10 +56,10 @@ NON_TORCH_BYTES_PARALLEL = GiB // 2
 CUDA_GRAPH_BYTES_SMALL = GiB // 2
 CUDA_GRAPH_BYTES_LARGE = 1 * GiB
 LARGE_MODEL_BYTES = 26 * GiB
-SLACK_BYTES = 150 * MiB                  # vLLM's own "small buffer"
+SLACK_BYTES = 150 * MiB  # vLLM's own "small buffer"
 SLACK_FRACTION = 0.01
 MAX_NUM_SEQS = 256
-LARGE_GPU_BYTES = 70 * GiB               # vLLM's threshold for its larger batch defaults
+LARGE_GPU_BYTES = 70 * GiB  # vLLM's threshold for its larger batch defaults
 
 
 @dataclass(frozen=True)
@@ -97,7 +98,7 @@ class EngineCost:
     non_torch: int
     cuda_graphs: int
     slack: int
-    context: int                         # outside gpu_memory_utilization
+    context: int  # outside gpu_memory_utilization
 
     @property
     def inside(self) -> int:
@@ -109,33 +110,33 @@ class EngineCost:
 class EngineShare:
     """One engine on one device, for the memory map."""
 
-    model: str                           # Triton model name
+    model: str  # Triton model name
     utilization: float
     weights_bytes: int
     kv_cache_bytes: int
-    overhead_bytes: int                  # activations, graphs, non-torch, slack, CUDA context
-    existing: bool = False               # an already deployed model kept as it is
+    overhead_bytes: int  # activations, graphs, non-torch, slack, CUDA context
+    existing: bool = False  # an already deployed model kept as it is
 
 
 @dataclass(frozen=True)
 class GpuBudget:
     """The memory map of one device after the plan. The byte fields add up to `total_bytes`."""
 
-    device: str                          # CDI id: "0", or "0:1" for a MIG slice
+    device: str  # CDI id: "0", or "0:1" for a MIG slice
     index: int
     name: str
-    total_bytes: int                     # NVML total
-    cuda_total_bytes: int                # what utilization is a fraction of
+    total_bytes: int  # NVML total
+    cuda_total_bytes: int  # what utilization is a fraction of
     driver_reserved_bytes: int
     other_processes_bytes: int
     weights_bytes: int
     kv_cache_bytes: int
     overhead_bytes: int
     free_bytes: int
-    utilization: float                   # sum over the engines on this device
+    utilization: float  # sum over the engines on this device
     engines: tuple[EngineShare, ...] = ()
     usable: bool = True
-    note: str = ""                       # why the device is not used, when it cannot be
+    note: str = ""  # why the device is not used, when it cannot be
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -236,19 +237,19 @@ def _budget_bytes(pct: int, total: int) -> int:
 class _Placement:
     request: ModelRequest
     tp: int
-    devices: list["_Device"]
+    devices: list[_Device]
     pct: int = 0
-    existing: ModelPlan | None = None   # set when this is a re-planned deployed model
+    existing: ModelPlan | None = None  # set when this is a re-planned deployed model
 
-    def cost(self, dev: "_Device") -> EngineCost:
+    def cost(self, dev: _Device) -> EngineCost:
         return engine_cost(self.request.meta, self.tp, dev.total)
 
-    def kv_need(self, length: int, dev: "_Device") -> int:
+    def kv_need(self, length: int, dev: _Device) -> int:
         mnbt, _ = batch_limits(dev.total)
         one = self.request.meta.kv_bytes_for_request(length, self.tp, mnbt, block=BLOCK_SIZE)
         return one * max(1, self.request.min_concurrency)
 
-    def pct_for(self, length: int, devices: Sequence["_Device"] | None = None) -> int:
+    def pct_for(self, length: int, devices: Sequence[_Device] | None = None) -> int:
         """The utilization (in %) the engine needs on all its devices for `length`."""
         need = 0
         for dev in devices if devices is not None else self.devices:
@@ -265,7 +266,7 @@ class _Placement:
 class _Device:
     gpu: Gpu
     total: int
-    avail: int                           # free memory minus headroom, for engines
+    avail: int  # free memory minus headroom, for engines
     usable: bool
     note: str = ""
     fixed: list[tuple[ModelPlan, int, int]] = field(default_factory=list)  # plan, pct, bytes
@@ -308,12 +309,17 @@ def _devices(
             held = sum(_footprint(p, gpu) for p in existing if gpu.cdi_id in p.devices and p.fits and running(p))
             free = min(gpu.cuda_total_bytes, free + held)
         usable = gpu.compute_capability >= MIN_COMPUTE_CAPABILITY
-        note = "" if usable else (
-            f"compute capability {gpu.compute_capability_str} is below vLLM's minimum "
-            f"{MIN_COMPUTE_CAPABILITY[0]}.{MIN_COMPUTE_CAPABILITY[1]}"
+        note = (
+            ""
+            if usable
+            else (
+                f"compute capability {gpu.compute_capability_str} is below vLLM's minimum "
+                f"{MIN_COMPUTE_CAPABILITY[0]}.{MIN_COMPUTE_CAPABILITY[1]}"
+            )
         )
-        out.append(_Device(gpu=gpu, total=gpu.cuda_total_bytes, avail=free - headroom_bytes(gpu),
-                           usable=usable, note=note))
+        out.append(
+            _Device(gpu=gpu, total=gpu.cuda_total_bytes, avail=free - headroom_bytes(gpu), usable=usable, note=note)
+        )
     return out
 
 
@@ -397,8 +403,7 @@ def plan_models(
         else:
             models.append(_misfit_plan(request, devices, replan_existing or not existing_fitting))
     changes = _changes(models, existing) if replan_existing else ()
-    return Plan(models=tuple(models), gpus=tuple(_budget(d) for d in devices),
-                inventory=inventory, changes=changes)
+    return Plan(models=tuple(models), gpus=tuple(_budget(d) for d in devices), inventory=inventory, changes=changes)
 
 
 def _check_request(request: ModelRequest) -> None:
@@ -567,9 +572,7 @@ def _fit_reason(p: _Placement, plan: ModelPlan) -> str:
     if plan.max_model_len < meta.derived_max_model_len:
         floor = "" if request.max_model_len else f", floor {request.floor_len}"
         why = "as asked" if request.max_model_len else "the longest that fits"
-        parts.append(
-            f"context {plan.max_model_len} of the model's {meta.derived_max_model_len} ({why}{floor})"
-        )
+        parts.append(f"context {plan.max_model_len} of the model's {meta.derived_max_model_len} ({why}{floor})")
     else:
         parts.append(f"full context {plan.max_model_len}")
     parts.append(
@@ -637,9 +640,7 @@ def _misfit_reason(request: ModelRequest, devices: list[_Device], nothing_fixed:
             reason = f"needs {weights} of weights; {have}; does not fit even on 8 such GPUs"
         else:
             reason = f"needs {weights} of weights; {have}; needs at least {needed} such GPUs"
-            suggestions.append(
-                f"more GPUs: {needed} x {biggest_name} (tensor_parallel_size {needed})"
-            )
+            suggestions.append(f"more GPUs: {needed} x {biggest_name} (tensor_parallel_size {needed})")
         shorter = _longest_placeable(request, [_empty_like(d) for d in usable])
         if shorter is not None and shorter < floor:
             reason += f" at {floor} tokens of context"
@@ -698,8 +699,10 @@ def _kinds(devices: list[_Device]) -> dict[str, list[_Device]]:
 def _gpus_needed(request: ModelRequest, like: _Device, length: int) -> int | None:
     """How many empty GPUs like `like` the model needs (tensor parallel), up to 8."""
     for tp in _tp_options(request.meta):
-        clones = [_Device(gpu=like.gpu, total=like.total, avail=like.total - headroom_bytes(like.gpu),
-                          usable=True) for _ in range(tp)]
+        clones = [
+            _Device(gpu=like.gpu, total=like.total, avail=like.total - headroom_bytes(like.gpu), usable=True)
+            for _ in range(tp)
+        ]
         p = _place(request, clones, length)
         if p is not None and p.tp == tp:
             return tp
@@ -708,6 +711,7 @@ def _gpus_needed(request: ModelRequest, like: _Device, length: int) -> int | Non
 
 def _longest_placeable(request: ModelRequest, devices: list[_Device]) -> int | None:
     """The longest context (>= 1024 tokens) with which the model could be placed, if any."""
+
     def attempt(length: int) -> bool:
         return _place(request, [_clone(d) for d in devices], length) is not None
 
@@ -723,17 +727,28 @@ def _longest_placeable(request: ModelRequest, devices: list[_Device]) -> int | N
 
 def _clone(dev: _Device) -> _Device:
     """A copy that keeps what is already placed (their utilizations frozen as fixed budgets)."""
-    copy = _Device(gpu=dev.gpu, total=dev.total, avail=dev.avail, usable=dev.usable, note=dev.note,
-                   fixed=list(dev.fixed))
+    copy = _Device(
+        gpu=dev.gpu, total=dev.total, avail=dev.avail, usable=dev.usable, note=dev.note, fixed=list(dev.fixed)
+    )
     for p in dev.members:
         copy.fixed.append((_PLACEHOLDER, p.pct, _budget_bytes(p.pct, dev.total) + p.cost(dev).context))
     return copy
 
 
 _PLACEHOLDER = ModelPlan(
-    model="", name="", fits=True, reason="", tensor_parallel_size=1, gpu_memory_utilization=0.0,
-    max_model_len=0, dtype=None, instance_group=InstanceGroup("KIND_GPU", 0, ()), weights_bytes=0,
-    kv_cache_bytes_per_token=0, kv_cache_tokens=0, max_concurrency=0.0,
+    model="",
+    name="",
+    fits=True,
+    reason="",
+    tensor_parallel_size=1,
+    gpu_memory_utilization=0.0,
+    max_model_len=0,
+    dtype=None,
+    instance_group=InstanceGroup("KIND_GPU", 0, ()),
+    weights_bytes=0,
+    kv_cache_bytes_per_token=0,
+    kv_cache_tokens=0,
+    max_concurrency=0.0,
 )
 
 
@@ -758,10 +773,16 @@ def _budget(dev: _Device) -> GpuBudget:
         budget = _budget_bytes(p.pct, dev.total)
         kv = max(0, budget - cost.inside)
         weights = min(cost.weights, budget)
-        shares.append(EngineShare(
-            p.request.name, p.pct / 100, weights, kv, budget + cost.context - weights - kv,
-            existing=p.existing is not None,
-        ))
+        shares.append(
+            EngineShare(
+                p.request.name,
+                p.pct / 100,
+                weights,
+                kv,
+                budget + cost.context - weights - kv,
+                existing=p.existing is not None,
+            )
+        )
     engines_bytes = sum(s.weights_bytes + s.kv_cache_bytes + s.overhead_bytes for s in shares)
     # Memory in use that is neither the driver's nor an engine of this plan.
     other = max(0, dev.total - (dev.avail + headroom_bytes(gpu)))
@@ -792,8 +813,7 @@ def _changes(models: list[ModelPlan], existing: Sequence[ModelPlan]) -> tuple[Pl
         new = by_name.get(old.name)
         if new is None:
             continue
-        for setting in ("fits", "tensor_parallel_size", "gpu_memory_utilization", "max_model_len",
-                        "dtype", "devices"):
+        for setting in ("fits", "tensor_parallel_size", "gpu_memory_utilization", "max_model_len", "dtype", "devices"):
             a, b = getattr(old, setting), getattr(new, setting)
             if a != b:
                 out.append(PlanChange(old.name, setting, a, b))

@@ -8,9 +8,10 @@ one (`/run/podman/podman.sock`). When none answers, the error says exactly how t
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from wizard.errors import ModelwizError
 
@@ -21,13 +22,11 @@ START_ROOTFUL = "sudo systemctl enable --now podman.socket"
 
 @dataclass(frozen=True)
 class SocketCandidate:
-    url: str            # what PodmanClient(base_url=...) takes
-    source: str         # "CONTAINER_HOST", "rootless" or "rootful"
+    url: str  # what PodmanClient(base_url=...) takes
+    source: str  # "CONTAINER_HOST", "rootless" or "rootful"
 
 
-def socket_candidates(
-    env: Mapping[str, str] | None = None, *, uid: int | None = None
-) -> tuple[SocketCandidate, ...]:
+def socket_candidates(env: Mapping[str, str] | None = None, *, uid: int | None = None) -> tuple[SocketCandidate, ...]:
     """Where to look, in order. `$CONTAINER_HOST` alone when it is set: the user chose it."""
     env = os.environ if env is None else env
     host = env.get("CONTAINER_HOST")
@@ -43,7 +42,7 @@ def socket_candidates(
 def _unix_path(url: str) -> Path | None:
     for prefix in ("unix://", "http+unix://"):
         if url.startswith(prefix):
-            return Path(url[len(prefix):])
+            return Path(url[len(prefix) :])
     return None
 
 

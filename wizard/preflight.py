@@ -9,9 +9,9 @@ from __future__ import annotations
 import errno
 import json
 import socket
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 from wizard.container import ALL_DEVICES, CDI_KIND, LaunchSpec
 from wizard.errors import ModelwizError, UsageError
@@ -24,7 +24,7 @@ SELINUX_ENFORCE = Path("/sys/fs/selinux/enforce")
 
 @dataclass(frozen=True)
 class Problem:
-    check: str        # "cdi", "driver", "port", ...
+    check: str  # "cdi", "driver", "port", ...
     message: str
     fix: str
 
@@ -219,8 +219,7 @@ def check_ports(address: str, ports: dict[str, int]) -> list[Problem]:
                 Problem(
                     "port",
                     f"port {port} on {address} ({what}) is already in use",
-                    f"stop what listens there (`ss -ltnp 'sport = :{port}'` shows it) or pass "
-                    f"{flag} with a free port",
+                    f"stop what listens there (`ss -ltnp 'sport = :{port}'` shows it) or pass {flag} with a free port",
                 )
             )
     return problems
@@ -262,16 +261,16 @@ def raise_for(problems: list[Problem]) -> None:
 
 __all__ = [
     "CDI_DIRS",
-    "Problem",
     "PreflightFailed",
-    "parse_cdi_spec",
+    "Problem",
     "cdi_gpu_names",
-    "check_cdi",
-    "choose_image",
-    "check_driver",
-    "selinux_enforcing",
-    "port_in_use",
-    "check_ports",
     "check_all",
+    "check_cdi",
+    "check_driver",
+    "check_ports",
+    "choose_image",
+    "parse_cdi_spec",
+    "port_in_use",
     "raise_for",
+    "selinux_enforcing",
 ]

@@ -9,25 +9,25 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 
 @dataclass(frozen=True)
 class ProgressEvent:
     """A snapshot of one long operation (a model download, an image pull)."""
 
-    task: str                      # what is being done, e.g. "download meta-llama/Llama-2-7b-hf"
-    done_bytes: int                # bytes done so far, across all files / layers
-    total_bytes: int | None        # None while unknown
-    current: str | None = None     # the file or layer being worked on
+    task: str  # what is being done, e.g. "download meta-llama/Llama-2-7b-hf"
+    done_bytes: int  # bytes done so far, across all files / layers
+    total_bytes: int | None  # None while unknown
+    current: str | None = None  # the file or layer being worked on
     files_done: int = 0
     files_total: int | None = None
     rate_bytes_per_s: float | None = None
     eta_s: float | None = None
     finished: bool = False
-    message: str | None = None     # a human note: "resuming", "already on disk", ...
-    current_done_bytes: int | None = None   # progress within `current`, when known
+    message: str | None = None  # a human note: "resuming", "already on disk", ...
+    current_done_bytes: int | None = None  # progress within `current`, when known
     current_total_bytes: int | None = None
 
     @property

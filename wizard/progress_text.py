@@ -64,7 +64,12 @@ class _Printer:
 
     def _line(self, event: ProgressEvent) -> None:
         now = time.monotonic()
-        if event.finished or event.message or event.files_done != self._last_files or now - self._last >= self.interval_s:
+        if (
+            event.finished
+            or event.message
+            or event.files_done != self._last_files
+            or now - self._last >= self.interval_s
+        ):
             self._last, self._last_files = now, event.files_done
             self.stream.write(describe(event) + "\n")
             self.stream.flush()

@@ -6,8 +6,9 @@ decode=True)` (Docker-compatible shape, podman-py's default) and it returns prog
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from wizard.errors import ModelwizError
 from wizard.progress import ProgressCallback, ProgressEvent, RateMeter, ignore_progress
@@ -42,7 +43,7 @@ class PullTracker:
         if error:
             self.error = str(error).strip()
             return None
-        if record.get("id") and record.get("images"):   # libpod's final record
+        if record.get("id") and record.get("images"):  # libpod's final record
             self.image_id = str(record["id"])
             return None
         layer_id, status = record.get("id"), str(record.get("status") or "")
@@ -60,7 +61,9 @@ class PullTracker:
                 layer.current = layer.total
         return self.snapshot(current=str(layer_id), message=status)
 
-    def snapshot(self, *, current: str | None = None, message: str | None = None, finished: bool = False) -> ProgressEvent:
+    def snapshot(
+        self, *, current: str | None = None, message: str | None = None, finished: bool = False
+    ) -> ProgressEvent:
         done = sum(layer.current for layer in self._layers.values())
         sizes = [layer.total or (layer.current if layer.done else None) for layer in self._layers.values()]
         total = sum(sizes) if sizes and None not in sizes else None  # type: ignore[arg-type]

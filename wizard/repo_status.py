@@ -3,10 +3,11 @@ that serves them (its container and each model's state in it)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
-from wizard.repository import Repository, RepoModel
+from wizard.repository import RepoModel, Repository
 
 
 def server_row(repository: Path) -> dict[str, Any] | None:

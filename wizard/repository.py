@@ -16,12 +16,11 @@ Rules this module keeps:
 from __future__ import annotations
 
 import contextlib
-
 import os
 import shutil
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
 from wizard.errors import ModelwizError, UsageError
 from wizard.fsutil import (
@@ -59,12 +58,12 @@ REMOVED_SUFFIX = ".modelwiz-removed"
 REPOSITORY_ENV = "MODEL_REPOSITORY"
 
 # Model states as listed.
-READY = "ready"                 # complete: weights and files in place
-DOWNLOADING = "downloading"     # added, weights not complete yet: never loaded
-REMOVING = "removing"           # a removal was interrupted
-MISSING = "missing"             # in the manifest, folder gone
-FOREIGN = "foreign"             # not made by modelwiz; listed, never modified
-BROKEN = "broken"               # modelwiz's model, but a file is missing or unreadable
+READY = "ready"  # complete: weights and files in place
+DOWNLOADING = "downloading"  # added, weights not complete yet: never loaded
+REMOVING = "removing"  # a removal was interrupted
+MISSING = "missing"  # in the manifest, folder gone
+FOREIGN = "foreign"  # not made by modelwiz; listed, never modified
+BROKEN = "broken"  # modelwiz's model, but a file is missing or unreadable
 
 WeightsChecker = Callable[[Path], bool]
 
@@ -75,12 +74,12 @@ class RepoModel:
 
     name: str
     path: Path
-    state: str                                  # READY, DOWNLOADING, ... (above)
-    entry: ManifestModel | None = None          # modelwiz's record; None for a foreign model
-    config_summary: str | None = None           # "vllm, KIND_GPU x1 gpus [0]"
-    problems: tuple[str, ...] = ()              # what Triton / vLLM would reject, or what is off
-    edited: tuple[str, ...] = ()                # files changed by hand (kept as they are)
-    waiting: tuple[str, ...] = ()               # modelwiz's versions waiting beside them
+    state: str  # READY, DOWNLOADING, ... (above)
+    entry: ManifestModel | None = None  # modelwiz's record; None for a foreign model
+    config_summary: str | None = None  # "vllm, KIND_GPU x1 gpus [0]"
+    problems: tuple[str, ...] = ()  # what Triton / vLLM would reject, or what is off
+    edited: tuple[str, ...] = ()  # files changed by hand (kept as they are)
+    waiting: tuple[str, ...] = ()  # modelwiz's versions waiting beside them
 
     @property
     def managed(self) -> bool:
@@ -96,10 +95,10 @@ class WriteReport:
     """What writing one model's files did."""
 
     name: str
-    written: tuple[str, ...] = ()       # files replaced or created
+    written: tuple[str, ...] = ()  # files replaced or created
     unchanged: tuple[str, ...] = ()
-    kept: tuple[str, ...] = ()          # hand-edited: kept, modelwiz's version written beside it
-    notes: tuple[str, ...] = ()         # explanations for the user
+    kept: tuple[str, ...] = ()  # hand-edited: kept, modelwiz's version written beside it
+    notes: tuple[str, ...] = ()  # explanations for the user
 
 
 def _weights_complete_default(path: Path) -> bool:
@@ -152,7 +151,7 @@ class Repository:
         *,
         create: bool = False,
         weights_complete: WeightsChecker | None = None,
-    ) -> "Repository":
+    ) -> Repository:
         root = Path(root).expanduser()
         if not root.is_absolute():
             root = Path.cwd() / root
@@ -222,9 +221,7 @@ class Repository:
             entries = sorted(self.root.iterdir(), key=lambda p: p.name)
         except FileNotFoundError:
             return ()
-        return tuple(
-            p.name for p in entries if p.is_dir() and not p.name.startswith(".") and not is_temp_file(p.name)
-        )
+        return tuple(p.name for p in entries if p.is_dir() and not p.name.startswith(".") and not is_temp_file(p.name))
 
     def existing_ancestor(self) -> Path:
         """The repository folder, or its nearest existing parent before it is created."""
@@ -328,9 +325,7 @@ class Repository:
         """Add or replace a model's manifest entry (saved at once)."""
         self.save(self.manifest.with_model(entry))
 
-    def render_files(
-        self, entry: ManifestModel, devices: Sequence[str], vllm_version: str
-    ) -> dict[str, str]:
+    def render_files(self, entry: ManifestModel, devices: Sequence[str], vllm_version: str) -> dict[str, str]:
         """The files modelwiz wants for `entry`, given all devices the repository uses."""
         return {
             CONFIG_FILE: render_config_pbtxt(entry.plan, devices),
@@ -434,7 +429,9 @@ class Repository:
         """Nothing to do for `entry`: same record, files on disk already what we would write."""
         if self.manifest.get(entry.name) != entry or entry.pending:
             return False
-        if entry.name in complete and (not entry.complete or (complete[entry.name] or entry.revision) != entry.revision):
+        if entry.name in complete and (
+            not entry.complete or (complete[entry.name] or entry.revision) != entry.revision
+        ):
             return False
         folder = self.model_dir(entry.name)
         return all(
@@ -517,9 +514,7 @@ class Repository:
         return tuple(notes)
 
 
-def new_entry(
-    plan: ModelPlan, *, source: str, weights: str, revision: str | None = None
-) -> ManifestModel:
+def new_entry(plan: ModelPlan, *, source: str, weights: str, revision: str | None = None) -> ManifestModel:
     """A manifest entry for a model about to be downloaded."""
     return ManifestModel(
         name=plan.name,
@@ -548,9 +543,7 @@ def configured_repository() -> Path | None:
     except FileNotFoundError:
         return None
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
-        raise ModelwizError(
-            f"cannot read {config_file()}: {error}", hint="fix the file or delete it"
-        ) from None
+        raise ModelwizError(f"cannot read {config_file()}: {error}", hint="fix the file or delete it") from None
     value = data.get("repository")
     return Path(value).expanduser() if isinstance(value, str) and value else None
 
@@ -573,9 +566,7 @@ def remember_repository(path: Path) -> None:
     atomic_write_text(cfg, tomlkit.dumps(doc))
 
 
-def resolve_repository(
-    given: str | Path | None, *, ask: Callable[[], str | None] | None = None
-) -> Path:
+def resolve_repository(given: str | Path | None, *, ask: Callable[[], str | None] | None = None) -> Path:
     """--repository, else $MODEL_REPOSITORY, else the remembered one, else ask (when possible)."""
     if given:
         return Path(given).expanduser().absolute()

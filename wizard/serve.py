@@ -7,9 +7,10 @@ is the running server's view of each model, for `status`.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from wizard.container import DEFAULT_NAME, GRPC_PORT, HTTP_PORT, METRICS_PORT, LaunchSpec
 from wizard.errors import ModelwizError, UsageError
@@ -21,7 +22,7 @@ class ServeOptions:
     """How to run the server. None: as the modelwiz server already serving this repository runs
     (so a re-run keeps its name, ports, address and image), else the default."""
 
-    image: str | None = None          # default: the repository's image, else the newest this driver runs
+    image: str | None = None  # default: the repository's image, else the newest this driver runs
     name: str | None = None
     listen: str | None = None
     http_port: int | None = None
@@ -29,7 +30,7 @@ class ServeOptions:
     metrics_port: int | None = None
     live_timeout_s: float = 900.0
 
-    def over(self, base: "ServeOptions") -> "ServeOptions":
+    def over(self, base: ServeOptions) -> ServeOptions:
         """These options, with what they leave open taken from `base`."""
         merged = {f.name: getattr(self, f.name) for f in fields(self)}
         for key, value in merged.items():
@@ -74,7 +75,7 @@ def running_options(client: Any, repository: Path) -> ServeOptions | None:
 @dataclass(frozen=True)
 class Serving:
     spec: LaunchSpec
-    result: Any                       # launcher.UpResult
+    result: Any  # launcher.UpResult
 
 
 def driver_version(gpus_spec: str | None, on_note: Callable[[str], None]) -> str | None:

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import shutil
 import threading
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 from wizard.units import format_bytes
 
@@ -36,12 +37,12 @@ if TYPE_CHECKING:
 class Check:
     """One line of the machine check: what was looked at, what was found, and the fix."""
 
-    key: str                        # "podman", "cdi", "hf-login", "disk", ...
-    title: str                      # "Podman"
-    status: str                     # "ok" | "warn" | "fail"
-    summary: str                    # "podman 4.3.1 reachable at unix:///run/podman/podman.sock"
-    hint: str | None = None         # the fix, when status is not ok
-    blocks: str | None = None       # the first step it stops: "download" | "launch" | None
+    key: str  # "podman", "cdi", "hf-login", "disk", ...
+    title: str  # "Podman"
+    status: str  # "ok" | "warn" | "fail"
+    summary: str  # "podman 4.3.1 reachable at unix:///run/podman/podman.sock"
+    hint: str | None = None  # the fix, when status is not ok
+    blocks: str | None = None  # the first step it stops: "download" | "launch" | None
 
     @property
     def ok(self) -> bool:
@@ -57,11 +58,11 @@ class ModelCandidate:
 
     repo_id: str
     downloads: int | None = None
-    gated: bool | str = False       # False, or the Hub's "auto" / "manual"
+    gated: bool | str = False  # False, or the Hub's "auto" / "manual"
     parameters: int | None = None
     weights_bytes: int | None = None  # size of the weights on the Hub, when known
-    fit: str = "unknown"            # "fits" | "split" | "no" | "unknown" (see quick_fit)
-    fit_note: str = ""              # "fits one H100 80GB", "needs 2 GPUs (TP 2)", "too big: 140 GiB > 160 GiB"
+    fit: str = "unknown"  # "fits" | "split" | "no" | "unknown" (see quick_fit)
+    fit_note: str = ""  # "fits one H100 80GB", "needs 2 GPUs (TP 2)", "too big: 140 GiB > 160 GiB"
 
 
 @dataclass(frozen=True)
@@ -69,13 +70,13 @@ class ModelDetails:
     """One looked-up model: enough to decide whether it can be picked."""
 
     repo_id: str
-    revision: str | None            # the commit the download will pin
+    revision: str | None  # the commit the download will pin
     gated: bool | str = False
-    access: str = "ok"              # "ok" | "needs-login" | "needs-request"
-    access_note: str = ""           # what to do about access, when not ok
+    access: str = "ok"  # "ok" | "needs-login" | "needs-request"
+    access_note: str = ""  # what to do about access, when not ok
     weights_bytes: int | None = None
     vllm_supported: bool | None = None
-    note: str = ""                  # e.g. the architecture vLLM does not know
+    note: str = ""  # e.g. the architecture vLLM does not know
 
     @property
     def pickable(self) -> bool:
@@ -87,8 +88,8 @@ class ExistingModel:
     """A model already in the Triton model repository (a re-run adds to these)."""
 
     name: str
-    source: str                     # Hub repo id or local path
-    plan: "ModelPlan | None" = None
+    source: str  # Hub repo id or local path
+    plan: ModelPlan | None = None
     revision: str | None = None
 
 
@@ -107,8 +108,8 @@ class ModelChoice:
 class DeviceMemory:
     """How one device's memory is split by the plan (bytes). The parts add up to `total`."""
 
-    device: str                     # CDI id: "0", "1:0"
-    label: str                      # "GPU 0 · NVIDIA H100 80GB HBM3"
+    device: str  # CDI id: "0", "1:0"
+    label: str  # "GPU 0 · NVIDIA H100 80GB HBM3"
     total: int
     weights: int = 0
     kv_cache: int = 0
@@ -130,12 +131,12 @@ class DeviceMemory:
 class PlanView:
     """The planner's answer for the chosen models (and those already in the repository)."""
 
-    models: tuple["ModelPlan", ...]
+    models: tuple[ModelPlan, ...]
     devices: tuple[DeviceMemory, ...]
     fits: bool
     raw: Any = field(default=None, compare=False, repr=False)  # the core's Plan, handed back to write/launch
 
-    def model(self, name: str) -> "ModelPlan | None":
+    def model(self, name: str) -> ModelPlan | None:
         return next((m for m in self.models if m.name == name), None)
 
 
@@ -160,7 +161,7 @@ class DiskCheck:
 class PullProgress:
     """The container image is being pulled."""
 
-    progress: "ProgressEvent"
+    progress: ProgressEvent
 
 
 @dataclass(frozen=True)
@@ -178,8 +179,8 @@ class ModelState:
     """A model's state in the running server."""
 
     name: str
-    state: str                      # one of MODEL_STATES
-    detail: str = ""                # for "failed": the log excerpt that says why
+    state: str  # one of MODEL_STATES
+    detail: str = ""  # for "failed": the log excerpt that says why
 
 
 LaunchEvent = PullProgress | LogLine | ModelState
@@ -189,9 +190,9 @@ LaunchEvent = PullProgress | LogLine | ModelState
 class Endpoints:
     """Where the launched server answers."""
 
-    http: str                       # "http://127.0.0.1:8000"
-    grpc: str                       # "127.0.0.1:8001"
-    metrics: str                    # "http://127.0.0.1:8002/metrics"
+    http: str  # "http://127.0.0.1:8000"
+    grpc: str  # "127.0.0.1:8001"
+    metrics: str  # "http://127.0.0.1:8002/metrics"
     models: tuple[str, ...] = ()
 
 
@@ -202,27 +203,27 @@ class Endpoints:
 class WizardService(Protocol):
     """What the wizard needs from the core. Every method may block; call it from a worker."""
 
-    spec: str | None                  # the --gpus text the run started with, if any
+    spec: str | None  # the --gpus text the run started with, if any
 
     def repository_path(self) -> Path: ...
 
     def existing_models(self) -> tuple[ExistingModel, ...]: ...
 
-    def load_inventory(self, spec: str | None) -> "GpuInventory":
+    def load_inventory(self, spec: str | None) -> GpuInventory:
         """The GPUs (NVML, or `spec` when given). Raises NvmlError/UsageError."""
 
-    def machine_checks(self, inventory: "GpuInventory | None") -> Iterator[Check]:
+    def machine_checks(self, inventory: GpuInventory | None) -> Iterator[Check]:
         """Podman, CDI, Hugging Face login, disk: yielded one by one as each finishes."""
 
-    def popular_models(self, inventory: "GpuInventory | None") -> list[ModelCandidate]: ...
+    def popular_models(self, inventory: GpuInventory | None) -> list[ModelCandidate]: ...
 
-    def search_models(self, query: str, inventory: "GpuInventory | None", *, limit: int = 20) -> list[ModelCandidate]: ...
+    def search_models(self, query: str, inventory: GpuInventory | None, *, limit: int = 20) -> list[ModelCandidate]: ...
 
     def model_details(self, repo_id: str) -> ModelDetails: ...
 
     def plan(
         self,
-        inventory: "GpuInventory",
+        inventory: GpuInventory,
         choices: Sequence[ModelChoice],
         existing: Sequence[ExistingModel] = (),
     ) -> PlanView: ...
@@ -233,7 +234,7 @@ class WizardService(Protocol):
         self,
         choice: ModelChoice,
         *,
-        on_progress: Callable[["ProgressEvent"], None],
+        on_progress: Callable[[ProgressEvent], None],
         cancel: threading.Event,
     ) -> None:
         """Fetch one model. Raises wizard.errors.Cancelled when `cancel` is set (done files stay)."""
@@ -257,7 +258,7 @@ class WizardService(Protocol):
 # Pure helpers both UIs use
 
 
-def quick_fit(weights_bytes: int | None, inventory: "GpuInventory | None") -> tuple[str, str]:
+def quick_fit(weights_bytes: int | None, inventory: GpuInventory | None) -> tuple[str, str]:
     """A first answer to "does it fit?" from the weights' size alone, for search lists.
 
     The planner gives the real answer on the plan screen; this only sorts a list at a glance:
@@ -299,6 +300,4 @@ def blocking(checks: Sequence[Check], step: str) -> tuple[Check, ...]:
     """The failed checks that stop `step` ("download" or "launch")."""
     order = ("download", "launch")
     reach = order.index(step)
-    return tuple(
-        c for c in checks if c.status == "fail" and c.blocks in order and order.index(c.blocks) <= reach
-    )
+    return tuple(c for c in checks if c.status == "fail" and c.blocks in order and order.index(c.blocks) <= reach)

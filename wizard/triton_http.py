@@ -10,11 +10,12 @@ import http.client
 import json
 import socket
 import urllib.parse
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 DEFAULT_TIMEOUT_S = 10.0
-LOAD_TIMEOUT_S = 3600.0      # an LLM load (weights + CUDA graphs) can take many minutes
+LOAD_TIMEOUT_S = 3600.0  # an LLM load (weights + CUDA graphs) can take many minutes
 GENERATE_TIMEOUT_S = 600.0
 
 
@@ -30,7 +31,7 @@ class TritonHttpError(Exception):
 class ModelState:
     name: str
     version: str | None
-    state: str            # READY, UNAVAILABLE, LOADING, UNLOADING, or "" when not loaded yet
+    state: str  # READY, UNAVAILABLE, LOADING, UNLOADING, or "" when not loaded yet
     reason: str
 
 
@@ -197,7 +198,9 @@ def _describe(error: BaseException) -> str:
     return str(error) or type(error).__name__
 
 
-def generate_body(prompt: str, *, max_tokens: int = 256, temperature: float = 0.7, stream: bool = True) -> dict[str, Any]:
+def generate_body(
+    prompt: str, *, max_tokens: int = 256, temperature: float = 0.7, stream: bool = True
+) -> dict[str, Any]:
     """A generate(_stream) body for the vLLM backend. max_tokens is always sent: vLLM's default
     is 16. The prompt is left out of the reply (streaming requires that)."""
     return {
@@ -211,10 +214,9 @@ def generate_body(prompt: str, *, max_tokens: int = 256, temperature: float = 0.
     }
 
 
-def curl_example(url: str, model: str, *, prompt: str = "What is Triton Inference Server?", max_tokens: int = 64) -> str:
+def curl_example(
+    url: str, model: str, *, prompt: str = "What is Triton Inference Server?", max_tokens: int = 64
+) -> str:
     """A ready-to-paste generate request (max_tokens always sent: vLLM's default is 16)."""
     body = json.dumps(generate_body(prompt, max_tokens=max_tokens, temperature=0, stream=False))
-    return (
-        f"curl -s -X POST {url}/v2/models/{model}/generate -H 'Content-Type: application/json' "
-        f"-d '{body}'"
-    )
+    return f"curl -s -X POST {url}/v2/models/{model}/generate -H 'Content-Type: application/json' -d '{body}'"

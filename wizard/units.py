@@ -12,10 +12,22 @@ TiB = 1024**4
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)
 _FACTORS = {
     "b": 1,
-    "k": 1000, "kb": 1000, "ki": KiB, "kib": KiB,
-    "m": 1000**2, "mb": 1000**2, "mi": MiB, "mib": MiB,
-    "g": 1000**3, "gb": 1000**3, "gi": GiB, "gib": GiB,
-    "t": 1000**4, "tb": 1000**4, "ti": TiB, "tib": TiB,
+    "k": 1000,
+    "kb": 1000,
+    "ki": KiB,
+    "kib": KiB,
+    "m": 1000**2,
+    "mb": 1000**2,
+    "mi": MiB,
+    "mib": MiB,
+    "g": 1000**3,
+    "gb": 1000**3,
+    "gi": GiB,
+    "gib": GiB,
+    "t": 1000**4,
+    "tb": 1000**4,
+    "ti": TiB,
+    "tib": TiB,
 }
 
 

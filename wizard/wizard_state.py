@@ -26,15 +26,15 @@ STEP_TITLES = {
 
 @dataclass(frozen=True)
 class WizardState:
-    spec: str | None = None                         # --gpus text, or what the user described
-    inventory: "GpuInventory | None" = None
+    spec: str | None = None  # --gpus text, or what the user described
+    inventory: GpuInventory | None = None
     checks: tuple[Check, ...] = ()
     existing: tuple[ExistingModel, ...] = ()
     choices: tuple[ModelChoice, ...] = ()
     plan: PlanView | None = None
     endpoints: Endpoints | None = None
 
-    def with_(self, **changes: object) -> "WizardState":
+    def with_(self, **changes: object) -> WizardState:
         return replace(self, **changes)  # type: ignore[arg-type]
 
     def taken_names(self) -> frozenset[str]:

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 # Plain (unquoted) strings: starts with a letter or '/', then no character YAML gives a meaning.
 _PLAIN = re.compile(r"[A-Za-z/][A-Za-z0-9_./@+-]*")
@@ -83,11 +84,11 @@ def _block_ok(text: str) -> bool:
 def _block(text: str, indent: str) -> list[str]:
     """A `|` literal block: the header (for the key's line), then the content lines."""
     if text.endswith("\n\n"):
-        chomp = "+"          # keep: the trailing blank lines are content
+        chomp = "+"  # keep: the trailing blank lines are content
     elif text.endswith("\n"):
-        chomp = ""           # clip: exactly one final newline
+        chomp = ""  # clip: exactly one final newline
     else:
-        chomp = "-"          # strip: no final newline
+        chomp = "-"  # strip: no final newline
     body = text[:-1] if text.endswith("\n") else text
     first = next(line for line in body.split("\n") if line)
     # Readers guess the indentation from the first non-empty line; say it when that line

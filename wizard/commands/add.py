@@ -44,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
     root = resolve_repository(args.repository, ask=ask_repository)
     requests = [AddRequest(m, args.name, args.max_model_len) for m in args.models]
     inventory = load_inventory(args.gpus)
+
     def show(event) -> None:  # AddEvent
         print(f"{event.message}", file=sys.stderr)
 
@@ -51,7 +52,12 @@ def run(args: argparse.Namespace) -> int:
     with Repository.open(root, create=True).lock():
         repo = Repository.open(root, create=True)
         proposal = prepare_add(
-            repo, requests, inventory=inventory, image_ref=args.image, on_event=show, fill=args.fill,
+            repo,
+            requests,
+            inventory=inventory,
+            image_ref=args.image,
+            on_event=show,
+            fill=args.fill,
             existing_running=models_holding_gpu_memory(repo.root, inventory),
         )
         print("\n".join(describe_proposal(proposal)))
@@ -70,7 +76,11 @@ def run(args: argparse.Namespace) -> int:
     if args.no_launch:
         return 0
     serving = launch_after_add(
-        repo.root, result.names, gpus_spec=args.gpus, on_event=show, reload=result.rewritten,
+        repo.root,
+        result.names,
+        gpus_spec=args.gpus,
+        on_event=show,
+        reload=result.rewritten,
         confirm=(lambda question: True) if args.yes else _confirm_on_terminal,
     )
     from wizard.commands.up import print_success

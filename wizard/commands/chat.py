@@ -14,11 +14,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("model", metavar="NAME", help="the Triton model name")
     parser.add_argument("--prompt", help="the prompt (default: ask on a terminal, else read stdin)")
-    parser.add_argument("--max-tokens", type=int, default=256, metavar="N",
-                        help="longest reply in tokens (default 256; vLLM alone would stop at 16)")
+    parser.add_argument(
+        "--max-tokens",
+        type=int,
+        default=256,
+        metavar="N",
+        help="longest reply in tokens (default 256; vLLM alone would stop at 16)",
+    )
     parser.add_argument("--temperature", type=float, default=0.7)
-    parser.add_argument("--url", help="Triton's HTTP URL (default: read from the container, else "
-                        "http://127.0.0.1:8000)")
+    parser.add_argument(
+        "--url", help="Triton's HTTP URL (default: read from the container, else http://127.0.0.1:8000)"
+    )
     add_name_argument(parser)
 
 
@@ -62,7 +68,9 @@ def run(args: argparse.Namespace) -> int:
     if not http.live():
         raise ModelwizError(f"Triton does not answer at {url}", hint="start it with `modelwiz up`")
     if not http.model_ready(args.model):
-        raise ModelwizError(f"model {args.model} is not loaded at {url}", hint="check `modelwiz status`, then `modelwiz up`")
+        raise ModelwizError(
+            f"model {args.model} is not loaded at {url}", hint="check `modelwiz status`, then `modelwiz up`"
+        )
     interactive = args.prompt is None and sys.stdin.isatty()
     try:
         if args.prompt is not None or not interactive:
@@ -79,4 +87,6 @@ def run(args: argparse.Namespace) -> int:
                 return 0
             _stream(http, args.model, generate_body(prompt, max_tokens=args.max_tokens, temperature=args.temperature))
     except TritonHttpError as error:
-        raise ModelwizError(f"{args.model} failed to answer: {error}", hint="see `podman logs " + args.name + "`") from error
+        raise ModelwizError(
+            f"{args.model} failed to answer: {error}", hint="see `podman logs " + args.name + "`"
+        ) from error

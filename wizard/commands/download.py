@@ -42,6 +42,8 @@ def run(args: argparse.Namespace) -> int:
         what = "already complete, nothing to fetch"
     else:
         what = f"fetched {format_bytes(result.fetched_bytes)}"
-    print(f"{args.model} @ {result.sha[:12]}: {len(result.files)} files, {format_bytes(result.bytes)} "
-          f"in {result.path} ({what})")
+    print(
+        f"{args.model} @ {result.sha[:12]}: {len(result.files)} files, {format_bytes(result.bytes)} "
+        f"in {result.path} ({what})"
+    )
     return 0

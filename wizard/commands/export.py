@@ -29,44 +29,64 @@ def _common(parser: argparse.ArgumentParser) -> None:
     _global_options(parser, top=False)
     add_repository_argument(parser)
     parser.add_argument("--output", "-o", metavar="FILE", help="write to FILE (atomically) instead of stdout")
-    parser.add_argument("--image", metavar="REF",
-                        help="the Triton image (default: the one the repository's manifest records)")
-    parser.add_argument("--name", metavar="NAME",
-                        help="container name, as given to `modelwiz up` (default modelwiz-triton); "
-                        "also the Kubernetes object names")
+    parser.add_argument(
+        "--image", metavar="REF", help="the Triton image (default: the one the repository's manifest records)"
+    )
+    parser.add_argument(
+        "--name",
+        metavar="NAME",
+        help="container name, as given to `modelwiz up` (default modelwiz-triton); also the Kubernetes object names",
+    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     targets = parser.add_subparsers(dest="target", metavar="TARGET", required=True)
     kube = targets.add_parser(
-        "kube", help="Kubernetes / OpenShift manifests",
+        "kube",
+        help="Kubernetes / OpenShift manifests",
         description="Kubernetes manifests: PVC, ConfigMaps, Deployment (init containers download the "
         "weights at the pinned commits), Service. Apply with `kubectl apply -f FILE`.",
     )
     _common(kube)
     kube.add_argument("--namespace", metavar="NS", help="put every object in namespace NS")
-    kube.add_argument("--storage-class", metavar="SC",
-                      help="StorageClass of the weights volume (default: the cluster's default)")
     kube.add_argument(
-        "--init-image", metavar="REF",
+        "--storage-class", metavar="SC", help="StorageClass of the weights volume (default: the cluster's default)"
+    )
+    kube.add_argument(
+        "--init-image",
+        metavar="REF",
         help="image the download init containers run; it needs python3 and huggingface_hub "
         "(default: the Triton image, which has both)",
     )
-    kube.add_argument("--hf-secret", metavar="NAME", default="hf-token",
-                      help="Secret with the Hugging Face token under key `token` (default: hf-token; "
-                      "optional: public models need none)")
+    kube.add_argument(
+        "--hf-secret",
+        metavar="NAME",
+        default="hf-token",
+        help="Secret with the Hugging Face token under key `token` (default: hf-token; "
+        "optional: public models need none)",
+    )
     systemd = targets.add_parser(
-        "systemd", help="a systemd unit that runs the same container at boot",
+        "systemd",
+        help="a systemd unit that runs the same container at boot",
         description="A Quadlet .container unit (podman >= 4.7), or a plain service running "
         "`podman run` for older podman, with the devices, mounts, ports and limits `modelwiz up` uses.",
     )
     _common(systemd)
-    systemd.add_argument("--listen", metavar="ADDR",
-                         help="host address the ports are published on, as given to `modelwiz up` (default 127.0.0.1)")
+    systemd.add_argument(
+        "--listen",
+        metavar="ADDR",
+        help="host address the ports are published on, as given to `modelwiz up` (default 127.0.0.1)",
+    )
     for flag, what in (("--http-port", "HTTP"), ("--grpc-port", "gRPC"), ("--metrics-port", "metrics")):
-        systemd.add_argument(flag, type=port_number, metavar="PORT", help=f"host {what} port, as given to `modelwiz up`")
-    systemd.add_argument("--format", choices=("auto", "quadlet", "service"), default="auto",
-                         help="auto (default): quadlet if this machine's podman is 4.7 or newer, else service")
+        systemd.add_argument(
+            flag, type=port_number, metavar="PORT", help=f"host {what} port, as given to `modelwiz up`"
+        )
+    systemd.add_argument(
+        "--format",
+        choices=("auto", "quadlet", "service"),
+        default="auto",
+        help="auto (default): quadlet if this machine's podman is 4.7 or newer, else service",
+    )
 
 
 def podman_version() -> tuple[int, ...] | None:

@@ -24,21 +24,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from wizard.container import DEFAULT_NAME, GRPC_PORT, HTTP_PORT, METRICS_PORT
 
     add_repository_argument(parser)
-    parser.add_argument("--image", metavar="REF", help="container image to run, used as given "
-                        "(default: the one serving this repository, else the newest Triton vLLM image "
-                        "this driver supports)")
+    parser.add_argument(
+        "--image",
+        metavar="REF",
+        help="container image to run, used as given "
+        "(default: the one serving this repository, else the newest Triton vLLM image "
+        "this driver supports)",
+    )
     kept = "default: as the server already running for this repository, else %s"
     parser.add_argument("--name", help=kept % f"{DEFAULT_NAME}")
-    parser.add_argument("--listen", metavar="ADDR",
-                        help="host address to publish the ports on (" + kept % "127.0.0.1" + "; 0.0.0.0 exposes them)")
+    parser.add_argument(
+        "--listen",
+        metavar="ADDR",
+        help="host address to publish the ports on (" + kept % "127.0.0.1" + "; 0.0.0.0 exposes them)",
+    )
     parser.add_argument("--http-port", type=port_number, metavar="PORT", help=kept % HTTP_PORT)
     parser.add_argument("--grpc-port", type=port_number, metavar="PORT", help=kept % GRPC_PORT)
     parser.add_argument("--metrics-port", type=port_number, metavar="PORT", help=kept % METRICS_PORT)
-    parser.add_argument("--yes", "-y", action="store_true",
-                        help="recreate a running container whose settings differ without asking")
+    parser.add_argument(
+        "--yes", "-y", action="store_true", help="recreate a running container whose settings differ without asking"
+    )
     parser.add_argument("--logs", action="store_true", help="print the container's log lines while waiting")
-    parser.add_argument("--timeout", type=float, default=900.0, metavar="SECONDS",
-                        help="how long to wait for Triton to come up (default 900)")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=900.0,
+        metavar="SECONDS",
+        help="how long to wait for Triton to come up (default 900)",
+    )
 
 
 def _confirm(assume_yes: bool):
