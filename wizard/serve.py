@@ -249,7 +249,7 @@ def server_status(repository: Path) -> LaunchStatus | None:
         return None
     try:
         running = running_options(client, repository)
-        return None if running is None else launcher.status(client, running.name)
+        return None if running is None or running.name is None else launcher.status(client, running.name)
     finally:
         client.close()
 
