@@ -141,6 +141,8 @@ def test_the_wizard_downloads_the_commit_it_showed(fake_hub, tmp_path):
     entry, weights = _weights(root, "tiny")
     assert entry.complete and entry.revision == shown
     assert weights == {k: v for k, v in planned_files.items() if k.endswith(".safetensors")}
+    # The details shown, the plan and the download share one model_info.
+    assert model_info_calls(fake_hub) == 1
 
 
 def test_a_resumed_add_keeps_the_commit_first_planned(fake_hub, tmp_path, capsys):
