@@ -179,6 +179,19 @@ def test_named_templates_use_default_unless_a_name_is_given(tmp_path: Path):
     assert caught.value.hint == "choose one of: default, tool_use"
 
 
+def test_named_templates_without_a_default_need_a_name(tmp_path: Path):
+    write_config(tmp_path, {"chat_template": [{"name": "rag", "template": "R"}]})
+    with pytest.raises(ModelwizError, match="no chat template named 'default'"):
+        load_chat_template(tmp_path)
+    assert template_at_named(tmp_path, "rag").render([]) == "R"
+
+
+def template_at_named(folder: Path, name: str) -> ChatTemplate:
+    loaded = load_chat_template(folder, name=name)
+    assert loaded is not None
+    return loaded
+
+
 def test_special_tokens_as_added_token_dicts_and_from_special_tokens_map(tmp_path: Path):
     write_config(
         tmp_path,

@@ -9,8 +9,9 @@ filter (no HTML escaping, `ensure_ascii=False`), and the tokenizer's special tok
 build a prompt without transformers, and can tell whether two models render chats identically.
 
 Where the template lives (transformers `tokenization_utils_base.py`): a `chat_template.jinja` file next
-to `tokenizer_config.json` wins over the config's `chat_template` key, which is either a string or a
-list of `{"name", "template"}` entries (the `default` one is used unless a name is asked for).
+to `tokenizer_config.json` wins over the config's `chat_template` key ("the file template clobbers any
+template in the config", transformers `tests/test_tokenization_common.py`), which is either a string or
+a list of `{"name", "template"}` entries (`get_chat_template` uses `default` unless a name is asked for).
 """
 
 from __future__ import annotations
@@ -124,7 +125,7 @@ def load_chat_template(weights_dir: Path, *, name: str | None = None) -> ChatTem
     """The chat template in a model's weights folder, or None when the model has none (a base model).
 
     `name` picks one of several named templates (`tool_use`, `rag`, ...); without it the `default`
-    one is used, or the only one."""
+    one is used, and a list without `default` is refused, as transformers' `get_chat_template` does."""
     config = _read_json(weights_dir / TOKENIZER_CONFIG)
     tokens = _special_tokens(config, weights_dir)
     jinja_file = weights_dir / CHAT_TEMPLATE_FILE
@@ -163,8 +164,6 @@ def _pick_template(raw: object, name: str | None, origin: Path) -> str:
     wanted = name or DEFAULT_TEMPLATE_NAME
     if wanted in named:
         return named[wanted]
-    if name is None and len(named) == 1:
-        return next(iter(named.values()))
     raise ModelwizError(
         f"{origin} has no chat template named {wanted!r}", hint=f"choose one of: {', '.join(sorted(named))}"
     )
