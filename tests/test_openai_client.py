@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -160,6 +161,40 @@ def test_standin_first_chunk_matches_the_frontends_exclude_unset_serialization(s
         }
     ]
     assert payload["id"].startswith("cmpl-") and payload["object"] == "chat.completion.chunk"
+
+
+def test_the_standin_entrypoint_accepts_the_command_modelwiz_builds(tmp_path):
+    """The stand-in takes main.py's flags: the command from frontend_command starts it and
+    /v1/models lists exactly the models it was told to load."""
+    import subprocess
+    import sys
+
+    from wizard.openai_frontend import FrontendArgs, FrontendFeatures, frontend_command
+
+    (tmp_path / "qwen").mkdir()
+    (tmp_path / "qwen" / "config.pbtxt").write_text('backend: "vllm"\n')
+    args = FrontendArgs(
+        model_repository=str(tmp_path),
+        tokenizer=str(tmp_path / "qwen"),
+        host="127.0.0.1",
+        openai_port=0,
+        kserve_http_port=8000,
+        kserve_grpc_port=8001,
+        model_control="explicit",
+        load_models=("qwen",),
+        default_max_tokens=512,
+    )
+    command = frontend_command(args, FrontendFeatures((26, 7)))
+    script = str(Path(__file__).parent / "openai_standin.py")
+    process = subprocess.Popen([sys.executable, script, *command[2:]], stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        url = line.split(" running on ", 1)[1].split(" ", 1)[0]
+        assert [m.id for m in OpenAIClient(url).models()] == ["qwen"]
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
 
 
 openai = pytest.importorskip("openai", reason="the openai SDK is in the test extra")
