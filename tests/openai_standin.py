@@ -56,7 +56,10 @@ class _Server(ThreadingHTTPServer):
 
 @dataclass
 class StandIn:
-    models: Mapping[str, Behaviour]
+    models: dict[str, Behaviour]  # loaded: listed at /v1/models, served at /v1/chat/completions
+    repository: Mapping[str, Behaviour] = field(default_factory=dict)  # loadable in explicit mode
+    explicit: bool = False  # --model-control-mode explicit
+    management_routes: bool = True  # /v1/models/{name}/load and /unload exist (r26.04+)
     created: int = field(default_factory=lambda: int(time.time()))
     requests: list[dict[str, Any]] = field(default_factory=list)
     server: ThreadingHTTPServer | None = None
@@ -112,6 +115,15 @@ class StandIn:
 
     def handle_post(self, h: BaseHTTPRequestHandler) -> None:
         raw = h.rfile.read(int(h.headers.get("Content-Length") or 0))
+        parts = h.path.split("/")
+        if (
+            self.management_routes
+            and len(parts) == 5
+            and parts[1:3] == ["v1", "models"]
+            and parts[4] in ("load", "unload")
+        ):
+            self._manage(h, parts[3], parts[4])
+            return
         if h.path != "/v1/chat/completions":
             send_json(h, 404, {"detail": "Not Found"})
             return
@@ -172,6 +184,29 @@ class StandIn:
             )
             return
         self._stream(h, body, model, request_id, created, pieces)
+
+    def _manage(self, h: BaseHTTPRequestHandler, name: str, action: str) -> None:
+        """`TritonLLMEngine.load_model` / `unload_model` (r26.04+): ClientError -> 400."""
+        if not self.explicit:
+            send_json(h, 400, {"detail": "Model load/unload requires --model-control-mode=explicit"})
+        elif action == "load" and name in self.models:
+            send_json(h, 400, {"detail": f"Model '{name}' is already loaded"})
+        elif action == "load" and name not in self.repository:
+            send_json(
+                h,
+                400,
+                {
+                    "detail": f"Failed to load model '{name}': failed to load '{name}', failed to poll from model repository"
+                },
+            )
+        elif action == "load":
+            self.models[name] = self.repository[name]
+            send_json(h, 200, self._model(name))
+        elif name not in self.models:
+            send_json(h, 400, {"detail": f"Unknown model: {name}"})
+        else:
+            del self.models[name]
+            send_json(h, 200, {"status": "success", "model": name})
 
     def _stream(
         self,
@@ -255,11 +290,11 @@ def main() -> None:
     args = parser.parse_args()
     if args.load_model and args.model_control_mode != "explicit":
         raise SystemExit("Error: Use of '--load-model' requires setting '--model-control-mode=explicit' as well.")
-    if args.model_control_mode == "explicit":
-        names = args.load_model or []
-    else:
-        names = sorted(p.name for p in Path(args.model_repository).iterdir() if (p / "config.pbtxt").is_file())
-    standin = StandIn(dict.fromkeys(names, "ok")).start(args.host, args.openai_port)
+    repository = sorted(p.name for p in Path(args.model_repository).iterdir() if (p / "config.pbtxt").is_file())
+    explicit = args.model_control_mode == "explicit"
+    loaded = (repository if args.load_model == ["*"] else args.load_model or []) if explicit else repository
+    standin = StandIn(dict.fromkeys(loaded, "ok"), repository=dict.fromkeys(repository, "ok"), explicit=explicit)
+    standin.start(args.host, args.openai_port)
     # The line uvicorn prints when the frontend is up (its README's example output), with the bound port.
     print(f"INFO:     Uvicorn running on {standin.url} (Press CTRL+C to quit)", flush=True)
     threading.Event().wait()

@@ -120,6 +120,43 @@ def test_a_kserve_port_is_not_an_openai_endpoint(standin: StandIn):
         OpenAIClient(standin.url + "/somewhere-else").models()
 
 
+def test_load_and_unload_in_explicit_mode():
+    server = StandIn({"qwen": "ok"}, repository={"qwen": "ok", "llama": "ok"}, explicit=True).start()
+    try:
+        client = OpenAIClient(server.url)
+        assert client.load("llama").id == "llama"
+        assert [m.id for m in client.models()] == ["qwen", "llama"]
+        with pytest.raises(ModelwizError, match=r"llama: Model 'llama' is already loaded \(HTTP 400"):
+            client.load("llama")
+        with pytest.raises(ModelwizError, match="Failed to load model 'nope'"):
+            client.load("nope")
+        client.unload("qwen")
+        assert [m.id for m in client.models()] == ["llama"]
+    finally:
+        server.stop()
+
+
+def test_load_on_a_frontend_started_without_explicit_control(standin: StandIn):
+    with pytest.raises(ModelwizError, match="requires --model-control-mode=explicit"):
+        OpenAIClient(standin.url).load("qwen")
+
+
+def test_load_on_a_frontend_without_the_route_names_the_image_to_use():
+    """Before 26.04 the route does not exist: FastAPI answers 404 Not Found."""
+    server = StandIn({"qwen": "ok"}, management_routes=False).start()
+    try:
+        with pytest.raises(ModelwizError, match="cannot load or unload models") as caught:
+            OpenAIClient(server.url).load("qwen")
+    finally:
+        server.stop()
+    assert caught.value.hint and "26.04" in caught.value.hint
+
+
+def test_ready_follows_health_ready(standin: StandIn):
+    assert OpenAIClient(standin.url).ready()
+    assert not OpenAIClient(standin.url + "/elsewhere").ready()
+
+
 def test_a_bad_url_is_a_usage_error():
     with pytest.raises(UsageError, match="is not an http URL"):
         OpenAIClient("127.0.0.1:9000")

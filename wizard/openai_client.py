@@ -24,10 +24,12 @@ from wizard.errors import ModelwizError, UsageError
 
 MODELS_PATH = "/v1/models"
 CHAT_PATH = "/v1/chat/completions"
+READY_PATH = "/health/ready"  # the frontend's own route, not KServe's /v2/health/ready
 DONE = "[DONE]"
 SSE_DATA = "data:"
 DEFAULT_TIMEOUT_S = 30.0
 REPLY_TIMEOUT_S = 600.0  # between two chunks of a reply: a long prefill on a loaded server
+LOAD_TIMEOUT_S = 3600.0  # a load blocks until the model is ready: minutes for a large LLM
 START_HINT = "start it with `modelwiz up`, or check the port with `modelwiz status`"
 
 Message = Mapping[str, Any]
@@ -149,6 +151,38 @@ class OpenAIClient:
             if isinstance(m, dict) and "id" in m
         ]
 
+    def ready(self) -> bool:
+        """True when the frontend answers /health/ready with 200 (its in-process Triton is ready)."""
+        try:
+            conn, _ = self._request("GET", READY_PATH, None, self.timeout_s)
+        except ModelwizError:
+            return False
+        conn.close()
+        return True
+
+    def load(self, name: str, *, timeout_s: float = LOAD_TIMEOUT_S) -> OpenAIModel:
+        """Load `name` from the repository and wait until it is ready (`POST /v1/models/{name}/load`,
+        frontends in explicit model control mode, 26.04+). Only models loaded this way, or at startup,
+        appear in /v1/models: a load through KServe's /v2/repository API is invisible to the frontend."""
+        path = f"{MODELS_PATH}/{_quote(name)}/load"
+        conn, response = self._request("POST", path, {}, timeout_s, subject=name, not_found=_NO_MODEL_MANAGEMENT)
+        try:
+            payload = _json_body(response.read(), self.base_url + path)
+        finally:
+            conn.close()
+        return OpenAIModel(
+            id=str(payload.get("id", name)),
+            created=_int(payload, "created") or 0,
+            owned_by=str(payload.get("owned_by", "")),
+        )
+
+    def unload(self, name: str, *, timeout_s: float = LOAD_TIMEOUT_S) -> None:
+        """Unload `name`; in-flight requests finish first (`POST /v1/models/{name}/unload`, 26.04+)."""
+        path = f"{MODELS_PATH}/{_quote(name)}/unload"
+        conn, response = self._request("POST", path, {}, timeout_s, subject=name, not_found=_NO_MODEL_MANAGEMENT)
+        response.read()
+        conn.close()
+
     def chat_stream(
         self,
         model: str,
@@ -180,7 +214,14 @@ class OpenAIClient:
         )
 
     def _request(
-        self, method: str, path: str, body: Any, timeout_s: float, *, subject: str | None = None
+        self,
+        method: str,
+        path: str,
+        body: Any,
+        timeout_s: float,
+        *,
+        subject: str | None = None,
+        not_found: tuple[str, str] | None = None,
     ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
         url = self.base_url + path
         connection_class = http.client.HTTPSConnection if self._parsed.scheme == "https" else http.client.HTTPConnection
@@ -204,8 +245,9 @@ class OpenAIClient:
             finally:
                 conn.close()
             who = f"{subject}: " if subject else ""
-            if response.status == 404 and subject is None:
-                raise ModelwizError(f"{url} is not an OpenAI endpoint (HTTP 404)", hint=_NOT_OPENAI_HINT)
+            if response.status == 404 and detail in ("", "Not Found"):  # no such route (FastAPI's own 404)
+                message, hint = not_found or (f"{url} is not an OpenAI endpoint", _NOT_OPENAI_HINT)
+                raise ModelwizError(f"{message} (HTTP 404 from {url})", hint=hint)
             raise ModelwizError(
                 f"{who}{detail or response.reason} (HTTP {response.status} from {url})",
                 hint="check the model name with `modelwiz status`" if response.status < 500 else _LOG_HINT,
@@ -214,6 +256,14 @@ class OpenAIClient:
 
 
 _NOT_OPENAI_HINT = "point at Triton's OpenAI port (9000 unless `modelwiz status` says otherwise)"
+_NO_MODEL_MANAGEMENT = (
+    "this OpenAI frontend cannot load or unload models",
+    "it needs image 26.04 or newer started with --model-control-mode explicit; restart the server to change its models",
+)
+
+
+def _quote(name: str) -> str:
+    return urllib.parse.quote(name, safe="")
 
 
 def sse_data(lines: Iterable[bytes]) -> Iterator[str]:
