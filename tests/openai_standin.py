@@ -186,15 +186,16 @@ class StandIn:
         self._stream(h, body, model, request_id, created, pieces)
 
     def _manage(self, h: BaseHTTPRequestHandler, name: str, action: str) -> None:
-        """`TritonLLMEngine.load_model` / `unload_model` (r26.04+): ClientError -> 400."""
+        """`TritonLLMEngine.load_model` / `unload_model` (r26.04+), with the statuses upstream's
+        `python/openai/tests/test_model_management.py` asserts."""
         if not self.explicit:
             send_json(h, 400, {"detail": "Model load/unload requires --model-control-mode=explicit"})
         elif action == "load" and name in self.models:
             send_json(h, 400, {"detail": f"Model '{name}' is already loaded"})
         elif action == "load" and name not in self.repository:
-            send_json(
+            send_json(  # Triton's INTERNAL error -> ServerError -> 500
                 h,
-                400,
+                500,
                 {
                     "detail": f"Failed to load model '{name}': failed to load '{name}', failed to poll from model repository"
                 },

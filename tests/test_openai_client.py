@@ -128,8 +128,9 @@ def test_load_and_unload_in_explicit_mode():
         assert [m.id for m in client.models()] == ["qwen", "llama"]
         with pytest.raises(ModelwizError, match=r"llama: Model 'llama' is already loaded \(HTTP 400"):
             client.load("llama")
-        with pytest.raises(ModelwizError, match="Failed to load model 'nope'"):
+        with pytest.raises(ModelwizError, match=r"Failed to load model 'nope': .* \(HTTP 500") as caught:
             client.load("nope")
+        assert caught.value.hint and "log" in caught.value.hint
         client.unload("qwen")
         assert [m.id for m in client.models()] == ["llama"]
     finally:
