@@ -127,7 +127,7 @@ class CoreService:
     def _image_row(self, inventory: GpuInventory) -> Check:
         from wizard.images import pick_image
 
-        info = pick_image(inventory.driver_version)
+        info = pick_image(inventory.driver_version, inventory.gpu_kind)
         if info is None:
             return Check(
                 "image",

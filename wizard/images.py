@@ -94,11 +94,16 @@ class ImageInfo:
         return None
 
     def driver_requirement(self) -> str:
-        """`580.65.06 or newer (or R535 (>= 535.86) on data-center GPUs)`."""
-        text = f"{self.min_driver_any_gpu or self.min_driver or 'an unknown driver'} or newer"
+        """`needs NVIDIA driver 610.43.02 (CUDA 13.3.0; 580.65.06 or newer through CUDA minor-version
+        compatibility, or R535 (>= 535.86) on data-center GPUs)`."""
+        lesser = []
+        if self.min_driver_any_gpu and self.min_driver_any_gpu != self.min_driver:
+            lesser.append(f"{self.min_driver_any_gpu} or newer through CUDA minor-version compatibility")
         if self.datacenter_branches:
-            text += f" (or {', '.join(str(b) for b in self.datacenter_branches)} on data-center GPUs)"
-        return text
+            lesser.append(f"{', '.join(str(b) for b in self.datacenter_branches)} on data-center GPUs")
+        first = self.min_driver or self.min_driver_any_gpu or "an unknown driver"
+        more = f"; {', or '.join(lesser)}" if lesser else ""
+        return f"needs NVIDIA driver {first} (CUDA {self.cuda_version}{more})"
 
 
 @dataclass(frozen=True)
@@ -216,8 +221,8 @@ def choose_image(driver_version: str | None, gpu_kind: GpuKind = "consumer") -> 
     if info is None:
         oldest = auto_candidates()[0]
         raise ImageError(
-            f"NVIDIA driver {driver_version} runs no Triton vLLM image modelwiz can use on {gpu_kind} GPUs "
-            f"({oldest.short_tag} and newer need {oldest.driver_requirement()})",
+            f"NVIDIA driver {driver_version} is older than every known Triton vLLM image from "
+            f"{OLDEST_AUTO_RELEASE} on needs on {gpu_kind} GPUs ({oldest.short_tag} {oldest.driver_requirement()})",
             hint="update the NVIDIA driver (R580 is the current long-term branch), or name an image with --image",
         )
     return ImageChoice(info, choice_reason(info, driver_version, gpu_kind))

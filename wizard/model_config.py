@@ -302,12 +302,38 @@ def parse_model_json(text: str) -> dict[str, Any]:
     return data
 
 
+# V0 turns chunked prefill on by itself only for contexts above this (vllm/engine/arg_utils.py
+# _set_default_args_v0: use_long_context = max_model_len > 32768).
+V0_LONG_CONTEXT = 32768
+
+
+def v0_scheduler_problem(data: Mapping[str, Any]) -> str | None:
+    """What vLLM's V0 scheduler refuses at load (SchedulerConfig._verify_args), in its own words."""
+    batch, length = data.get("max_num_batched_tokens"), data.get("max_model_len")
+    if not isinstance(batch, int) or not isinstance(length, int) or batch >= length:
+        return None
+    if data.get("enable_chunked_prefill") or (length > V0_LONG_CONTEXT and "enable_chunked_prefill" not in data):
+        return None
+    return (
+        f"ValueError: max_num_batched_tokens ({batch}) is smaller than max_model_len ({length}). "
+        "This effectively limits the maximum sequence length to max_num_batched_tokens and makes vLLM "
+        "reject longer sequences. Please increase max_num_batched_tokens or decrease max_model_len."
+    )
+
+
 def validate_model_json(text: str, vllm_version: str) -> dict[str, Any]:
-    """Parse model.json and check its keys against vLLM `vllm_version`."""
+    """Parse model.json and check it against vLLM `vllm_version`: its keys, and on the V0 engine
+    (images up to 25.09) the scheduler limits V0 refuses."""
     data = parse_model_json(text)
     if "model" not in data:
         raise ConfigError('model.json has no "model" (the weights path or Hub id)')
     check_keys(data, vllm_version)
+    problem = v0_scheduler_problem(data) if engine_for(vllm_version) == "V0" else None
+    if problem:
+        raise ConfigError(
+            f"vLLM {vllm_version} runs the V0 engine in Triton and would refuse this model.json: {problem}",
+            hint='add "enable_chunked_prefill": true, or raise max_num_batched_tokens to max_model_len',
+        )
     return data
 
 
