@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from wizard.errors import ModelwizError
+from wizard.errors import ModelwizError, UsageError
 from wizard.paths import data_file
 
 IMAGE_REPO = "nvcr.io/nvidia/tritonserver"
@@ -241,7 +241,7 @@ def describe_choice(ref: str, driver_version: str | None, gpu_kind: GpuKind) -> 
     """The `"image"` record for an image named by the user or recorded in a repository."""
     info = find_image(ref)
     if info is None:
-        raise ImageError(
+        raise UsageError(
             f"unknown Triton vLLM image {ref!r}",
             hint="use a tag like 26.07-vllm-python-py3 (see `modelwiz gpus` for the one this driver runs)",
         )
