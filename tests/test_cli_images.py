@@ -93,3 +93,13 @@ def test_status_json_keeps_image_and_adds_what_it_runs(tmp_path, monkeypatch, ca
     assert "575.57.08" not in info["reason"] or "meets" in info["reason"]
     assert main(["status", "--repository", str(root), "--gpus", "H100-80GB", "--driver", "520.61.05"]) == 0
     assert "driver 520.61.05 does not run it" in capsys.readouterr().out
+
+
+def test_gpus_shows_the_image_for_the_described_driver(monkeypatch, capsys):
+    monkeypatch.setenv(DRIVER_ENV, "")
+    assert main(["gpus", "--gpus", "H100-80GB", "--driver", "580.95.05", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["gpus"][0]["name"] == "NVIDIA H100 80GB HBM3" and data["driver_version"] == "580.95.05"
+    assert data["image"]["ref"].endswith(":26.07-vllm-python-py3") and data["image"]["engine"] == "V1"
+    assert main(["gpus", "--gpus", "RTX4090", "--driver", "520.61.05"]) == 0
+    assert "Triton image: none (NVIDIA driver 520.61.05 is older than" in capsys.readouterr().out

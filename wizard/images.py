@@ -228,6 +228,19 @@ def choose_image(driver_version: str | None, gpu_kind: GpuKind = "consumer") -> 
     return ImageChoice(info, choice_reason(info, driver_version, gpu_kind))
 
 
+def image_record(driver_version: str | None, gpu_kind: GpuKind) -> dict[str, Any]:
+    """`choose_image(...).to_json()`, or the same fields with no ref and the reason none runs."""
+    try:
+        return choose_image(driver_version, gpu_kind).to_json()
+    except ImageError as error:
+        return no_image_record(error)
+
+
+def no_image_record(error: ImageError) -> dict[str, Any]:
+    """The `"image"` fields when no image runs: no ref, and why."""
+    return {"ref": None, "vllm_version": None, "engine": None, "reason": error.one_line()}
+
+
 def choice_reason(info: ImageInfo, driver_version: str | None, gpu_kind: GpuKind) -> str:
     engine = f"vLLM {info.vllm_release}, {info.engine} engine in Triton"
     if not driver_version:

@@ -86,7 +86,7 @@ def image_record(plan: Any, image_ref: str | None) -> tuple[dict[str, Any], bool
         else:
             choice = images.choose_image(inventory.driver_version, inventory.gpu_kind)
     except images.ImageError as error:
-        return {"ref": None, "vllm_version": None, "engine": None, "reason": error.one_line()}, False
+        return images.no_image_record(error), False
     fitting = [m for m in plan.models if m.fits]
     devices = sort_devices([d for m in fitting for d in m.devices])
     problems = serving_problems(fitting, devices, choice.info)
