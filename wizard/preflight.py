@@ -52,8 +52,8 @@ def parse_cdi_spec(text: str) -> tuple[str | None, tuple[str, ...]]:
     stripped = text.lstrip()
     if stripped.startswith("{"):
         data = json.loads(stripped)
-        names = tuple(str(d.get("name")) for d in data.get("devices") or [] if d.get("name") is not None)
-        return data.get("kind"), names
+        declared = tuple(str(d.get("name")) for d in data.get("devices") or [] if d.get("name") is not None)
+        return data.get("kind"), declared
     kind: str | None = None
     names: list[str] = []
     in_devices = False
