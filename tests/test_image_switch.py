@@ -9,7 +9,7 @@ import pytest
 
 from tests.test_repository import add, check_consistent
 from wizard.gpus import describe
-from wizard.image_switch import switch_image
+from wizard.image_switch import prepare_for_image, switch_image
 from wizard.manifest import load_manifest
 from wizard.model_config import ConfigError, validate_model_json
 from wizard.repository import Repository
@@ -101,3 +101,28 @@ def test_images_modelwiz_does_not_know_and_foreign_repositories_are_left_alone(t
     assert (root / "first-7b/1/model.json").read_text() == before
     (tmp_path / "foreign").mkdir()
     assert switch_image(tmp_path / "foreign", V0_ERA) == ()
+
+
+def test_up_without_image_refuses_files_the_recorded_image_would_refuse(tmp_path):
+    # A repository written for 25.07 by an older modelwiz (V1's model.json: no chunked prefill).
+    root = tmp_path / "repo"
+    add(root, "org/first-7b", inventory=describe("H100-80GB"), image_ref=V0_ERA)
+    _batched(root, "first-7b")  # written with vllm_version 0.24.0, as before the V0 fix
+    with pytest.raises(ConfigError, match=r"first-7b/1/model\.json: vLLM 0\.9\.0 runs the V0 engine") as info:
+        prepare_for_image(root, None)
+    assert "modelwiz up --image 25.07-vllm-python-py3" in info.value.hint
+    # The fix it names: render them again for the same image.
+    notes = prepare_for_image(root, V0_ERA)
+    assert any("first-7b rewritten" in n for n in notes)
+    assert prepare_for_image(root, None) == ()
+    assert prepare_for_image(root, V0_ERA) == ()  # nothing left to do
+
+
+def test_up_without_image_refuses_replicas_recorded_on_25_03(tmp_path):
+    root = tmp_path / "repo"
+    add(root, "org/first-7b", "org/second-7b", inventory=describe("2xH100-80GB"), image_ref=NEW)
+    repo = Repository.open(root)
+    repo.save(replace(repo.manifest, image="nvcr.io/nvidia/tritonserver:" + OLD))  # recorded by an older modelwiz
+    with pytest.raises(ConfigError, match="would land on GPU 0") as info:
+        prepare_for_image(root, None)
+    assert "--image" in info.value.hint

@@ -106,12 +106,11 @@ def start_server(
     names models whose budgets changed, which a running server loads again)."""
     from wizard import launcher, podman_conn, preflight
     from wizard.container import default_ulimits, launch_spec_for
-    from wizard.image_switch import switch_image
+    from wizard.image_switch import prepare_for_image
     from wizard.launch_inputs import read_launch_inputs
 
-    if options.image:  # model.json follows the image's vLLM (wizard.image_switch)
-        for text in switch_image(repository, options.image):
-            on_event(launcher.LaunchEvent("image", text))
+    for text in prepare_for_image(repository, options.image):  # model.json follows the image's vLLM
+        on_event(launcher.LaunchEvent("image", text))
     inputs = read_launch_inputs(repository)
     if not inputs.models:
         raise UsageError(
