@@ -7,12 +7,13 @@ images set (server build.py: `ENV NVIDIA_TRITON_SERVER_VERSION ${TRITON_CONTAINE
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import replace
 
 import pytest
 
-from tests.fixtures_podman import free_port, sandbox_ulimits
+from tests.fixtures_podman import _busybox, _rootfs_tar, free_port, sandbox_ulimits
 from tests.test_repository import add
 from wizard.cli import main
 from wizard.gpus import describe
@@ -24,16 +25,18 @@ pytestmark = pytest.mark.podman
 
 @pytest.fixture(scope="module")
 def standin_release(podman_service, standin_image, tmp_path_factory):
-    """`release` -> a stand-in image that says it is that NGC release."""
+    """`release` -> a stand-in image that says it is that NGC release. Built FROM the stand-in of
+    this checkout by content (the shared `localhost/tritonserver:test` tag may be retagged by a
+    concurrent session with other scripts)."""
+    digest = hashlib.sha256(_rootfs_tar(_busybox())).hexdigest()[:16]
+    base = f"localhost/modelwiz-standin:{digest}"
     built: dict[str, str] = {}
 
     def image(release: str) -> str:
         if release not in built:
-            tag = f"localhost/tritonserver:{release}-vllm-python-py3"
+            tag = f"localhost/modelwiz-standin-{digest}:{release}-vllm-python-py3"
             context = tmp_path_factory.mktemp(f"standin-{release}")
-            (context / "Containerfile").write_text(
-                f"FROM {standin_image}\nENV NVIDIA_TRITON_SERVER_VERSION={release}\n"
-            )
+            (context / "Containerfile").write_text(f"FROM {base}\nENV NVIDIA_TRITON_SERVER_VERSION={release}\n")
             podman_service.podman("build", "--pull=never", "-q", "-t", tag, str(context))
             built[release] = tag
         return built[release]
@@ -81,7 +84,7 @@ def test_v0_era_release_refuses_a_model_json_written_for_v1(tmp_path, standin_re
     assert data["max_num_batched_tokens"] < data["max_model_len"] and "enable_chunked_prefill" not in data
 
     code, err = launch(root, standin_release("25.07"))
-    assert code == 1
+    assert code == 1, err
     assert "max_num_batched_tokens (2048) is smaller than max_model_len (32768)" in err
 
     # The same files on a V1-era release load.
