@@ -61,11 +61,11 @@ class ImageInfo:
     vllm_version: str  # as published, e.g. 0.24.0+092c4842.nv26.7.57386851
     cuda_version: str
     min_driver: str | None  # Table 3 minimum for that CUDA (full features); None when unknown
-    engine: Engine = "V1"
-    kind_gpu_routing: Routing = "per-instance"
-    min_compute_capability: tuple[int, int] = (7, 5)
-    min_driver_any_gpu: str | None = None  # CUDA minor-version compatibility floor
-    datacenter_branches: tuple[DriverBranch, ...] = ()
+    engine: Engine  # the vLLM engine Triton's backend runs
+    kind_gpu_routing: Routing  # whether each KIND_GPU instance reaches its own GPU
+    min_compute_capability: tuple[int, int]
+    min_driver_any_gpu: str | None  # CUDA minor-version compatibility floor
+    datacenter_branches: tuple[DriverBranch, ...]  # forward compatibility, data-center GPUs only
 
     @property
     def vllm_release(self) -> str:
