@@ -7,6 +7,7 @@ launcher, wizard) works from. `discover()` reads it through NVML (nvidia-ml-py, 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from dataclasses import dataclass, replace
@@ -289,7 +290,7 @@ def discover() -> GpuInventory:
         ) from None
     try:
         N.nvmlInit()
-    except Exception as exc:  # every NVMLError subclass, and ctypes' OSError
+    except Exception as exc:  # noqa: BLE001 - every NVMLError subclass, and ctypes' OSError
         raise _explain(exc) from None
     try:
         driver = _text(N.nvmlSystemGetDriverVersion())
@@ -302,13 +303,11 @@ def discover() -> GpuInventory:
         gpus = tuple(_read_gpu(N, i) for i in range(count))
     except NvmlError:
         raise
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - _explain turns any NVML failure into one line
         raise _explain(exc) from None
     finally:
-        try:
+        with contextlib.suppress(Exception):  # shutting down must not hide the real outcome
             N.nvmlShutdown()
-        except Exception:
-            pass
     if not gpus:
         raise NvmlError(
             "the NVIDIA driver is loaded but reports no GPUs",
