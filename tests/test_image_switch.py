@@ -126,3 +126,10 @@ def test_up_without_image_refuses_replicas_recorded_on_25_03(tmp_path):
     with pytest.raises(ConfigError, match="would land on GPU 0") as info:
         prepare_for_image(root, None)
     assert "--image" in info.value.hint
+
+
+def test_add_with_a_forced_25_03_refuses_a_model_on_the_second_gpu(tmp_path):
+    with pytest.raises(ConfigError, match="'second-7b' planned on container GPU"):
+        add(tmp_path / "repo", "org/first-7b", "org/second-7b", inventory=describe("2xH100-80GB"), image_ref=OLD)
+    add(tmp_path / "one", "org/first-7b", inventory=describe("H100-80GB"), image_ref=OLD)
+    assert load_manifest(tmp_path / "one").image.endswith(OLD)  # one engine on GPU 0 is what 25.03 can do
