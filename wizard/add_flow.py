@@ -27,7 +27,7 @@ from wizard.hub import HubModel, lookup_model
 from wizard.images import ImageInfo, find_image, pick_image
 from wizard.local_weights import check_local_model, copy_local_model, is_local_source, local_size
 from wizard.manifest import STATE_COMPLETE, ManifestModel
-from wizard.model_config import MODEL_JSON, plan_devices
+from wizard.model_config import MODEL_JSON, plan_devices, refuse_unservable
 from wizard.model_meta import ModelMeta, load_model_meta, meta_from_hub
 from wizard.naming import check_name, derive_name, unique_name
 from wizard.plan_types import ModelPlan
@@ -326,7 +326,7 @@ def choose_image(repo: Repository, inventory: GpuInventory, image_ref: str | Non
                 hint="use a tag like 26.07-vllm-python-py3 (see `modelwiz gpus` for the one this driver runs)",
             )
         return info
-    info = pick_image(inventory.driver_version)
+    info = pick_image(inventory.driver_version, inventory.gpu_kind)
     if info is None:
         raise ModelwizError(
             f"NVIDIA driver {inventory.driver_version} is older than every Triton vLLM image needs",
@@ -385,7 +385,8 @@ def prepare_add(
     fresh = [r for r in resolved if r.resume is None]
     resume = [r for r in resolved if r.resume is not None]
     image = choose_image(repo, inventory, image_ref)
-    vllm_version = resolve_version(image.vllm_release)
+    vllm_version = image.vllm_release
+    resolve_version(vllm_version)  # refuses a vLLM modelwiz cannot write model.json for
     existing = tuple(_as_served(repo, p) for p in repo.managed_plans())
     edited = {p.name for p in existing if _file_status(repo, p.name, MODEL_JSON) == "edited"}
     resumed_names = {r.name for r in resume}
@@ -466,6 +467,7 @@ def prepare_add(
             )
     proposal_plans = kept + [c.new for c in changed] + [n.plan for n in new]
     devices = repo.used_devices(proposal_plans)
+    refuse_unservable(proposal_plans, devices, image)
     warnings = placement_warnings(proposal_plans, devices)
     total = bytes_to_download(repo, new) if all(n.plan.fits for n in new) else None
     if total is not None and check_disk:

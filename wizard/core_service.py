@@ -127,7 +127,7 @@ class CoreService:
             return _failed("podman", "Podman", error, "launch")
 
     def _image_row(self, inventory: GpuInventory) -> Check:
-        info = pick_image(inventory.driver_version)
+        info = pick_image(inventory.driver_version, inventory.gpu_kind)
         if info is None:
             return Check(
                 "image",

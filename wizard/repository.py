@@ -333,7 +333,7 @@ class Repository:
     def render_files(self, entry: ManifestModel, devices: Sequence[str], vllm_version: str) -> dict[str, str]:
         """The files modelwiz wants for `entry`, given all devices the repository uses."""
         return {
-            CONFIG_FILE: render_config_pbtxt(entry.plan, devices),
+            CONFIG_FILE: render_config_pbtxt(entry.plan, devices, vllm_version=vllm_version),
             MODEL_JSON: render_model_json(
                 entry.plan, model_path=self.weights_path_in_container(entry), vllm_version=vllm_version
             ),
@@ -499,16 +499,13 @@ class Repository:
     def refresh_after_removal(self) -> tuple[str, ...]:
         """The remaining models' files, renumbered for the smaller device set (their config.pbtxt
         GPU ids are positions in it). Notes say what was rewritten."""
-        from wizard.engine_args import resolve_version
         from wizard.images import find_image
 
         remaining = [m for m in self.manifest.models if m.state == STATE_COMPLETE]
         info = find_image(self.manifest.image) if self.manifest.image else None
         if not remaining or info is None:
             return ()
-        reports = self.write_models(
-            remaining, vllm_version=resolve_version(info.vllm_release), devices=self.used_devices()
-        )
+        reports = self.write_models(remaining, vllm_version=info.vllm_release, devices=self.used_devices())
         notes = [n for r in reports for n in r.notes]
         rewritten = [r.name for r in reports if r.written]
         if rewritten:

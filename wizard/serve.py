@@ -19,6 +19,7 @@ from wizard.container import DEFAULT_NAME, GRPC_PORT, HTTP_PORT, METRICS_PORT, L
 from wizard.errors import ModelwizError, UsageError
 from wizard.fsutil import atomic_write_text
 from wizard.gpus import GpuInventory, load_inventory
+from wizard.image_switch import prepare_for_image
 from wizard.launch_inputs import LaunchInputs, read_launch_inputs
 from wizard.paths import cache_dir
 from wizard.progress import ProgressCallback, ignore_progress
@@ -133,7 +134,10 @@ def start_server(
     from wizard import launcher, podman_conn, preflight
     from wizard.container import default_ulimits, launch_spec_for
 
-    if inputs is None:
+    changes = prepare_for_image(repository, options.image)  # model.json follows the image's vLLM
+    for text in changes:
+        reporter.on_event(launcher.LaunchEvent("image", text))
+    if inputs is None or changes:
         inputs = read_launch_inputs(repository)
     if not inputs.models:
         raise UsageError(
