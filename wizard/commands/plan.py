@@ -22,10 +22,21 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _gib(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of GiB") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"{value:g} GiB: give 0 or more")
+    return value
+
+
 FILL_HELP = (
     "give the GPUs' leftover memory to the models as extra KV cache (more concurrent requests; a model "
-    "added later then re-plans these); by default each model gets what its context and concurrency need"
+    "added later then re-plans these); this is the default, the flag is kept for scripts that pass it"
 )
+RESERVE_HELP = "keep GIB of memory free on every GPU for models to be added later (default 0: use it all)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,6 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="context length for every model (default: the model's own limit, shortened to fit)",
     )
     parser.add_argument("--fill", action="store_true", help=FILL_HELP)
+    parser.add_argument("--reserve", type=_gib, default=0.0, metavar="GIB", help=RESERVE_HELP)
     parser.add_argument("--json", action="store_true", help="print JSON for other tools")
 
 
@@ -45,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
     from wizard.model_meta import load_model_meta
     from wizard.naming import derive_name, unique_name
     from wizard.planner import ModelRequest, plan_models
+    from wizard.units import GiB
 
     inventory = load_inventory(args.gpus)
     requests = []
@@ -54,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         name = unique_name(derive_name(ref), taken)
         taken.add(name)
         requests.append(ModelRequest(meta=meta, name=name, max_model_len=args.max_model_len))
-    plan = plan_models(inventory, requests, fill=args.fill)
+    plan = plan_models(inventory, requests, reserve_bytes=int(args.reserve * GiB))
     if args.json:
         print(json.dumps(plan.to_json(), indent=2))
     else:
