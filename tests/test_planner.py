@@ -64,8 +64,8 @@ def test_llama3_8b_fits_one_24gb_card_at_a_reduced_context(spec):
 def test_llama3_8b_gets_its_full_context_on_an_80gb_card():
     m = plan("H100-80GB", "Llama-3.1-8B").models[0]
     assert m.fits and m.max_model_len == 131_072 and m.tensor_parallel_size == 1
-    # By default the leftover memory becomes KV cache: ~57 GiB at 0.95 (issue 12: a GPU left
-    # idle by default was wrong; this asserted 1-1.5 requests before) ...
+    # By default the leftover memory becomes KV cache: ~57 GiB at 0.95 (a GPU left idle by
+    # default serves one user at a time) ...
     assert m.max_concurrency >= 3
     assert m.kv_cache_tokens == pytest.approx(57 * GiB / (128 * 1024), rel=0.1)
     # ... and with fill=False the engine gets what one full-length request needs (16 GiB of KV)
@@ -388,7 +388,7 @@ def test_only_running_models_are_added_back_to_nvml_free_memory():
     assert not plan_models(now, new, existing=[a, d], existing_running={"a"}).fits  # the truth
 
 
-# ---- margins, filling, reserve, concurrency (issue 12) ---------------------------------------
+# ---- margins, filling, reserve, concurrency --------------------------------------------------
 
 
 def test_default_plans_fill_the_gpus_in_proportion_to_need():
