@@ -51,7 +51,9 @@ def kv_tokens(planner: ModuleType, case: Deployment) -> int:
 def default_plan(planner: ModuleType, case: Deployment):  # -> ModelPlan
     if versioned(planner):
         request = planner.ModelRequest(case.meta, "m", tensor_parallel_size=case.tp)
-        return planner.plan_models(case.inventory(), [request], vllm_version=case.vllm_version).models[0]
+        plan = planner.plan_models(case.inventory(), [request], vllm_version=case.vllm_version, fill=True)
+        return plan.models[0]
+    # main's `modelwiz plan`: no fill unless asked, its own tp.
     return planner.plan_models(case.inventory(), [planner.ModelRequest(case.meta, "m")]).models[0]
 
 

@@ -64,14 +64,13 @@ def test_llama3_8b_fits_one_24gb_card_at_a_reduced_context(spec):
 def test_llama3_8b_gets_its_full_context_on_an_80gb_card():
     m = plan("H100-80GB", "Llama-3.1-8B").models[0]
     assert m.fits and m.max_model_len == 131_072 and m.tensor_parallel_size == 1
-    # By default the leftover memory becomes KV cache: ~57 GiB at 0.95 (a GPU left idle by
-    # default serves one user at a time) ...
-    assert m.max_concurrency >= 3
-    assert m.kv_cache_tokens == pytest.approx(57 * GiB / (128 * 1024), rel=0.1)
-    # ... and with fill=False the engine gets what one full-length request needs (16 GiB of KV)
-    # plus its margin, the rest stays free for models added later.
-    lean = plan("H100-80GB", "Llama-3.1-8B", fill=False).models[0]
-    assert 1 <= lean.max_concurrency < 1.5 and lean.gpu_memory_utilization < 0.5
+    # By default the engine gets what one full-length request needs (16 GiB of KV), the rest
+    # stays free for models added later ...
+    assert 1 <= m.max_concurrency < 1.5 and m.gpu_memory_utilization < 0.5
+    # ... and with fill, the leftover becomes KV cache: ~57 GiB at 0.95.
+    filled = plan("H100-80GB", "Llama-3.1-8B", fill=True).models[0]
+    assert filled.max_concurrency >= 3
+    assert filled.kv_cache_tokens == pytest.approx(57 * GiB / (128 * 1024), rel=0.1)
 
 
 def test_llama2_7b_full_context_on_24gb():
@@ -151,8 +150,8 @@ def test_models_spread_over_gpus_before_sharing():
 
 
 def test_without_fill_utilization_is_what_the_context_needs():
-    filled = plan("H100-80GB", "Llama-3.1-8B").models[0]
-    lean = plan("H100-80GB", "Llama-3.1-8B", fill=False).models[0]
+    filled = plan("H100-80GB", "Llama-3.1-8B", fill=True).models[0]
+    lean = plan("H100-80GB", "Llama-3.1-8B").models[0]
     assert lean.max_model_len == filled.max_model_len == 131072
     assert lean.gpu_memory_utilization < filled.gpu_memory_utilization == 0.95
     assert 1 <= lean.max_concurrency < 1.1  # one full-length request, rounded up to 1%
@@ -371,9 +370,7 @@ def test_only_running_models_are_added_back_to_nvml_free_memory():
     from wizard.gpus import GpuProcess
 
     idle = describe("H100-80GB")
-    a, d = plan_models(
-        idle, [ModelRequest(meta("Llama-3.1-8B"), n, max_model_len=8192) for n in "ad"], fill=False
-    ).models
+    a, d = plan_models(idle, [ModelRequest(meta("Llama-3.1-8B"), n, max_model_len=8192) for n in "ad"]).models
     assert a.fits and d.fits
     held = 25 * GiB + int(a.gpu_memory_utilization * idle.gpus[0].cuda_total_bytes) + GiB // 2
     gpu = _replace(
@@ -391,8 +388,8 @@ def test_only_running_models_are_added_back_to_nvml_free_memory():
 # ---- margins, filling, reserve, concurrency --------------------------------------------------
 
 
-def test_default_plans_fill_the_gpus_in_proportion_to_need():
-    result = plan("H100-80GB", "Llama-3.1-8B", "Qwen2.5-0.5B")
+def test_filled_plans_share_the_gpus_in_proportion_to_need():
+    result = plan("H100-80GB", "Llama-3.1-8B", "Qwen2.5-0.5B", fill=True)
     big, small = result.models
     assert big.devices == small.devices == ("0",)
     assert big.gpu_memory_utilization + small.gpu_memory_utilization >= 0.85
@@ -406,7 +403,7 @@ def test_default_plans_fill_the_gpus_in_proportion_to_need():
 
 
 def test_reserve_keeps_memory_free_on_every_gpu():
-    result = plan("2xH100-80GB", "Llama-3.1-8B", reserve_bytes=20 * GiB)
+    result = plan("2xH100-80GB", "Llama-3.1-8B", fill=True, reserve_bytes=20 * GiB)
     for budget in result.gpus:
         assert budget.free_bytes >= 20 * GiB
         assert budget.reserved_bytes == 20 * GiB
@@ -416,7 +413,7 @@ def test_reserve_keeps_memory_free_on_every_gpu():
 
 
 def test_the_margin_is_its_own_part_of_the_memory_map():
-    result = plan("H100-80GB", "Llama-3.1-8B")
+    result = plan("H100-80GB", "Llama-3.1-8B", fill=True)
     (budget,) = result.gpus
     (engine,) = budget.engines
     m = result.models[0]
@@ -427,13 +424,13 @@ def test_the_margin_is_its_own_part_of_the_memory_map():
 
 
 def test_fewer_than_four_full_length_requests_says_where_four_would_fit():
-    m = plan("RTX4090", "Llama-3.1-8B").models[0]
+    m = plan("RTX4090", "Llama-3.1-8B", fill=True).models[0]
     assert m.fits and m.max_concurrency < 4
     assert f"fits, but only {m.max_concurrency:g} requests at {m.max_model_len:,} tokens; 4 at " in m.reason
     four = int(m.reason.rsplit("; 4 at ", 1)[1].split()[0].replace(",", ""))
-    shorter = plan_models(describe("RTX4090"), [ModelRequest(meta("Llama-3.1-8B"), "x", max_model_len=four)])
+    shorter = plan_models(describe("RTX4090"), [ModelRequest(meta("Llama-3.1-8B"), "x", max_model_len=four)], fill=True)
     assert shorter.models[0].max_concurrency >= 4
-    assert "fits, but only" not in plan("H100-80GB", "Qwen2.5-0.5B").models[0].reason
+    assert "fits, but only" not in plan("H100-80GB", "Qwen2.5-0.5B", fill=True).models[0].reason
 
 
 def test_a_pinned_tensor_parallel_size_is_kept_or_refused():

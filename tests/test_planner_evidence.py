@@ -22,9 +22,10 @@ IDS = [c.id for c in CASES]
 PLAN_BATCH_TOKENS = 8192
 
 
-def default_plan(case: Deployment):  # -> ModelPlan
+def default_plan(case: Deployment):  # -> Plan
+    """What `modelwiz plan` makes of the deployment's model on its GPUs (it fills them)."""
     request = ModelRequest(case.meta, "m", tensor_parallel_size=case.tp)
-    return plan_models(case.inventory(), [request], vllm_version=case.vllm_version)
+    return plan_models(case.inventory(), [request], vllm_version=case.vllm_version, fill=True)
 
 
 def test_the_evidence_is_broad():
@@ -102,6 +103,6 @@ def test_the_plan_follows_the_vllm_release():
     )
     # From 0.21 the CUDA graphs come out of the budget; before, they stay free beside it.
     before = default_plan(v17).models[0]
-    after = plan_models(v17.inventory(), [ModelRequest(v17.meta, "m")], vllm_version="0.21.0").models[0]
+    after = plan_models(v17.inventory(), [ModelRequest(v17.meta, "m")], vllm_version="0.21.0", fill=True).models[0]
     assert before.extra["outside_bytes_per_gpu"] > after.extra["outside_bytes_per_gpu"]
     assert before.extra["non_kv_bytes_per_gpu"] < after.extra["non_kv_bytes_per_gpu"]

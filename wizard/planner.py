@@ -25,7 +25,7 @@ The algorithm:
    context floor fits on the device(s) with the most room;
 2. give tp=1 models a replica on each GPU nobody else uses (data parallel beats tensor parallel);
 3. raise the engines' utilizations in 1% steps, fairly, first up to what the wanted context needs,
-   then (by default; not with fill=False) up to what the devices allow minus `reserve_bytes`, each
+   then (fill, what `modelwiz plan` does) up to what the devices allow minus `reserve_bytes`, each
    engine in proportion to its need, so the leftover memory becomes KV cache;
 4. set each model's max_model_len to its wanted length, or the longest that its KV pool holds.
 """
@@ -374,7 +374,7 @@ def plan_models(
     existing_meta: Mapping[str, ModelMeta] | None = None,
     replan_existing: bool = False,
     existing_running: bool | Collection[str] = False,
-    fill: bool = True,
+    fill: bool = False,
     reserve_bytes: int = 0,
     vllm_version: str | None = None,
 ) -> Plan:
@@ -387,8 +387,9 @@ def plan_models(
     existing_running: the deployed models are running now (True, or the names of those that are),
         so NVML's free memory already lacks their footprint; it is added back before planning.
     fill: give each device's leftover memory to the engines on it, in proportion to what each
-        needs (more KV cache, more concurrency; a later model then needs a re-plan). The default;
-        with False every engine gets only what its weights, activations, CUDA graphs, margin and
+        needs (more KV cache, more concurrency; a later model then needs a re-plan). `modelwiz
+        plan` always fills; callers that add models to a running server decide for themselves.
+        Without it every engine gets only what its weights, activations, CUDA graphs, margin and
         the KV cache for its context and concurrency need.
     reserve_bytes: keep this much free on every GPU (for models to be added later).
     vllm_version: the vLLM release the engines will run (default: the newest image's); the

@@ -67,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
         name = unique_name(derive_name(ref), taken)
         taken.add(name)
         requests.append(ModelRequest(meta=meta, name=name, max_model_len=args.max_model_len))
-    plan = plan_models(inventory, requests, reserve_bytes=int(args.reserve * GiB))
+    # Plans fill the GPUs (leftover memory becomes KV cache) less what --reserve keeps free.
+    plan = plan_models(inventory, requests, fill=True, reserve_bytes=int(args.reserve * GiB))
     if args.json:
         print(json.dumps(plan.to_json(), indent=2))
     else:
