@@ -34,7 +34,7 @@ def engines_fit(result) -> None:
         assert sum(m.gpu_memory_utilization for m in on) <= MAX_UTILIZATION_PER_GPU + 1e-9
 
 
-# ---- calibration cases (research notes section 8) -----------------------------------------
+# ---- calibration cases: deployments known to run ---------------------------------------------
 
 
 @pytest.mark.parametrize("spec", ["2xH100-80GB", "2xA100-80GB"])
@@ -466,3 +466,15 @@ def test_cli_reserve_and_fill(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["plan", str(folder), "--gpus", "L4", "--reserve", "-2"])
     assert exit_info.value.code == 2 and "--reserve" in capsys.readouterr().err
+
+
+def test_vllm_before_064_gets_a_gpu_of_its_own():
+    # Its gpu_memory_utilization capped the whole GPU (every process's memory counted), so a
+    # second engine on the same GPU would find its budget already used.
+    shared = plan("H100-80GB", "Qwen2.5-0.5B", "Llama-2-7b-hf", vllm_version="0.6.4")
+    assert shared.fits and shared.models[0].devices == shared.models[1].devices
+    alone = plan("H100-80GB", "Qwen2.5-0.5B", "Llama-2-7b-hf", vllm_version="0.5.5")
+    assert [m.fits for m in alone.models] == [False, True]
+    assert "each engine needs a GPU of its own" in alone.models[0].reason
+    spread = plan("2xH100-80GB", "Qwen2.5-0.5B", "Llama-2-7b-hf", vllm_version="0.5.5")
+    assert spread.fits and {spread.models[0].devices, spread.models[1].devices} == {("0",), ("1",)}

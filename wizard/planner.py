@@ -306,6 +306,8 @@ class _Device:
         total_pct = sum(f[1] for f in self.fixed)
         used = sum(f[2] for f in self.fixed)
         engines = set(self.members) | set(pcts)
+        if len(engines) + len(self.fixed) > 1 and not all(p.profile.shares_gpus for p in engines):
+            return False  # old vLLM: utilization is a limit on the whole GPU, not a budget
         for p in engines:
             pct = pcts.get(p, p.pct)
             total_pct += pct
@@ -777,6 +779,12 @@ def _misfit_reason(
         f"needs {format_bytes(empty_here.pct_for(floor) / 100 * min(d.total for d in empty_here.devices))} "
         f"per GPU ({weights} of weights) but the GPUs are taken: " + ("; ".join(held) or "not enough free memory")
     )
+    if not profile.shares_gpus:
+        reason += (
+            f"; vLLM {profile.release} counts every process's memory against gpu_memory_utilization, "
+            "so each engine needs a GPU of its own"
+        )
+        suggestions.append("an image with vLLM 0.6.4 or newer (engines then share GPUs)")
     shorter = _longest_placeable(request, devices, profile)
     if shorter is not None and shorter < floor:
         suggestions.append(f"a shorter context: --max-model-len {shorter} fits")

@@ -82,10 +82,19 @@ class VllmProfile:
     sampler_rows: float
     graphs_in_budget: bool  # >= 0.21: the CUDA graph estimate comes out of the KV budget
     # < 0.6.4: peak = total - free after profiling, so this process's CUDA context (and anything
-    # else on the GPU) counted against gpu_memory_utilization (vllm PR #9352 changed it).
+    # else on the GPU) counted against gpu_memory_utilization (vllm PR #9352 changed it); the
+    # engine-args help of those releases: "This is a global gpu memory utilization limit, for
+    # example if 50% of the gpu memory is already used before vLLM starts and
+    # --gpu-memory-utilization is set to 0.9, then only 40% of the gpu memory will be allocated".
+    # Such an engine cannot share its GPU with another on a budget of its own.
     context_in_budget: bool
     mla: bool  # >= 0.7.1: DeepSeek's compressed (MLA) KV cache; before, full heads of 256
     hybrid_kv: bool  # V1 >= 0.10.0: sliding-window layers keep only their window (hybrid allocator)
+
+    @property
+    def shares_gpus(self) -> bool:
+        """Whether two engines can each take a budget of the same GPU (per-instance utilization)."""
+        return not self.context_in_budget
 
     @property
     def non_torch_tp_bytes(self) -> int:
