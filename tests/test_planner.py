@@ -166,7 +166,6 @@ def test_memory_map_adds_up_to_the_device_total():
             + g.weights_bytes
             + g.kv_cache_bytes
             + g.overhead_bytes
-            + g.margin_bytes
             + g.free_bytes
         )
         assert parts == g.total_bytes
@@ -418,6 +417,7 @@ def test_the_margin_is_its_own_part_of_the_memory_map():
     (engine,) = budget.engines
     m = result.models[0]
     assert budget.margin_bytes == engine.margin_bytes >= m.extra["margin_bytes_per_gpu"] > 0
+    assert 0 < budget.overhead_without_margin_bytes < budget.overhead_bytes  # the margin is part of it
     # The KV cache the map counts on is vLLM's pool less the margin.
     assert engine.kv_cache_bytes == m.extra["kv_cache_bytes_per_gpu"] - m.extra["margin_bytes_per_gpu"]
     assert "margin_bytes" in budget.to_json() and "margin_bytes" in budget.to_json()["engines"][0]

@@ -78,6 +78,5 @@ def test_no_budget_exceeded_and_settings_valid(inventory, reqs, fill):
             + g.weights_bytes
             + g.kv_cache_bytes
             + g.overhead_bytes
-            + g.margin_bytes
             + g.free_bytes
         ) == g.total_bytes

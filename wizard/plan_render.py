@@ -16,7 +16,7 @@ _SEGMENTS = (
     ("other processes", "other_processes_bytes", "x"),
     ("weights", "weights_bytes", "W"),
     ("KV cache", "kv_cache_bytes", "K"),
-    ("overhead", "overhead_bytes", "o"),
+    ("overhead", "overhead_without_margin_bytes", "o"),
     ("margin", "margin_bytes", "m"),
     ("free", "free_bytes", "."),
 )
@@ -53,7 +53,7 @@ def render_gpu(budget: GpuBudget) -> list[str]:
         kept = " (deployed, kept)" if e.existing else ""
         lines.append(
             f"  - {e.model}: utilization {e.utilization:.2f}, weights {format_bytes(e.weights_bytes)}, "
-            f"KV cache {format_bytes(e.kv_cache_bytes)}, overhead {format_bytes(e.overhead_bytes)}, "
+            f"KV cache {format_bytes(e.kv_cache_bytes)}, overhead {format_bytes(e.overhead_without_margin_bytes)}, "
             f"margin {format_bytes(e.margin_bytes)}{kept}"
         )
     return lines

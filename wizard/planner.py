@@ -118,14 +118,22 @@ class EngineShare:
     utilization: float
     weights_bytes: int
     kv_cache_bytes: int  # the KV cache the plan counts on (vLLM's pool minus the margin)
-    overhead_bytes: int  # activations, graphs, non-torch, CUDA context
+    overhead_bytes: int  # activations, graphs, non-torch, CUDA context, and the margin
     existing: bool = False  # an already deployed model kept as it is
-    margin_bytes: int = 0  # kept for estimate errors: inside the budget, and graphs outside it
+    margin_bytes: int = 0  # of the overhead: kept for estimate errors (see planner docstring)
+
+    @property
+    def overhead_without_margin_bytes(self) -> int:
+        return self.overhead_bytes - self.margin_bytes
 
 
 @dataclass(frozen=True)
 class GpuBudget:
-    """The memory map of one device after the plan. The byte fields add up to `total_bytes`."""
+    """The memory map of one device after the plan.
+
+    driver, other processes, weights, KV cache, overhead and free add up to `total_bytes`; the
+    margin is part of the overhead (shown on its own: `overhead_without_margin_bytes` + margin).
+    """
 
     device: str  # CDI id: "0", or "0:1" for a MIG slice
     index: int
@@ -142,8 +150,12 @@ class GpuBudget:
     engines: tuple[EngineShare, ...] = ()
     usable: bool = True
     note: str = ""  # why the device is not used, when it cannot be
-    margin_bytes: int = 0  # the engines' safety margins (part of the total, like the others)
-    reserved_bytes: int = 0  # kept free on request (--reserve) for models added later
+    margin_bytes: int = 0  # the engines' safety margins, part of overhead_bytes
+    reserved_bytes: int = 0  # kept free on request (--reserve) for models added later, part of free
+
+    @property
+    def overhead_without_margin_bytes(self) -> int:
+        return self.overhead_bytes - self.margin_bytes
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -888,9 +900,7 @@ def _budget(dev: _Device) -> GpuBudget:
         kv = max(0, min(footprint - margin, pool - margin))
         weights = min(weights, footprint - kv - margin)
         shares.append(
-            EngineShare(
-                plan.name, pct / 100, weights, kv, footprint - weights - kv - margin, existing=True, margin_bytes=margin
-            )
+            EngineShare(plan.name, pct / 100, weights, kv, footprint - weights - kv, existing=True, margin_bytes=margin)
         )
     for p in dev.members:
         cost = p.cost(dev)
@@ -906,12 +916,12 @@ def _budget(dev: _Device) -> GpuBudget:
                 p.pct / 100,
                 weights,
                 kv,
-                budget + cost.outside - weights - kv - margin,
+                budget + cost.outside - weights - kv,
                 existing=p.existing is not None,
                 margin_bytes=margin,
             )
         )
-    engines_bytes = sum(s.weights_bytes + s.kv_cache_bytes + s.overhead_bytes + s.margin_bytes for s in shares)
+    engines_bytes = sum(s.weights_bytes + s.kv_cache_bytes + s.overhead_bytes for s in shares)
     # Memory in use that is neither the driver's nor an engine of this plan.
     other = max(0, dev.total - (dev.avail + dev.reserved + headroom_bytes(gpu)))
     free = max(0, gpu.memory_total_bytes - reserved - other - engines_bytes)
