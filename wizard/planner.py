@@ -15,10 +15,11 @@ wizard/vllm_memory.py, calibrated on public deployments (tests/data/vllm_deploym
 
 The margin: every engine keeps `margin` bytes of its budget that the plan does not count on, so
 that one full-length request still fits when vLLM measures more than the estimate: 15 % of the
-activation, non-torch and CUDA-graph terms plus 0.5 % of the weights, at least 0.5 GiB (the
-largest shortfall on a released vLLM in the evidence is 0.43 GiB, where this margin is 0.85 GiB),
-plus, before vLLM 0.21, room outside the budget for the CUDA graphs it captures after sizing the
-KV cache. The memory map shows it as its own part.
+activation, non-torch and CUDA-graph terms plus 0.5 % of the weights, at least 0.5 GiB. On the
+public deployments the estimate's largest shortfall is 0.43 GiB where this margin is 0.85 GiB;
+only a 0.6.5 development build (vllm PR #10511: 1.79 GiB of non-torch memory on one GPU) falls
+1.8 GiB short. Before vLLM 0.21 the plan also keeps room outside the budget for the CUDA graphs
+vLLM captures after sizing the KV cache. The memory map shows both as the margin.
 
 The algorithm:
 1. place each model (largest first) with the smallest valid tp for which one engine at the
