@@ -10,10 +10,10 @@ import kubernetes_validate  # test dependency: the Kubernetes API schemas, stric
 import pytest
 import yaml  # PyYAML, which kubernetes-validate brings
 
-from tests.export_helpers import SHA, make_repository, up_kwargs
+from tests.export_helpers import SHA, export_facts, make_repository, up_facts
 from wizard.cli import main
 from wizard.errors import ModelwizError, UsageError
-from wizard.export_facts import serving_facts, weight_files
+from wizard.export_facts import weight_files
 from wizard.export_kube import (
     CONFIG_ROOT,
     GPU_RESOURCE,
@@ -54,19 +54,19 @@ def deployment(objects):
 
 
 def test_every_object_passes_the_kubernetes_schema_as_written(repo):
-    text = render_kube(serving_facts(repo, kwargs=up_kwargs(repo)), KubeOptions(namespace="ml", storage_class="fast"))
+    text = render_kube(export_facts(repo), KubeOptions(namespace="ml", storage_class="fast"))
     docs = [d for d in yaml.safe_load_all(text) if d is not None]
     assert [d["kind"] for d in docs] == ["PersistentVolumeClaim"] + ["ConfigMap"] * 4 + ["Deployment", "Service"]
     version = kubernetes_validate.latest_version()
     for doc in docs:
         kubernetes_validate.validate(doc, version, strict=True)  # raises on an unknown or mistyped field
     # The YAML text is exactly the objects (the writer loses nothing).
-    facts = serving_facts(repo, kwargs=up_kwargs(repo))
+    facts = export_facts(repo)
     assert docs == kube_objects(facts, KubeOptions(namespace="ml", storage_class="fast"))
 
 
 def test_schema_validation_would_catch_a_broken_object(repo):
-    objects = kube_objects(serving_facts(repo, kwargs=up_kwargs(repo)))
+    objects = kube_objects(export_facts(repo))
     dep = deployment(objects)
     dep["spec"]["template"]["spec"]["containers"][0]["volumeMount"] = []  # a typo'd field
     with pytest.raises(kubernetes_validate.ValidationError):
@@ -75,14 +75,14 @@ def test_schema_validation_would_catch_a_broken_object(repo):
 
 def test_gpus_are_requested_the_way_the_device_plugin_reads_them(repo, tp_repo):
     for r in (repo, tp_repo):
-        facts = serving_facts(r, kwargs=up_kwargs(r))
+        facts = export_facts(r)
         (triton,) = deployment(kube_objects(facts))["spec"]["template"]["spec"]["containers"]
         limits = triton["resources"]["limits"]
         assert limits == {GPU_RESOURCE: str(len(r.used_devices()))}
         for key in limits:
             assert RESOURCE_NAME.match(key) and "=" not in key
     # The tensor-parallel 70B model needs its four GPUs in one pod, hence on one node.
-    facts = serving_facts(tp_repo, kwargs=up_kwargs(tp_repo))
+    facts = export_facts(tp_repo)
     assert facts.gpu_count == 4
     spec = deployment(kube_objects(facts))["spec"]
     assert spec["replicas"] == 1 and spec["strategy"] == {"type": "Recreate"}
@@ -92,8 +92,7 @@ def test_gpus_are_requested_the_way_the_device_plugin_reads_them(repo, tp_repo):
 
 
 def test_triton_runs_the_container_modelwiz_up_creates(repo):
-    kwargs = up_kwargs(repo)
-    facts = serving_facts(repo, kwargs=kwargs)
+    facts, kwargs = up_facts(repo)
     pod = deployment(kube_objects(facts))["spec"]["template"]["spec"]
     (triton,) = pod["containers"]
     assert triton["image"] == kwargs["image"]
@@ -123,14 +122,14 @@ def test_triton_runs_the_container_modelwiz_up_creates(repo):
 
 
 def test_each_model_gets_its_configmap_and_a_download_of_its_pinned_commit(repo):
-    facts = serving_facts(repo, kwargs=up_kwargs(repo))
+    facts = export_facts(repo)
     objects = kube_objects(facts)
     maps = {m["metadata"]["annotations"]["modelwiz/model"]: m for m in by_kind(objects, "ConfigMap")}
     pod = deployment(objects)["spec"]["template"]["spec"]
     volumes = {v["name"]: v for v in pod["volumes"]}
     mount_point = repo.manifest.mount_point
     assert [c["name"] for c in pod["initContainers"]] == [dns_label(f"download-{m.name}") for m in facts.models]
-    for model, init in zip(facts.models, pod["initContainers"]):
+    for model, init in zip(facts.models, pod["initContainers"], strict=False):
         folder = repo.root / model.name
         cm = maps[model.name]
         # The ConfigMap holds the repository's files byte for byte.
@@ -146,7 +145,7 @@ def test_each_model_gets_its_configmap_and_a_download_of_its_pinned_commit(repo)
         assert files == list(weight_files(repo.weights_dir(repo.manifest.get(model.name)))[0])
         assert files == ["config.json", "model.safetensors"]
         assert init["command"][:2] == ["python3", "-c"] and init["command"][2] == download_script()
-        assert init["image"] == facts.container.image
+        assert init["image"] == facts.spec.image
         mounts = {m["mountPath"]: m for m in init["volumeMounts"]}
         assert mounts[mount_point]["name"] == "models" and not mounts[mount_point].get("readOnly")
         cfg_volume = volumes[mounts[config_dir]["name"]]
@@ -160,7 +159,7 @@ def test_each_model_gets_its_configmap_and_a_download_of_its_pinned_commit(repo)
 
 
 def test_volume_is_sized_for_the_weights_in_whole_gibibytes(repo):
-    facts = serving_facts(repo, kwargs=up_kwargs(repo))
+    facts = export_facts(repo)
     (claim,) = by_kind(kube_objects(facts, KubeOptions(storage_class="fast-ssd")), "PersistentVolumeClaim")
     size = claim["spec"]["resources"]["requests"]["storage"]
     assert re.fullmatch(r"\d+Gi", size)
@@ -170,7 +169,7 @@ def test_volume_is_sized_for_the_weights_in_whole_gibibytes(repo):
 
 
 def test_service_and_namespace(repo):
-    objects = kube_objects(serving_facts(repo, kwargs=up_kwargs(repo)), KubeOptions(namespace="inference"))
+    objects = kube_objects(export_facts(repo), KubeOptions(namespace="inference"))
     assert {o["metadata"]["namespace"] for o in objects} == {"inference"}
     (service,) = by_kind(objects, "Service")
     assert [(p["name"], p["port"], p["targetPort"]) for p in service["spec"]["ports"]] == [
@@ -182,12 +181,12 @@ def test_service_and_namespace(repo):
     assert service["spec"]["selector"] == dep["spec"]["selector"]["matchLabels"]
     labels = dep["spec"]["template"]["metadata"]["labels"]
     assert all(labels[k] == v for k, v in service["spec"]["selector"].items())
-    assert "namespace" not in kube_objects(serving_facts(repo, kwargs=up_kwargs(repo)))[0]["metadata"]
+    assert "namespace" not in kube_objects(export_facts(repo))[0]["metadata"]
 
 
 def test_init_image_can_be_replaced(repo):
     objects = kube_objects(
-        serving_facts(repo, kwargs=up_kwargs(repo)),
+        export_facts(repo),
         KubeOptions(init_image="registry.example.com/python-hf:3.12", hf_secret="my-hf"),
     )
     pod = deployment(objects)["spec"]["template"]["spec"]
@@ -207,7 +206,7 @@ def test_init_image_can_be_replaced(repo):
 )
 def test_bad_options_are_refused(repo, options):
     with pytest.raises(UsageError):
-        kube_objects(serving_facts(repo, kwargs=up_kwargs(repo)), options)
+        kube_objects(export_facts(repo), options)
 
 
 def test_names_are_valid_and_distinct():
@@ -232,7 +231,7 @@ def test_models_a_cluster_cannot_get_are_left_out_and_said_so(tmp_path):
     (foreign / "1").mkdir(parents=True)
     (foreign / "config.pbtxt").write_text('backend: "vllm"\ninstance_group [ { count: 1 kind: KIND_MODEL } ]\n')
     (foreign / "1/model.json").write_text('{"model": "facebook/opt-125m"}')
-    facts = serving_facts(repo, kwargs=up_kwargs(repo))
+    facts = export_facts(repo)
     assert [m.name for m in facts.models] == ["llama-2-7b-hf"]
     text = render_kube(facts)
     assert "# Not exported: qwen2-7b: not ready" in text
@@ -245,8 +244,8 @@ def test_models_a_cluster_cannot_get_are_left_out_and_said_so(tmp_path):
 def test_nothing_to_export_is_a_clear_error(tmp_path):
     repo = make_repository(tmp_path / "repo", "meta-llama/Llama-2-7b-hf")
     (repo.root / "llama-2-7b-hf" / "1" / "model.json").write_text('{"model": "/elsewhere"}')
-    with pytest.raises(ModelwizError, match="no model in .* can be exported"):
-        serving_facts(repo, kwargs=up_kwargs(repo))
+    with pytest.raises(ModelwizError, match=r"no model in .* can be exported"):
+        export_facts(repo)
 
 
 # --- the command -------------------------------------------------------------------------------

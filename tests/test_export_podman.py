@@ -17,17 +17,21 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import yaml  # PyYAML (test dependency, via kubernetes-validate)
 
 from tests.export_helpers import SHA, make_repository
-from tests.fixtures_podman import STANDIN_DIR, free_port, sandbox_ulimits
+from tests.fixtures_podman import STANDIN_DIR, free_port
+from wizard import launcher
 from wizard.cli import main
-from wizard.container import create_kwargs, launch_spec_for
+from wizard.container import create_kwargs
 from wizard.export_facts import serving_facts
 from wizard.export_systemd import service_unit
+from wizard.launch_inputs import HostFacts
+from wizard.serve_options import ServeOptions
 
 pytestmark = pytest.mark.podman
 
@@ -166,18 +170,17 @@ def test_service_unit_creates_the_container_modelwiz_up_creates(
 ):
     repo = make_repository(tmp_path / "repo", "meta-llama/Llama-2-7b-hf", "Qwen/Qwen2-7B")
     models = [m.name for m in repo.models()]
-    spec = launch_spec_for(
-        repo.root,
-        models=models,
-        devices=list(repo.used_devices()),
+    options = ServeOptions(
         image=export_image,
-        mount_point=repo.manifest.mount_point,
         name=podman_service.container_name(),
         http_port=free_port(),
         grpc_port=free_port(),
         metrics_port=free_port(),
-        ulimits=sandbox_ulimits(),
     )
+    exported = serving_facts(repo, options, HostFacts.local())
+    # The limits `up` settles on with this host's podman (this sandbox refuses memlock).
+    spec = launcher._granted_ulimits(podman_client, exported.spec, lambda event: None)
+    exported = replace(exported, spec=spec)
     kwargs = create_kwargs(spec)
     # What `modelwiz up` creates.
     up_container = podman_client.containers.create(**kwargs)
@@ -188,7 +191,7 @@ def test_service_unit_creates_the_container_modelwiz_up_creates(
         up_container.remove(force=True)
 
     # What the unit's ExecStart creates (systemd's %t/%n filled in, podman pointed at the test service).
-    unit = service_unit(serving_facts(repo, kwargs=kwargs), podman="podman")
+    unit = service_unit(exported, podman="podman")
     sections = re.sub(r"\\\n\s*", " ", unit)
     start = re.search(r"^ExecStart=(.*)$", sections, re.M).group(1)
     stop = re.search(r"^ExecStop=(.*)$", sections, re.M).group(1)

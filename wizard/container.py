@@ -26,7 +26,6 @@ BASE_ENVIRONMENT = {"CUDA_DEVICE_ORDER": "PCI_BUS_ID"}
 # Where the repository appears inside the container: the path the original setup notes use, and
 # what the manifest records by default (model.json paths are written against it).
 DEFAULT_MOUNT_POINT = "/opt/app-root/mnt/model_repository"
-DEFAULT_LISTEN = "127.0.0.1"
 CDI_KIND = "nvidia.com/gpu"
 ALL_DEVICES = "all"
 
@@ -48,6 +47,44 @@ LABEL_PORTS = "io.modelwiz.ports"
 LABEL_MODELS = "io.modelwiz.models"
 
 
+ANY_ADDRESS = ("0.0.0.0", "", "::")  # listen addresses that mean "every interface"
+LOOPBACK = "127.0.0.1"
+DEFAULT_LISTEN = LOOPBACK
+
+
+def reach_host(listen: str) -> str:
+    """The host part of a URL that reaches ports published on `listen`, from this host."""
+    host = LOOPBACK if listen in ANY_ADDRESS else listen
+    return f"[{host}]" if ":" in host else host
+
+
+@dataclass(frozen=True)
+class PortsLabel:
+    """The ports label `listen:http,grpc,metrics` modelwiz puts on its container."""
+
+    listen: str
+    http: int
+    grpc: int
+    metrics: int
+
+    def __str__(self) -> str:
+        return f"{self.listen}:{self.http},{self.grpc},{self.metrics}"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{reach_host(self.listen)}:{self.http}"
+
+
+def parse_ports_label(value: str) -> PortsLabel | None:
+    """The ports label read back; None when it is missing or not modelwiz's shape."""
+    listen, _, ports = value.rpartition(":")
+    try:
+        http, grpc, metrics = (int(p) for p in ports.split(","))
+    except ValueError:
+        return None
+    return PortsLabel(listen, http, grpc, metrics)
+
+
 @dataclass(frozen=True)
 class Ulimit:
     name: str  # "stack", "memlock", "nofile", ...
@@ -55,10 +92,26 @@ class Ulimit:
     hard: int
 
 
-def default_ulimits(*, rootless: bool) -> tuple[Ulimit, ...]:
-    """Triton's recommended limits; memlock -1 only rootful (rootless podman refuses to raise it)."""
+# podman's own nofile/nproc for a container that names neither ("a default value of 1048576 will
+# be used", podman docs/source/markdown/options/ulimit.md). Naming any ulimit over the API drops
+# containers.conf's default_ulimits, so rootful podman then asks for this value even where the
+# host's hard limit is lower, and the runtime fails with "error setting rlimit type 7".
+PODMAN_RLIMIT_DEFAULT = 1048576
+
+
+def default_ulimits(
+    *, rootless: bool, nofile: int = PODMAN_RLIMIT_DEFAULT, nproc: int = PODMAN_RLIMIT_DEFAULT
+) -> tuple[Ulimit, ...]:
+    """Triton's recommended limits; memlock -1 only rootful (rootless podman refuses to raise it).
+
+    nofile/nproc are always named, at what the host can grant (`nofile`, `nproc`: its hard
+    limits, capped at podman's own default), so podman never asks for more than that.
+    """
     stack = Ulimit("stack", STACK_BYTES, STACK_BYTES)
-    return (stack,) if rootless else (Ulimit("memlock", -1, -1), stack)
+    files = min(nofile, PODMAN_RLIMIT_DEFAULT)
+    processes = min(nproc, PODMAN_RLIMIT_DEFAULT)
+    granted = (Ulimit("nofile", files, files), Ulimit("nproc", processes, processes))
+    return (stack, *granted) if rootless else (Ulimit("memlock", -1, -1), stack, *granted)
 
 
 @dataclass(frozen=True)
@@ -99,14 +152,21 @@ class LaunchSpec:
     @property
     def http_url(self) -> str:
         """Where the host reaches Triton's HTTP endpoint."""
-        host = "127.0.0.1" if self.listen in ("0.0.0.0", "", "::") else self.listen
-        if ":" in host:
-            host = f"[{host}]"
-        return f"http://{host}:{self.http_port}"
+        return f"http://{reach_host(self.listen)}:{self.http_port}"
+
+    @property
+    def grpc_address(self) -> str:
+        """Where the host reaches Triton's gRPC endpoint (host:port)."""
+        return f"{reach_host(self.listen)}:{self.grpc_port}"
+
+    @property
+    def metrics_url(self) -> str:
+        """Triton's Prometheus metrics, as the host reaches them."""
+        return f"http://{reach_host(self.listen)}:{self.metrics_port}/metrics"
 
     @property
     def exposed(self) -> bool:
-        return self.listen not in ("127.0.0.1", "::1", "localhost")
+        return self.listen not in (LOOPBACK, "::1", "localhost")
 
     def without_ulimit(self, name: str) -> LaunchSpec:
         return replace(self, ulimits=tuple(u for u in self.ulimits if u.name != name))
@@ -190,7 +250,7 @@ def launch_spec_for(
 
 
 def _ports_label(spec: LaunchSpec) -> str:
-    return f"{spec.listen}:{spec.http_port},{spec.grpc_port},{spec.metrics_port}"
+    return str(PortsLabel(spec.listen, spec.http_port, spec.grpc_port, spec.metrics_port))
 
 
 def spec_labels(spec: LaunchSpec) -> dict[str, str]:

@@ -28,6 +28,7 @@ import posixpath
 import re
 from dataclasses import dataclass
 
+from wizard.container import spec_labels
 from wizard.errors import UsageError
 from wizard.export_facts import TRITON_PORTS, ExportedModel, ServingFacts
 from wizard.paths import assets_dir
@@ -111,7 +112,7 @@ def download_script() -> str:
 
 class _Names:
     def __init__(self, facts: ServingFacts) -> None:
-        self.app = dns_label(facts.container.name)
+        self.app = dns_label(facts.spec.name)
         self.claim = dns_label(f"{self.app}-models")
 
     def config_map(self, model: str) -> str:
@@ -154,7 +155,7 @@ def _init_container(
 ) -> dict:
     return {
         "name": names.init_container(model.name),
-        "image": options.init_image or facts.container.image,
+        "image": options.init_image or facts.spec.image,
         "command": ["python3", "-c", script],
         "args": [
             model.source,
@@ -192,14 +193,14 @@ def _http_probe(path: str, *, period: int, failures: int, timeout: int = 5) -> d
 
 
 def _triton_container(facts: ServingFacts) -> dict:
-    container = facts.container
-    env = {"HOME": "/tmp", **container.environment}  # HOME: writable under OpenShift's arbitrary UID
+    spec = facts.spec
+    env = {"HOME": "/tmp", **dict(spec.environment)}  # HOME: writable under OpenShift's arbitrary UID
     mounts: list[dict] = [{"name": MODELS_VOLUME, "mountPath": facts.mount_point, "readOnly": True}]
     mounts.append({"name": SHM_VOLUME, "mountPath": "/dev/shm"})
-    ports = sorted({p.container_port for p in container.ports} | set(TRITON_PORTS))
-    spec: dict = {
+    ports = sorted(set(spec.host_ports) | set(TRITON_PORTS))
+    container: dict = {
         "name": "triton",
-        "image": container.image,
+        "image": spec.image,
         # `args`, not `command`: podman keeps the image's entrypoint too (NGC's prints the banner).
         "args": list(facts.boot_command()),
         "ports": [
@@ -216,8 +217,8 @@ def _triton_container(facts: ServingFacts) -> dict:
         "securityContext": dict(_RESTRICTED),
     }
     if facts.gpu_count == 0:
-        del spec["resources"]
-    return spec
+        del container["resources"]
+    return container
 
 
 def kube_objects(facts: ServingFacts, options: KubeOptions = KubeOptions()) -> list[dict]:
@@ -260,7 +261,7 @@ def kube_objects(facts: ServingFacts, options: KubeOptions = KubeOptions()) -> l
         )
     volumes: list[dict] = [
         {"name": MODELS_VOLUME, "persistentVolumeClaim": {"claimName": names.claim}},
-        {"name": SHM_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": quantity(facts.container.shm_size or GiB)}},
+        {"name": SHM_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": quantity(facts.spec.shm_size_bytes)}},
     ]
     for model in facts.models:
         volumes.append(
@@ -284,7 +285,7 @@ def kube_objects(facts: ServingFacts, options: KubeOptions = KubeOptions()) -> l
     if facts.gpu_count:
         # GPU nodes are commonly tainted so that only pods asking for GPUs land there.
         pod_spec["tolerations"] = [{"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}]
-    annotations = {k: v for k, v in facts.container.labels.items() if _QUALIFIED.match(k)}
+    annotations = {k: v for k, v in spec_labels(facts.spec).items() if _QUALIFIED.match(k)}
     template_meta: dict = {"labels": dict(labels)}
     if annotations:
         template_meta["annotations"] = annotations
