@@ -84,9 +84,13 @@ def test_quadlet_encodes_what_modelwiz_up_creates(repo, choices):
     (mount,) = kwargs["mounts"]
     assert mount["read_only"] is True and mount["target"] == repo.manifest.mount_point
     assert c["Volume"] == [f"{mount['source']}:{mount['target']}:ro"]
-    assert sorted(c["PublishPort"]) == sorted(
-        f"{ip}:{host}:{port.split('/')[0]}/tcp" for port, (ip, host) in kwargs["ports"].items()
-    )
+    # (ip, port) binds one address; a bare port binds every interface (--listen 0.0.0.0).
+    published = {
+        port.split("/")[0]: f"{host[0]}:{host[1]}" if isinstance(host, tuple) else str(host)
+        for port, host in kwargs["ports"].items()
+    }
+    assert sorted(c["PublishPort"]) == sorted(f"{host}:{port}/tcp" for port, host in published.items())
+    assert all(isinstance(h, int) for h in kwargs["ports"].values()) is (choices.get("listen") == "0.0.0.0")
     assert [parse_size(v) for v in c["ShmSize"]] == [kwargs["shm_size"]]
     unlimited = lambda v: -1 if v >= 2**63 else v  # noqa: E731 - libpod's RLIM_INFINITY is podman's -1
     assert c["Ulimit"] == [f"{u['Name']}={unlimited(u['Soft'])}:{unlimited(u['Hard'])}" for u in kwargs["ulimits"]]

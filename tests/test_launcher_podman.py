@@ -113,6 +113,23 @@ def test_ports_bound_to_loopback_only(running, podman_client):
     assert {b[0]["HostIp"] for b in ports.values()} == {"127.0.0.1"}
 
 
+def test_listening_on_every_interface_is_reachable_on_loopback(
+    podman_service, podman_client, standin_image, cdi_gpus, tmp_path
+):
+    write_model(tmp_path, "m", model_json=GOOD)
+    spec = make_spec(tmp_path, podman_service, standin_image, ["m"], listen="0.0.0.0")
+    try:
+        result = launcher.up(spec, podman_client, cdi_dirs=cdi_gpus, live_timeout_s=30, poll_s=0.1)
+        assert result.url == f"http://127.0.0.1:{spec.http_port}" and result.loaded == ("m",)
+        assert TritonHttp(result.url).model_ready("m")
+        bindings = podman_client.containers.get(spec.name).attrs["HostConfig"]["PortBindings"]
+        # No host address: every interface, as podman means it (never the literal "0.0.0.0" rule).
+        assert {b[0]["HostIp"] for b in bindings.values()} <= {"", "0.0.0.0"}
+        assert bindings["8000/tcp"][0]["HostPort"] == str(spec.http_port)
+    finally:
+        launcher.down(podman_client, spec.name)
+
+
 def test_container_limits_and_not_privileged(running, podman_client):
     spec, *_ = running
     attrs = podman_client.containers.get(spec.name).attrs

@@ -295,6 +295,15 @@ def _rlimit(value: int) -> int:
     return RLIM_INFINITY if value < 0 else value
 
 
+def _binding(listen: str, host_port: int) -> int | tuple[str, int]:
+    """podman-py's port value. Every interface is a bare port, so no host IP is sent: libpod
+    reads an unset HostIP as all interfaces (pkg/specgen PortMapping), while a HostIP of
+    "0.0.0.0" sent over the API became a rule for that literal address in podman 4.x (podman
+    issue #17407) and nothing could reach the port. podman-py sends a bare int without host_ip
+    (podman/domain/containers_create.py, parse_host_port)."""
+    return host_port if listen in ANY_ADDRESS else (listen, host_port)
+
+
 def create_kwargs(spec: LaunchSpec) -> dict[str, Any]:
     """Keyword arguments for podman-py `containers.create(**kwargs)`."""
     kwargs: dict[str, Any] = {
@@ -310,7 +319,7 @@ def create_kwargs(spec: LaunchSpec) -> dict[str, Any]:
                 "read_only": True,
             }
         ],
-        "ports": {f"{c}/tcp": (spec.listen, h) for c, h in spec.host_ports.items()},
+        "ports": {f"{c}/tcp": _binding(spec.listen, h) for c, h in spec.host_ports.items()},
         "shm_size": spec.shm_size_bytes,
         "ulimits": [{"Name": u.name, "Soft": _rlimit(u.soft), "Hard": _rlimit(u.hard)} for u in spec.ulimits],
         "labels": spec_labels(spec),

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from wizard.container import LaunchSpec, spec_labels
+from wizard.container import ANY_ADDRESS, LaunchSpec, spec_labels
 from wizard.errors import ModelwizError
 from wizard.export_facts import ServingFacts, format_size
 
@@ -62,6 +62,9 @@ def _volume(source: str, target: str, read_only: bool) -> str:
 
 
 def _publish(listen: str, host_port: int, container_port: int) -> str:
+    """podman's --publish; every interface without an address, as `up` publishes it."""
+    if listen in ANY_ADDRESS:
+        return f"{host_port}:{container_port}/tcp"
     ip = f"[{listen}]" if ":" in listen else listen
     return f"{ip}:{host_port}:{container_port}/tcp"
 
