@@ -27,7 +27,7 @@ from tests.export_helpers import SHA, make_repository
 from tests.fixtures_podman import STANDIN_DIR, free_port
 from wizard import launcher
 from wizard.cli import main
-from wizard.container import create_kwargs
+from wizard.container import CACHE_DIR, create_kwargs
 from wizard.export_facts import serving_facts
 from wizard.export_systemd import service_unit
 from wizard.launch_inputs import HostFacts
@@ -213,6 +213,7 @@ def test_service_unit_creates_the_container_modelwiz_up_creates(
         subprocess.run(argv(stop), env=podman_service.env, capture_output=True, timeout=120)
         subprocess.run(argv(stop_post), env=podman_service.env, capture_output=True, timeout=120)
     assert podman_service.podman("container", "exists", spec.name, check=False).returncode == 1
+    podman_service.podman("volume", "rm", "-f", spec.cache_volume, check=False)
 
     def facts(c):
         host = c["HostConfig"]
@@ -231,7 +232,9 @@ def test_service_unit_creates_the_container_modelwiz_up_creates(
         }
 
     assert facts(unit_ctr) == facts(up)
-    assert facts(up)["mounts"] == [(str(repo.root), repo.manifest.mount_point, False)]
+    mounts = {target: (source, rw) for source, target, rw in facts(up)["mounts"]}
+    assert mounts[repo.manifest.mount_point] == (str(repo.root), False) and len(mounts) == 2
+    assert mounts[CACHE_DIR][0].endswith(f"/{spec.cache_volume}/_data") and mounts[CACHE_DIR][1] is True
     assert facts(up)["shm"] == 1024**3
     cmd_up, cmd_unit = up["Config"]["Cmd"], unit_ctr["Config"]["Cmd"]
     assert cmd_unit == cmd_up + [f"--load-model={m}" for m in models] + ["--model-load-thread-count=1"]

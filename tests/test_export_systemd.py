@@ -83,7 +83,8 @@ def test_quadlet_encodes_what_modelwiz_up_creates(repo, choices):
     assert c["AddDevice"] == kwargs["devices"] == ["nvidia.com/gpu=0", "nvidia.com/gpu=1"]
     (mount,) = kwargs["mounts"]
     assert mount["read_only"] is True and mount["target"] == repo.manifest.mount_point
-    assert c["Volume"] == [f"{mount['source']}:{mount['target']}:ro"]
+    ((volume, cache),) = kwargs["volumes"].items()
+    assert c["Volume"] == [f"{mount['source']}:{mount['target']}:ro", f"{volume}:{cache['bind']}:{cache['mode']}"]
     # (ip, port) binds one address; a bare port binds every interface (--listen 0.0.0.0).
     published = {
         port.split("/")[0]: f"{host[0]}:{host[1]}" if isinstance(host, tuple) else str(host)
@@ -147,6 +148,7 @@ EXPORTED = {
     "command": "Exec= / the command words",
     "devices": "AddDevice= / --device; kube: nvidia.com/gpu",
     "mounts": "Volume= / --volume; kube: the PVC",
+    "volumes": "Volume= / --volume (the compile cache); kube: an emptyDir",
     "ports": "PublishPort= / --publish; kube: Service ports",
     "shm_size": "ShmSize= / --shm-size; kube: the memory emptyDir",
     "ulimits": "Ulimit= / --ulimit; kube: not expressible (said in the header)",

@@ -113,6 +113,29 @@ def test_ports_bound_to_loopback_only(running, podman_client):
     assert {b[0]["HostIp"] for b in ports.values()} == {"127.0.0.1"}
 
 
+def test_compile_caches_outlive_a_recreated_container(podman_service, podman_client, standin_image, cdi_gpus, tmp_path):
+    from wizard.container import CACHE_DIR, CACHE_ENVIRONMENT
+
+    write_model(tmp_path, "m", model_json=GOOD)
+    spec = make_spec(tmp_path, podman_service, standin_image, ["m"])
+    try:
+        launcher.up(spec, podman_client, cdi_dirs=cdi_gpus, live_timeout_s=30, poll_s=0.1)
+        _, env = exec_out(podman_client, spec.name, "sh", "-c", "env")
+        assert "NVIDIA_VISIBLE_DEVICES=void" in env.splitlines()  # no legacy hook beside CDI
+        assert all(f"{k}={v}" in env.splitlines() for k, v in CACHE_ENVIRONMENT.items())
+        code, _ = exec_out(
+            podman_client, spec.name, "sh", "-c", f"mkdir -p {CACHE_DIR}/vllm && echo x > {CACHE_DIR}/vllm/k"
+        )
+        assert code == 0
+        launcher.down(podman_client, spec.name)
+        launcher.up(spec, podman_client, cdi_dirs=cdi_gpus, live_timeout_s=30, poll_s=0.1)
+        _, kept = exec_out(podman_client, spec.name, "cat", f"{CACHE_DIR}/vllm/k")
+        assert kept.strip() == "x"
+    finally:
+        launcher.down(podman_client, spec.name)
+        podman_service.podman("volume", "rm", "-f", spec.cache_volume, check=False)
+
+
 def test_listening_on_every_interface_is_reachable_on_loopback(
     podman_service, podman_client, standin_image, cdi_gpus, tmp_path
 ):

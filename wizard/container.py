@@ -20,9 +20,24 @@ from wizard.units import GiB
 
 DEFAULT_NAME = "modelwiz-triton"
 
+# Compile caches (vLLM's torch.compile artifacts, TorchInductor's and Triton's kernels) live on a
+# volume, so a recreated container does not compile cold: vLLM's VLLM_CACHE_ROOT (default
+# $XDG_CACHE_HOME/vllm, vllm/envs.py), TORCHINDUCTOR_CACHE_DIR (default /tmp/torchinductor_<user>,
+# torch/_inductor/runtime/cache_dir_utils.py) and TRITON_CACHE_DIR (default ~/.triton/cache).
+CACHE_DIR = "/opt/modelwiz/cache"
+CACHE_ENVIRONMENT = {
+    "XDG_CACHE_HOME": CACHE_DIR,
+    "VLLM_CACHE_ROOT": f"{CACHE_DIR}/vllm",
+    "TORCHINDUCTOR_CACHE_DIR": f"{CACHE_DIR}/torchinductor",
+    "TRITON_CACHE_DIR": f"{CACHE_DIR}/triton",
+}
+# GPUs come only through CDI: "void" switches off the legacy NVIDIA hook/runtime injection, which on
+# a host that still has oci-nvidia-hook.json would add every GPU beside the CDI ones and shift the
+# container-local ids config.pbtxt numbers against (nvidia-container-toolkit's CDI specs set it too).
+VISIBLE_DEVICES = "NVIDIA_VISIBLE_DEVICES"
 # config.pbtxt numbers GPUs in host (PCI bus) order; CUDA's default order is fastest first, which
 # differs on machines with mixed GPUs.
-BASE_ENVIRONMENT = {"CUDA_DEVICE_ORDER": "PCI_BUS_ID"}
+BASE_ENVIRONMENT = {"CUDA_DEVICE_ORDER": "PCI_BUS_ID", VISIBLE_DEVICES: "void", **CACHE_ENVIRONMENT}
 # Where the repository appears inside the container: the path the original setup notes use, and
 # what the manifest records by default (model.json paths are written against it).
 DEFAULT_MOUNT_POINT = "/opt/app-root/mnt/model_repository"
@@ -131,6 +146,11 @@ class LaunchSpec:
     selinux_label_disable: bool = False  # SELinux enforcing: GPUs need label=disable
     environment: tuple[tuple[str, str], ...] = ()
     labels: tuple[tuple[str, str], ...] = ()  # extra labels, beside modelwiz's own
+
+    @property
+    def cache_volume(self) -> str:
+        """The named podman volume that keeps the compile caches across recreated containers."""
+        return f"{self.name}-cache"
 
     @property
     def cdi_devices(self) -> tuple[str, ...]:
@@ -320,6 +340,7 @@ def create_kwargs(spec: LaunchSpec) -> dict[str, Any]:
             }
         ],
         "ports": {f"{c}/tcp": _binding(spec.listen, h) for c, h in spec.host_ports.items()},
+        "volumes": {spec.cache_volume: {"bind": CACHE_DIR, "mode": "rw"}},
         "shm_size": spec.shm_size_bytes,
         "ulimits": [{"Name": u.name, "Soft": _rlimit(u.soft), "Hard": _rlimit(u.hard)} for u in spec.ulimits],
         "labels": spec_labels(spec),

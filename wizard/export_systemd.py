@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from wizard.container import ANY_ADDRESS, LaunchSpec, spec_labels
+from wizard.container import ANY_ADDRESS, CACHE_DIR, LaunchSpec, spec_labels
 from wizard.errors import ModelwizError
 from wizard.export_facts import ServingFacts, format_size
 
@@ -75,6 +75,7 @@ def run_options(spec: LaunchSpec) -> list[RunOption]:
     for device in spec.cdi_devices:
         opts.append(RunOption("--device", device, "AddDevice"))
     opts.append(RunOption("--volume", _volume(str(spec.repository), spec.mount_point, True), "Volume"))
+    opts.append(RunOption("--volume", _volume(spec.cache_volume, CACHE_DIR, False), "Volume"))
     for container_port, host_port in spec.host_ports.items():
         opts.append(RunOption("--publish", _publish(spec.listen, host_port, container_port), "PublishPort"))
     opts.append(RunOption("--shm-size", format_size(spec.shm_size_bytes), "ShmSize"))
