@@ -29,6 +29,7 @@ from wizard import launcher
 from wizard.cli import main
 from wizard.container import CACHE_DIR, create_kwargs
 from wizard.export_facts import serving_facts
+from wizard.export_kube import with_health_check
 from wizard.export_systemd import service_unit
 from wizard.launch_inputs import HostFacts
 from wizard.serve_options import ServeOptions
@@ -45,6 +46,8 @@ def export_image(podman_service, standin_image, tmp_path_factory):
         "tritonserver-standin": (STANDIN_DIR / "tritonserver").read_bytes(),
         "tritonserver": (EXPORT_STANDIN / "tritonserver").read_bytes(),
         "python3": (EXPORT_STANDIN / "python3").read_bytes(),
+        # As in the NGC image: root and triton-server (uid 1000), nobody else.
+        "passwd": b"root:x:0:0:root:/root:/bin/sh\ntriton-server:x:1000:1000::/home/triton-server:/bin/sh\n",
     }
     base_id = podman_service.podman("image", "inspect", "--format", "{{.Id}}", standin_image).stdout.strip()
     digest = hashlib.sha256(base_id.encode() + b"".join(files[k] for k in sorted(files))).hexdigest()[:16]
@@ -53,9 +56,9 @@ def export_image(podman_service, standin_image, tmp_path_factory):
         context = tmp_path_factory.mktemp("export-image")
         for name, data in files.items():
             (context / name).write_bytes(data)
-            (context / name).chmod(0o755)
+            (context / name).chmod(0o644 if name == "passwd" else 0o755)
         (context / "Containerfile").write_text(
-            f"FROM {standin_image}\nCOPY tritonserver-standin tritonserver python3 /usr/bin/\n"
+            f"FROM {standin_image}\nCOPY tritonserver-standin tritonserver python3 /usr/bin/\nCOPY passwd /etc/passwd\n"
         )
         podman_service.podman("build", "--pull=never", "-q", "-t", tag, str(context))
     return tag
@@ -108,32 +111,34 @@ def for_podman_kube_play(text: str, version: tuple[int, ...], ports: dict[int, i
     return yaml.safe_dump_all(docs)
 
 
-def test_kube_manifest_runs_under_podman_kube_play(podman_service, export_image, tmp_path, capsys):
+# OpenShift's restricted-v2 SCC runs the pod as an arbitrary UID from the namespace's range, in
+# group 0, that /etc/passwd does not list; the export leaves runAsUser to it.
+ARBITRARY_UID = 1000680000
+
+
+@pytest.mark.parametrize("openshift", [False, True], ids=["image-user", "openshift-arbitrary-uid"])
+def test_kube_manifest_runs_under_podman_kube_play(podman_service, export_image, tmp_path, capsys, openshift):
     repo = make_repository(tmp_path / "repo", "meta-llama/Llama-2-7b-hf", "Qwen/Qwen2-7B")
     name = podman_service.container_name()
-    assert (
-        main(
-            [
-                "export",
-                "kube",
-                "--repository",
-                str(repo.root),
-                "--name",
-                name,
-                "--image",
-                export_image,
-                "--init-image",
-                export_image,
-            ]
-        )
-        == 0
-    )
+    argv = ["export", "kube", "--repository", str(repo.root), "--name", name]
+    argv += ["--image", export_image, "--init-image", export_image] + (["--openshift"] if openshift else [])
+    assert main(argv) == 0
     exported = capsys.readouterr().out
     objects = [d for d in yaml.safe_load_all(exported) if d]
     ports = {8000: free_port(), 8001: free_port(), 8002: free_port()}
+    played_text = for_podman_kube_play(exported, podman_version(podman_service), ports)
+    uid = 1000
+    if openshift:  # what the SCC's admission adds to the pod
+        docs = list(yaml.safe_load_all(played_text))
+        pod = next(d for d in docs if d and d["kind"] == "Deployment")["spec"]["template"]["spec"]
+        assert "runAsUser" not in pod["securityContext"]
+        pod["securityContext"].update({"runAsUser": ARBITRARY_UID, "runAsGroup": 0})
+        played_text, uid = yaml.safe_dump_all(docs), ARBITRARY_UID
     played = tmp_path / "played.yaml"
-    played.write_text(for_podman_kube_play(exported, podman_version(podman_service), ports))
+    played.write_text(played_text)
     volumes = [o["metadata"]["name"] for o in objects if o["kind"] in ("PersistentVolumeClaim", "ConfigMap")]
+    # emptyDirs are named volumes under podman 4.3: start from fresh ones, as a new pod does.
+    podman_service.podman("volume", "rm", "dshm", "cache", check=False)  # not -f: never one in use
     try:
         podman_service.podman("kube", "play", str(played))
         models = [m.name for m in repo.models()]
@@ -152,17 +157,21 @@ def test_kube_manifest_runs_under_podman_kube_play(podman_service, export_image,
             # Triton sees the repository's own files and the downloaded weights at the mount point.
             for rel in ("config.pbtxt", "1/model.json"):
                 inside = podman_service.podman("exec", triton, "cat", f"{mount}/{model}/{rel}").stdout
-                assert inside == (repo.root / model / rel).read_text()
+                expected = (repo.root / model / rel).read_text()
+                assert inside == (with_health_check(expected) if rel == "config.pbtxt" else expected)
             listing = podman_service.podman("exec", triton, "ls", weights).stdout.split()
             assert listing == ["config.json", "model.safetensors"]
         refused = podman_service.podman("exec", triton, "touch", f"{mount}/x", check=False)
         assert refused.returncode != 0 and "Read-only" in refused.stdout + refused.stderr
         inspect = json.loads(podman_service.podman("inspect", triton).stdout)[0]
         assert inspect["Config"]["Cmd"][-1] == "--model-load-thread-count=1"
+        # The stand-in starts only where the real image's Python would (getpass, writable caches).
+        log = podman_service.podman("logs", triton).stdout + podman_service.podman("logs", triton).stderr
+        assert f"running as uid {uid} (USER=triton-server) with HOME=/opt/modelwiz/cache" in log
     finally:
         podman_service.podman("kube", "down", str(played), check=False)
         podman_service.podman("volume", "rm", *volumes, check=False)
-        podman_service.podman("volume", "rm", "dshm", check=False)  # an emptyDir under podman 4.3
+        podman_service.podman("volume", "rm", "dshm", "cache", check=False)  # emptyDirs under podman 4.3
 
 
 def test_service_unit_creates_the_container_modelwiz_up_creates(

@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -54,6 +55,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="REF",
         help="image the download init containers run; it needs python3 and huggingface_hub "
         "(default: the Triton image, which has both)",
+    )
+    kube.add_argument(
+        "--openshift",
+        action="store_true",
+        help="leave the user ID to OpenShift (restricted-v2 runs the pod as an arbitrary UID); "
+        "default: run as the image's triton-server user (uid 1000)",
     )
     kube.add_argument(
         "--hf-secret",
@@ -119,6 +126,20 @@ def _facts(args: argparse.Namespace) -> ServingFacts:
     return serving_facts(Repository.open(root), ServeOptions.from_args(args))
 
 
+def _gpu_products(gpus_spec: str | None, devices: tuple[str, ...]) -> tuple[str, ...]:
+    """The product names of the GPUs the plans use (a MIG slice's parent GPU), from NVML or
+    --gpus; none when the GPUs cannot be read here (the export then pins no product)."""
+    from wizard.errors import ModelwizError
+    from wizard.gpus import load_inventory
+
+    try:
+        inventory = load_inventory(gpus_spec)
+    except ModelwizError:
+        return ()
+    indexes = {int(d.split(":")[0]) for d in devices if d.split(":")[0].isdigit()}
+    return tuple(sorted({g.name for g in inventory.gpus if g.index in indexes or not indexes}))
+
+
 def run(args: argparse.Namespace) -> int:
     if args.target == "kube":
         from wizard.export_kube import KubeOptions, check_options, render_kube
@@ -128,9 +149,12 @@ def run(args: argparse.Namespace) -> int:
             storage_class=args.storage_class,
             init_image=args.init_image,
             hf_secret=args.hf_secret,
+            openshift=args.openshift,
         )
         check_options(options)  # bad flags fail before the repository is read
-        _write(render_kube(_facts(args), options), args.output)
+        facts = _facts(args)
+        options = replace(options, gpu_products=_gpu_products(args.gpus, facts.gpus))
+        _write(render_kube(facts, options), args.output)
         return 0
     from wizard.export_systemd import pick_format, render_systemd
 
