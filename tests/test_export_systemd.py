@@ -1,5 +1,3 @@
-import re
-import shlex
 from collections import defaultdict
 
 import pytest
@@ -20,12 +18,21 @@ from wizard.export_systemd import (
 
 
 def unit_sections(text: str) -> dict[str, dict[str, list[str]]]:
-    """A systemd unit file as section -> key -> values (keys may repeat), continuations joined."""
+    """A systemd unit file as section -> key -> values (keys may repeat), read as systemd reads
+    it (systemd.syntax(7), src/shared/conf-parser.c): comment lines are skipped, and a line ending
+    in an unescaped backslash continues on the next one."""
     sections: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
     current = None
-    joined = re.sub(r"\\\n\s*", " ", text)
-    for line in joined.splitlines():
-        if not line.strip() or line.startswith(("#", ";")):
+    pending = ""
+    for raw in text.split("\n"):
+        if not pending and raw.lstrip().startswith(("#", ";")):
+            continue
+        trailing = len(raw) - len(raw.rstrip("\\"))
+        if trailing % 2:
+            pending += raw[:-1] + " "
+            continue
+        line, pending = pending + raw, ""
+        if not line.strip():
             continue
         if line.startswith("["):
             current = line.strip("[]")
@@ -35,9 +42,41 @@ def unit_sections(text: str) -> dict[str, dict[str, list[str]]]:
     return sections
 
 
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "a": "\a", "b": "\b", "f": "\f", "v": "\v", "s": " "}
+
+
 def systemd_split(value: str) -> list[str]:
-    """Words of a systemd command line as systemd reads ours (quotes, \\\\ \\" escapes, %% and $$)."""
-    return [w.replace("%%", "%").replace("$$", "$") for w in shlex.split(value)]
+    """Words of a systemd command line as systemd reads ours: whitespace separates words, quotes
+    group them, backslash escapes are C-style (extract_first_word with EXTRACT_UNQUOTE and
+    EXTRACT_CUNESCAPE), then %% and $$ stand for % and $."""
+    words: list[str] = []
+    word: str | None = None
+    quote = ""
+    i = 0
+    while i < len(value):
+        ch = value[i]
+        if ch == "\\" and i + 1 < len(value):
+            nxt = value[i + 1]
+            word = (word or "") + _ESCAPES.get(nxt, nxt)
+            i += 2
+            continue
+        if quote:
+            if ch == quote:
+                quote = ""
+            else:
+                word += ch
+        elif ch in "\"'":
+            quote, word = ch, word or ""
+        elif ch.isspace():
+            if word is not None:
+                words.append(word)
+            word = None
+        else:
+            word = (word or "") + ch
+        i += 1
+    if word is not None:
+        words.append(word)
+    return [w.replace("%%", "%").replace("$$", "$") for w in words]
 
 
 @pytest.fixture(scope="module")

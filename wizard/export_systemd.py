@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from wizard.container import ANY_ADDRESS, CACHE_DIR, LaunchSpec, spec_labels
 from wizard.errors import ModelwizError
 from wizard.export_facts import ServingFacts, format_size
+from wizard.yamltext import printable
 
 QUADLET_MIN_PODMAN = (4, 7)
 FORMATS = ("quadlet", "service")
@@ -103,13 +104,13 @@ def podman_run_argv(facts: ServingFacts) -> list[str]:
 def _header(facts: ServingFacts, install: list[str]) -> list[str]:
     models = ", ".join(m.name for m in facts.models) or "none"
     lines = [
-        f"# Triton Inference Server for modelwiz ({models}), exported by `modelwiz export systemd`.",
+        f"# Triton Inference Server for modelwiz ({printable(models)}), exported by `modelwiz export systemd`.",
         "# Same image, devices, mounts, ports and limits as `modelwiz up`; Triton loads the models",
         "# itself at start (--load-model, one at a time) since no `modelwiz up` runs at boot.",
     ]
     lines += [f"# {line}" for line in install]
     for skipped in facts.skipped:
-        lines.append(f"# Not loaded: {skipped}")
+        lines.append(f"# Not loaded: {printable(skipped)}")
     return lines
 
 
