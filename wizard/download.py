@@ -30,13 +30,17 @@ import shutil
 import threading
 import time
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from wizard.errors import Cancelled, ModelwizError, UsageError
 from wizard.fsutil import atomic_write_text, fsync_dir
 from wizard.progress import ProgressCallback, ProgressEvent, RateMeter, ignore_progress
 from wizard.units import format_bytes
+
+if TYPE_CHECKING:
+    from wizard.hub import HubModel
 
 STATE_DIR = Path(".cache") / "modelwiz"
 MARKER = STATE_DIR / "complete.json"
@@ -128,6 +132,7 @@ class DownloadPlan:
     present: frozenset[str]  # selected files already complete in dest
     free_bytes: int  # free space on dest's filesystem now
     revision: str | None = None
+    etags: dict[str, str] = field(default_factory=dict)  # repo path -> the Hub's etag, to check files on disk
 
     @property
     def total_bytes(self) -> int:
@@ -175,43 +180,40 @@ def _present_files(dest: Path, files: dict[str, int], etags: dict[str, str], sha
     return frozenset(present)
 
 
-def _etags(siblings) -> dict[str, str]:
-    """What huggingface_hub records as each file's etag: sha256 for LFS files, else the blob id."""
-    out = {}
-    for s in siblings or []:
-        lfs = getattr(s, "lfs", None)
-        sha256 = getattr(lfs, "sha256", None) if lfs is not None else None
-        if isinstance(lfs, dict):
-            sha256 = lfs.get("sha256")
-        etag = sha256 or getattr(s, "blob_id", None)
-        if etag:
-            out[s.rfilename] = etag
-    return out
-
-
 def plan_download(repo_id: str, dest: Path, *, revision: str | None = None, token: str | None = None) -> DownloadPlan:
     """What a download of `repo_id` into `dest` would fetch, and whether it fits. One Hub request."""
     from huggingface_hub import HfApi
 
-    from wizard.hub import check_repo_id, translate_error
+    from wizard.hub import check_repo_id, file_etags, translate_error
 
     repo_id = check_repo_id(repo_id)
-    dest = Path(dest)
     try:
         info = HfApi().model_info(repo_id, revision=revision, files_metadata=True, token=token)
     except Exception as error:
         raise translate_error(error, repo_id, revision=revision) from None
     sizes = {s.rfilename: int(s.size or 0) for s in (info.siblings or [])}
+    return _plan(repo_id, Path(dest), info.sha, sizes, file_etags(info.siblings), revision)
+
+
+def plan_from_model(model: HubModel, dest: Path) -> DownloadPlan:
+    """The plan for a model already looked up (`hub.lookup_model`): no Hub request."""
+    return _plan(model.repo_id, Path(dest), model.sha, model.files, model.etags, model.revision)
+
+
+def _plan(
+    repo_id: str, dest: Path, sha: str, sizes: dict[str, int], etags: dict[str, str], revision: str | None
+) -> DownloadPlan:
     files, skipped = select_files(sizes)
     return DownloadPlan(
         repo_id=repo_id,
         dest=dest,
-        sha=info.sha,
+        sha=sha,
         files=files,
         skipped=skipped,
-        present=_present_files(dest, files, _etags(info.siblings), info.sha),
+        present=_present_files(dest, files, etags, sha),
         free_bytes=_disk_free(dest),
         revision=revision,
+        etags=etags,
     )
 
 
@@ -479,12 +481,16 @@ def download_model(
     dest: Path,
     *,
     revision: str | None = None,
+    plan: DownloadPlan | None = None,
     on_progress: ProgressCallback = ignore_progress,
     cancel: threading.Event | None = None,
     token: str | None = None,
     max_workers: int = MAX_WORKERS,
 ) -> DownloadResult:
     """Download what vLLM needs of `repo_id` into `dest`; resume what an earlier run started.
+
+    `plan`: one made earlier for this repo and folder (`plan_download`, `plan_from_model`), so the
+    Hub is not asked again; its commit is fetched, and what is on disk is counted again now.
 
     Raises ModelwizError subclasses (see wizard.hub), ModelwizError when the disk is too small
     (nothing is fetched then), and Cancelled when `cancel` is set or on Ctrl-C (finished files stay).
@@ -504,7 +510,15 @@ def download_model(
             f"cannot create {dest}: {error.strerror}", hint="choose a folder you can write to"
         ) from None
     with _DestLock(dest):
-        plan = plan_download(repo_id, dest, revision=revision, token=token)
+        if plan is None:
+            plan = plan_download(repo_id, dest, revision=revision, token=token)
+        else:
+            plan = replace(
+                plan,
+                dest=dest,
+                present=_present_files(dest, plan.files, plan.etags, plan.sha),
+                free_bytes=_disk_free(dest),
+            )
         marker = read_marker(dest)
         if marker and marker.get("sha") == plan.sha and marker["files"] == plan.files and is_complete(dest):
             stop = threading.Event()

@@ -29,7 +29,9 @@ from wizard.container import (
     launch_spec_for,
 )
 from wizard.errors import UsageError
+from wizard.manifest import load_manifest
 from wizard.preflight import choose_image, selinux_enforcing
+from wizard.repository import Repository
 from wizard.serve_options import DEFAULTS, ServeOptions, merge_layers, running_options
 
 # Where the kernel says SELinux is on at all (enforcing or permissive).
@@ -52,9 +54,6 @@ class LaunchInputs:
 
 
 def read_launch_inputs(repository: Path) -> LaunchInputs:
-    from wizard.manifest import load_manifest
-    from wizard.repository import Repository
-
     repository = Path(repository)
     if not repository.is_dir():
         raise UsageError(f"model repository {repository} does not exist", hint="pass --repository DIR")
@@ -69,13 +68,17 @@ def read_launch_inputs(repository: Path) -> LaunchInputs:
             mount_point=DEFAULT_MOUNT_POINT,
             from_manifest=False,
         )
-    repo = Repository.open(repository)
+    return launch_inputs_for(Repository(repository.expanduser().absolute(), manifest))
+
+
+def launch_inputs_for(repo: Repository) -> LaunchInputs:
+    """What a repository modelwiz manages asks for (its manifest already read)."""
     return LaunchInputs(
-        root=repository,
+        root=repo.root,
         models=repo.ready_models(),
         devices=repo.used_devices() or (ALL_DEVICES,),
-        image=manifest.image,
-        mount_point=manifest.mount_point,
+        image=repo.manifest.image,
+        mount_point=repo.manifest.mount_point,
         from_manifest=True,
     )
 

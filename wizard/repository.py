@@ -135,6 +135,34 @@ def weights_folder_for(source: str) -> str:
     return check_weights_folder(base)
 
 
+@contextlib.contextmanager
+def repository_lock(root: Path) -> Iterator[None]:
+    """Hold the repository at `root` for one change (plan, download, write) at a time. Two modelwiz
+    processes adding at once would each plan into the same free memory and save over each
+    other's manifest. The lock file lives in the user cache, so nothing is written into the
+    repository before the change itself."""
+    import fcntl
+    import hashlib
+
+    from wizard.paths import cache_dir
+
+    key = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:16]
+    path = cache_dir() / "locks" / f"{key}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ModelwizError(
+                f"another modelwiz is changing {root} right now",
+                hint="wait for it to finish, then run again",
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 class Repository:
     """A model repository folder and its manifest. Methods that change it save as they go."""
 
@@ -178,32 +206,9 @@ class Repository:
             ) from None
 
     # ------------------------------------------------------------------ paths
-    @contextlib.contextmanager
-    def lock(self) -> Iterator[None]:
-        """Hold this repository for one change (plan, download, write) at a time. Two modelwiz
-        processes adding at once would each plan into the same free memory and save over each
-        other's manifest. The lock file lives in the user cache, so nothing is written into the
-        repository before the change itself."""
-        import fcntl
-        import hashlib
-
-        from wizard.paths import cache_dir
-
-        key = hashlib.sha256(str(self.root.resolve()).encode()).hexdigest()[:16]
-        path = cache_dir() / "locks" / f"{key}.lock"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a+") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise ModelwizError(
-                    f"another modelwiz is changing {self.root} right now",
-                    hint="wait for it to finish, then run again",
-                ) from None
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+    def lock(self) -> contextlib.AbstractContextManager[None]:
+        """Hold this repository for one change (see `repository_lock`)."""
+        return repository_lock(self.root)
 
     def model_dir(self, name: str) -> Path:
         return self.root / name
