@@ -46,6 +46,8 @@ ALL_DEVICES = "all"
 
 # Container-side ports are tritonserver's defaults; only the host side changes.
 HTTP_PORT, GRPC_PORT, METRICS_PORT = 8000, 8001, 8002
+# Where the host reaches a server started with the defaults.
+DEFAULT_HTTP_URL = f"http://127.0.0.1:{HTTP_PORT}"
 
 # Triton's NGC entrypoint recommends: --shm-size=1g --ulimit memlock=-1 --ulimit stack=67108864.
 SHM_SIZE_BYTES = 1 * GiB
