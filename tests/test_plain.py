@@ -63,7 +63,7 @@ def first_matching(fragment):
 def run(backend, script):
     q = ScriptedQuestionary(script)
     out = io.StringIO()
-    code = plain.run_plain(None, backend=backend, prompts=plain.Prompts(q), out=out)
+    code = plain.run_plain(None, service=backend, prompts=plain.Prompts(q), out=out)
     assert not q.script, f"prompts not asked: {q.script}"
     return code, out.getvalue(), q
 
@@ -76,7 +76,7 @@ def test_plain_flow_end_to_end(fake_backend):
             ("select", "Pick a model", first_matching("Qwen/Qwen2.5-7B-Instruct")),
             ("confirm", "Add another", False),
             ("select", "What now", "Change a context length"),
-            ("select", "Which model", "qwen2.5-7b-instruct"),
+            ("select", "Which model", "qwen2.5-7b-instruct"),  # the name the core gave it
             ("text", "Context length", "8192"),
             ("select", "What now", "Download and launch"),
             ("text", "Test prompt", "hello"),
@@ -85,8 +85,9 @@ def test_plain_flow_end_to_end(fake_backend):
     )
     assert code == 0
     assert "GPU 0  NVIDIA H100 80GB HBM3" in out
-    assert "✔ qwen2.5-7b-instruct: TP 1, context 8192" in out
-    assert "[" in out and "#" in out  # the memory bar
+    assert "  qwen2.5-7b-instruct  (Qwen/Qwen2.5-7B-Instruct)\n    ✔ fits  TP 1 on GPU" in out
+    assert "max_model_len 8,192" in out
+    assert "[WWW" in out and "W weights, K KV cache" in out  # the memory bar and its legend
     assert "download Qwen/Qwen2.5-7B-Instruct" in out and "done" in out
     assert "qwen2.5-7b-instruct: ready" in out
     assert "curl -s -X POST http://127.0.0.1:8000/v2/models/qwen2.5-7b-instruct/generate" in out
@@ -196,7 +197,7 @@ def test_plain_over_the_real_core_recovers_from_a_context_above_the_models_limit
     ]
     q = ScriptedQuestionary(script)
     out = io.StringIO()
-    code = plain.run_plain(None, backend=backend, prompts=plain.Prompts(q), out=out)
+    code = plain.run_plain(None, service=backend, prompts=plain.Prompts(q), out=out)
     assert code == QUIT_CODE
     assert not q.script, q.script
     assert "✖ --max-model-len 8192 is above org/tiny's limit of 2048 tokens" in out.getvalue()

@@ -1,19 +1,25 @@
 """Pilot: the whole wizard over the real core (CoreService). NVML is the fake driver, the Hub is the
-fake server, planner/download/repository are real; only the launch is faked, at the core's
-boundary (wizard.serve.start_server), since the Triton image cannot run here."""
+fake server, planner/download/repository and the machine checks (a real podman service, the
+test CDI spec) are real; only the launch is faked, at the core's boundary
+(wizard.serve.start_server), since the Triton image cannot run here."""
 
 from __future__ import annotations
 
 from types import SimpleNamespace
 
+import pytest
+
 from screens.app import build_app
 from tests.fixtures_nvml import h100
-from tests.test_screens_flow import SIZE, pick, screen_name, to_models, wait_for
+from tests.fixtures_screens import SIZE, pick, screen_name, to_models, wait_for
 from wizard.core_service import CoreService
 from wizard.manifest import load_manifest
 
 
-async def test_whole_flow_over_the_real_core(tmp_path, fake_nvml, fake_hub, monkeypatch):
+@pytest.mark.podman
+async def test_whole_flow_over_the_real_core(tmp_path, fake_nvml, fake_hub, monkeypatch, podman_service, cdi_gpus):
+    # Failed machine checks block the launch: podman and the GPUs' CDI names must be there.
+    monkeypatch.setenv("CONTAINER_HOST", podman_service.url)
     fake_nvml([h100(0)])
     launched = []
 
@@ -44,12 +50,12 @@ async def test_whole_flow_over_the_real_core(tmp_path, fake_nvml, fake_hub, monk
         await to_models(pilot)
         await pick(pilot, "org/tiny-chat")
         await pilot.click("#continue")
-        await wait_for(pilot, lambda: screen_name(app) == "PlanScreen" and app.screen.plan is not None, tries=300)
+        await wait_for(pilot, lambda: screen_name(app) == "PlanScreen" and app.screen.plan is not None)
         plan = app.screen.plan
         assert plan.fits and [m.name for m in plan.models] == ["tiny-chat"]
         assert plan.models[0].instance_group.kind == "KIND_GPU"
         await pilot.click("#continue")
-        await wait_for(pilot, lambda: screen_name(app) == "DoneScreen", tries=600)
+        await wait_for(pilot, lambda: screen_name(app) == "DoneScreen")
 
     # What the wizard built is what `modelwiz add` builds.
     entry = load_manifest(repo).get("tiny-chat")

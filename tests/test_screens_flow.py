@@ -4,51 +4,22 @@ from __future__ import annotations
 
 import threading
 
-from textual.widgets import Button, Input, OptionList, Static
+from textual.widgets import Button, Input, Static
 
 from screens.app import build_app
-from tests.fixtures_screens import existing_llama_plan
+from tests.fixtures_screens import (
+    SIZE,
+    existing_llama_plan,
+    go_to_download,
+    pick,
+    screen_name,
+    text_of,
+    to_models,
+    to_plan,
+    wait_for,
+)
 from wizard.errors import ModelwizError
 from wizard.gpus import NvmlError
-
-SIZE = (100, 30)
-
-
-async def wait_for(pilot, predicate, *, tries: int = 100) -> None:
-    for _ in range(tries):
-        await pilot.pause(0.02)
-        if predicate():
-            return
-    raise AssertionError("condition not reached")
-
-
-def screen_name(app) -> str:
-    return type(app.screen).__name__
-
-
-def text_of(app, selector: str) -> str:
-    return str(app.screen.query_one(selector, Static).render())
-
-
-async def to_models(pilot) -> None:
-    app = pilot.app
-    await wait_for(pilot, lambda: screen_name(app) == "MachineScreen" and app.screen.checks_done)
-    await pilot.click("#continue")
-    await wait_for(pilot, lambda: screen_name(app) == "ModelsScreen" and app.screen.results)
-
-
-async def pick(pilot, query: str) -> None:
-    app = pilot.app
-    search = app.screen.query_one("#search", Input)
-    search.value = query
-    await wait_for(
-        pilot, lambda: app.screen.results and all(query.lower() in c.repo_id.lower() for c in app.screen.results)
-    )
-    results = app.screen.query_one("#results", OptionList)
-    results.focus()
-    results.highlighted = 0
-    await pilot.press("enter")
-    await wait_for(pilot, lambda: app.screen.pending is None)
 
 
 async def test_whole_flow_to_done(fake_backend):
@@ -59,13 +30,12 @@ async def test_whole_flow_to_done(fake_backend):
         assert "Popular" in text_of(app, "#results-title")
         await pick(pilot, "qwen2.5-7b")
         assert [c.repo_id for c in app.screen.choices] == ["Qwen/Qwen2.5-7B-Instruct"]
-        await pilot.click("#continue")
-        await wait_for(pilot, lambda: screen_name(app) == "PlanScreen" and app.screen.plan is not None)
+        await to_plan(pilot)
         assert app.screen.plan.fits
         assert not app.screen.query_one("#continue", Button).disabled
         await pilot.click("#continue")
         # download runs, then launch, then the done screen
-        await wait_for(pilot, lambda: screen_name(app) == "DoneScreen", tries=300)
+        await wait_for(pilot, lambda: screen_name(app) == "DoneScreen")
         assert fake_backend.downloaded["Qwen/Qwen2.5-7B-Instruct"] == 15 * 1024**3 + 700  # weights + config.json
         assert ("write_repository", ("qwen2.5-7b-instruct",)) in fake_backend.calls
         prompt = app.screen.query_one("#prompt", Input)
@@ -120,8 +90,7 @@ async def test_model_stops_fitting_when_context_grows(fake_backend):
     async with app.run_test(size=SIZE) as pilot:
         await to_models(pilot)
         await pick(pilot, "qwen2.5-7b")
-        await pilot.click("#continue")
-        await wait_for(pilot, lambda: screen_name(app) == "PlanScreen" and app.screen.plan is not None)
+        await to_plan(pilot)
         app.screen.query_one("#len-0", Input).value = "128k"
         await wait_for(pilot, lambda: app.screen.plan.models[0].max_model_len == 131072)
         assert not app.screen.plan.fits
@@ -137,16 +106,6 @@ async def test_model_stops_fitting_when_context_grows(fake_backend):
         assert app.screen.query_one("#continue", Button).disabled
 
 
-async def go_to_download(pilot) -> None:
-    app = pilot.app
-    await to_models(pilot)
-    await pick(pilot, "qwen2.5-7b")
-    await pilot.click("#continue")
-    await wait_for(pilot, lambda: screen_name(app) == "PlanScreen" and app.screen.plan is not None)
-    await pilot.click("#continue")
-    await wait_for(pilot, lambda: screen_name(app) in ("DownloadScreen", "LaunchScreen", "DoneScreen"))
-
-
 async def test_disk_full_stops_before_download(fake_backend):
     fake_backend.disk_free = 3 * 1024**3
     app = build_app(fake_backend)
@@ -158,7 +117,7 @@ async def test_disk_full_stops_before_download(fake_backend):
         assert not any(c[0] == "download" for c in fake_backend.calls)
         fake_backend.disk_free = 500 * 1024**3  # the user frees space and resumes
         await pilot.click("#resume")
-        await wait_for(pilot, lambda: screen_name(app) == "LaunchScreen" or screen_name(app) == "DoneScreen", tries=300)
+        await wait_for(pilot, lambda: screen_name(app) == "LaunchScreen" or screen_name(app) == "DoneScreen")
 
 
 async def test_cancel_keeps_progress_and_resumes(fake_backend):
@@ -176,7 +135,7 @@ async def test_cancel_keeps_progress_and_resumes(fake_backend):
         kept = fake_backend.downloaded["Qwen/Qwen2.5-7B-Instruct"]
         assert 0 < kept < 15 * 1024**3
         await pilot.click("#resume")
-        await wait_for(pilot, lambda: screen_name(app) == "DoneScreen", tries=300)
+        await wait_for(pilot, lambda: screen_name(app) == "DoneScreen")
 
 
 async def test_launch_failure_shows_reason_and_retries(fake_backend):
@@ -187,14 +146,14 @@ async def test_launch_failure_shows_reason_and_retries(fake_backend):
     app = build_app(fake_backend)
     async with app.run_test(size=SIZE) as pilot:
         await go_to_download(pilot)
-        await wait_for(pilot, lambda: screen_name(app) == "LaunchScreen" and not app.screen.running, tries=300)
+        await wait_for(pilot, lambda: screen_name(app) == "LaunchScreen" and not app.screen.running)
         assert "CUDA out of memory" in text_of(app, "#problem")
         assert "fix: lower its context length" in text_of(app, "#problem")
         assert "failed" in text_of(app, "#states")
         assert any("OutOfMemoryError" in line for line in app.screen.query_one("#log").lines)
         fake_backend.launch_error = None
         await pilot.click("#retry")
-        await wait_for(pilot, lambda: screen_name(app) == "DoneScreen", tries=300)
+        await wait_for(pilot, lambda: screen_name(app) == "DoneScreen")
 
 
 async def test_back_from_a_failed_launch_is_the_plan(fake_backend):
@@ -206,7 +165,7 @@ async def test_back_from_a_failed_launch_is_the_plan(fake_backend):
     app = build_app(fake_backend)
     async with app.run_test(size=SIZE) as pilot:
         await go_to_download(pilot)
-        await wait_for(pilot, lambda: screen_name(app) == "LaunchScreen" and not app.screen.running, tries=300)
+        await wait_for(pilot, lambda: screen_name(app) == "LaunchScreen" and not app.screen.running)
         downloads = [c for c in fake_backend.calls if c[0] == "download"]
         await pilot.click("#back")
         await wait_for(pilot, lambda: screen_name(app) == "PlanScreen")
@@ -220,9 +179,8 @@ async def test_rerun_lands_on_models_with_existing(fake_backend):
         await wait_for(pilot, lambda: screen_name(app) == "ModelsScreen" and app.screen.results)
         assert "qwen2.5-7b-instruct" in text_of(app, "#existing")
         await pick(pilot, "Mistral")
-        assert app.screen.choices[0].name == "mistral-7b-instruct-v0.3"
-        await pilot.click("#continue")
-        await wait_for(pilot, lambda: screen_name(app) == "PlanScreen" and app.screen.plan is not None)
+        assert app.screen.choices[0].name is None  # the core names it
+        await to_plan(pilot)
         names = [m.name for m in app.screen.plan.models]
         assert names == ["qwen2.5-7b-instruct", "mistral-7b-instruct-v0.3"]
         gpu0 = app.screen.plan.devices[0]

@@ -20,7 +20,7 @@ def test_split_widths_fills_the_bar_exactly(sizes, width):
 
 def test_plain_bar_shows_each_part():
     bar = plain_bar((("weights", 30), ("kv_cache", 50), ("overhead", 1), ("other_processes", 0), ("free", 19)), 20)
-    assert len(bar) == 20 and bar.startswith("######") and "+" in bar and "x" not in bar and bar.endswith(".")
+    assert len(bar) == 20 and bar.startswith("WWWWWW") and "o" in bar and "x" not in bar and bar.endswith(".")
 
 
 def test_quick_fit_grades_by_size():

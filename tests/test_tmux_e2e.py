@@ -79,7 +79,7 @@ def test_real_binary_to_plan_screen(tmp_path, hub_env):
         wait_for_text(session, "Results for")
         tmux("send-keys", "-t", session, "Enter")  # to the result list
         tmux("send-keys", "-t", session, "Enter")  # pick the highlighted model
-        wait_for_text(session, "+ tiny-chat")
+        wait_for_text(session, "+ org/tiny-chat")
         tmux("send-keys", "-t", session, "C-n")
         wait_for_text(session, "Memory per GPU")
         screen = wait_for_text(session, "✔ fits")  # the real planner's answer

@@ -86,6 +86,7 @@ class CoreService:
                     source=entry.source if entry else model.name,
                     plan=entry.plan if entry else None,
                     revision=entry.revision if entry else None,
+                    complete=entry.complete if entry else True,
                 )
             )
         return tuple(out)
@@ -271,7 +272,8 @@ class CoreService:
             for b in (proposal.plan.gpus if proposal.plan is not None else ())
         )
         models = proposal.kept + tuple(c.new for c in proposal.changed) + tuple(n.plan for n in proposal.new)
-        return PlanView(models=models, devices=devices, fits=proposal.fits, raw=proposal)
+        names = {n.source: n.plan.name for n in proposal.new}
+        return PlanView(models=models, devices=devices, fits=proposal.fits, raw=proposal, names=names)
 
     # -- download -----------------------------------------------------------------------------
     def disk_check(self, choices: Sequence[ModelChoice]) -> DiskCheck:
@@ -292,7 +294,7 @@ class CoreService:
 
         proposal = self._proposal
         # One model at a time, with the plan's budget changes (applied before the first byte moves).
-        one = replace(proposal, new=tuple(n for n in proposal.new if n.plan.name == choice.name))
+        one = replace(proposal, new=tuple(n for n in proposal.new if n.source == choice.repo_id))
         with self._open().lock():
             execute_add(self._open(), one, on_progress=on_progress, cancel=cancel)
 

@@ -19,8 +19,9 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from wizard.textbar import MemoryPart
 from wizard.units import format_bytes
 
 if TYPE_CHECKING:
@@ -32,6 +33,13 @@ if TYPE_CHECKING:
 # ---------------------------------------------------------------------------------------------
 # What crosses the boundary
 
+CheckStatus = Literal["ok", "warn", "fail"]
+Stage = Literal["download", "launch"]  # the steps a failed check can stop, in order
+STAGES: tuple[Stage, ...] = ("download", "launch")
+Fit = Literal["fits", "split", "no", "unknown"]
+Access = Literal["ok", "needs-login", "needs-request"]
+ServingState = Literal["waiting", "loading", "ready", "failed"]
+
 
 @dataclass(frozen=True)
 class Check:
@@ -39,17 +47,14 @@ class Check:
 
     key: str  # "podman", "cdi", "hf-login", "disk", ...
     title: str  # "Podman"
-    status: str  # "ok" | "warn" | "fail"
+    status: CheckStatus
     summary: str  # "podman 4.3.1 reachable at unix:///run/podman/podman.sock"
     hint: str | None = None  # the fix, when status is not ok
-    blocks: str | None = None  # the first step it stops: "download" | "launch" | None
+    blocks: Stage | None = None  # the first step it stops
 
     @property
     def ok(self) -> bool:
         return self.status == "ok"
-
-
-STATUSES = ("ok", "warn", "fail")
 
 
 @dataclass(frozen=True)
@@ -61,7 +66,7 @@ class ModelCandidate:
     gated: bool | str = False  # False, or the Hub's "auto" / "manual"
     parameters: int | None = None
     weights_bytes: int | None = None  # size of the weights on the Hub, when known
-    fit: str = "unknown"  # "fits" | "split" | "no" | "unknown" (see quick_fit)
+    fit: Fit = "unknown"  # see quick_fit
     fit_note: str = ""  # "fits one H100 80GB", "needs 2 GPUs (TP 2)", "too big: 140 GiB > 160 GiB"
 
 
@@ -72,7 +77,7 @@ class ModelDetails:
     repo_id: str
     revision: str | None  # the commit the download will pin
     gated: bool | str = False
-    access: str = "ok"  # "ok" | "needs-login" | "needs-request"
+    access: Access = "ok"
     access_note: str = ""  # what to do about access, when not ok
     weights_bytes: int | None = None
     vllm_supported: bool | None = None
@@ -91,17 +96,26 @@ class ExistingModel:
     source: str  # Hub repo id or local path
     plan: ModelPlan | None = None
     revision: str | None = None
+    complete: bool = True  # False: an add that did not finish (picking its source again resumes it)
 
 
 @dataclass(frozen=True)
 class ModelChoice:
-    """What the user picked, with the settings they can edit on the plan screen."""
+    """What the user picked, with the settings they can edit on the plan screen.
+
+    `name` is None unless the user typed one: the core names the model (and resumes an unfinished
+    add of the same source, or refuses a second copy of a finished one) and `PlanView.names` says
+    what it chose.
+    """
 
     repo_id: str
-    name: str
+    name: str | None = None
     revision: str | None = None
     max_model_len: int | None = None  # None: the planner picks the longest that fits
     min_concurrency: int = 1
+
+
+DEVICE_PARTS: tuple[MemoryPart, ...] = ("weights", "kv_cache", "overhead", "other_processes", "free")
 
 
 @dataclass(frozen=True)
@@ -117,7 +131,8 @@ class DeviceMemory:
     other_processes: int = 0
     free: int = 0
 
-    def parts(self) -> tuple[tuple[str, int], ...]:
+    def parts(self) -> tuple[tuple[MemoryPart, int], ...]:
+        """The parts in bar order (`DEVICE_PARTS`)."""
         return (
             ("weights", self.weights),
             ("kv_cache", self.kv_cache),
@@ -135,9 +150,14 @@ class PlanView:
     devices: tuple[DeviceMemory, ...]
     fits: bool
     raw: Any = field(default=None, compare=False, repr=False)  # the core's Plan, handed back to write/launch
+    names: dict[str, str] = field(default_factory=dict)  # repo id of each choice -> the name the core gave it
 
     def model(self, name: str) -> ModelPlan | None:
         return next((m for m in self.models if m.name == name), None)
+
+    def name_of(self, choice: ModelChoice) -> str | None:
+        """The model name `choice` is planned under (the user's, else the core's)."""
+        return choice.name or self.names.get(choice.repo_id)
 
 
 @dataclass(frozen=True)
@@ -171,15 +191,12 @@ class LogLine:
     text: str
 
 
-MODEL_STATES = ("waiting", "loading", "ready", "failed")
-
-
 @dataclass(frozen=True)
 class ModelState:
     """A model's state in the running server."""
 
     name: str
-    state: str  # one of MODEL_STATES
+    state: ServingState
     detail: str = ""  # for "failed": the log excerpt that says why
 
 
@@ -258,7 +275,7 @@ class WizardService(Protocol):
 # Pure helpers both UIs use
 
 
-def quick_fit(weights_bytes: int | None, inventory: GpuInventory | None) -> tuple[str, str]:
+def quick_fit(weights_bytes: int | None, inventory: GpuInventory | None) -> tuple[Fit, str]:
     """A first answer to "does it fit?" from the weights' size alone, for search lists.
 
     The planner gives the real answer on the plan screen; this only sorts a list at a glance:
@@ -296,8 +313,7 @@ def free_bytes_at(path: Path) -> int:
     return shutil.disk_usage(probe).free
 
 
-def blocking(checks: Sequence[Check], step: str) -> tuple[Check, ...]:
-    """The failed checks that stop `step` ("download" or "launch")."""
-    order = ("download", "launch")
-    reach = order.index(step)
-    return tuple(c for c in checks if c.status == "fail" and c.blocks in order and order.index(c.blocks) <= reach)
+def blocking(checks: Sequence[Check], step: Stage) -> tuple[Check, ...]:
+    """The failed checks that stop `step` (or an earlier one)."""
+    reach = STAGES.index(step)
+    return tuple(c for c in checks if c.status == "fail" and c.blocks is not None and STAGES.index(c.blocks) <= reach)
