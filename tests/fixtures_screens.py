@@ -37,6 +37,7 @@ from wizard.service import (
     DiskCheck,
     Endpoints,
     ExistingModel,
+    Gated,
     LaunchEvent,
     LogLine,
     ModelCandidate,
@@ -56,7 +57,7 @@ class FakeModel:
     repo_id: str
     weights_bytes: int
     downloads: int = 1000
-    gated: bool | str = False
+    gated: Gated = False
     access: Access = "ok"
     max_position: int = 32768
     kv_per_token: int = 128 * 1024  # bytes per token, per GPU

@@ -19,6 +19,7 @@ from wizard.errors import Cancelled, ModelwizError
 from wizard.interactive import prompt_streams
 from wizard.plan_render import card_text, device_legend, device_lines
 from wizard.progress import ProgressEvent
+from wizard.progress_text import describe
 from wizard.service import (
     CheckStatus,
     LaunchEvent,
@@ -30,7 +31,7 @@ from wizard.service import (
     WizardService,
     curl_command,
 )
-from wizard.units import format_bytes, format_duration, format_rate
+from wizard.units import format_bytes
 from wizard.wizard_flow import (
     BACK,
     CONTEXT_HINT,
@@ -101,7 +102,8 @@ class Prompts:
 
 
 class ProgressLines:
-    """ProgressEvents as plain lines, at most one a second (and every finish)."""
+    """ProgressEvents as plain lines (`wizard.progress_text.describe`), at most one a second (and
+    every finish)."""
 
     def __init__(self, out: TextIO, clock: Callable[[], float] = time.monotonic) -> None:
         self.out = out
@@ -115,18 +117,7 @@ class ProgressLines:
             if not event.finished and now - self.last < PROGRESS_EVERY_S:
                 return
             self.last = now
-        parts = [event.task, f"{format_bytes(event.done_bytes)}/{format_bytes(event.total_bytes)}"]
-        if event.fraction is not None:
-            parts.append(f"{event.fraction:.0%}")
-        if event.rate_bytes_per_s:
-            parts.append(format_rate(event.rate_bytes_per_s))
-        if event.eta_s is not None and not event.finished:
-            parts.append(f"{format_duration(event.eta_s)} left")
-        if event.current and not event.finished:
-            parts.append(event.current)
-        if event.finished:
-            parts.append("done")
-        print("  " + " · ".join(parts), file=self.out, flush=True)
+        print(f"  {event.task}  {describe(event)}" + ("  done" if event.finished else ""), file=self.out, flush=True)
 
 
 class PlainWizard:

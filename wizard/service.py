@@ -39,6 +39,7 @@ STAGES: tuple[Stage, ...] = ("download", "launch")
 Fit = Literal["fits", "split", "no", "unknown"]
 Access = Literal["ok", "needs-login", "needs-request"]
 ServingState = Literal["waiting", "loading", "ready", "failed"]
+Gated = bool | Literal["auto", "manual"]  # True when only "gated" is known
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,7 @@ class ModelCandidate:
 
     repo_id: str
     downloads: int | None = None
-    gated: bool | str = False  # False, or the Hub's "auto" / "manual"
+    gated: Gated = False  # False, or the Hub's "auto" / "manual"
     parameters: int | None = None
     weights_bytes: int | None = None  # size of the weights on the Hub, when known
     fit: Fit = "unknown"  # see quick_fit
@@ -76,7 +77,7 @@ class ModelDetails:
 
     repo_id: str
     revision: str | None  # the commit the download will pin
-    gated: bool | str = False
+    gated: Gated = False
     access: Access = "ok"
     access_note: str = ""  # what to do about access, when not ok
     weights_bytes: int | None = None
@@ -243,7 +244,10 @@ class WizardService(Protocol):
         inventory: GpuInventory,
         choices: Sequence[ModelChoice],
         existing: Sequence[ExistingModel] = (),
-    ) -> PlanView: ...
+    ) -> PlanView:
+        """Plan the picks with the repository's models. Names picks that have none (`PlanView.names`):
+        an unfinished add of the same source is resumed under its name; a finished one is refused
+        (UsageError: give a name to add another copy)."""
 
     def disk_check(self, choices: Sequence[ModelChoice]) -> DiskCheck: ...
 
@@ -254,7 +258,9 @@ class WizardService(Protocol):
         on_progress: Callable[[ProgressEvent], None],
         cancel: threading.Event,
     ) -> None:
-        """Fetch one model. Raises wizard.errors.Cancelled when `cancel` is set (done files stay)."""
+        """Fetch one pick, as the last `plan` placed it (under `PlanView.name_of(choice)`).
+
+        Raises wizard.errors.Cancelled when `cancel` is set (done files stay)."""
 
     def write_repository(self, plan: PlanView, choices: Sequence[ModelChoice]) -> None: ...
 
