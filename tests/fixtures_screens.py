@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from textual.app import App
@@ -456,6 +457,53 @@ def fake_backend(tmp_path: Path) -> FakeService:
 
 
 # ---------------------------------------------------------------------------------------------
+# Scripted questionary (harlequin's FakePrompt pattern), for the plain wizard
+
+
+class FakePrompt:
+    def __init__(self, answer: object) -> None:
+        self.answer = answer
+
+    def ask(self) -> object:
+        return self.answer
+
+
+class ScriptedQuestionary:
+    """Stands in for the questionary module: answers come from a script, in order, and each
+    prompt's message must start with what the script expects."""
+
+    def __init__(self, script: Sequence[tuple[str, str, object]]) -> None:
+        self.script = list(script)
+        self.asked: list[tuple[str, str, object]] = []
+
+    def _next(self, kind: str, message: str, **kwargs: Any) -> FakePrompt:
+        self.asked.append((kind, message, kwargs.get("choices")))
+        assert self.script, f"unexpected prompt: {message}"
+        expect_kind, expect, answer = self.script.pop(0)
+        assert kind == expect_kind and message.startswith(expect), (kind, message)
+        if callable(answer):
+            answer = answer(kwargs.get("choices"))
+        validate = kwargs.get("validate")
+        if validate is not None and answer is not None:
+            assert validate(answer) is True, f"scripted answer {answer!r} fails validation"
+        return FakePrompt(answer)
+
+    def text(self, message: str, **kwargs: Any) -> FakePrompt:
+        return self._next("text", message, **kwargs)
+
+    def select(self, message: str, **kwargs: Any) -> FakePrompt:
+        return self._next("select", message, **kwargs)
+
+    def confirm(self, message: str, **kwargs: Any) -> FakePrompt:
+        return self._next("confirm", message, **kwargs)
+
+
+def first_matching(fragment: str) -> Callable[[Sequence[str]], str]:
+    """A scripted answer: the first choice that contains `fragment`."""
+    return lambda choices: next(c for c in choices if fragment in c)
+
+
+# ---------------------------------------------------------------------------------------------
 # Pilot helpers
 
 SIZE = (100, 30)
@@ -538,9 +586,12 @@ __all__ = [
     "CATALOG",
     "SIZE",
     "FakeModel",
+    "FakePrompt",
     "FakeService",
+    "ScriptedQuestionary",
     "existing_llama_plan",
     "fake_backend",
+    "first_matching",
     "go_to_download",
     "machine_ready",
     "models_ready",

@@ -15,7 +15,9 @@ from screens.plan import PlanScreen
 from tests.fixtures_screens import (
     SIZE,
     FakeService,
+    ScriptedQuestionary,
     existing_llama_plan,
+    first_matching,
     pick,
     screen_name,
     text_of,
@@ -24,7 +26,6 @@ from tests.fixtures_screens import (
     unfinished,
     wait_for,
 )
-from tests.test_plain import ScriptedQuestionary, first_matching
 from wizard import plain
 from wizard.errors import Cancelled
 from wizard.wizard_state import WizardState
