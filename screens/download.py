@@ -112,7 +112,7 @@ class DownloadScreen(StepScreen[DownloadResult]):
         try:
             download_all(
                 self.service,
-                self.choices,
+                self.state,
                 on_progress=lambda index, event: self.post_message(DownloadProgress(index, event)),
                 cancel=self.cancel_event,
             )

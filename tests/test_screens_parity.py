@@ -1,13 +1,15 @@
 """The two wizards are one flow: the same answers through the Textual app (Pilot) and the plain
 prompts (scripted questionary) end in the same `WizardState` and the same calls to the service;
-and a re-run that picks a model already in the repository follows the core's rule in both
-(an unfinished add is resumed under its name; a finished one is refused until it is given a name).
+a re-run that picks a model already in the repository follows the core's rule in both (an
+unfinished add is resumed under its name; a finished one is refused until it is given a name);
+and a failed machine check stops the launch in both.
 """
 
 from __future__ import annotations
 
 import io
 
+import pytest
 from textual.widgets import Input
 
 from screens.app import build_app
@@ -18,6 +20,7 @@ from tests.fixtures_screens import (
     ScriptedQuestionary,
     existing_llama_plan,
     first_matching,
+    go_to_download,
     pick,
     screen_name,
     text_of,
@@ -27,7 +30,7 @@ from tests.fixtures_screens import (
     wait_for,
 )
 from wizard import plain
-from wizard.errors import Cancelled
+from wizard.errors import Cancelled, ModelwizError
 from wizard.wizard_state import WizardState
 
 QWEN = "Qwen/Qwen2.5-7B-Instruct"
@@ -188,3 +191,37 @@ def test_plain_rerun_refuses_a_finished_duplicate_until_it_is_named(fake_backend
     assert "  qwen-copy  (Qwen/Qwen2.5-7B-Instruct)" in out
     plans = [c[1] for c in fake_backend.calls if c[0] == "plan"]
     assert [tuple(ch.name for ch in p) for p in plans] == [(None,), ("qwen-copy",)]
+
+
+# ---------------------------------------------------------------------------------------------
+# A failed machine check stops the launch, in both UIs, before anything is written
+
+
+async def test_tui_failed_podman_check_stops_the_launch(fake_backend):
+    fake_backend.podman_ok = False
+    app = build_app(fake_backend)
+    async with app.run_test(size=SIZE) as pilot:
+        await go_to_download(pilot)
+        await wait_for(pilot, lambda: screen_name(app) == "LaunchScreen" and not app.screen.running)
+        problem = text_of(app, "#problem")
+        assert "cannot launch: Podman: cannot reach the podman service" in problem
+        assert "fix: start it: systemctl --user enable --now podman.socket" in problem
+    assert QWEN in fake_backend.downloaded  # the download was allowed: only the launch needs podman
+    assert not any(c[0] in ("write_repository", "launch") for c in fake_backend.calls)
+
+
+def test_plain_failed_podman_check_stops_the_launch(fake_backend):
+    fake_backend.podman_ok = False
+    with pytest.raises(ModelwizError, match="cannot launch: Podman: cannot reach the podman service") as info:
+        run_plain(
+            fake_backend,
+            [
+                ("text", "Search", "qwen2.5-7b"),
+                ("select", "Pick a model", first_matching(QWEN)),
+                ("confirm", "Add another", False),
+                ("select", "What now", "Download and launch"),
+            ],
+        )
+    assert info.value.hint == "start it: systemctl --user enable --now podman.socket"
+    assert QWEN in fake_backend.downloaded
+    assert not any(c[0] in ("write_repository", "launch") for c in fake_backend.calls)

@@ -11,7 +11,7 @@ from wizard.gpus import describe
 from wizard.service import Check, blocking, quick_fit
 from wizard.textbar import plain_bar, split_widths
 from wizard.units import GiB
-from wizard.wizard_flow import check_launch, parse_context_length, step_after, step_before
+from wizard.wizard_flow import check_stage, parse_context_length, step_after, step_before
 
 
 @given(st.lists(st.integers(0, 10**12), min_size=1, max_size=6), st.integers(1, 200))
@@ -66,7 +66,8 @@ def test_back_rules():
 def test_failed_checks_block_the_launch_with_the_fix():
     podman = Check("podman", "Podman", "fail", "cannot reach the podman service", "start it", "launch")
     login = Check("hf-login", "Hugging Face", "warn", "not logged in")
-    check_launch((login,))
+    check_stage((login,), "launch")
     with pytest.raises(ModelwizError, match="cannot launch: Podman: cannot reach the podman service") as info:
-        check_launch((podman, login))
+        check_stage((podman, login), "launch")
     assert info.value.hint == "start it"
+    check_stage((podman, login), "download")  # podman is needed only to launch

@@ -260,7 +260,7 @@ class PlainWizard:
         cancel = threading.Event()
         lines = ProgressLines(self.out)
         try:
-            download_all(self.service, state.choices, on_progress=lambda _index, event: lines(event), cancel=cancel)
+            download_all(self.service, state, on_progress=lambda _index, event: lines(event), cancel=cancel)
         except KeyboardInterrupt:
             cancel.set()
             raise Cancelled(

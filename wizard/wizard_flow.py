@@ -23,6 +23,7 @@ from wizard.service import (
     ModelChoice,
     ModelDetails,
     PlanView,
+    Stage,
     WizardService,
     blocking,
 )
@@ -202,15 +203,18 @@ def can_go_on(plan: PlanView | None, choices: Sequence[ModelChoice], state: Wiza
 
 def download_all(
     service: WizardService,
-    choices: Sequence[ModelChoice],
+    state: WizardState,
     *,
     on_progress: Callable[[int, ProgressEvent], object],
     cancel: threading.Event,
 ) -> None:
-    """Check the disk, then fetch each pick in order. Raises ModelwizError when the disk is too
-    small (before any byte moves) and wizard.errors.Cancelled when `cancel` is set."""
+    """Check the machine and the disk, then fetch each pick in order (`on_progress` gets the
+    pick's index). Raises ModelwizError when a failed check stops downloads or the disk is too
+    small (before any byte moves), and wizard.errors.Cancelled when `cancel` is set."""
+    choices = state.choices
     if not choices:
         return
+    check_stage(state.checks, "download")
     disk = service.disk_check(choices)
     if not disk.ok:
         raise ModelwizError(
@@ -225,13 +229,13 @@ def download_all(
         service.download(choice, on_progress=report, cancel=cancel)
 
 
-def check_launch(checks: Sequence[Check]) -> None:
-    """Raise ModelwizError when a failed machine check stops the launch."""
-    stopping = blocking(checks, "launch")
+def check_stage(checks: Sequence[Check], stage: Stage) -> None:
+    """Raise ModelwizError when a failed machine check stops `stage` ("download" or "launch")."""
+    stopping = blocking(checks, stage)
     if stopping:
         problems = "; ".join(f"{c.title}: {c.summary}" for c in stopping)
         raise ModelwizError(
-            f"cannot launch: {problems}", hint=stopping[0].hint or "fix the machine check, then run modelwiz again"
+            f"cannot {stage}: {problems}", hint=stopping[0].hint or "fix the machine check, then run modelwiz again"
         )
 
 
@@ -245,7 +249,7 @@ def write_and_launch(
     """Refuse when a machine check stops the launch; else write the repository and start Triton."""
     if state.plan is None:
         raise ModelwizError("there is no plan to launch", hint="go back to the plan step")
-    check_launch(state.checks)
+    check_stage(state.checks, "launch")
     service.write_repository(state.plan, state.choices)
 
     def report(event: LaunchEvent) -> None:
