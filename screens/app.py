@@ -22,7 +22,7 @@ from textual.widgets import Footer, Header, Static
 
 from screens.step import StepScreen
 from wizard.service import WizardService
-from wizard.wizard_flow import STEPS, Back, Step, first_step, fold, step_after, step_before
+from wizard.wizard_flow import STEPS, Step, advance, first_step, opening
 from wizard.wizard_state import WizardState
 
 # Worker groups that mean "something is running that quitting would interrupt".
@@ -59,28 +59,15 @@ class ModelWizApp(App[int]):
     async def run_flow(self) -> None:
         state = self.state
         try:
-            existing = await asyncio.to_thread(self.service.existing_models)
+            state = await asyncio.to_thread(opening, self.service, state)
         except Exception as error:  # noqa: BLE001 - an unreadable repository is shown, not fatal
             self.notify(f"could not read the model repository: {error}", severity="warning")
-            existing = ()
-        state = state.with_(existing=tuple(existing))
-        if state.existing:
-            # A re-run can open on the model list once the GPUs are known.
-            try:
-                inventory = await asyncio.to_thread(self.service.load_inventory, state.spec)
-            except Exception:  # noqa: BLE001 - the machine step explains it
-                inventory = None
-            state = state.with_(inventory=inventory)
         step: Step | None = first_step(state)
         while step is not None:
             self.state = state
             self.step = step
-            result = await self.push_screen_wait(self._screen_for(step, state))
-            if isinstance(result, Back):
-                step = step_before(step) or STEPS[0]
-                continue
-            state = fold(state, result)
-            step = step_after(step)
+            answer = await self.push_screen_wait(self._screen_for(step, state))
+            state, step = advance(state, step, answer)
         self.state = state
         self.exit(0)
 

@@ -8,7 +8,6 @@ This is the one core module that imports questionary (lazily, in `Prompts`).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
 import threading
 import time
@@ -35,7 +34,6 @@ from wizard.units import format_bytes
 from wizard.wizard_flow import (
     BACK,
     CONTEXT_HINT,
-    STEPS,
     Back,
     DoneResult,
     DownloadResult,
@@ -45,15 +43,14 @@ from wizard.wizard_flow import (
     PlanResult,
     Step,
     StepResult,
+    advance,
     can_go_on,
     download_all,
     first_step,
-    fold,
+    opening,
     parse_context_length,
     pick,
     plan_for,
-    step_after,
-    step_before,
     with_name,
     with_settings,
     write_and_launch,
@@ -310,19 +307,11 @@ class PlainWizard:
 
     # -- the flow -----------------------------------------------------------------------------
     def run(self, state: WizardState) -> int:
-        state = state.with_(existing=tuple(self.service.existing_models()))
-        if state.existing:  # a re-run can open on the model list once the GPUs are known
-            with contextlib.suppress(ModelwizError):  # the machine step explains it
-                state = state.with_(inventory=self.service.load_inventory(state.spec))
+        state = opening(self.service, state)
         step: Step | None = first_step(state)
         while step is not None:
             self.state = state
-            result = self.ask_step(step, state)
-            if isinstance(result, Back):
-                step = step_before(step) or STEPS[0]
-                continue
-            state = fold(state, result)
-            step = step_after(step)
+            state, step = advance(state, step, self.ask_step(step, state))
         self.state = state
         return 0
 

@@ -7,6 +7,7 @@ core's: a pick is sent with no name, and `PlanView.names` says what the core cal
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import threading
 from collections.abc import Callable, Sequence
@@ -40,7 +41,7 @@ STEP_TITLES: dict[Step, str] = {
     "done": "Done",
 }
 
-TOKENS_PER_K = 1024  # "8k" is 8192 tokens, as model cards and vLLM's docs count them
+TOKENS_PER_K = 1024  # "128k" is the 131072 a config.json gives as max_position_embeddings
 CONTEXT_HINT = "write a whole number of tokens: 8192, 8k, 32K or 131072"
 
 
@@ -110,9 +111,26 @@ def fold(state: WizardState, result: StepResult) -> WizardState:
 # Step order
 
 
+def opening(service: WizardService, state: WizardState) -> WizardState:
+    """What the wizard knows before its first step: the repository's models and, on a re-run,
+    the GPUs (when they cannot be read, the machine step says why)."""
+    state = state.with_(existing=tuple(service.existing_models()))
+    if state.existing:
+        with contextlib.suppress(ModelwizError):
+            state = state.with_(inventory=service.load_inventory(state.spec))
+    return state
+
+
 def first_step(state: WizardState) -> Step:
     """A re-run (models in the repository, GPUs known) opens on the model list."""
     return "models" if state.existing and state.inventory is not None else "machine"
+
+
+def advance(state: WizardState, step: Step, answer: StepResult | Back) -> tuple[WizardState, Step | None]:
+    """The state and the step after `step` answered; None when the wizard is done."""
+    if isinstance(answer, Back):
+        return state, step_before(step) or STEPS[0]
+    return fold(state, answer), step_after(step)
 
 
 def step_after(step: Step) -> Step | None:
