@@ -21,7 +21,7 @@ from screens.step import StepScreen, error_text
 from wizard.errors import ModelwizError
 from wizard.service import Fit, ModelCandidate, ModelChoice, WizardService
 from wizard.units import format_bytes
-from wizard.wizard_flow import ModelsResult, already_picked, pick
+from wizard.wizard_flow import ModelsResult, already_picked, existing_line, pick
 from wizard.wizard_state import WizardState
 
 FIT_MARKS: dict[Fit, tuple[str, str]] = {
@@ -95,7 +95,7 @@ class ModelsScreen(StepScreen[ModelsResult]):
     def on_mount(self) -> None:
         existing = self.query_one("#existing", Static)
         if self.state.existing:
-            existing.update(Text("\n").join(Text(f"● {e.name}  ({e.source})") for e in self.state.existing))
+            existing.update(Text("\n").join(Text(f"● {existing_line(e)}") for e in self.state.existing))
         else:
             self.query_one("#existing-box").display = False
         self._refresh_picks()

@@ -113,6 +113,7 @@ async def test_tui_rerun_resumes_an_unfinished_model_under_its_name(fake_backend
     app = build_app(fake_backend)
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: screen_name(app) == "ModelsScreen" and bool(app.screen.results))
+        assert f"{QWEN_NAME}  ({QWEN})  unfinished: pick it again to resume" in text_of(app, "#existing")
         await pick(pilot, "qwen2.5-7b")
         await to_plan(pilot)
         plan = app.screen.plan
@@ -139,6 +140,7 @@ def test_plain_rerun_resumes_an_unfinished_model_under_its_name(fake_backend):
     assert code == 0
     assert state.plan is not None and state.plan.names == {QWEN: QWEN_NAME}
     assert ("write_repository", (QWEN_NAME,)) in fake_backend.calls
+    assert f"in the repository: {QWEN_NAME}  ({QWEN})  unfinished: pick it again to resume" in out
     assert f"{QWEN_NAME}-2" not in out
 
 

@@ -46,6 +46,7 @@ from wizard.wizard_flow import (
     advance,
     can_go_on,
     download_all,
+    existing_line,
     first_step,
     opening,
     parse_context_length,
@@ -155,7 +156,7 @@ class PlainWizard:
     def models(self, state: WizardState) -> ModelsResult:
         self.say("== Models")
         for e in state.existing:
-            self.say(f"  in the repository: {e.name} ({e.source})")
+            self.say(f"  in the repository: {existing_line(e)}")
         choices = list(state.choices)
         while True:
             query = self.ask.text("Search Hugging Face models (empty: popular):").strip()

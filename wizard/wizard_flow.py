@@ -20,6 +20,7 @@ from wizard.progress import ProgressEvent
 from wizard.service import (
     Check,
     Endpoints,
+    ExistingModel,
     LaunchEvent,
     ModelChoice,
     ModelDetails,
@@ -164,6 +165,12 @@ def pick(details: ModelDetails, choices: Sequence[ModelChoice]) -> ModelChoice:
 
 def already_picked(repo_id: str, choices: Sequence[ModelChoice]) -> bool:
     return any(c.repo_id == repo_id for c in choices)
+
+
+def existing_line(model: ExistingModel) -> str:
+    """A model already in the repository, as the model step lists it."""
+    line = f"{model.name}  ({model.source})"
+    return line if model.complete else f"{line}  unfinished: pick it again to resume"
 
 
 def parse_context_length(text: str) -> int | None:
