@@ -22,7 +22,7 @@ from textual.widgets import Footer, Header, Static
 
 from screens.step import StepScreen
 from wizard.service import WizardService
-from wizard.wizard_flow import STEPS, Step, advance, first_step, opening
+from wizard.wizard_flow import STEPS, Step, advance, first_step, opening, step_before
 from wizard.wizard_state import WizardState
 
 # Worker groups that mean "something is running that quitting would interrupt".
@@ -112,7 +112,7 @@ class ModelWizApp(App[int]):
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
-        if self.step != STEPS[0]:
+        if step_before(self.step) is not None:
             yield SystemCommand("Back", "Go back one step", lambda: screen.run_action("back"))
         yield SystemCommand("Continue", "Go on to the next step", lambda: screen.run_action("next"))
 
