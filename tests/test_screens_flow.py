@@ -78,7 +78,7 @@ async def test_gated_model_is_refused_with_reason(fake_backend):
     app = build_app(fake_backend)
     async with app.run_test(size=SIZE) as pilot:
         await to_models(pilot)
-        gated = [c for c in app.screen.results if c.repo_id == "meta-llama/Llama-3.1-8B-Instruct"][0]
+        gated = next(c for c in app.screen.results if c.repo_id == "meta-llama/Llama-3.1-8B-Instruct")
         assert gated.gated == "manual"  # said in the list, before picking
         await pick(pilot, "Llama-3.1-8B")
         assert app.screen.choices == []
