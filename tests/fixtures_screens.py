@@ -26,6 +26,7 @@ from textual.widgets import Input, OptionList, Static
 from screens.machine import MachineScreen
 from screens.models import ModelsScreen
 from screens.plan import PlanScreen
+from wizard.core_service import CoreService
 from wizard.errors import Cancelled, ModelwizError, UsageError
 from wizard.gpus import GpuInventory, NvmlError, describe
 from wizard.naming import derive_name, unique_name
@@ -51,6 +52,8 @@ from wizard.service import (
     quick_fit,
 )
 from wizard.units import GiB, MiB
+
+SEED_GPUS = "L4"
 
 
 @dataclass(frozen=True)
@@ -447,6 +450,23 @@ def unfinished(model: ExistingModel) -> ExistingModel:
     return replace(model, complete=False)
 
 
+def seeded_repository(root: Path, *, finished: bool) -> None:
+    """`org/tiny` (a fake-Hub model) added to `root` through the real core on described GPUs:
+    finished, or stopped by a cancel before its download (the manifest keeps an unfinished add)."""
+    service = CoreService(spec=SEED_GPUS, repository=root)
+    choice = ModelChoice("org/tiny")
+    plan = service.plan(service.load_inventory(SEED_GPUS), [choice])
+    cancel = threading.Event()
+    if not finished:
+        cancel.set()
+    try:
+        service.download(choice, on_progress=lambda _event: None, cancel=cancel)
+    except Cancelled:
+        assert not finished
+    if finished:
+        service.write_repository(plan, [choice])
+
+
 def _conforms(service: FakeService) -> WizardService:
     return service  # mypy checks that the fake implements the protocol
 
@@ -563,7 +583,8 @@ async def pick(pilot: Pilot[int], query: str) -> None:
     )
     results = screen.query_one("#results", OptionList)
     results.focus()
-    results.highlighted = 0
+    exact = [i for i, c in enumerate(screen.results) if c.repo_id == query]
+    results.highlighted = exact[0] if exact else 0  # the model named, else the first hit
     await pilot.press("enter")
     await wait_for(pilot, lambda: screen.pending is None, groups=["lookup"])
 
@@ -599,6 +620,7 @@ __all__ = [
     "plan_ready",
     "replace",
     "screen_name",
+    "seeded_repository",
     "text_of",
     "to_models",
     "to_plan",

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures_screens import ScriptedQuestionary, existing_llama_plan, first_matching
+from tests.fixtures_screens import ScriptedQuestionary, existing_llama_plan, first_matching, seeded_repository
 from wizard import plain
 from wizard.errors import ModelwizError
 from wizard.gpus import NvmlError
@@ -159,29 +159,6 @@ def test_plain_over_the_real_core_recovers_from_a_context_above_the_models_limit
     assert code == QUIT_CODE
     assert not q.script, q.script
     assert "✖ --max-model-len 8192 is above org/tiny's limit of 2048 tokens" in out.getvalue()
-
-
-def seeded_repository(root, *, finished: bool):
-    """`org/tiny` added to `root` through the real core: finished, or stopped by a cancel before
-    its download (the manifest keeps it as an unfinished add)."""
-    import threading
-
-    from wizard.core_service import CoreService
-    from wizard.errors import Cancelled
-    from wizard.service import ModelChoice
-
-    service = CoreService(spec="L4", repository=root)
-    choice = ModelChoice("org/tiny")
-    plan = service.plan(service.load_inventory("L4"), [choice])
-    cancel = threading.Event()
-    if not finished:
-        cancel.set()
-    try:
-        service.download(choice, on_progress=lambda _event: None, cancel=cancel)
-    except Cancelled:
-        assert not finished
-    if finished:
-        service.write_repository(plan, [choice])
 
 
 def test_plain_rerun_over_the_real_core_resumes_an_unfinished_add(fake_hub, tmp_path):

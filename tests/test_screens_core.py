@@ -1,4 +1,5 @@
-"""Pilot: the whole wizard over the real core (CoreService). NVML is the fake driver, the Hub is the
+"""Pilot: the whole wizard over the real core (CoreService), and a re-run that picks a model
+already in the repository (the core's naming rule, as `modelwiz add` applies it). NVML is the fake driver, the Hub is the
 fake server, planner/download/repository and the machine checks (a real podman service, the
 test CDI spec) are real; only the launch is faked, at the core's boundary
 (wizard.serve.start_server), since the Triton image cannot run here."""
@@ -8,10 +9,23 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
+from textual.widgets import Input
 
 from screens.app import build_app
 from tests.fixtures_nvml import h100
-from tests.fixtures_screens import SIZE, pick, screen_name, to_models, wait_for
+from tests.fixtures_screens import (
+    SEED_GPUS,
+    SIZE,
+    models_ready,
+    pick,
+    plan_ready,
+    screen_name,
+    seeded_repository,
+    text_of,
+    to_models,
+    to_plan,
+    wait_for,
+)
 from wizard.core_service import CoreService
 from wizard.manifest import load_manifest
 
@@ -62,3 +76,37 @@ async def test_whole_flow_over_the_real_core(tmp_path, fake_nvml, fake_hub, monk
     assert entry.complete and entry.revision == fake_hub.repos["org/tiny-chat"].sha
     assert (repo / "tiny-chat" / "config.pbtxt").is_file() and (repo / "tiny-chat" / "1" / "model.json").is_file()
     assert launched == [(repo, ("tiny-chat",), ("0",))]
+
+
+async def test_rerun_over_the_real_core_resumes_an_unfinished_add(tmp_path, fake_hub):
+    repo = tmp_path / "repo"
+    seeded_repository(repo, finished=False)
+    app = build_app(CoreService(spec=SEED_GPUS, repository=repo))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: models_ready(app))  # a re-run opens on the models
+        assert "tiny  (org/tiny)  unfinished" in text_of(app, "#existing")
+        await pick(pilot, "org/tiny")
+        await to_plan(pilot)
+        plan = app.screen.plan
+        assert plan.names == {"org/tiny": "tiny"}  # as `modelwiz add org/tiny` does: resumed, not tiny-2
+        assert [m.name for m in plan.models] == ["tiny"]
+
+
+async def test_rerun_over_the_real_core_refuses_a_finished_duplicate_until_named(tmp_path, fake_hub):
+    repo = tmp_path / "repo"
+    seeded_repository(repo, finished=True)
+    app = build_app(CoreService(spec=SEED_GPUS, repository=repo))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: models_ready(app))
+        await pick(pilot, "org/tiny")
+        await pilot.click("#continue")
+        await wait_for(
+            pilot,
+            lambda: screen_name(app) == "PlanScreen" and "already in the repository" in text_of(app, "#problem"),
+            groups=["plan"],
+        )
+        assert "org/tiny is already in the repository as 'tiny'" in text_of(app, "#problem")  # the CLI's refusal
+        app.screen.query_one("#name-0", Input).value = "tiny-copy"
+        await wait_for(pilot, lambda: plan_ready(app), groups=["plan"])
+        assert app.screen.plan.names == {"org/tiny": "tiny-copy"}
+        assert [m.name for m in app.screen.plan.models] == ["tiny", "tiny-copy"]
