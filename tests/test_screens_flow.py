@@ -41,7 +41,7 @@ async def test_whole_flow_to_done(fake_backend):
         prompt = app.screen.query_one("#prompt", Input)
         prompt.value = "hello"
         await pilot.press("enter")
-        await wait_for(pilot, lambda: "Triton serves models." in text_of(app, "#reply"))
+        await wait_for(pilot, lambda: "Triton serves models." in text_of(app, "#reply"), groups=["reply"])
         assert (
             "curl -s -X POST http://127.0.0.1:8000/v2/models/qwen2.5-7b-instruct/generate"
             in app.screen.query_one("#curl").text
@@ -58,14 +58,16 @@ async def test_no_gpu_then_describe(fake_backend):
     )
     app = build_app(fake_backend)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: screen_name(app) == "MachineScreen" and app.screen.checks_done)
+        await wait_for(
+            pilot, lambda: screen_name(app) == "MachineScreen" and app.screen.checks_done, groups=["machine"]
+        )
         assert "no NVIDIA driver found" in text_of(app, "#gpus")
         assert "fix: install the NVIDIA driver" in text_of(app, "#gpus")
         assert app.screen.query_one("#continue", Button).disabled
         assert app.screen.query_one("#describe").display
         await pilot.press(*"1xL40S")  # the describe box has focus
         await pilot.press("enter")
-        await wait_for(pilot, lambda: app.screen.inventory is not None and app.screen.checks_done)
+        await wait_for(pilot, lambda: app.screen.inventory is not None and app.screen.checks_done, groups=["machine"])
         assert "L40S" in text_of(app, "#gpus")
         await pilot.click("#continue")
         await wait_for(pilot, lambda: screen_name(app) == "ModelsScreen")
@@ -92,13 +94,15 @@ async def test_model_stops_fitting_when_context_grows(fake_backend):
         await pick(pilot, "qwen2.5-7b")
         await to_plan(pilot)
         app.screen.query_one("#len-0", Input).value = "128k"
-        await wait_for(pilot, lambda: app.screen.plan.models[0].max_model_len == 131072)
+        await wait_for(pilot, lambda: app.screen.plan.models[0].max_model_len == 131072, groups=["plan"])
         assert not app.screen.plan.fits
         assert app.screen.query_one("#continue", Button).disabled
         verdict = str(app.screen.query_one("#card-0 .verdict", Static).render())
         assert "does not fit" in verdict and "longer than the model" in verdict
         app.screen.query_one("#len-0", Input).value = "8192"
-        await wait_for(pilot, lambda: app.screen.plan.models[0].max_model_len == 8192 and app.screen.plan.fits)
+        await wait_for(
+            pilot, lambda: app.screen.plan.models[0].max_model_len == 8192 and app.screen.plan.fits, groups=["plan"]
+        )
         assert not app.screen.query_one("#continue", Button).disabled
         app.screen.query_one("#conc-0", Input).value = "zero"
         await pilot.pause(0.05)
@@ -111,7 +115,7 @@ async def test_disk_full_stops_before_download(fake_backend):
     app = build_app(fake_backend)
     async with app.run_test(size=SIZE) as pilot:
         await go_to_download(pilot)
-        await wait_for(pilot, lambda: app.screen.query_one("#problem").display)
+        await wait_for(pilot, lambda: app.screen.query_one("#problem").display, groups=["download"])
         problem = text_of(app, "#problem")
         assert "not enough disk space" in problem and "15.0 GiB" in problem and "3.0 GiB free" in problem
         assert not any(c[0] == "download" for c in fake_backend.calls)
@@ -130,7 +134,7 @@ async def test_cancel_keeps_progress_and_resumes(fake_backend):
         await wait_for(pilot, lambda: app.screen.totals.get(0, (0, 0))[0] > 1024**3)
         await pilot.press("c")
         permits.release(10)
-        await wait_for(pilot, lambda: not app.screen.running)
+        await wait_for(pilot, lambda: not app.screen.running, groups=["download"])
         assert "Cancelled" in text_of(app, "#problem")
         kept = fake_backend.downloaded["Qwen/Qwen2.5-7B-Instruct"]
         assert 0 < kept < 15 * 1024**3
@@ -146,7 +150,7 @@ async def test_launch_failure_shows_reason_and_retries(fake_backend):
     app = build_app(fake_backend)
     async with app.run_test(size=SIZE) as pilot:
         await go_to_download(pilot)
-        await wait_for(pilot, lambda: screen_name(app) == "LaunchScreen" and not app.screen.running)
+        await wait_for(pilot, lambda: screen_name(app) == "LaunchScreen" and not app.screen.running, groups=["launch"])
         assert "CUDA out of memory" in text_of(app, "#problem")
         assert "fix: lower its context length" in text_of(app, "#problem")
         assert "failed" in text_of(app, "#states")
@@ -165,7 +169,7 @@ async def test_back_from_a_failed_launch_is_the_plan(fake_backend):
     app = build_app(fake_backend)
     async with app.run_test(size=SIZE) as pilot:
         await go_to_download(pilot)
-        await wait_for(pilot, lambda: screen_name(app) == "LaunchScreen" and not app.screen.running)
+        await wait_for(pilot, lambda: screen_name(app) == "LaunchScreen" and not app.screen.running, groups=["launch"])
         downloads = [c for c in fake_backend.calls if c[0] == "download"]
         await pilot.click("#back")
         await wait_for(pilot, lambda: screen_name(app) == "PlanScreen")
@@ -176,7 +180,7 @@ async def test_rerun_lands_on_models_with_existing(fake_backend):
     fake_backend.existing = (existing_llama_plan(),)
     app = build_app(fake_backend)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: screen_name(app) == "ModelsScreen" and app.screen.results)
+        await wait_for(pilot, lambda: screen_name(app) == "ModelsScreen" and app.screen.results, groups=["search"])
         assert "qwen2.5-7b-instruct" in text_of(app, "#existing")
         await pick(pilot, "Mistral")
         assert app.screen.choices[0].name is None  # the core names it
@@ -213,6 +217,8 @@ async def test_quit_asks_while_downloading(fake_backend):
 async def test_quit_without_work_exits_at_once(fake_backend):
     app = build_app(fake_backend)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: screen_name(app) == "MachineScreen" and app.screen.checks_done)
+        await wait_for(
+            pilot, lambda: screen_name(app) == "MachineScreen" and app.screen.checks_done, groups=["machine"]
+        )
         await pilot.press("q")
         await wait_for(pilot, lambda: app.return_code == 0)
