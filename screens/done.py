@@ -2,28 +2,29 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Button, Input, Select, Static, TextArea
 
 from screens.messages import ReplyChunk, ReplyFinished, StepFailed
 from screens.step import StepScreen, error_text
 from wizard.service import WizardService, curl_command
+from wizard.wizard_flow import DoneResult
 from wizard.wizard_state import WizardState
 
 
-class DoneScreen(StepScreen):
+class DoneScreen(StepScreen[DoneResult]):
     STEP = "done"
     CSS_PATH = "done.tcss"
-    BINDINGS = [Binding("ctrl+y", "copy_curl", "Copy curl")]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("ctrl+y", "copy_curl", "Copy curl")]
 
-    def __init__(self, backend: WizardService, state: WizardState) -> None:
-        super().__init__()
-        self.backend = backend
-        self.state = state
+    def __init__(self, service: WizardService, state: WizardState) -> None:
+        super().__init__(service, state)
         assert state.endpoints is not None
         self.endpoints = state.endpoints
         self.models = list(self.endpoints.models) or [m.name for m in (state.plan.models if state.plan else ())]
@@ -80,10 +81,10 @@ class DoneScreen(StepScreen):
     @work(thread=True, exclusive=True, group="reply", exit_on_error=False, description="Asking the model")
     def stream(self, prompt: str) -> None:
         try:
-            for piece in self.backend.generate_stream(self.endpoints, self.model, prompt):
+            for piece in self.service.generate_stream(self.endpoints, self.model, prompt):
                 self.post_message(ReplyChunk(piece))
         except Exception as error:  # noqa: BLE001
-            self.post_message(StepFailed("reply", error))
+            self.post_message(StepFailed(error))
             return
         self.post_message(ReplyFinished())
 
@@ -104,7 +105,7 @@ class DoneScreen(StepScreen):
 
     @on(Button.Pressed, "#finish")
     def action_next(self) -> None:
-        self.dismiss(None)
+        self.dismiss(DoneResult())
 
     def action_back(self) -> None:
         self.notify("The server keeps running; `modelwiz down` stops it. Press q to leave.")

@@ -5,20 +5,22 @@ before any byte moves."""
 from __future__ import annotations
 
 import threading
+from typing import ClassVar
 
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Button, Label, ProgressBar, Static
 
 from screens.messages import DownloadFinished, DownloadProgress, StepFailed
 from screens.step import StepScreen, error_text
-from wizard.errors import Cancelled, ModelwizError
+from wizard.errors import Cancelled
 from wizard.progress import ProgressEvent
-from wizard.service import WizardService
+from wizard.service import ModelChoice, WizardService
 from wizard.units import format_bytes, format_duration, format_rate
+from wizard.wizard_flow import DownloadResult, download_all
 from wizard.wizard_state import WizardState
 
 
@@ -41,10 +43,10 @@ def progress_text(event: ProgressEvent) -> Text:
 class ModelDownload(Vertical):
     """One model: its bar, and the file being fetched."""
 
-    def __init__(self, name: str, repo_id: str, index: int) -> None:
+    def __init__(self, choice: ModelChoice, name: str | None, index: int) -> None:
         super().__init__(classes="model-download", id=f"dl-{index}")
-        self.border_title = name
-        self.border_subtitle = repo_id
+        self.border_title = name or choice.repo_id
+        self.border_subtitle = choice.repo_id
 
     def compose(self) -> ComposeResult:
         yield ProgressBar(show_eta=False, classes="model-bar")
@@ -63,15 +65,13 @@ class ModelDownload(Vertical):
         file_bar.display = bool(event.current_total_bytes) and not event.finished
 
 
-class DownloadScreen(StepScreen):
+class DownloadScreen(StepScreen[DownloadResult]):
     STEP = "download"
     CSS_PATH = "download.tcss"
-    BINDINGS = [Binding("c", "cancel", "Cancel download")]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("c", "cancel", "Cancel download")]
 
-    def __init__(self, backend: WizardService, state: WizardState) -> None:
-        super().__init__()
-        self.backend = backend
-        self.state = state
+    def __init__(self, service: WizardService, state: WizardState) -> None:
+        super().__init__(service, state)
         self.choices = state.choices
         self.cancel_event = threading.Event()
         self.totals: dict[int, tuple[int, int]] = {}
@@ -84,7 +84,7 @@ class DownloadScreen(StepScreen):
             yield ProgressBar(id="overall", show_eta=False)
             yield Static("", id="overall-stats", classes="hint")
             for i, c in enumerate(self.choices):
-                yield ModelDownload(c.name, c.repo_id, i)
+                yield ModelDownload(c, self.state.plan.name_of(c) if self.state.plan else c.name, i)
             yield Static("", id="problem")
         with Horizontal(classes="actions"):
             yield Button("Back", id="back")
@@ -110,24 +110,17 @@ class DownloadScreen(StepScreen):
     @work(thread=True, exclusive=True, group="download", exit_on_error=False, description="Downloading models")
     def fetch(self) -> None:
         try:
-            disk = self.backend.disk_check(self.state.plan)
-            if not disk.ok:
-                raise ModelwizError(
-                    f"not enough disk space: {disk.explain()}",
-                    hint=f"free some space in {disk.path} (or use another model repository), then press Resume",
-                )
-            for index, choice in enumerate(self.choices):
-                self.backend.download(
-                    self.state.plan,
-                    choice,
-                    on_progress=lambda event, i=index: self.post_message(DownloadProgress(i, event)),
-                    cancel=self.cancel_event,
-                )
+            download_all(
+                self.service,
+                self.state,
+                on_progress=lambda index, event: self.post_message(DownloadProgress(index, event)),
+                cancel=self.cancel_event,
+            )
         except Cancelled:
             self.post_message(DownloadFinished(True))
             return
         except Exception as error:  # noqa: BLE001
-            self.post_message(StepFailed("download", error))
+            self.post_message(StepFailed(error))
             return
         self.post_message(DownloadFinished(False))
 
@@ -158,7 +151,7 @@ class DownloadScreen(StepScreen):
                 )
             )
             return
-        self.dismiss(True)
+        self.dismiss(DownloadResult())
 
     def on_step_failed(self, message: StepFailed) -> None:
         self.running = False

@@ -12,18 +12,24 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Button, Log, ProgressBar, Static
 
 from screens.messages import LaunchFinished, LaunchProgress, StepFailed
-from screens.step import BACK, StepScreen, error_text
-from wizard.service import LogLine, ModelState, PullProgress, WizardService
+from screens.step import StepScreen, error_text
+from wizard.service import LogLine, ModelState, PullProgress, ServingState, WizardService
 from wizard.units import format_bytes
+from wizard.wizard_flow import BACK, LaunchResult, write_and_launch
 from wizard.wizard_state import WizardState
 
-STATE_MARKS = {"waiting": ("·", "dim"), "loading": ("◌", "yellow"), "ready": ("✔", "green"), "failed": ("✖", "red")}
+STATE_MARKS: dict[ServingState, tuple[str, str]] = {
+    "waiting": ("·", "dim"),
+    "loading": ("◌", "yellow"),
+    "ready": ("✔", "green"),
+    "failed": ("✖", "red"),
+}
 
 
 def states_text(states: dict[str, ModelState]) -> Text:
     text = Text()
     for name, st in states.items():
-        mark, colour = STATE_MARKS.get(st.state, ("?", "dim"))
+        mark, colour = STATE_MARKS[st.state]
         if text:
             text.append("\n")
         text.append(f"{mark} ", style=f"bold {colour}")
@@ -34,14 +40,12 @@ def states_text(states: dict[str, ModelState]) -> Text:
     return text
 
 
-class LaunchScreen(StepScreen):
+class LaunchScreen(StepScreen[LaunchResult]):
     STEP = "launch"
     CSS_PATH = "launch.tcss"
 
-    def __init__(self, backend: WizardService, state: WizardState) -> None:
-        super().__init__()
-        self.backend = backend
-        self.state = state
+    def __init__(self, service: WizardService, state: WizardState) -> None:
+        super().__init__(service, state)
         self.cancel_event = threading.Event()
         self.states: dict[str, ModelState] = {}
         self.running = False
@@ -79,17 +83,16 @@ class LaunchScreen(StepScreen):
 
     @work(thread=True, exclusive=True, group="launch", exit_on_error=False, description="Launching Triton")
     def run_launch(self) -> None:
-        assert self.state.plan is not None
         try:
             self.post_message(LaunchProgress(LogLine("modelwiz: writing the model repository")))
-            self.backend.write_repository(self.state.plan, self.state.choices)
-            endpoints = self.backend.launch(
-                self.state.plan,
+            endpoints = write_and_launch(
+                self.service,
+                self.state,
                 on_event=lambda event: self.post_message(LaunchProgress(event)),
                 cancel=self.cancel_event,
             )
         except Exception as error:  # noqa: BLE001
-            self.post_message(StepFailed("launch", error))
+            self.post_message(StepFailed(error))
             return
         self.post_message(LaunchFinished(endpoints))
 
@@ -113,7 +116,7 @@ class LaunchScreen(StepScreen):
 
     def on_launch_finished(self, message: LaunchFinished) -> None:
         self.running = False
-        self.dismiss(message.endpoints)
+        self.dismiss(LaunchResult(message.endpoints))
 
     def on_step_failed(self, message: StepFailed) -> None:
         self.running = False
@@ -132,8 +135,7 @@ class LaunchScreen(StepScreen):
         if self.running:
             self.notify("The server is starting; wait for it, or press q to quit", severity="warning")
             return
-        # Back from here goes to the plan (downloads are done; nothing to redo there).
-        self.dismiss(BACK)
+        self.dismiss(BACK)  # to the plan (wizard_flow.step_before): the downloads are done
 
     @on(Button.Pressed, "#back")
     def back_pressed(self) -> None:

@@ -4,8 +4,6 @@ makes sense (plan now, launch later)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -14,14 +12,16 @@ from textual.widgets import Button, Input, LoadingIndicator, Static
 
 from screens.messages import CheckDone, ChecksFinished, InventoryFailed, InventoryLoaded
 from screens.step import StepScreen, error_text
-from wizard.service import Check, WizardService
+from wizard.gpus import GpuInventory
+from wizard.service import Check, CheckStatus, WizardService
 from wizard.units import format_bytes
+from wizard.wizard_flow import MachineResult
 from wizard.wizard_state import WizardState
 
-MARKS = {"ok": ("✔", "green"), "warn": ("!", "yellow"), "fail": ("✖", "red")}
+MARKS: dict[CheckStatus, tuple[str, str]] = {"ok": ("✔", "green"), "warn": ("!", "yellow"), "fail": ("✖", "red")}
 
 
-def gpu_lines(inventory: Any) -> Text:
+def gpu_lines(inventory: GpuInventory) -> Text:
     text = Text()
     for gpu in inventory.gpus:
         if text:
@@ -41,7 +41,7 @@ def gpu_lines(inventory: Any) -> Text:
 
 
 def check_line(check: Check) -> Text:
-    mark, colour = MARKS.get(check.status, ("?", "white"))
+    mark, colour = MARKS[check.status]
     text = Text()
     text.append(f"{mark} ", style=f"bold {colour}")
     text.append(f"{check.title}: ", style="bold")
@@ -52,16 +52,14 @@ def check_line(check: Check) -> Text:
     return text
 
 
-class MachineScreen(StepScreen):
+class MachineScreen(StepScreen[MachineResult]):
     STEP = "machine"
     CSS_PATH = "machine.tcss"
 
-    def __init__(self, backend: WizardService, state: WizardState) -> None:
-        super().__init__()
-        self.backend = backend
-        self.state = state
+    def __init__(self, service: WizardService, state: WizardState) -> None:
+        super().__init__(service, state)
         self.spec = state.spec
-        self.inventory: Any = None
+        self.inventory: GpuInventory | None = None
         self.checks: list[Check] = []
         self.checks_done = False
 
@@ -89,15 +87,15 @@ class MachineScreen(StepScreen):
     # -- workers ------------------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="machine", exit_on_error=False, description="Reading the GPUs")
     def load(self, spec: str | None) -> None:
+        inventory: GpuInventory | None = None
         try:
-            inventory = self.backend.load_inventory(spec)
+            inventory = self.service.load_inventory(spec)
         except Exception as error:  # noqa: BLE001 - shown on screen with its fix
             self.post_message(InventoryFailed(error))
-            inventory = None
         else:
             self.post_message(InventoryLoaded(inventory))
         try:
-            for check in self.backend.machine_checks(inventory):
+            for check in self.service.machine_checks(inventory):
                 self.post_message(CheckDone(check))
         except Exception as error:  # noqa: BLE001 - the screen must still finish and say why
             self.app.call_from_thread(self.notify, f"a machine check failed: {error}", severity="error")
@@ -160,7 +158,7 @@ class MachineScreen(StepScreen):
         if self.inventory is None:
             self.notify("There are no GPUs to plan for yet", severity="warning")
             return
-        self.dismiss((self.inventory, tuple(self.checks), self.spec))
+        self.dismiss(MachineResult(self.inventory, tuple(self.checks), self.spec))
 
     @on(Button.Pressed, "#quit")
     def quit_pressed(self) -> None:

@@ -1,94 +1,84 @@
 """Messages that thread workers post to the UI. Workers never touch widgets; handlers do.
 
+Each is a dataclass (Textual's `Message.__post_init__` runs after the generated `__init__`).
 High-rate progress messages define `can_replace`, so a flood coalesces to the latest one.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
 
 from textual.message import Message
 
+from wizard.gpus import GpuInventory
 from wizard.progress import ProgressEvent
-from wizard.service import Check, LaunchEvent, ModelCandidate, ModelDetails, PlanView
+from wizard.service import Check, Endpoints, LaunchEvent, ModelCandidate, ModelDetails, PlanView, PullProgress
 
 
+@dataclass
 class InventoryLoaded(Message):
-    def __init__(self, inventory: Any) -> None:
-        super().__init__()
-        self.inventory = inventory
+    inventory: GpuInventory
 
 
+@dataclass
 class InventoryFailed(Message):
-    def __init__(self, error: Exception) -> None:
-        super().__init__()
-        self.error = error
+    error: Exception
 
 
+@dataclass
 class CheckDone(Message):
-    def __init__(self, check: Check) -> None:
-        super().__init__()
-        self.check = check
+    check: Check
 
 
+@dataclass
 class ChecksFinished(Message):
     pass
 
 
+@dataclass
 class SearchResults(Message):
-    def __init__(self, query: str, results: list[ModelCandidate]) -> None:
-        super().__init__()
-        self.query = query
-        self.results = results
+    query: str
+    results: list[ModelCandidate]
 
 
+@dataclass
 class DetailsLoaded(Message):
-    def __init__(self, details: ModelDetails) -> None:
-        super().__init__()
-        self.details = details
+    details: ModelDetails
 
 
+@dataclass
 class PlanComputed(Message):
-    def __init__(self, plan: PlanView) -> None:
-        super().__init__()
-        self.plan = plan
+    plan: PlanView
 
 
+@dataclass
 class StepFailed(Message):
-    """A worker failed; `where` says which part of the screen it belongs to."""
+    """A worker of the current screen failed; the screen shows why."""
 
-    def __init__(self, where: str, error: Exception) -> None:
-        super().__init__()
-        self.where = where
-        self.error = error
+    error: Exception
 
 
+@dataclass
 class DownloadProgress(Message):
-    def __init__(self, index: int, event: ProgressEvent) -> None:
-        super().__init__()
-        self.index = index
-        self.event = event
+    index: int
+    event: ProgressEvent
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, DownloadProgress) and message.index == self.index
 
 
+@dataclass
 class DownloadFinished(Message):
-    def __init__(self, cancelled: bool) -> None:
-        super().__init__()
-        self.cancelled = cancelled
+    cancelled: bool
 
 
+@dataclass
 class LaunchProgress(Message):
     """An event from the launcher: image pull progress, a log line or a model's state."""
 
-    def __init__(self, event: LaunchEvent) -> None:
-        super().__init__()
-        self.event = event
+    event: LaunchEvent
 
     def can_replace(self, message: Message) -> bool:
-        from wizard.service import PullProgress
-
         return (
             isinstance(message, LaunchProgress)
             and isinstance(self.event, PullProgress)
@@ -96,17 +86,16 @@ class LaunchProgress(Message):
         )
 
 
+@dataclass
 class LaunchFinished(Message):
-    def __init__(self, endpoints: Any) -> None:
-        super().__init__()
-        self.endpoints = endpoints
+    endpoints: Endpoints
 
 
+@dataclass
 class ReplyChunk(Message):
-    def __init__(self, text: str) -> None:
-        super().__init__()
-        self.text = text
+    text: str
 
 
+@dataclass
 class ReplyFinished(Message):
     pass

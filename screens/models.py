@@ -5,10 +5,12 @@ already in the repository are listed, and this is where the wizard opens."""
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.timer import Timer
 from textual.widgets import Button, Input, OptionList, Static
@@ -16,12 +18,18 @@ from textual.widgets.option_list import Option
 
 from screens.messages import DetailsLoaded, SearchResults, StepFailed
 from screens.step import StepScreen, error_text
-from wizard.naming import derive_name, unique_name
-from wizard.service import ModelCandidate, ModelChoice, WizardService
+from wizard.errors import ModelwizError
+from wizard.service import Fit, ModelCandidate, ModelChoice, WizardService
 from wizard.units import format_bytes
+from wizard.wizard_flow import ModelsResult, already_picked, existing_line, pick
 from wizard.wizard_state import WizardState
 
-FIT_MARKS = {"fits": ("✔", "green"), "split": ("◐", "yellow"), "no": ("✖", "red"), "unknown": ("?", "dim")}
+FIT_MARKS: dict[Fit, tuple[str, str]] = {
+    "fits": ("✔", "green"),
+    "split": ("◐", "yellow"),
+    "no": ("✖", "red"),
+    "unknown": ("?", "dim"),
+}
 SEARCH_DELAY_S = 0.3
 
 
@@ -35,7 +43,7 @@ def _count(n: int | None) -> str:
 
 
 def candidate_line(c: ModelCandidate) -> Text:
-    mark, colour = FIT_MARKS.get(c.fit, ("?", "dim"))
+    mark, colour = FIT_MARKS[c.fit]
     text = Text(no_wrap=True, overflow="ellipsis")
     text.append(f"{mark} ", style=f"bold {colour}")
     text.append(c.repo_id, style="bold")
@@ -53,15 +61,13 @@ def candidate_line(c: ModelCandidate) -> Text:
     return text
 
 
-class ModelsScreen(StepScreen):
+class ModelsScreen(StepScreen[ModelsResult]):
     STEP = "models"
     CSS_PATH = "models.tcss"
-    BINDINGS = [Binding("delete", "remove_pick", "Remove pick", show=False)]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("delete", "remove_pick", "Remove pick", show=False)]
 
-    def __init__(self, backend: WizardService, state: WizardState) -> None:
-        super().__init__()
-        self.backend = backend
-        self.state = state
+    def __init__(self, service: WizardService, state: WizardState) -> None:
+        super().__init__(service, state)
         self.choices: list[ModelChoice] = list(state.choices)
         self.results: list[ModelCandidate] = []
         self._timer: Timer | None = None
@@ -89,7 +95,7 @@ class ModelsScreen(StepScreen):
     def on_mount(self) -> None:
         existing = self.query_one("#existing", Static)
         if self.state.existing:
-            existing.update(Text("\n").join(Text(f"● {e.name}  ({e.source})") for e in self.state.existing))
+            existing.update(Text("\n").join(Text(f"● {existing_line(e)}") for e in self.state.existing))
         else:
             self.query_one("#existing-box").display = False
         self._refresh_picks()
@@ -115,12 +121,9 @@ class ModelsScreen(StepScreen):
     def search(self, query: str) -> None:
         try:
             inventory = self.state.inventory
-            if query:
-                found = self.backend.search_models(query, inventory)
-            else:
-                found = self.backend.popular_models(inventory)
+            found = self.service.search_models(query, inventory) if query else self.service.popular_models(inventory)
         except Exception as error:  # noqa: BLE001 - shown in the status line
-            self.post_message(StepFailed("search", error))
+            self.post_message(StepFailed(error))
             return
         self.post_message(SearchResults(query, found))
 
@@ -143,7 +146,7 @@ class ModelsScreen(StepScreen):
     @on(OptionList.OptionSelected, "#results")
     def result_selected(self, event: OptionList.OptionSelected) -> None:
         repo_id = event.option.id or ""
-        if any(c.repo_id == repo_id for c in self.choices):
+        if already_picked(repo_id, self.choices):
             self.notify(f"{repo_id} is already picked")
             return
         self.pending = repo_id
@@ -153,24 +156,24 @@ class ModelsScreen(StepScreen):
     @work(thread=True, exclusive=True, group="lookup", exit_on_error=False, description="Looking up a model")
     def lookup(self, repo_id: str) -> None:
         try:
-            details = self.backend.model_details(repo_id)
+            details = self.service.model_details(repo_id)
         except Exception as error:  # noqa: BLE001
-            self.post_message(StepFailed("lookup", error))
+            self.post_message(StepFailed(error))
             return
         self.post_message(DetailsLoaded(details))
 
     def on_details_loaded(self, message: DetailsLoaded) -> None:
         details = message.details
         self.pending = None
-        if not details.pickable:
-            reason = details.access_note or details.note or f"{details.repo_id} cannot be used"
-            self._status(Text(reason, style="bold red"))
-            self.notify(reason, severity="error", title="Cannot pick this model")
+        try:
+            choice = pick(details, self.choices)
+        except ModelwizError as error:
+            self._status(Text(error.message, style="bold red"))
+            self.notify(error.message, severity="error", title="Cannot pick this model")
             return
-        name = unique_name(derive_name(details.repo_id), self.state.taken_names() | {c.name for c in self.choices})
-        self.choices.append(ModelChoice(details.repo_id, name, revision=details.revision))
+        self.choices.append(choice)
         self._refresh_picks()
-        self._status(Text(f"Added {details.repo_id} as “{name}”."))
+        self._status(Text(f"Added {details.repo_id}; the plan names it."))
 
     def on_step_failed(self, message: StepFailed) -> None:
         self.pending = None
@@ -188,7 +191,7 @@ class ModelsScreen(StepScreen):
     def _refresh_picks(self) -> None:
         picked = self.query_one("#picked", OptionList)
         picked.clear_options()
-        picked.add_options(Option(Text(f"+ {c.name}  ({c.repo_id})"), id=c.name) for c in self.choices)
+        picked.add_options(Option(Text(f"+ {c.repo_id}"), id=c.repo_id) for c in self.choices)
         if not self.choices:
             picked.add_option(Option(Text("nothing yet: pick from the list above", style="dim"), disabled=True))
 
@@ -201,7 +204,7 @@ class ModelsScreen(StepScreen):
         if not self.choices and not self.state.existing:
             self.notify("Pick at least one model", severity="warning")
             return
-        self.dismiss(tuple(self.choices))
+        self.dismiss(ModelsResult(tuple(self.choices)))
 
     @on(Button.Pressed, "#back")
     def back_pressed(self) -> None:

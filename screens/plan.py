@@ -4,8 +4,6 @@ recomputed as you type, and a model that stops fitting says why."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -16,62 +14,47 @@ from textual.widgets import Button, Input, Label, Static
 from screens.messages import PlanComputed, StepFailed
 from screens.step import StepScreen, error_text
 from screens.widgets.memory_bar import MemoryBar, MemoryLegend
+from wizard.errors import ModelwizError
+from wizard.plan_render import Tone, model_card
+from wizard.plan_types import ModelPlan
 from wizard.service import ModelChoice, PlanView, WizardService
-from wizard.units import format_bytes
+from wizard.wizard_flow import (
+    PlanResult,
+    can_go_on,
+    parse_concurrency,
+    parse_context_length,
+    plan_for,
+    with_name,
+    with_settings,
+)
 from wizard.wizard_state import WizardState
 
 REPLAN_DELAY_S = 0.25
+TONE_STYLES: dict[Tone, str] = {
+    "good": "bold green",
+    "bad": "bold red",
+    "advice": "yellow",
+    "muted": "dim",
+    "plain": "",
+}
 
 
-def settings_text(plan: Any) -> Text:
-    """One model's plan: where it runs and with what settings, or why it does not fit."""
+def settings_text(plan: ModelPlan) -> Text:
+    """One model's plan (`wizard.plan_render.model_card`), coloured."""
     text = Text()
-    if plan.fits:
-        text.append("✔ fits  ", style="bold green")
-        ig = plan.instance_group
-        where = ", ".join(plan.devices) or ", ".join(str(g) for g in ig.gpus)
-        text.append(
-            f"TP {plan.tensor_parallel_size} on GPU {where} · {ig.kind} ×{ig.count} · "
-            f"max_model_len {plan.max_model_len:,} · gpu_memory_utilization {plan.gpu_memory_utilization:.2f}\n"
-        )
-        text.append(
-            f"weights {format_bytes(plan.weights_bytes)} · KV cache {plan.kv_cache_tokens:,} tokens · "
-            f"≈{plan.max_concurrency:.1f} full-length requests at once",
-            style="dim",
-        )
-        if plan.kv_cache_dtype:
-            text.append(f" · KV {plan.kv_cache_dtype}", style="dim")
-    else:
-        text.append("✖ does not fit: ", style="bold red")
-        text.append(plan.reason or "no placement found")
-        for s in plan.suggestions:
-            text.append(f"\n  → {s}", style="yellow")
+    for piece, tone in model_card(plan):
+        text.append(piece, style=TONE_STYLES[tone])
     return text
-
-
-def parse_positive(value: str, *, allow_empty: bool) -> int | None:
-    """`8192`, `8k`, `32K`, or empty (planner decides). Raises ValueError with the rule."""
-    text = value.strip().lower().replace("_", "").replace(",", "")
-    if not text:
-        if allow_empty:
-            return None
-        raise ValueError("enter a number")
-    factor = 1
-    if text.endswith("k"):
-        factor, text = 1024, text[:-1]
-    if not text.isdigit() or int(text) <= 0:
-        raise ValueError("enter a whole number above 0 (8192 or 8k)")
-    return int(text) * factor
 
 
 class ModelCard(Vertical):
     """A model's name, its editable settings and what the planner made of them."""
 
-    def __init__(self, choice: ModelChoice | None, name: str, source: str, *, index: int) -> None:
+    def __init__(self, choice: ModelChoice | None, name: str | None, source: str, *, index: int) -> None:
         super().__init__(classes="model-card", id=f"card-{index}")
         self.choice = choice
         self.index = index
-        self.border_title = name
+        self.border_title = name or source
         self.border_subtitle = source if choice is not None else f"{source} · in the repository"
 
     def compose(self) -> ComposeResult:
@@ -86,17 +69,17 @@ class ModelCard(Vertical):
                 )
                 yield Label("concurrency")
                 yield Input(str(self.choice.min_concurrency), id=f"conc-{self.index}", classes="conc")
+                yield Label("name")
+                yield Input(self.choice.name or "", placeholder="auto", id=f"name-{self.index}", classes="name")
         yield Static(classes="verdict")
 
 
-class PlanScreen(StepScreen):
+class PlanScreen(StepScreen[PlanResult]):
     STEP = "plan"
     CSS_PATH = "plan.tcss"
 
-    def __init__(self, backend: WizardService, state: WizardState) -> None:
-        super().__init__()
-        self.backend = backend
-        self.state = state
+    def __init__(self, service: WizardService, state: WizardState) -> None:
+        super().__init__(service, state)
         self.choices: list[ModelChoice] = list(state.choices)
         self.plan: PlanView | None = None
         self._timer: Timer | None = None
@@ -125,20 +108,20 @@ class PlanScreen(StepScreen):
     @on(Input.Changed)
     def setting_changed(self, event: Input.Changed) -> None:
         card = next(a for a in event.input.ancestors if isinstance(a, ModelCard))
-        assert card.choice is not None
         try:
-            length = parse_positive(self.query_one(f"#len-{card.index}", Input).value, allow_empty=True)
-            conc = parse_positive(self.query_one(f"#conc-{card.index}", Input).value, allow_empty=False)
-        except ValueError as error:
-            card.query_one(".verdict", Static).update(Text(f"✖ {error}", style="bold red"))
+            length = parse_context_length(self.query_one(f"#len-{card.index}", Input).value)
+            conc = parse_concurrency(self.query_one(f"#conc-{card.index}", Input).value)
+        except ModelwizError as error:
+            card.query_one(".verdict", Static).update(Text(f"✖ {error.one_line()}", style="bold red"))
             self.query_one("#continue", Button).disabled = True
             return
-        assert conc is not None
-        new = ModelChoice(card.choice.repo_id, card.choice.name, card.choice.revision, length, conc)
-        if new == self.choices[card.index]:
+        name = self.query_one(f"#name-{card.index}", Input).value
+        choices = with_settings(self.choices, card.index, max_model_len=length, min_concurrency=conc)
+        choices = with_name(choices, card.index, name)
+        if choices == tuple(self.choices):
             return
-        self.choices[card.index] = new
-        card.choice = new
+        self.choices = list(choices)
+        card.choice = choices[card.index]
         self.query_one("#continue", Button).disabled = True
         if self._timer is not None:
             self._timer.stop()
@@ -148,9 +131,9 @@ class PlanScreen(StepScreen):
     def replan(self) -> None:
         choices = tuple(self.choices)
         try:
-            plan = self.backend.plan(self.state.inventory, choices, self.state.existing)
+            plan = plan_for(self.service, self.state, choices)
         except Exception as error:  # noqa: BLE001
-            self.post_message(StepFailed("plan", error))
+            self.post_message(StepFailed(error))
             return
         self.post_message(PlanComputed(plan))
 
@@ -165,9 +148,16 @@ class PlanScreen(StepScreen):
         else:
             bars.remove_children()
             bars.mount_all(MemoryBar(d) for d in plan.devices)
+        picked = {plan.name_of(c) for c in self.choices}
         for card in self.query(ModelCard):
-            name = card.border_title
-            model = plan.model(str(name))
+            if card.choice is None:  # in the repository: hidden when a pick resumes it
+                name = str(card.border_title)
+                card.display = name not in picked
+            else:
+                name = plan.name_of(card.choice) or card.choice.repo_id
+                card.border_title = name
+                self.query_one(f"#name-{card.index}", Input).placeholder = name
+            model = plan.model(name)
             verdict = card.query_one(".verdict", Static)
             if model is None:
                 verdict.update(Text("not planned", style="dim"))
@@ -181,7 +171,7 @@ class PlanScreen(StepScreen):
             problem.update(
                 Text("Some models do not fit: change their settings, or go back and pick others.", style="bold red")
             )
-        self.query_one("#continue", Button).disabled = not (plan.fits and bool(self.choices or self.state.existing))
+        self.query_one("#continue", Button).disabled = not can_go_on(plan, self.choices, self.state)
 
     def on_step_failed(self, message: StepFailed) -> None:
         self.query_one("#problem", Static).update(error_text(message.error))
@@ -190,10 +180,14 @@ class PlanScreen(StepScreen):
     # -- leaving ------------------------------------------------------------------------------
     @on(Button.Pressed, "#continue")
     def action_next(self) -> None:
-        if self.plan is None or not self.plan.fits or self.query_one("#continue", Button).disabled:
+        if (
+            self.plan is None
+            or not can_go_on(self.plan, self.choices, self.state)
+            or self.query_one("#continue", Button).disabled
+        ):
             self.notify("The plan does not fit yet", severity="warning")
             return
-        self.dismiss((tuple(self.choices), self.plan))
+        self.dismiss(PlanResult(tuple(self.choices), self.plan))
 
     @on(Button.Pressed, "#back")
     def back_pressed(self) -> None:

@@ -1,29 +1,26 @@
 """What every wizard step shares: the step bar, Esc = back, ctrl+n = continue, errors as text.
 
-A step is a `Screen` that returns its answer with `dismiss(result)`; `BACK` means "go back one
-step". The app's flow worker decides what comes next (screens never push the next step).
+A step is a `Screen` that returns its typed answer (`wizard.wizard_flow.MachineResult`, ...) with
+`dismiss(result)`; `BACK` means "go back one step". The app's flow worker decides what comes next
+(screens never push the next step), by the rules in `wizard.wizard_flow`.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import ClassVar, Generic, TypeVar
 
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
 from wizard.errors import ModelwizError
-from wizard.wizard_state import STEP_TITLES, STEPS
+from wizard.service import WizardService
+from wizard.wizard_flow import BACK, STEP_TITLES, STEPS, Back, Step, step_before
+from wizard.wizard_state import WizardState
 
-
-class _Back:
-    def __repr__(self) -> str:
-        return "BACK"
-
-
-BACK: Any = _Back()
+ResultT = TypeVar("ResultT")
 
 
 def error_text(error: BaseException) -> Text:
@@ -53,7 +50,7 @@ class StepBar(Static):
     }
     """
 
-    def __init__(self, step: str) -> None:
+    def __init__(self, step: Step) -> None:
         super().__init__()
         self.step = step
 
@@ -73,11 +70,11 @@ class StepBar(Static):
         return text
 
 
-class StepScreen(Screen[Any]):
-    """Base of the six wizard steps."""
+class StepScreen(Screen[ResultT | Back], Generic[ResultT]):
+    """Base of the six wizard steps: each returns its `ResultT`, or `BACK`."""
 
-    STEP = "machine"
-    BINDINGS = [
+    STEP: Step = "machine"
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "back", "Back"),
         Binding("ctrl+n", "next", "Continue"),
     ]
@@ -96,9 +93,14 @@ class StepScreen(Screen[Any]):
         problem.display = True
         problem.add_class("error-box")
 
+    def __init__(self, service: WizardService, state: WizardState) -> None:
+        super().__init__()
+        self.service = service
+        self.state = state
+
     def action_back(self) -> None:
-        if STEPS[0] == self.STEP:
-            self.app.action_request_quit()
+        if step_before(self.STEP) is None:
+            self.app.action_request_quit()  # type: ignore[attr-defined]
             return
         self.dismiss(BACK)
 

@@ -1,30 +1,46 @@
-"""A faithful fake of `wizard.service.Backend` for the wizard's tests.
+"""A faithful fake of `wizard.service.WizardService` for the wizard's tests, and the Pilot helpers
+the screen tests share.
 
-It uses the real GPU inventory code (`wizard.gpus.describe`), returns the same dataclasses as
-`CoreService`, raises the same error types (`NvmlError`, `ModelwizError` with hints, `Cancelled`),
-and reports download and launch progress from a thread of its own, as huggingface_hub and
-podman-py do.
+The fake uses the real GPU inventory code (`wizard.gpus.describe`) and the real naming code
+(`wizard.naming`), returns the same dataclasses as `CoreService`, follows the core's naming rule
+(a pick with no name resumes an unfinished add of its source, is refused when its source is
+already in the repository, else gets a fresh name), raises the same error types (`NvmlError`,
+`ModelwizError` with hints, `Cancelled`), and reports download and launch progress from a thread
+of its own, as huggingface_hub and podman-py do.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import pytest
+from textual.app import App
+from textual.pilot import Pilot
+from textual.widgets import Input, OptionList, Static
 
-from wizard.errors import Cancelled, ModelwizError
+from screens.machine import MachineScreen
+from screens.models import ModelsScreen
+from screens.plan import PlanScreen
+from wizard.core_service import CoreService
+from wizard.errors import Cancelled, ModelwizError, UsageError
 from wizard.gpus import GpuInventory, NvmlError, describe
+from wizard.naming import derive_name, unique_name
 from wizard.plan_types import InstanceGroup, ModelPlan
 from wizard.progress import ProgressEvent
 from wizard.service import (
+    Access,
     Check,
     DeviceMemory,
     DiskCheck,
     Endpoints,
     ExistingModel,
+    Gated,
+    LaunchEvent,
     LogLine,
     ModelCandidate,
     ModelChoice,
@@ -32,9 +48,12 @@ from wizard.service import (
     ModelState,
     PlanView,
     PullProgress,
+    WizardService,
     quick_fit,
 )
 from wizard.units import GiB, MiB
+
+SEED_GPUS = "L4"
 
 
 @dataclass(frozen=True)
@@ -42,8 +61,8 @@ class FakeModel:
     repo_id: str
     weights_bytes: int
     downloads: int = 1000
-    gated: bool | str = False
-    access: str = "ok"
+    gated: Gated = False
+    access: Access = "ok"
     max_position: int = 32768
     kv_per_token: int = 128 * 1024  # bytes per token, per GPU
     files: tuple[tuple[str, int], ...] = ()
@@ -86,7 +105,7 @@ class FakeService:
     download_error: ModelwizError | None = None
     file_permits: threading.Semaphore | None = None  # when set: each file waits for a permit
     repository: Path = Path("/tmp/modelwiz-fake-repo")
-    calls: list[tuple] = field(default_factory=list)
+    calls: list[tuple[object, ...]] = field(default_factory=list)
     downloaded: dict[str, int] = field(default_factory=dict)  # repo_id -> bytes on disk (resume)
 
     # -- helpers --------------------------------------------------------------------------------
@@ -165,22 +184,52 @@ class FakeService:
     def model_details(self, repo_id: str) -> ModelDetails:
         self.calls.append(("model_details", repo_id))
         m = self.model(repo_id)
-        access, note = "ok", ""
+        access: Access = "ok"
+        note = ""
         if m.gated and not self.logged_in:
             access, note = "needs-login", f"{repo_id} is gated: log in with `modelwiz login`"
         elif m.gated and m.access != "ok":
             access, note = m.access, f"{repo_id} is gated: accept its terms at https://huggingface.co/{repo_id} first"
         return ModelDetails(repo_id, "a" * 40, m.gated, access, note, m.weights_bytes, True)
 
+    def names_for(self, choices: Sequence[ModelChoice]) -> dict[str, str]:
+        """The core's naming rule (wizard.add_flow.resolve_requests), over `self.existing`."""
+        taken = {e.name for e in self.existing}
+        names: dict[str, str] = {}
+        for c in choices:
+            same = [e for e in self.existing if e.source == c.repo_id]
+            if c.name is not None:
+                entry = next((e for e in self.existing if e.name == c.name), None)
+                if entry is not None and not (entry.source == c.repo_id and not entry.complete):
+                    raise UsageError(f"the repository already has a model named {c.name!r}", hint="pick another name")
+                if c.name in names.values():
+                    raise UsageError(f"two models are named {c.name!r}", hint="pick another name")
+                name = c.name
+            elif any(not e.complete for e in same):
+                name = next(e.name for e in same if not e.complete)
+            elif same:
+                raise UsageError(
+                    f"{c.repo_id} is already in the repository as {same[0].name!r}",
+                    hint="give a name to add another copy, or `modelwiz remove` it first",
+                )
+            else:
+                name = unique_name(derive_name(c.repo_id), taken)
+            taken.add(name)
+            names[c.repo_id] = name
+        return names
+
     def plan(
         self, inventory: GpuInventory, choices: Sequence[ModelChoice], existing: Sequence[ExistingModel] = ()
     ) -> PlanView:
         """A small, honest planner: each model on the device with the most room, TP when needed."""
         self.calls.append(("plan", tuple(choices)))
+        names = self.names_for(choices)
         devices = list(inventory.devices)
-        used = {g.cdi_id: [0, 0, 0] for g in devices}  # weights, kv, overhead
+        used: dict[str, list[int]] = {g.cdi_id: [0, 0, 0] for g in devices}  # weights, kv, overhead
         plans: list[ModelPlan] = []
         for e in existing:
+            if e.name in names.values():
+                continue  # resumed: planned again below
             if e.plan is not None:
                 plans.append(e.plan)
                 for d in e.plan.devices:
@@ -191,7 +240,8 @@ class FakeService:
         for c in choices:
             m = self.model(c.repo_id)
             length = c.max_model_len or min(m.max_position, 32768)
-            fits, reason, suggestions = True, "", ()
+            fits, reason = True, ""
+            suggestions: tuple[str, ...] = ()
             order = sorted(devices, key=lambda g: g.cuda_total_bytes - sum(used[g.cdi_id]), reverse=True)
             tp = 1
             while tp <= len(order):
@@ -214,9 +264,9 @@ class FakeService:
             chosen = order[:tp]
             kv_tokens = 0
             if fits:
-                room = min(int(g.cuda_total_bytes * 0.9) - sum(used[g.cdi_id]) - GiB for g in chosen)
+                least = min(int(g.cuda_total_bytes * 0.9) - sum(used[g.cdi_id]) - GiB for g in chosen)
                 want = max(length * c.min_concurrency * m.kv_per_token // tp, length * m.kv_per_token * 4 // tp)
-                kv_budget = min(room - m.weights_bytes // tp, want)
+                kv_budget = min(least - m.weights_bytes // tp, want)
                 kv_tokens = kv_budget // m.kv_per_token
                 for g in chosen:
                     used[g.cdi_id][0] += m.weights_bytes // tp
@@ -226,7 +276,7 @@ class FakeService:
             plans.append(
                 ModelPlan(
                     model=c.repo_id,
-                    name=c.name,
+                    name=names[c.repo_id],
                     fits=fits,
                     reason=reason,
                     tensor_parallel_size=tp,
@@ -258,7 +308,6 @@ class FakeService:
                     max(0, g.cuda_total_bytes - w - kv - ov - other),
                 )
             )
-        names = {c.repo_id: c.name for c in choices}
         return PlanView(tuple(plans), tuple(memory), all(p.fits for p in plans), names=names)
 
     def disk_check(self, plan: PlanView) -> DiskCheck:
@@ -333,9 +382,9 @@ class FakeService:
             raise errors[0]
 
     def write_repository(self, plan: PlanView, choices: Sequence[ModelChoice]) -> None:
-        self.calls.append(("write_repository", tuple(c.name for c in choices)))
+        self.calls.append(("write_repository", tuple(plan.name_of(c) for c in choices)))
 
-    def launch(self, plan: PlanView, *, on_event: Callable, cancel: threading.Event) -> Endpoints:
+    def launch(self, plan: PlanView, *, on_event: Callable[[LaunchEvent], None], cancel: threading.Event) -> Endpoints:
         self.calls.append(("launch",))
         errors: list[BaseException] = []
 
@@ -401,9 +450,185 @@ def existing_llama_plan() -> ExistingModel:
     return ExistingModel("qwen2.5-7b-instruct", "Qwen/Qwen2.5-7B-Instruct", plan, "b" * 40)
 
 
+def unfinished(model: ExistingModel) -> ExistingModel:
+    """`model` as an add that stopped before its download finished."""
+    return replace(model, complete=False)
+
+
+def seeded_repository(root: Path, *, finished: bool) -> None:
+    """`org/tiny` (a fake-Hub model) added to `root` through the real core on described GPUs:
+    finished, or stopped by a cancel before its download (the manifest keeps an unfinished add)."""
+    service = CoreService(spec=SEED_GPUS, repository=root)
+    choice = ModelChoice("org/tiny")
+    plan = service.plan(service.load_inventory(SEED_GPUS), [choice])
+    cancel = threading.Event()
+    if not finished:
+        cancel.set()
+    try:
+        service.download(plan, choice, on_progress=lambda _event: None, cancel=cancel)
+    except Cancelled:
+        assert not finished
+    if finished:
+        service.write_repository(plan, [choice])
+
+
+def _conforms(service: FakeService) -> WizardService:
+    return service  # mypy checks that the fake implements the protocol
+
+
 @pytest.fixture
-def fake_backend(tmp_path) -> FakeService:
+def fake_backend(tmp_path: Path) -> FakeService:
     return FakeService(repository=tmp_path / "models")
 
 
-__all__ = ["CATALOG", "FakeModel", "FakeService", "existing_llama_plan", "fake_backend", "replace"]
+# ---------------------------------------------------------------------------------------------
+# Scripted questionary (harlequin's FakePrompt pattern), for the plain wizard
+
+
+class FakePrompt:
+    def __init__(self, answer: object) -> None:
+        self.answer = answer
+
+    def ask(self) -> object:
+        return self.answer
+
+
+class ScriptedQuestionary:
+    """Stands in for the questionary module: answers come from a script, in order, and each
+    prompt's message must start with what the script expects."""
+
+    def __init__(self, script: Sequence[tuple[str, str, object]]) -> None:
+        self.script = list(script)
+        self.asked: list[tuple[str, str, object]] = []
+
+    def _next(self, kind: str, message: str, **kwargs: Any) -> FakePrompt:
+        self.asked.append((kind, message, kwargs.get("choices")))
+        assert self.script, f"unexpected prompt: {message}"
+        expect_kind, expect, answer = self.script.pop(0)
+        assert kind == expect_kind and message.startswith(expect), (kind, message)
+        if callable(answer):
+            answer = answer(kwargs.get("choices"))
+        validate = kwargs.get("validate")
+        if validate is not None and answer is not None:
+            assert validate(answer) is True, f"scripted answer {answer!r} fails validation"
+        return FakePrompt(answer)
+
+    def text(self, message: str, **kwargs: Any) -> FakePrompt:
+        return self._next("text", message, **kwargs)
+
+    def select(self, message: str, **kwargs: Any) -> FakePrompt:
+        return self._next("select", message, **kwargs)
+
+    def confirm(self, message: str, **kwargs: Any) -> FakePrompt:
+        return self._next("confirm", message, **kwargs)
+
+
+def first_matching(fragment: str) -> Callable[[Sequence[str]], str]:
+    """A scripted answer: the first choice that contains `fragment`."""
+    return lambda choices: next(c for c in choices if fragment in c)
+
+
+# ---------------------------------------------------------------------------------------------
+# Pilot helpers
+
+SIZE = (100, 30)
+TIMEOUT_S = 20.0
+
+
+async def wait_for(pilot: Pilot[int], predicate: Callable[[], object], *, groups: Sequence[str] = ()) -> None:
+    """Until `predicate()` holds: first let the workers of `groups` finish (the screen's thread
+    workers: "machine", "search", "lookup", "plan", ...) and their messages be handled, then look."""
+    deadline = time.monotonic() + TIMEOUT_S
+    while True:
+        running = [w for w in pilot.app.workers if w.group in groups and w.is_running]
+        if running:
+            await pilot.app.workers.wait_for_complete(running)
+        await pilot.pause()
+        if predicate():
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached")
+        await pilot.pause(0.02)
+
+
+def screen_name(app: object) -> str:
+    return type(app.screen).__name__  # type: ignore[attr-defined]
+
+
+def text_of(app: object, selector: str) -> str:
+    return str(app.screen.query_one(selector, Static).render())  # type: ignore[attr-defined]
+
+
+def machine_ready(app: App[int]) -> bool:
+    return isinstance(app.screen, MachineScreen) and app.screen.checks_done
+
+
+def models_ready(app: App[int]) -> bool:
+    return isinstance(app.screen, ModelsScreen) and bool(app.screen.results)
+
+
+def plan_ready(app: App[int]) -> bool:
+    return isinstance(app.screen, PlanScreen) and app.screen.plan is not None
+
+
+async def to_models(pilot: Pilot[int]) -> None:
+    await wait_for(pilot, lambda: machine_ready(pilot.app), groups=["machine"])
+    await pilot.click("#continue")
+    await wait_for(pilot, lambda: models_ready(pilot.app), groups=["search"])
+
+
+async def pick(pilot: Pilot[int], query: str) -> None:
+    screen = pilot.app.screen
+    assert isinstance(screen, ModelsScreen)
+    screen.query_one("#search", Input).value = query
+    await wait_for(
+        pilot,
+        lambda: bool(screen.results) and all(query.lower() in c.repo_id.lower() for c in screen.results),
+        groups=["search"],
+    )
+    results = screen.query_one("#results", OptionList)
+    results.focus()
+    exact = [i for i, c in enumerate(screen.results) if c.repo_id == query]
+    results.highlighted = exact[0] if exact else 0  # the model named, else the first hit
+    await pilot.press("enter")
+    await wait_for(pilot, lambda: screen.pending is None, groups=["lookup"])
+
+
+async def to_plan(pilot: Pilot[int]) -> None:
+    await pilot.click("#continue")
+    await wait_for(pilot, lambda: plan_ready(pilot.app), groups=["plan"])
+
+
+async def go_to_download(pilot: Pilot[int]) -> None:
+    app = pilot.app
+    await to_models(pilot)
+    await pick(pilot, "qwen2.5-7b")
+    await to_plan(pilot)
+    await pilot.click("#continue")
+    await wait_for(pilot, lambda: screen_name(app) in ("DownloadScreen", "LaunchScreen", "DoneScreen"))
+
+
+__all__ = [
+    "CATALOG",
+    "SIZE",
+    "FakeModel",
+    "FakePrompt",
+    "FakeService",
+    "ScriptedQuestionary",
+    "existing_llama_plan",
+    "fake_backend",
+    "first_matching",
+    "go_to_download",
+    "machine_ready",
+    "models_ready",
+    "pick",
+    "plan_ready",
+    "replace",
+    "screen_name",
+    "seeded_repository",
+    "text_of",
+    "to_models",
+    "to_plan",
+    "unfinished",
+    "wait_for",
+]

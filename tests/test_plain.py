@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures_screens import existing_llama_plan
+from tests.fixtures_screens import ScriptedQuestionary, existing_llama_plan, first_matching, seeded_repository
 from wizard import plain
 from wizard.errors import ModelwizError
 from wizard.gpus import NvmlError
@@ -18,65 +18,23 @@ from wizard.gpus import NvmlError
 ROOT = Path(__file__).resolve().parent.parent
 
 
-class FakePrompt:
-    def __init__(self, answer):
-        self.answer = answer
-
-    def ask(self):
-        return self.answer
-
-
-class ScriptedQuestionary:
-    """Stands in for the questionary module: answers come from a script, in order, and each
-    prompt's message must start with what the script expects."""
-
-    def __init__(self, script):
-        self.script = list(script)
-        self.asked = []
-
-    def _next(self, kind, message, **kwargs):
-        self.asked.append((kind, message, kwargs.get("choices")))
-        assert self.script, f"unexpected prompt: {message}"
-        expect_kind, expect, answer = self.script.pop(0)
-        assert kind == expect_kind and message.startswith(expect), (kind, message)
-        if callable(answer):
-            answer = answer(kwargs.get("choices"))
-        validate = kwargs.get("validate")
-        if validate is not None and answer is not None:
-            assert validate(answer) is True, f"scripted answer {answer!r} fails validation"
-        return FakePrompt(answer)
-
-    def text(self, message, **kwargs):
-        return self._next("text", message, **kwargs)
-
-    def select(self, message, **kwargs):
-        return self._next("select", message, **kwargs)
-
-    def confirm(self, message, **kwargs):
-        return self._next("confirm", message, **kwargs)
-
-
-def first_matching(fragment):
-    return lambda choices: next(c for c in choices if fragment in c)
-
-
 def run(backend, script):
     q = ScriptedQuestionary(script)
     out = io.StringIO()
-    code = plain.run_plain(None, backend=backend, prompts=plain.Prompts(q), out=out)
+    code = plain.run_plain(None, service=backend, prompts=plain.Prompts(q), out=out)
     assert not q.script, f"prompts not asked: {q.script}"
     return code, out.getvalue(), q
 
 
 def test_plain_flow_end_to_end(fake_backend):
-    code, out, q = run(
+    code, out, _ = run(
         fake_backend,
         [
             ("text", "Search", "qwen2.5-7b"),
             ("select", "Pick a model", first_matching("Qwen/Qwen2.5-7B-Instruct")),
             ("confirm", "Add another", False),
             ("select", "What now", "Change a context length"),
-            ("select", "Which model", "qwen2.5-7b-instruct"),
+            ("select", "Which model", "qwen2.5-7b-instruct"),  # the name the core gave it
             ("text", "Context length", "8192"),
             ("select", "What now", "Download and launch"),
             ("text", "Test prompt", "hello"),
@@ -85,8 +43,9 @@ def test_plain_flow_end_to_end(fake_backend):
     )
     assert code == 0
     assert "GPU 0  NVIDIA H100 80GB HBM3" in out
-    assert "✔ qwen2.5-7b-instruct: TP 1, context 8192" in out
-    assert "[" in out and "#" in out  # the memory bar
+    assert "  qwen2.5-7b-instruct  (Qwen/Qwen2.5-7B-Instruct)\n    ✔ fits  TP 1 on GPU" in out
+    assert "max_model_len 8,192" in out
+    assert "[WWW" in out and "W weights, K KV cache" in out  # the memory bar and its legend
     assert "download Qwen/Qwen2.5-7B-Instruct" in out and "done" in out
     assert "qwen2.5-7b-instruct: ready" in out
     assert "curl -s -X POST http://127.0.0.1:8000/v2/models/qwen2.5-7b-instruct/generate" in out
@@ -196,7 +155,53 @@ def test_plain_over_the_real_core_recovers_from_a_context_above_the_models_limit
     ]
     q = ScriptedQuestionary(script)
     out = io.StringIO()
-    code = plain.run_plain(None, backend=backend, prompts=plain.Prompts(q), out=out)
+    code = plain.run_plain(None, service=backend, prompts=plain.Prompts(q), out=out)
     assert code == QUIT_CODE
     assert not q.script, q.script
     assert "✖ --max-model-len 8192 is above org/tiny's limit of 2048 tokens" in out.getvalue()
+
+
+def test_plain_rerun_over_the_real_core_resumes_an_unfinished_add(fake_hub, tmp_path):
+    from wizard.core_service import CoreService
+    from wizard.manifest import load_manifest
+
+    repo = tmp_path / "repo"
+    seeded_repository(repo, finished=False)
+    assert not load_manifest(repo).get("tiny").complete
+    service = CoreService(spec="L4", repository=repo)
+    q = ScriptedQuestionary(
+        [
+            ("text", "Search", "tiny"),
+            ("select", "Pick a model", first_matching("org/tiny  (")),
+            ("confirm", "Add another", False),
+            ("select", "What now", "Quit"),
+        ]
+    )
+    out = io.StringIO()
+    assert plain.run_plain(None, service=service, prompts=plain.Prompts(q), out=out) == QUIT_CODE
+    assert "  tiny  (org/tiny)" in out.getvalue()  # as `modelwiz add org/tiny` would: resumed, not tiny-2
+    assert "tiny-2" not in out.getvalue()
+
+
+def test_plain_rerun_over_the_real_core_refuses_a_finished_duplicate_until_named(fake_hub, tmp_path):
+    from wizard.core_service import CoreService
+
+    repo = tmp_path / "repo"
+    seeded_repository(repo, finished=True)
+    service = CoreService(spec="L4", repository=repo)
+    q = ScriptedQuestionary(
+        [
+            ("text", "Search", "tiny"),
+            ("select", "Pick a model", first_matching("org/tiny  (")),
+            ("confirm", "Add another", False),
+            ("select", "What now", "Name a model"),
+            ("select", "Which model", "org/tiny"),
+            ("text", "Name for", "tiny-copy"),
+            ("select", "What now", "Quit"),
+        ]
+    )
+    out = io.StringIO()
+    assert plain.run_plain(None, service=service, prompts=plain.Prompts(q), out=out) == QUIT_CODE
+    text = out.getvalue()
+    assert "✖ org/tiny is already in the repository as 'tiny'" in text  # the CLI's refusal
+    assert "  tiny-copy  (org/tiny)" in text

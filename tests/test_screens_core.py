@@ -1,19 +1,39 @@
-"""Pilot: the whole wizard over the real core (CoreService). NVML is the fake driver, the Hub is the
-fake server, planner/download/repository are real; only the launch is faked, at the core's
-boundary (wizard.serve.start_server, as the add session calls it), since the Triton image cannot run here."""
+"""Pilot: the whole wizard over the real core (CoreService), and a re-run that picks a model
+already in the repository (the core's naming rule, as `modelwiz add` applies it). NVML is the fake driver, the Hub is the
+fake server, planner/download/repository and the machine checks (a real podman service, the
+test CDI spec) are real; only the launch is faked, at the core's boundary
+(wizard.serve.start_server), since the Triton image cannot run here."""
 
 from __future__ import annotations
 
 from types import SimpleNamespace
 
+import pytest
+from textual.widgets import Input
+
 from screens.app import build_app
 from tests.fixtures_nvml import h100
-from tests.test_screens_flow import SIZE, pick, screen_name, to_models, wait_for
+from tests.fixtures_screens import (
+    SEED_GPUS,
+    SIZE,
+    models_ready,
+    pick,
+    plan_ready,
+    screen_name,
+    seeded_repository,
+    text_of,
+    to_models,
+    to_plan,
+    wait_for,
+)
 from wizard.core_service import CoreService
 from wizard.manifest import load_manifest
 
 
-async def test_whole_flow_over_the_real_core(tmp_path, fake_nvml, fake_hub, monkeypatch):
+@pytest.mark.podman
+async def test_whole_flow_over_the_real_core(tmp_path, fake_nvml, fake_hub, monkeypatch, podman_service, cdi_gpus):
+    # Failed machine checks block the launch: podman and the GPUs' CDI names must be there.
+    monkeypatch.setenv("CONTAINER_HOST", podman_service.url)
     fake_nvml([h100(0)])
     launched = []
 
@@ -42,15 +62,49 @@ async def test_whole_flow_over_the_real_core(tmp_path, fake_nvml, fake_hub, monk
         await to_models(pilot)
         await pick(pilot, "org/tiny-chat")
         await pilot.click("#continue")
-        await wait_for(pilot, lambda: screen_name(app) == "PlanScreen" and app.screen.plan is not None, tries=300)
+        await wait_for(pilot, lambda: screen_name(app) == "PlanScreen" and app.screen.plan is not None)
         plan = app.screen.plan
         assert plan.fits and [m.name for m in plan.models] == ["tiny-chat"]
         assert plan.models[0].instance_group.kind == "KIND_GPU"
         await pilot.click("#continue")
-        await wait_for(pilot, lambda: screen_name(app) == "DoneScreen", tries=600)
+        await wait_for(pilot, lambda: screen_name(app) == "DoneScreen")
 
     # What the wizard built is what `modelwiz add` builds.
     entry = load_manifest(repo).get("tiny-chat")
     assert entry.complete and entry.revision == fake_hub.repos["org/tiny-chat"].sha
     assert (repo / "tiny-chat" / "config.pbtxt").is_file() and (repo / "tiny-chat" / "1" / "model.json").is_file()
     assert launched == [(repo, ("tiny-chat",), ("0",))]
+
+
+async def test_rerun_over_the_real_core_resumes_an_unfinished_add(tmp_path, fake_hub):
+    repo = tmp_path / "repo"
+    seeded_repository(repo, finished=False)
+    app = build_app(CoreService(spec=SEED_GPUS, repository=repo))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: models_ready(app))  # a re-run opens on the models
+        assert "tiny  (org/tiny)  unfinished" in text_of(app, "#existing")
+        await pick(pilot, "org/tiny")
+        await to_plan(pilot)
+        plan = app.screen.plan
+        assert plan.names == {"org/tiny": "tiny"}  # as `modelwiz add org/tiny` does: resumed, not tiny-2
+        assert [m.name for m in plan.models] == ["tiny"]
+
+
+async def test_rerun_over_the_real_core_refuses_a_finished_duplicate_until_named(tmp_path, fake_hub):
+    repo = tmp_path / "repo"
+    seeded_repository(repo, finished=True)
+    app = build_app(CoreService(spec=SEED_GPUS, repository=repo))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: models_ready(app))
+        await pick(pilot, "org/tiny")
+        await pilot.click("#continue")
+        await wait_for(
+            pilot,
+            lambda: screen_name(app) == "PlanScreen" and "already in the repository" in text_of(app, "#problem"),
+            groups=["plan"],
+        )
+        assert "org/tiny is already in the repository as 'tiny'" in text_of(app, "#problem")  # the CLI's refusal
+        app.screen.query_one("#name-0", Input).value = "tiny-copy"
+        await wait_for(pilot, lambda: plan_ready(app), groups=["plan"])
+        assert app.screen.plan.names == {"org/tiny": "tiny-copy"}
+        assert [m.name for m in app.screen.plan.models] == ["tiny", "tiny-copy"]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from screens.app import build_app
-from tests.test_screens_flow import pick, screen_name, to_models, wait_for
+from tests.fixtures_screens import pick, screen_name, to_models, to_plan, wait_for
 
 SIZE = (80, 24)
 
@@ -30,8 +30,7 @@ def test_machine_screen(snap_compare, fake_backend):
 async def _to_plan(pilot):
     await to_models(pilot)
     await pick(pilot, "qwen2.5-7b")
-    await pilot.click("#continue")
-    await wait_for(pilot, lambda: screen_name(pilot.app) == "PlanScreen" and pilot.app.screen.plan is not None)
+    await to_plan(pilot)
 
 
 def test_plan_screen(snap_compare, fake_backend):

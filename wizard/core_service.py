@@ -92,6 +92,7 @@ class CoreService:
                     source=entry.source if entry else model.name,
                     plan=entry.plan if entry else None,
                     revision=entry.revision if entry else None,
+                    complete=entry.complete if entry else True,
                 )
             )
         return tuple(out)

@@ -11,8 +11,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import Any
 
 from wizard.errors import UsageError
+
+TTY_DEVICE = "/dev/tty"
 
 
 def has_terminal() -> bool:
@@ -27,11 +30,23 @@ def can_ask() -> bool:
     if stdin is not None and stdin.isatty():
         return True
     try:
-        fd = os.open("/dev/tty", os.O_RDWR)
+        fd = os.open(TTY_DEVICE, os.O_RDWR)
     except OSError:
         return False
     os.close(fd)
     return True
+
+
+def prompt_streams() -> dict[str, Any]:
+    """input/output for prompt_toolkit (questionary): none when both standard streams are
+    terminals, else the controlling terminal, so piped output still gets plain lines."""
+    if has_terminal():
+        return {}
+    from prompt_toolkit.input import create_input
+    from prompt_toolkit.output import create_output
+
+    tty = open(TTY_DEVICE, "r+")  # noqa: SIM115 - lives as long as the process
+    return {"input": create_input(tty), "output": create_output(tty)}
 
 
 def run_interactive(args: argparse.Namespace) -> int:

@@ -1,41 +1,55 @@
-"""The readable `modelwiz plan` output: a memory map per GPU, then each model's settings and why.
+"""Every text view of a plan, each written once:
 
-Pure text; the TUI draws its own bars from the same `GpuBudget` numbers.
+- `render_plan`: the readable `modelwiz plan` output (a memory map per GPU, then each model's
+  settings and why);
+- `plan_summary`: one model's plan on one line (`modelwiz add`'s confirmation, `modelwiz status`);
+- `model_card`: one model's verdict in the wizard, as toned pieces that the Textual plan screen
+  colours and the plain wizard prints as they are;
+- `device_lines`: a device's memory as the plain wizard shows it.
+
+The memory bars themselves come from `wizard.textbar` (one algorithm, one legend).
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Literal
+
+from wizard.model_config import plan_devices
 from wizard.plan_types import ModelPlan
-from wizard.planner import GpuBudget, Plan
+from wizard.service import DEVICE_PARTS, DeviceMemory
+from wizard.textbar import PART_LABELS, MemoryPart, plain_bar, plain_legend
 from wizard.units import format_bytes
 
+if TYPE_CHECKING:
+    from wizard.planner import GpuBudget, Plan
+
 BAR_WIDTH = 48
-# One character per kind of memory, in the order the map lists them.
-_SEGMENTS = (
-    ("driver", "driver_reserved_bytes", "#"),
-    ("other processes", "other_processes_bytes", "x"),
-    ("weights", "weights_bytes", "W"),
-    ("KV cache", "kv_cache_bytes", "K"),
-    ("overhead", "overhead_without_margin_bytes", "o"),
-    ("margin", "margin_bytes", "m"),
-    ("free", "free_bytes", "."),
+# Each kind of memory in a `GpuBudget`, in the order the map lists them.
+_BUDGET_PARTS: tuple[tuple[MemoryPart, str], ...] = (
+    ("driver", "driver_reserved_bytes"),
+    ("other_processes", "other_processes_bytes"),
+    ("weights", "weights_bytes"),
+    ("kv_cache", "kv_cache_bytes"),
+    ("overhead", "overhead_without_margin_bytes"),
+    ("margin", "margin_bytes"),
+    ("free", "free_bytes"),
 )
+
+Tone = Literal["good", "bad", "advice", "muted", "plain"]
+Piece = tuple[str, Tone]
+
+
+# ---------------------------------------------------------------------------------------------
+# `modelwiz plan`
+
+
+def _budget_parts(budget: GpuBudget) -> list[tuple[MemoryPart, int]]:
+    return [(part, int(getattr(budget, attr))) for part, attr in _BUDGET_PARTS]
 
 
 def memory_bar(budget: GpuBudget, width: int = BAR_WIDTH) -> str:
     """`[##WWWWKKKoo....]`: each kind of memory in proportion to the device's total."""
-    total = max(1, budget.total_bytes)
-    sizes = [getattr(budget, attr) for _, attr, _ in _SEGMENTS]
-    cells = [round(size * width / total) for size in sizes]
-    # Keep every non-empty segment visible and the bar exactly `width` wide.
-    for i, size in enumerate(sizes):
-        if size > 0 and cells[i] == 0:
-            cells[i] = 1
-    while sum(cells) > width:
-        cells[cells.index(max(cells))] -= 1
-    while sum(cells) < width:
-        cells[-1] += 1
-    return "[" + "".join(ch * n for (_, _, ch), n in zip(_SEGMENTS, cells)) + "]"
+    return "[" + plain_bar(_budget_parts(budget), width) + "]"
 
 
 def render_gpu(budget: GpuBudget) -> list[str]:
@@ -44,9 +58,7 @@ def render_gpu(budget: GpuBudget) -> list[str]:
         return [f"{head}  not usable: {budget.note}"]
     lines = [f"{head}  utilization {budget.utilization:.2f}", f"  {memory_bar(budget)}"]
     parts = [
-        f"{label} {format_bytes(getattr(budget, attr))}"
-        for label, attr, _ in _SEGMENTS
-        if getattr(budget, attr) or label == "free"
+        f"{PART_LABELS[part]} {format_bytes(size)}" for part, size in _budget_parts(budget) if size or part == "free"
     ]
     lines.append("  " + " · ".join(parts))
     for e in budget.engines:
@@ -79,7 +91,7 @@ def render_model(plan: ModelPlan) -> list[str]:
 
 
 def render_plan(plan: Plan) -> str:
-    lines = ["Memory per GPU (# driver, x other processes, W weights, K KV cache, o overhead, m margin, . free)"]
+    lines = [f"Memory per GPU ({plain_legend([part for part, _ in _BUDGET_PARTS])})"]
     for budget in plan.gpus:
         lines += render_gpu(budget)
     lines.append("")
@@ -94,3 +106,66 @@ def render_plan(plan: Plan) -> str:
     bad = [m.name for m in plan.models if not m.fits]
     lines.append("Everything fits." if not bad else f"Does not fit: {', '.join(bad)}.")
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# One line per model
+
+
+def plan_summary(plan: ModelPlan) -> str:
+    """`TP 1, util 0.45, max_model_len 4096, KIND_GPU on 0` (one line for lists)."""
+    where = ", ".join(plan_devices(plan)) or "?"
+    text = (
+        f"TP {plan.tensor_parallel_size}, util {plan.gpu_memory_utilization:.2f}, "
+        f"max_model_len {plan.max_model_len}, {plan.instance_group.kind} on {where}"
+    )
+    if plan.dtype:
+        text += f", {plan.dtype}"
+    return text
+
+
+# ---------------------------------------------------------------------------------------------
+# The wizard's plan step
+
+
+def model_card(plan: ModelPlan) -> list[Piece]:
+    """One model's plan: where it runs and with what settings, or why it does not fit."""
+    if not plan.fits:
+        pieces: list[Piece] = [("✖ does not fit: ", "bad"), (plan.reason or "no placement found", "plain")]
+        pieces += [(f"\n  → {s}", "advice") for s in plan.suggestions]
+        return pieces
+    ig = plan.instance_group
+    where = ", ".join(plan.devices) or ", ".join(str(g) for g in ig.gpus)
+    pieces = [
+        ("✔ fits  ", "good"),
+        (
+            f"TP {plan.tensor_parallel_size} on GPU {where} · {ig.kind} ×{ig.count} · "
+            f"max_model_len {plan.max_model_len:,} · gpu_memory_utilization {plan.gpu_memory_utilization:.2f}\n",
+            "plain",
+        ),
+        (
+            f"weights {format_bytes(plan.weights_bytes)} · KV cache {plan.kv_cache_tokens:,} tokens · "
+            f"≈{plan.max_concurrency:.1f} full-length requests at once",
+            "muted",
+        ),
+    ]
+    if plan.kv_cache_dtype:
+        pieces.append((f" · KV {plan.kv_cache_dtype}", "muted"))
+    return pieces
+
+
+def card_text(plan: ModelPlan) -> str:
+    """`model_card` as plain text."""
+    return "".join(text for text, _ in model_card(plan))
+
+
+def device_lines(device: DeviceMemory, width: int = BAR_WIDTH) -> list[str]:
+    """`GPU 0 · H100: 40.0 GiB of 79.1 GiB planned` and its bar."""
+    return [
+        f"{device.label}: {format_bytes(device.total - device.free)} of {format_bytes(device.total)} planned",
+        f"  [{plain_bar(device.parts(), width)}]",
+    ]
+
+
+def device_legend() -> str:
+    return plain_legend(DEVICE_PARTS)

@@ -19,8 +19,9 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
+from wizard.textbar import MemoryPart
 from wizard.units import format_bytes
 
 if TYPE_CHECKING:
@@ -33,6 +34,14 @@ if TYPE_CHECKING:
 # ---------------------------------------------------------------------------------------------
 # What crosses the boundary
 
+CheckStatus = Literal["ok", "warn", "fail"]
+Stage = Literal["download", "launch"]  # the steps a failed check can stop, in order
+STAGES: tuple[Stage, ...] = ("download", "launch")
+Fit = Literal["fits", "split", "no", "unknown"]
+Access = Literal["ok", "needs-login", "needs-request"]
+ServingState = Literal["waiting", "loading", "ready", "failed"]
+Gated = bool | Literal["auto", "manual"]  # True when only "gated" is known
+
 
 @dataclass(frozen=True)
 class Check:
@@ -40,17 +49,14 @@ class Check:
 
     key: str  # "podman", "cdi", "hf-login", "disk", ...
     title: str  # "Podman"
-    status: str  # "ok" | "warn" | "fail"
+    status: CheckStatus
     summary: str  # "podman 4.3.1 reachable at unix:///run/podman/podman.sock"
     hint: str | None = None  # the fix, when status is not ok
-    blocks: str | None = None  # the first step it stops: "download" | "launch" | None
+    blocks: Stage | None = None  # the first step it stops
 
     @property
     def ok(self) -> bool:
         return self.status == "ok"
-
-
-STATUSES = ("ok", "warn", "fail")
 
 
 @dataclass(frozen=True)
@@ -59,10 +65,10 @@ class ModelCandidate:
 
     repo_id: str
     downloads: int | None = None
-    gated: bool | str = False  # False, or the Hub's "auto" / "manual"
+    gated: Gated = False  # False, or the Hub's "auto" / "manual"
     parameters: int | None = None
     weights_bytes: int | None = None  # size of the weights on the Hub, when known
-    fit: str = "unknown"  # "fits" | "split" | "no" | "unknown" (see quick_fit)
+    fit: Fit = "unknown"  # see quick_fit
     fit_note: str = ""  # "fits one H100 80GB", "needs 2 GPUs (TP 2)", "too big: 140 GiB > 160 GiB"
 
 
@@ -72,8 +78,8 @@ class ModelDetails:
 
     repo_id: str
     revision: str | None  # the commit the download will pin
-    gated: bool | str = False
-    access: str = "ok"  # "ok" | "needs-login" | "needs-request"
+    gated: Gated = False
+    access: Access = "ok"
     access_note: str = ""  # what to do about access, when not ok
     weights_bytes: int | None = None
     vllm_supported: bool | None = None
@@ -92,6 +98,7 @@ class ExistingModel:
     source: str  # Hub repo id or local path
     plan: ModelPlan | None = None
     revision: str | None = None
+    complete: bool = True  # False: an add that did not finish (picking its source again resumes it)
 
 
 @dataclass(frozen=True)
@@ -110,6 +117,9 @@ class ModelChoice:
     min_concurrency: int = 1
 
 
+DEVICE_PARTS: tuple[MemoryPart, ...] = ("weights", "kv_cache", "overhead", "other_processes", "free")
+
+
 @dataclass(frozen=True)
 class DeviceMemory:
     """How one device's memory is split by the plan (bytes). The parts add up to `total`."""
@@ -123,7 +133,8 @@ class DeviceMemory:
     other_processes: int = 0
     free: int = 0
 
-    def parts(self) -> tuple[tuple[str, int], ...]:
+    def parts(self) -> tuple[tuple[MemoryPart, int], ...]:
+        """The parts in bar order (`DEVICE_PARTS`)."""
         return (
             ("weights", self.weights),
             ("kv_cache", self.kv_cache),
@@ -182,15 +193,12 @@ class LogLine:
     text: str
 
 
-MODEL_STATES = ("waiting", "loading", "ready", "failed")
-
-
 @dataclass(frozen=True)
 class ModelState:
     """A model's state in the running server."""
 
     name: str
-    state: str  # one of MODEL_STATES
+    state: ServingState
     detail: str = ""  # for "failed": the log excerpt that says why
 
 
@@ -237,7 +245,10 @@ class WizardService(Protocol):
         inventory: GpuInventory,
         choices: Sequence[ModelChoice],
         existing: Sequence[ExistingModel] = (),
-    ) -> PlanView: ...
+    ) -> PlanView:
+        """Plan the picks with the repository's models. Names picks that have none (`PlanView.names`):
+        an unfinished add of the same source is resumed under its name; a finished one is refused
+        (UsageError: give a name to add another copy)."""
 
     def disk_check(self, plan: PlanView) -> DiskCheck:
         """Room for what `plan`'s new models still need to fetch."""
@@ -250,8 +261,9 @@ class WizardService(Protocol):
         on_progress: Callable[[ProgressEvent], None],
         cancel: threading.Event,
     ) -> None:
-        """Fetch one model of `plan` (at the commit planned). Raises wizard.errors.Cancelled when
-        `cancel` is set (done files stay)."""
+        """Fetch one pick of `plan` at the commit planned, under `PlanView.name_of(choice)`.
+
+        Raises wizard.errors.Cancelled when `cancel` is set (done files stay)."""
 
     def write_repository(self, plan: PlanView, choices: Sequence[ModelChoice]) -> None: ...
 
@@ -272,7 +284,7 @@ class WizardService(Protocol):
 # Pure helpers both UIs use
 
 
-def quick_fit(weights_bytes: int | None, inventory: GpuInventory | None) -> tuple[str, str]:
+def quick_fit(weights_bytes: int | None, inventory: GpuInventory | None) -> tuple[Fit, str]:
     """A first answer to "does it fit?" from the weights' size alone, for search lists.
 
     The planner gives the real answer on the plan screen; this only sorts a list at a glance:
@@ -310,8 +322,7 @@ def free_bytes_at(path: Path) -> int:
     return shutil.disk_usage(probe).free
 
 
-def blocking(checks: Sequence[Check], step: str) -> tuple[Check, ...]:
-    """The failed checks that stop `step` ("download" or "launch")."""
-    order = ("download", "launch")
-    reach = order.index(step)
-    return tuple(c for c in checks if c.status == "fail" and c.blocks in order and order.index(c.blocks) <= reach)
+def blocking(checks: Sequence[Check], step: Stage) -> tuple[Check, ...]:
+    """The failed checks that stop `step` (or an earlier one)."""
+    reach = STAGES.index(step)
+    return tuple(c for c in checks if c.status == "fail" and c.blocks is not None and STAGES.index(c.blocks) <= reach)

@@ -1,8 +1,33 @@
-"""Dividing a bar's cells between parts (memory per GPU), shared by the Textual bar and plain text."""
+"""The one memory-bar algorithm and legend: how a device's memory is divided between its parts,
+as cells of a bar. Used by `modelwiz plan` (wizard.plan_render), the plain wizard and the Textual
+bar widget (screens/widgets/memory_bar.py), which colours the same cells."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
+
+MemoryPart = Literal["driver", "other_processes", "weights", "kv_cache", "overhead", "margin", "free"]
+
+PART_LABELS: dict[MemoryPart, str] = {
+    "driver": "driver",
+    "other_processes": "other processes",
+    "weights": "weights",
+    "kv_cache": "KV cache",
+    "overhead": "overhead",
+    "margin": "margin",
+    "free": "free",
+}
+# For terminals without colour: one letter per part, so the bar reads without its legend.
+PART_GLYPHS: dict[MemoryPart, str] = {
+    "driver": "#",
+    "other_processes": "x",
+    "weights": "W",
+    "kv_cache": "K",
+    "overhead": "o",
+    "margin": "m",
+    "free": ".",
+}
 
 
 def split_widths(sizes: Sequence[int], width: int) -> list[int]:
@@ -27,10 +52,12 @@ def split_widths(sizes: Sequence[int], width: int) -> list[int]:
     return cells
 
 
-PLAIN_GLYPHS = {"weights": "#", "kv_cache": "=", "overhead": "+", "other_processes": "x", "free": "."}
-
-
-def plain_bar(parts: Sequence[tuple[str, int]], width: int) -> str:
-    """`###====+....` for terminals without colour (plain mode, logs)."""
+def plain_bar(parts: Sequence[tuple[MemoryPart, int]], width: int) -> str:
+    """`WWWWKKKKo....` for terminals without colour (plain mode, `modelwiz plan`, logs)."""
     cells = split_widths([size for _, size in parts], width)
-    return "".join(PLAIN_GLYPHS.get(name, "?") * n for (name, _), n in zip(parts, cells))
+    return "".join(PART_GLYPHS[name] * n for (name, _), n in zip(parts, cells, strict=True))
+
+
+def plain_legend(parts: Sequence[MemoryPart]) -> str:
+    """`W weights, K KV cache, o overhead, x other processes, . free`."""
+    return ", ".join(f"{PART_GLYPHS[p]} {PART_LABELS[p]}" for p in parts)

@@ -1,6 +1,7 @@
 """What the wizard has learned and decided so far: one frozen value, replaced step by step.
 
-Both UIs (Textual and plain prompts) carry the same state through the same steps.
+Both UIs (Textual and plain prompts) carry the same state through the same steps
+(`wizard.wizard_flow` says which, and how each step's answer changes it).
 """
 
 from __future__ import annotations
@@ -12,16 +13,6 @@ from wizard.service import Check, Endpoints, ExistingModel, ModelChoice, PlanVie
 
 if TYPE_CHECKING:
     from wizard.gpus import GpuInventory
-
-STEPS = ("machine", "models", "plan", "download", "launch", "done")
-STEP_TITLES = {
-    "machine": "Machine",
-    "models": "Models",
-    "plan": "Plan",
-    "download": "Download",
-    "launch": "Launch",
-    "done": "Done",
-}
 
 
 @dataclass(frozen=True)
@@ -36,6 +27,3 @@ class WizardState:
 
     def with_(self, **changes: object) -> WizardState:
         return replace(self, **changes)  # type: ignore[arg-type]
-
-    def taken_names(self) -> frozenset[str]:
-        return frozenset(e.name for e in self.existing) | frozenset(c.name for c in self.choices)

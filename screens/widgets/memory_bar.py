@@ -1,28 +1,20 @@
-"""One device's memory as a bar: weights, KV cache, overhead, other processes, free."""
+"""One device's memory as a bar: weights, KV cache, overhead, other processes, free (the cells of
+`wizard.textbar`, coloured by the theme)."""
 
 from __future__ import annotations
 
 from rich.text import Text
 from textual.widget import Widget
 
-from wizard.service import DeviceMemory
-from wizard.textbar import split_widths
+from wizard.service import DEVICE_PARTS, DeviceMemory
+from wizard.textbar import PART_LABELS, split_widths
 from wizard.units import format_bytes
-
-PARTS = ("weights", "kv_cache", "overhead", "other_processes", "free")
-LABELS = {
-    "weights": "weights",
-    "kv_cache": "KV cache",
-    "overhead": "overhead",
-    "other_processes": "other processes",
-    "free": "free",
-}
 
 
 class MemoryBar(Widget):
     """Label line, then the bar. Colours come from the theme (component classes)."""
 
-    COMPONENT_CLASSES = {f"memory-bar--{p}" for p in PARTS} | {"memory-bar--label"}
+    COMPONENT_CLASSES = {f"memory-bar--{p}" for p in DEVICE_PARTS} | {"memory-bar--label"}
     DEFAULT_CSS = """
     MemoryBar {
         height: 2;
@@ -50,8 +42,8 @@ class MemoryBar(Widget):
         text.append(m.label, style=self.get_component_rich_style("memory-bar--label"))
         text.append(f"  {format_bytes(used)} of {format_bytes(m.total)} planned", style="dim")
         text.append("\n")
-        sizes = [getattr(m, p) for p in PARTS]
-        for part, cells in zip(PARTS, split_widths(sizes, self.size.width)):
+        parts = m.parts()
+        for (part, _), cells in zip(parts, split_widths([size for _, size in parts], self.size.width), strict=True):
             glyph = "░" if part == "free" else "█"
             text.append(glyph * cells, style=self.get_component_rich_style(f"memory-bar--{part}"))
         return text
@@ -65,9 +57,9 @@ class MemoryLegend(Widget):
 
     def render(self) -> Text:
         text = Text()
-        for part in PARTS:
+        for part in DEVICE_PARTS:
             if text:
                 text.append("  ")
             text.append("■ " if part != "free" else "░ ", style=self.get_component_rich_style(f"memory-bar--{part}"))
-            text.append(LABELS[part])
+            text.append(PART_LABELS[part])
         return text

@@ -1,0 +1,290 @@
+"""The wizard's one flow, shared by the Textual screens (`screens/`) and the plain prompts
+(`wizard.plain`): the order of the steps, where Back goes, what each step's answer changes in the
+`WizardState`, what stops a launch, how typed numbers are read, and the "disk check, downloads,
+write, launch" sequence. The UIs only ask and show; the decisions are here (and naming is the
+core's: a pick is sent with no name, and `PlanView.names` says what the core called it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from wizard.errors import ModelwizError, UsageError
+from wizard.gpus import GpuInventory
+from wizard.progress import ProgressEvent
+from wizard.service import (
+    Check,
+    Endpoints,
+    ExistingModel,
+    LaunchEvent,
+    ModelChoice,
+    ModelDetails,
+    PlanView,
+    Stage,
+    WizardService,
+    blocking,
+)
+from wizard.wizard_state import WizardState
+
+Step = Literal["machine", "models", "plan", "download", "launch", "done"]
+STEPS: tuple[Step, ...] = ("machine", "models", "plan", "download", "launch", "done")
+STEP_TITLES: dict[Step, str] = {
+    "machine": "Machine",
+    "models": "Models",
+    "plan": "Plan",
+    "download": "Download",
+    "launch": "Launch",
+    "done": "Done",
+}
+
+TOKENS_PER_K = 1024  # "128k" is the 131072 a config.json gives as max_position_embeddings
+CONTEXT_HINT = "write a whole number of tokens: 8192, 8k, 32K or 131072"
+
+
+# ---------------------------------------------------------------------------------------------
+# What each step answers
+
+
+class Back(enum.Enum):
+    """The user asked to go back one step."""
+
+    BACK = "back"
+
+
+BACK = Back.BACK
+
+
+@dataclass(frozen=True)
+class MachineResult:
+    inventory: GpuInventory
+    checks: tuple[Check, ...]
+    spec: str | None  # the --gpus text, or what the user described
+
+
+@dataclass(frozen=True)
+class ModelsResult:
+    choices: tuple[ModelChoice, ...]
+
+
+@dataclass(frozen=True)
+class PlanResult:
+    choices: tuple[ModelChoice, ...]
+    plan: PlanView
+
+
+@dataclass(frozen=True)
+class DownloadResult:
+    """Every picked model is on disk."""
+
+
+@dataclass(frozen=True)
+class LaunchResult:
+    endpoints: Endpoints
+
+
+@dataclass(frozen=True)
+class DoneResult:
+    """The user finished."""
+
+
+StepResult = MachineResult | ModelsResult | PlanResult | DownloadResult | LaunchResult | DoneResult
+
+
+def fold(state: WizardState, result: StepResult) -> WizardState:
+    """The state once a step's answer is in."""
+    if isinstance(result, MachineResult):
+        return state.with_(inventory=result.inventory, checks=result.checks, spec=result.spec)
+    if isinstance(result, ModelsResult):
+        return state.with_(choices=result.choices)
+    if isinstance(result, PlanResult):
+        return state.with_(choices=result.choices, plan=result.plan)
+    if isinstance(result, LaunchResult):
+        return state.with_(endpoints=result.endpoints)
+    return state
+
+
+# ---------------------------------------------------------------------------------------------
+# Step order
+
+
+def opening(service: WizardService, state: WizardState) -> WizardState:
+    """What the wizard knows before its first step: the repository's models and, on a re-run,
+    the GPUs (when they cannot be read, the machine step says why)."""
+    state = state.with_(existing=tuple(service.existing_models()))
+    if state.existing:
+        with contextlib.suppress(ModelwizError):
+            state = state.with_(inventory=service.load_inventory(state.spec))
+    return state
+
+
+def first_step(state: WizardState) -> Step:
+    """A re-run (models in the repository, GPUs known) opens on the model list."""
+    return "models" if state.existing and state.inventory is not None else "machine"
+
+
+def advance(state: WizardState, step: Step, answer: StepResult | Back) -> tuple[WizardState, Step | None]:
+    """The state and the step after `step` answered; None when the wizard is done."""
+    if isinstance(answer, Back):
+        return state, step_before(step) or STEPS[0]
+    return fold(state, answer), step_after(step)
+
+
+def step_after(step: Step) -> Step | None:
+    """The next step, or None when `step` is the last."""
+    index = STEPS.index(step)
+    return STEPS[index + 1] if index + 1 < len(STEPS) else None
+
+
+def step_before(step: Step) -> Step | None:
+    """Where Back goes; None means leaving the wizard. Back from the launch is the plan: the
+    downloads are done, and the plan is where a failed launch is fixed."""
+    if step == "launch":
+        return "plan"
+    index = STEPS.index(step)
+    return STEPS[index - 1] if index else None
+
+
+# ---------------------------------------------------------------------------------------------
+# Picking and editing
+
+
+def pick(details: ModelDetails, choices: Sequence[ModelChoice]) -> ModelChoice:
+    """The choice for a looked-up model. Raises ModelwizError with the reason when it cannot be
+    picked (no access, an architecture vLLM does not serve, already picked)."""
+    if not details.pickable:
+        raise ModelwizError(details.access_note or details.note or f"{details.repo_id} cannot be used")
+    if already_picked(details.repo_id, choices):
+        raise UsageError(f"{details.repo_id} is already picked")
+    return ModelChoice(details.repo_id, revision=details.revision)
+
+
+def already_picked(repo_id: str, choices: Sequence[ModelChoice]) -> bool:
+    return any(c.repo_id == repo_id for c in choices)
+
+
+def existing_line(model: ExistingModel) -> str:
+    """A model already in the repository, as the model step lists it."""
+    line = f"{model.name}  ({model.source})"
+    return line if model.complete else f"{line}  unfinished: pick it again to resume"
+
+
+def parse_context_length(text: str) -> int | None:
+    """`8192`, `8k`, `32K`, `131072`, `128k`; empty means "the longest that fits" (None)."""
+    value = text.strip().lower().replace("_", "").replace(",", "")
+    if not value:
+        return None
+    return _tokens(value, text)
+
+
+def parse_concurrency(text: str) -> int:
+    """How many full-length requests at once: a whole number above 0."""
+    value = text.strip()
+    if not value.isdigit() or int(value) <= 0:
+        raise UsageError(
+            f"{text.strip() or 'nothing'!r} is not a number of requests", hint="enter a whole number above 0"
+        )
+    return int(value)
+
+
+def _tokens(value: str, text: str) -> int:
+    factor = 1
+    if value.endswith("k"):
+        factor, value = TOKENS_PER_K, value[:-1]
+    if not value.isdigit() or int(value) <= 0:
+        raise UsageError(f"{text.strip()!r} is not a context length", hint=CONTEXT_HINT)
+    return int(value) * factor
+
+
+def with_settings(
+    choices: Sequence[ModelChoice], index: int, *, max_model_len: int | None, min_concurrency: int
+) -> tuple[ModelChoice, ...]:
+    out = list(choices)
+    c = out[index]
+    out[index] = ModelChoice(c.repo_id, c.name, c.revision, max_model_len, min_concurrency)
+    return tuple(out)
+
+
+def with_name(choices: Sequence[ModelChoice], index: int, name: str | None) -> tuple[ModelChoice, ...]:
+    """The user typed a name for a pick (empty: let the core name it)."""
+    out = list(choices)
+    c = out[index]
+    out[index] = ModelChoice(c.repo_id, (name or "").strip() or None, c.revision, c.max_model_len, c.min_concurrency)
+    return tuple(out)
+
+
+def can_go_on(plan: PlanView | None, choices: Sequence[ModelChoice], state: WizardState) -> bool:
+    """The plan can be downloaded and launched: it fits, and there is something to run."""
+    return plan is not None and plan.fits and bool(choices or state.existing)
+
+
+# ---------------------------------------------------------------------------------------------
+# Downloads, then write and launch
+
+
+def download_all(
+    service: WizardService,
+    state: WizardState,
+    *,
+    on_progress: Callable[[int, ProgressEvent], object],
+    cancel: threading.Event,
+) -> None:
+    """Check the machine and the disk, then fetch each pick in order (`on_progress` gets the
+    pick's index). Raises ModelwizError when a failed check stops downloads or the disk is too
+    small (before any byte moves), and wizard.errors.Cancelled when `cancel` is set."""
+    choices, plan = state.choices, state.plan
+    if not choices or plan is None:
+        return
+    check_stage(state.checks, "download")
+    disk = service.disk_check(plan)
+    if not disk.ok:
+        raise ModelwizError(
+            f"not enough disk space: {disk.explain()}",
+            hint=f"free some space in {disk.path} (or use another model repository), then download again",
+        )
+    for index, choice in enumerate(choices):
+
+        def report(event: ProgressEvent, index: int = index) -> None:
+            on_progress(index, event)
+
+        service.download(plan, choice, on_progress=report, cancel=cancel)
+
+
+def check_stage(checks: Sequence[Check], stage: Stage) -> None:
+    """Raise ModelwizError when a failed machine check stops `stage` ("download" or "launch")."""
+    stopping = blocking(checks, stage)
+    if stopping:
+        problems = "; ".join(f"{c.title}: {c.summary}" for c in stopping)
+        raise ModelwizError(
+            f"cannot {stage}: {problems}", hint=stopping[0].hint or "fix the machine check, then run modelwiz again"
+        )
+
+
+def write_and_launch(
+    service: WizardService,
+    state: WizardState,
+    *,
+    on_event: Callable[[LaunchEvent], object],
+    cancel: threading.Event,
+) -> Endpoints:
+    """Refuse when a machine check stops the launch; else write the repository and start Triton."""
+    if state.plan is None:
+        raise ModelwizError("there is no plan to launch", hint="go back to the plan step")
+    check_stage(state.checks, "launch")
+    service.write_repository(state.plan, state.choices)
+
+    def report(event: LaunchEvent) -> None:
+        on_event(event)
+
+    return service.launch(state.plan, on_event=report, cancel=cancel)
+
+
+def plan_for(service: WizardService, state: WizardState, choices: Sequence[ModelChoice]) -> PlanView:
+    """The core's plan for `choices` with the repository's models, on the state's GPUs."""
+    if state.inventory is None:
+        raise ModelwizError("there are no GPUs to plan for", hint="go back to the machine step and describe them")
+    return service.plan(state.inventory, choices, state.existing)
