@@ -28,6 +28,7 @@ from wizard.export_kube import (
     with_health_check,
 )
 from wizard.model_config import parse_config_pbtxt
+from wizard.openai_frontend import FRONTEND_MAIN
 from wizard.units import GiB
 
 # A resource name as the API server accepts it: [prefix/]name, DNS-subdomain prefix (no '=').
@@ -103,7 +104,9 @@ def test_triton_runs_the_container_modelwiz_up_creates(repo):
     (triton,) = pod["containers"]
     assert triton["image"] == kwargs["image"]
     names = [m.name for m in facts.models]
-    assert triton["args"] == kwargs["command"] + [f"--load-model={n}" for n in names] + ["--model-load-thread-count=1"]
+    # The OpenAI frontend (the default) takes --load-model=NAME but has no --model-load-thread-count.
+    tail = [] if FRONTEND_MAIN in kwargs["command"] else ["--model-load-thread-count=1"]
+    assert triton["args"] == kwargs["command"] + [f"--load-model={n}" for n in names] + tail
     assert "command" not in triton  # the image's entrypoint stays, as under podman
     mount_point = repo.manifest.mount_point
     assert {"name": "models", "mountPath": mount_point, "readOnly": True} in triton["volumeMounts"]
@@ -113,7 +116,15 @@ def test_triton_runs_the_container_modelwiz_up_creates(repo):
     assert kwargs["shm_size"] == 1 * GiB
     claim = volumes["models"]["persistentVolumeClaim"]["claimName"]
     assert claim == by_kind(kube_objects(facts), "PersistentVolumeClaim")[0]["metadata"]["name"]
+    # The OpenAI frontend (the default) serves /v2 on 8000/8001 and the API and /metrics on 9000.
     assert [(p["name"], p["containerPort"]) for p in triton["ports"]] == [
+        ("http", 8000),
+        ("grpc", 8001),
+        ("openai", 9000),
+    ]
+    plain = kube_objects(replace(facts, spec=replace(facts.spec, openai_port=None)))
+    (plain_triton,) = deployment(plain)["spec"]["template"]["spec"]["containers"]
+    assert [(p["name"], p["containerPort"]) for p in plain_triton["ports"]] == [
         ("http", 8000),
         ("grpc", 8001),
         ("metrics", 8002),
@@ -184,6 +195,15 @@ def test_service_and_namespace(repo):
     assert {o["metadata"]["namespace"] for o in objects} == {"inference"}
     (service,) = by_kind(objects, "Service")
     assert [(p["name"], p["port"], p["targetPort"]) for p in service["spec"]["ports"]] == [
+        ("http", 8000, "http"),
+        ("grpc", 8001, "grpc"),
+        ("metrics", 8002, "openai"),  # the frontend serves Triton's metrics at /metrics on its port
+        ("openai", 9000, "openai"),
+    ]
+    facts = export_facts(repo)
+    plain = kube_objects(replace(facts, spec=replace(facts.spec, openai_port=None)))
+    (plain_service,) = by_kind(plain, "Service")
+    assert [(p["name"], p["port"], p["targetPort"]) for p in plain_service["spec"]["ports"]] == [
         ("http", 8000, "http"),
         ("grpc", 8001, "grpc"),
         ("metrics", 8002, "metrics"),

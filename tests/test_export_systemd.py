@@ -125,12 +125,15 @@ def test_quadlet_encodes_what_modelwiz_up_creates(repo, choices):
     ((volume, cache),) = kwargs["volumes"].items()
     assert c["Volume"] == [f"{mount['source']}:{mount['target']}:ro", f"{volume}:{cache['bind']}:{cache['mode']}"]
     # (ip, port) binds one address; a bare port binds every interface (--listen 0.0.0.0).
-    published = {
-        port.split("/")[0]: f"{host[0]}:{host[1]}" if isinstance(host, tuple) else str(host)
-        for port, host in kwargs["ports"].items()
-    }
-    assert sorted(c["PublishPort"]) == sorted(f"{host}:{port}/tcp" for port, host in published.items())
-    assert all(isinstance(h, int) for h in kwargs["ports"].values()) is (choices.get("listen") == "0.0.0.0")
+    # Two host ports may reach one container port (the OpenAI frontend serves /metrics): a list.
+    bindings = [
+        (port.split("/")[0], host)
+        for port, hosts in kwargs["ports"].items()
+        for host in (hosts if isinstance(hosts, list) else [hosts])
+    ]
+    published = [(port, f"{host[0]}:{host[1]}" if isinstance(host, tuple) else str(host)) for port, host in bindings]
+    assert sorted(c["PublishPort"]) == sorted(f"{host}:{port}/tcp" for port, host in published)
+    assert all(isinstance(h, int) for _, h in bindings) is (choices.get("listen") == "0.0.0.0")
     assert [parse_size(v) for v in c["ShmSize"]] == [kwargs["shm_size"]]
     unlimited = lambda v: -1 if v >= 2**63 else v  # noqa: E731 - libpod's RLIM_INFINITY is podman's -1
     assert c["Ulimit"] == [f"{u['Name']}={unlimited(u['Soft'])}:{unlimited(u['Hard'])}" for u in kwargs["ulimits"]]
@@ -141,7 +144,8 @@ def test_quadlet_encodes_what_modelwiz_up_creates(repo, choices):
     (exec_line,) = c["Exec"]
     words = systemd_split(exec_line)
     names = [m.name for m in facts.models]
-    assert words == kwargs["command"] + [f"--load-model={n}" for n in names] + ["--model-load-thread-count=1"]
+    assert words == list(boot_command(kwargs["command"], names))
+    assert words[len(kwargs["command"]) :][: len(names)] == [f"--load-model={n}" for n in names]
     assert "PodmanArgs" not in c  # everything has a key of its own
     assert unit["Install"]["WantedBy"] == ["multi-user.target default.target"]
 

@@ -40,10 +40,29 @@ HOST = HostFacts(rootless=False, selinux=False)
 
 def test_each_command_gets_its_flags_from_the_one_declaration():
     expected = {
-        ("up",): {"--image", "--name", "--listen", "--http-port", "--grpc-port", "--metrics-port", "--timeout"},
-        ("add",): {"--image"},
-        ("export", "kube"): {"--image", "--name"},
-        ("export", "systemd"): {"--image", "--name", "--listen", "--http-port", "--grpc-port", "--metrics-port"},
+        ("up",): {
+            "--image",
+            "--name",
+            "--listen",
+            "--http-port",
+            "--grpc-port",
+            "--metrics-port",
+            "--timeout",
+            "--openai",
+            "--openai-port",
+        },
+        ("add",): {"--image", "--openai", "--openai-port"},
+        ("export", "kube"): {"--image", "--name", "--openai"},
+        ("export", "systemd"): {
+            "--image",
+            "--name",
+            "--listen",
+            "--http-port",
+            "--grpc-port",
+            "--metrics-port",
+            "--openai",
+            "--openai-port",
+        },
     }
     declared = {f.metadata["flag"].option for f in fields(ServeOptions)}
     for path, flags in expected.items():

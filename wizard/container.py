@@ -15,6 +15,17 @@ from pathlib import Path
 from typing import Any
 
 from wizard.errors import UsageError
+from wizard.openai_frontend import (
+    DEFAULT_MAX_TOKENS,
+    FIRST_RELEASE_WITH_EXPLICIT_CONTROL,
+    FRONTEND_ENVIRONMENT,
+    METRICS_ROUTE,
+    OPENAI_PORT,
+    FrontendArgs,
+    FrontendFeatures,
+    frontend_command,
+    frontend_features,
+)
 from wizard.plan_types import sort_devices
 from wizard.units import GiB
 
@@ -62,6 +73,10 @@ LABEL_REPOSITORY = "io.modelwiz.repository"
 LABEL_MOUNT = "io.modelwiz.mount-point"
 LABEL_PORTS = "io.modelwiz.ports"
 LABEL_MODELS = "io.modelwiz.models"
+# The OpenAI frontend: "PORT:CHAT_MODEL" (the host port, and the model whose tokenizer it chats
+# with; empty when no model has a chat template), "off" (--no-openai), or "" (the image has none).
+LABEL_OPENAI = "io.modelwiz.openai"
+OPENAI_OFF = "off"
 
 
 ANY_ADDRESS = ("0.0.0.0", "", "::")  # listen addresses that mean "every interface"
@@ -88,6 +103,10 @@ class PortsLabel:
         return f"{self.listen}:{self.http},{self.grpc},{self.metrics}"
 
     @property
+    def host(self) -> str:
+        return reach_host(self.listen)
+
+    @property
     def http_url(self) -> str:
         return f"http://{reach_host(self.listen)}:{self.http}"
 
@@ -100,6 +119,25 @@ def parse_ports_label(value: str) -> PortsLabel | None:
     except ValueError:
         return None
     return PortsLabel(listen, http, grpc, metrics)
+
+
+@dataclass(frozen=True)
+class OpenAILabel:
+    """The OpenAI label read back: the frontend's host port and the model whose tokenizer it uses."""
+
+    port: int
+    chat_model: str | None
+
+    def __str__(self) -> str:
+        return f"{self.port}:{self.chat_model or ''}"
+
+
+def parse_openai_label(value: str) -> OpenAILabel | None:
+    """The OpenAI label read back; None when the frontend is off, absent, or the label is not modelwiz's."""
+    port, sep, chat_model = value.partition(":")
+    if not sep or not port.isdigit():
+        return None
+    return OpenAILabel(int(port), chat_model or None)
 
 
 @dataclass(frozen=True)
@@ -148,6 +186,13 @@ class LaunchSpec:
     selinux_label_disable: bool = False  # SELinux enforcing: GPUs need label=disable
     environment: tuple[tuple[str, str], ...] = ()
     labels: tuple[tuple[str, str], ...] = ()  # extra labels, beside modelwiz's own
+    # Triton's OpenAI-compatible frontend (wizard/openai_frontend.py): its host port, None when off.
+    # It runs Triton in process and serves /v2 (HTTP, gRPC) on the usual container ports beside it.
+    openai_port: int | None = None
+    tokenizer: str | None = None  # container path of the weights folder whose chat template it uses
+    chat_model: str | None = None  # the model that folder belongs to
+    openai_off: str | None = None  # why the OpenAI API is off ("--no-openai", or the image has none)
+    completions_only: tuple[tuple[str, str], ...] = ()  # (model, why) not chatting at /v1/chat/completions
 
     @property
     def cache_volume(self) -> str:
@@ -159,7 +204,27 @@ class LaunchSpec:
         return tuple(f"{CDI_KIND}={d}" for d in self.devices)
 
     @property
+    def openai(self) -> bool:
+        return self.openai_port is not None
+
+    @property
     def command(self) -> list[str]:
+        if self.openai:
+            # launch_spec_for turns the frontend off for an image without it; a spec made by hand
+            # gets the oldest frontend modelwiz runs.
+            features = frontend_features(self.image) or FrontendFeatures(FIRST_RELEASE_WITH_EXPLICIT_CONTROL)
+            # Explicit model control: modelwiz loads the models one at a time through
+            # POST /v1/models/{name}/load, the only load the frontend's model list sees.
+            args = FrontendArgs(
+                model_repository=self.mount_point,
+                tokenizer=self.tokenizer,
+                openai_port=OPENAI_PORT,
+                kserve_http_port=HTTP_PORT,
+                kserve_grpc_port=GRPC_PORT,
+                model_control="explicit",
+                default_max_tokens=DEFAULT_MAX_TOKENS,
+            )
+            return frontend_command(args, features)
         return [
             "tritonserver",
             f"--model-repository={self.mount_point}",
@@ -167,9 +232,34 @@ class LaunchSpec:
         ]
 
     @property
+    def metrics_container_port(self) -> int:
+        """The frontend serves Triton's metrics at /metrics on its own port and never starts :8002."""
+        return OPENAI_PORT if self.openai else METRICS_PORT
+
+    @property
+    def published(self) -> tuple[tuple[int, int], ...]:
+        """(container port, host port) pairs, the metrics port included: with the OpenAI frontend
+        the host's metrics port reaches the frontend's /metrics."""
+        pairs = [(HTTP_PORT, self.http_port), (GRPC_PORT, self.grpc_port)]
+        if self.openai_port is not None:
+            pairs.append((OPENAI_PORT, self.openai_port))
+        pairs.append((self.metrics_container_port, self.metrics_port))
+        return tuple(pairs)
+
+    @property
     def host_ports(self) -> dict[int, int]:
-        """container port -> host port."""
-        return {HTTP_PORT: self.http_port, GRPC_PORT: self.grpc_port, METRICS_PORT: self.metrics_port}
+        """container port -> host port (the first host port, where two reach one container port)."""
+        ports: dict[int, int] = {}
+        for container, host in self.published:
+            ports.setdefault(container, host)
+        return ports
+
+    @property
+    def openai_url(self) -> str | None:
+        """The OpenAI base URL as the host reaches it (`.../v1`); None when the frontend is off."""
+        if self.openai_port is None:
+            return None
+        return f"http://{reach_host(self.listen)}:{self.openai_port}/v1"
 
     @property
     def http_url(self) -> str:
@@ -184,7 +274,7 @@ class LaunchSpec:
     @property
     def metrics_url(self) -> str:
         """Triton's Prometheus metrics, as the host reaches them."""
-        return f"http://{reach_host(self.listen)}:{self.metrics_port}/metrics"
+        return f"http://{reach_host(self.listen)}:{self.metrics_port}{METRICS_ROUTE}"
 
     @property
     def exposed(self) -> bool:
@@ -192,6 +282,22 @@ class LaunchSpec:
 
     def without_ulimit(self, name: str) -> LaunchSpec:
         return replace(self, ulimits=tuple(u for u in self.ulimits if u.name != name))
+
+
+def openai_unavailable(image: str) -> str | None:
+    """Why `image` cannot serve the OpenAI API the way modelwiz runs it; None when it can. modelwiz
+    loads models one at a time (vLLM engines that start together miscount each other's memory),
+    which the frontend allows from 26.04 (`--model-control-mode explicit`, PR #8682); before that it
+    loads every model of the repository at startup."""
+    features = frontend_features(image)
+    if features is None:
+        return f"image {image} has no OpenAI-compatible frontend (Triton 24.12 or newer has it): serving /v2 only"
+    if not features.explicit_model_control:
+        return (
+            f"the OpenAI frontend in image {image} cannot load models one at a time (26.04 or newer can): "
+            "serving /v2 only"
+        )
+    return None
 
 
 def _device_list(devices: list[str] | tuple[str, ...]) -> tuple[str, ...]:
@@ -225,18 +331,29 @@ def launch_spec_for(
     ulimits: tuple[Ulimit, ...] | None = None,
     selinux_enforcing: bool = False,
     environment: Mapping[str, str] | None = None,
+    openai_port: int | None = None,
+    tokenizer: str | None = None,
+    chat_model: str | None = None,
+    openai_off: str | None = None,
+    completions_only: tuple[tuple[str, str], ...] = (),
 ) -> LaunchSpec:
-    """Build and check a LaunchSpec from plain arguments (no manifest, no podman)."""
+    """Build and check a LaunchSpec from plain arguments (no manifest, no podman). An image without
+    the OpenAI frontend serves /v2 only, and `openai_off` says so."""
     if not image:
         raise UsageError("no container image given", hint="pass --image REF")
     if not mount_point.startswith("/"):
         raise UsageError(f"mount point {mount_point!r} is not absolute", hint="use a path such as /models")
-    ports = (http_port, grpc_port, metrics_port)
+    if openai_port is not None:
+        openai_off = openai_unavailable(image)
+        if openai_off is not None:
+            openai_port, tokenizer, chat_model = None, None, None
+    ports = (http_port, grpc_port, metrics_port) + ((openai_port,) if openai_port is not None else ())
     for port in ports:
         if not 1 <= port <= 65535:
             raise UsageError(f"port {port} is out of range", hint="use a port between 1 and 65535")
-    if len(set(ports)) != 3:
-        raise UsageError(f"the HTTP, gRPC and metrics ports must differ (got {ports})")
+    if len(set(ports)) != len(ports):
+        what = "HTTP, gRPC, metrics and OpenAI" if openai_port is not None else "HTTP, gRPC and metrics"
+        raise UsageError(f"the {what} ports must differ (got {ports})")
     if not models:
         raise UsageError(
             f"no models to load from {repository}",
@@ -267,12 +384,28 @@ def launch_spec_for(
         metrics_port=metrics_port,
         ulimits=default_ulimits(rootless=rootless) if ulimits is None else tuple(ulimits),
         selinux_label_disable=selinux_enforcing,
-        environment=tuple(sorted({**BASE_ENVIRONMENT, **(environment or {})}.items())),
+        environment=tuple(
+            sorted({**BASE_ENVIRONMENT, **(FRONTEND_ENVIRONMENT if openai_port else {}), **(environment or {})}.items())
+        ),
+        openai_port=openai_port,
+        tokenizer=tokenizer if openai_port is not None else None,
+        chat_model=chat_model if openai_port is not None else None,
+        openai_off=openai_off,
+        completions_only=completions_only if openai_port is not None else (),
     )
 
 
 def _ports_label(spec: LaunchSpec) -> str:
     return str(PortsLabel(spec.listen, spec.http_port, spec.grpc_port, spec.metrics_port))
+
+
+def _openai_label(spec: LaunchSpec) -> str:
+    if spec.openai_port is not None:
+        return str(OpenAILabel(spec.openai_port, spec.chat_model))
+    return OPENAI_OFF if spec.openai_off == NO_OPENAI else ""
+
+
+NO_OPENAI = "--no-openai"  # LaunchSpec.openai_off when the user turned the frontend off
 
 
 def spec_labels(spec: LaunchSpec) -> dict[str, str]:
@@ -287,6 +420,7 @@ def spec_labels(spec: LaunchSpec) -> dict[str, str]:
             LABEL_MOUNT: spec.mount_point,
             LABEL_PORTS: _ports_label(spec),
             LABEL_MODELS: ",".join(spec.models),
+            LABEL_OPENAI: _openai_label(spec),
         }
     )
     return labels
@@ -300,11 +434,12 @@ def recreate_reasons(spec: LaunchSpec, labels: Mapping[str, str]) -> list[str]:
         (LABEL_REPOSITORY, str(spec.repository), "repository"),
         (LABEL_MOUNT, spec.mount_point, "mount point"),
         (LABEL_PORTS, _ports_label(spec), "ports"),
+        (LABEL_OPENAI, _openai_label(spec), "OpenAI API"),
     )
     reasons = []
     for key, wanted, what in checks:
         have = labels.get(key)
-        if have != wanted:
+        if (have or "") != wanted:
             reasons.append(f"{what}: {have or '?'} -> {wanted}")
     return reasons
 
@@ -326,6 +461,15 @@ def _binding(listen: str, host_port: int) -> int | tuple[str, int]:
     return host_port if listen in ANY_ADDRESS else (listen, host_port)
 
 
+def _port_bindings(spec: LaunchSpec) -> dict[str, int | tuple[str, int] | list[int | tuple[str, int]]]:
+    """podman-py's `ports`: container port -> its host binding, or a list of them where two host
+    ports reach one container port (podman/domain/containers_create.py parse_host_port)."""
+    bindings: dict[str, list[int | tuple[str, int]]] = {}
+    for container, host in spec.published:
+        bindings.setdefault(f"{container}/tcp", []).append(_binding(spec.listen, host))
+    return {port: hosts[0] if len(hosts) == 1 else hosts for port, hosts in bindings.items()}
+
+
 def create_kwargs(spec: LaunchSpec) -> dict[str, Any]:
     """Keyword arguments for podman-py `containers.create(**kwargs)`."""
     kwargs: dict[str, Any] = {
@@ -341,7 +485,7 @@ def create_kwargs(spec: LaunchSpec) -> dict[str, Any]:
                 "read_only": True,
             }
         ],
-        "ports": {f"{c}/tcp": _binding(spec.listen, h) for c, h in spec.host_ports.items()},
+        "ports": _port_bindings(spec),
         "volumes": {spec.cache_volume: {"bind": CACHE_DIR, "mode": "rw"}},
         "shm_size": spec.shm_size_bytes,
         "ulimits": [{"Name": u.name, "Soft": _rlimit(u.soft), "Hard": _rlimit(u.hard)} for u in spec.ulimits],

@@ -17,12 +17,14 @@ from typing import TYPE_CHECKING
 from wizard.container import ALL_DEVICES, GRPC_PORT, HTTP_PORT, METRICS_PORT, LaunchSpec
 from wizard.errors import ModelwizError
 from wizard.launch_inputs import HostFacts, build_launch_spec, read_launch_inputs
+from wizard.openai_frontend import FRONTEND_MAIN
 from wizard.serve_options import ServeOptions
 
 if TYPE_CHECKING:
     from wizard.repository import Repository
 
 TRITON_PORTS = {HTTP_PORT: "http", GRPC_PORT: "grpc", METRICS_PORT: "metrics"}
+OPENAI_PORT_NAME = "openai"
 
 
 @dataclass(frozen=True)
@@ -75,23 +77,29 @@ def format_size(n: int) -> str:
 
 
 def boot_command(command: tuple[str, ...] | list[str], models: list[str]) -> tuple[str, ...]:
-    """`modelwiz up`'s tritonserver command, made to load the models by itself.
+    """`modelwiz up`'s server command, made to load the models by itself.
 
     `modelwiz up` starts Triton with `--model-control-mode=explicit` and then loads the models one
     at a time over HTTP, so vLLM engines that share a GPU never profile memory at the same time.
     A container started by systemd or Kubernetes has nobody to send those calls, so the same
     command gets `--load-model=<name>` for each model and `--model-load-thread-count=1`, which
     makes Triton itself load them one after another at startup.
+
+    The OpenAI frontend (`main.py`, whose argparse reads `--load-model=<name>` too) has no
+    `--model-load-thread-count`: its in-process server keeps the tritonserver API's default.
     """
     args = list(command)
+    frontend = FRONTEND_MAIN in args
     mode = "none"
-    for arg in args:
+    for i, arg in enumerate(args):
         if arg.startswith("--model-control-mode="):
             mode = arg.split("=", 1)[1]
+        elif arg == "--model-control-mode" and i + 1 < len(args):
+            mode = args[i + 1]
     if mode == "explicit":
         present = {a.split("=", 1)[1] for a in args if a.startswith("--load-model=")}
         args += [f"--load-model={name}" for name in models if name not in present]
-    if not any(a.startswith("--model-load-thread-count") for a in args):
+    if not frontend and not any(a.startswith("--model-load-thread-count") for a in args):
         args.append("--model-load-thread-count=1")
     return tuple(args)
 

@@ -17,7 +17,7 @@ of Kubernetes objects as dicts, then YAML text. The objects:
   over the volume: a file mount under a read-only volume needs the file to exist there first,
   ConfigMap updates never reach `subPath` mounts anyway, and podman's `kube play` (4.3) mounts a
   ConfigMap's `subPath` as a directory, so the manifest would not run as written there;
-- a Service for HTTP 8000, gRPC 8001 and metrics 8002.
+- a Service for HTTP 8000, gRPC 8001 and metrics 8002, and the OpenAI API on 9000 when the frontend runs.
 """
 
 from __future__ import annotations
@@ -28,9 +28,10 @@ import posixpath
 import re
 from dataclasses import dataclass
 
-from wizard.container import CACHE_DIR, VISIBLE_DEVICES, spec_labels
+from wizard.container import CACHE_DIR, GRPC_PORT, HTTP_PORT, METRICS_PORT, VISIBLE_DEVICES, LaunchSpec, spec_labels
 from wizard.errors import UsageError
-from wizard.export_facts import TRITON_PORTS, ExportedModel, ServingFacts
+from wizard.export_facts import OPENAI_PORT_NAME, TRITON_PORTS, ExportedModel, ServingFacts
+from wizard.openai_frontend import OPENAI_PORT
 from wizard.paths import assets_dir
 from wizard.units import GiB
 from wizard.yamltext import dump_all
@@ -250,12 +251,33 @@ def resources(facts: ServingFacts) -> dict:
     return {"requests": requests, "limits": limits}
 
 
+def _port_names(spec: LaunchSpec) -> dict[int, str]:
+    """Container port -> its name: Triton's three, or, with the OpenAI frontend, /v2 HTTP and gRPC
+    and the frontend's port (which also serves /metrics)."""
+    if spec.openai:
+        return {HTTP_PORT: "http", GRPC_PORT: "grpc", OPENAI_PORT: OPENAI_PORT_NAME}
+    return dict(TRITON_PORTS)
+
+
+def _service_ports(spec: LaunchSpec) -> list[dict]:
+    """The Service: the container's ports, and metrics on 8002 as before (the frontend's own port
+    behind it when the frontend runs)."""
+    names = _port_names(spec)
+    ports = [
+        {"name": name, "port": port, "targetPort": name, "protocol": "TCP"} for port, name in sorted(names.items())
+    ]
+    if spec.openai:
+        ports.append({"name": "metrics", "port": METRICS_PORT, "targetPort": OPENAI_PORT_NAME, "protocol": "TCP"})
+    return sorted(ports, key=lambda p: p["port"])
+
+
 def _triton_container(facts: ServingFacts) -> dict:
     spec = facts.spec
     mounts: list[dict] = [{"name": MODELS_VOLUME, "mountPath": facts.mount_point, "readOnly": True}]
     mounts.append({"name": SHM_VOLUME, "mountPath": "/dev/shm"})
     mounts.append({"name": CACHE_VOLUME, "mountPath": CACHE_DIR})
-    ports = sorted(set(spec.host_ports) | set(TRITON_PORTS))
+    names = _port_names(spec)
+    ports = sorted(set(spec.host_ports) | set(names))
     startup = math.ceil(startup_seconds(facts.models) / STARTUP_PERIOD_S)
     return {
         "name": "triton",
@@ -263,7 +285,7 @@ def _triton_container(facts: ServingFacts) -> dict:
         # `args`, not `command`: podman keeps the image's entrypoint too (NGC's prints the banner).
         "args": list(facts.boot_command()),
         "ports": [
-            {"name": TRITON_PORTS.get(port, f"port-{port}"), "containerPort": port, "protocol": "TCP"} for port in ports
+            {"name": names.get(port, f"port-{port}"), "containerPort": port, "protocol": "TCP"} for port in ports
         ],
         "env": [{"name": k, "value": v} for k, v in _environment(spec.environment).items()],
         "resources": resources(facts),
@@ -397,10 +419,7 @@ def kube_objects(facts: ServingFacts, options: KubeOptions = KubeOptions()) -> l
             "spec": {
                 "type": "ClusterIP",
                 "selector": selector,
-                "ports": [
-                    {"name": name, "port": port, "targetPort": name, "protocol": "TCP"}
-                    for port, name in sorted(TRITON_PORTS.items())
-                ],
+                "ports": _service_ports(facts.spec),
             },
         }
     )

@@ -77,7 +77,7 @@ def run_options(spec: LaunchSpec) -> list[RunOption]:
         opts.append(RunOption("--device", device, "AddDevice"))
     opts.append(RunOption("--volume", _volume(str(spec.repository), spec.mount_point, True), "Volume"))
     opts.append(RunOption("--volume", _volume(spec.cache_volume, CACHE_DIR, False), "Volume"))
-    for container_port, host_port in spec.host_ports.items():
+    for container_port, host_port in spec.published:
         opts.append(RunOption("--publish", _publish(spec.listen, host_port, container_port), "PublishPort"))
     opts.append(RunOption("--shm-size", format_size(spec.shm_size_bytes), "ShmSize"))
     for limit in spec.ulimits:

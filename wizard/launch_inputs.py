@@ -22,14 +22,17 @@ from wizard import podman_conn
 from wizard.container import (
     ALL_DEVICES,
     DEFAULT_MOUNT_POINT,
+    NO_OPENAI,
     PODMAN_RLIMIT_DEFAULT,
     LaunchSpec,
     Ulimit,
     default_ulimits,
     launch_spec_for,
+    openai_unavailable,
 )
 from wizard.errors import UsageError
 from wizard.manifest import load_manifest
+from wizard.openai_models import ChatServer, chat_server
 from wizard.preflight import choose_image, selinux_enforcing
 from wizard.repository import Repository
 from wizard.serve_options import DEFAULTS, ServeOptions, merge_layers, running_options
@@ -141,11 +144,23 @@ def build_launch_spec(inputs: LaunchInputs, options: ServeOptions, host: HostFac
     chosen = merge_layers({"defaults": DEFAULTS, "manifest": inputs.options, "running": host.running, "flags": options})
     # DEFAULTS sets every field but the image.
     assert chosen.name and chosen.listen and chosen.http_port and chosen.grpc_port and chosen.metrics_port
+    # `--openai-port` alone turns the API on again over a running container's --no-openai.
+    openai = chosen.openai is not False or (options.openai is None and options.openai_port is not None)
+    image = choose_image(chosen.image, host.driver_version)
+    openai_port = chosen.openai_port
+    if openai and merge_layers({"running": host.running, "flags": options}).openai_port is None:
+        # The default OpenAI port gives way to a port the user chose for something else.
+        taken = {chosen.http_port, chosen.grpc_port, chosen.metrics_port}
+        while openai_port in taken:
+            openai_port += 1
+    chat: ChatServer | None = None
+    if openai and openai_unavailable(image) is None:
+        chat = chat_server(inputs.root, inputs.mount_point, inputs.models)
     return launch_spec_for(
         inputs.root,
         models=inputs.models,
         devices=inputs.devices,
-        image=choose_image(chosen.image, host.driver_version),
+        image=image,
         mount_point=inputs.mount_point,
         name=chosen.name,
         listen=chosen.listen,
@@ -154,4 +169,9 @@ def build_launch_spec(inputs: LaunchInputs, options: ServeOptions, host: HostFac
         metrics_port=chosen.metrics_port,
         ulimits=host.ulimits,
         selinux_enforcing=host.selinux,
+        openai_port=openai_port if openai else None,
+        tokenizer=chat.tokenizer if chat else None,
+        chat_model=chat.chat_model if chat else None,
+        openai_off=None if openai else NO_OPENAI,
+        completions_only=tuple((m.name, m.reason) for m in chat.completions_only) if chat else (),
     )

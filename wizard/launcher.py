@@ -22,14 +22,18 @@ from typing import Any
 from wizard.container import (
     LABEL_IMAGE,
     LABEL_MANAGED,
+    LABEL_OPENAI,
     LABEL_PORTS,
+    NO_OPENAI,
     LaunchSpec,
     Ulimit,
     create_kwargs,
+    parse_openai_label,
     parse_ports_label,
     recreate_reasons,
 )
 from wizard.errors import Cancelled, ModelwizError
+from wizard.openai_client import OpenAIClient
 from wizard.preflight import CDI_DIRS, check_all, raise_for
 from wizard.progress import ProgressCallback, ignore_progress
 from wizard.pull import ensure_image
@@ -432,9 +436,37 @@ def _wait_live(
         time.sleep(poll_s)
 
 
-def _load_one(container: Any, http: TritonHttp, name: str, *, timeout_s: float) -> None:
+class _Models:
+    """Loads and unloads models where the server's model list sees them: Triton's repository API,
+    or, behind the OpenAI frontend, its own `/v1/models/{name}/load` (a load through /v2 would not
+    appear in /v1/models: `TritonLLMEngine.load_model` is what adds it, engine/triton_engine.py)."""
+
+    def __init__(self, spec: LaunchSpec, http: TritonHttp) -> None:
+        self.http = http
+        self.openai = OpenAIClient(spec.openai_url) if spec.openai_url else None
+
+    def load(self, name: str, *, timeout_s: float) -> None:
+        if self.openai is None:
+            self.http.load(name, timeout_s=timeout_s)
+            return
+        try:
+            self.openai.load(name, timeout_s=timeout_s)
+        except ModelwizError as error:
+            raise TritonHttpError(error.message) from error
+
+    def unload(self, name: str) -> None:
+        if self.openai is None:
+            self.http.unload(name)
+            return
+        try:
+            self.openai.unload(name)
+        except ModelwizError as error:
+            raise TritonHttpError(error.message) from error
+
+
+def _load_one(container: Any, http: TritonHttp, models: _Models, name: str, *, timeout_s: float) -> None:
     try:
-        http.load(name, timeout_s=timeout_s)
+        models.load(name, timeout_s=timeout_s)
     except TritonHttpError as error:
         time.sleep(0.2)  # let the server's own error line reach the log
         lines = log_tail(container)
@@ -508,8 +540,11 @@ def up(
         on_event(
             LaunchEvent("warning", f"ports are published on {spec.listen}: anyone who reaches this host can use Triton")
         )
+    if spec.openai_off and spec.openai_off != NO_OPENAI:
+        on_event(LaunchEvent("warning", spec.openai_off))
 
     http = TritonHttp(spec.http_url)
+    models = _Models(spec, http)
     if reuse:
         container: Any = existing
         on_event(LaunchEvent("container", f"{spec.name} is running with these settings; keeping it"))
@@ -529,14 +564,14 @@ def up(
         unloaded = []
         for stale in sorted(ready_before - set(spec.models)):
             on_event(LaunchEvent("unload", f"unloading {stale}: the repository no longer lists it", model=stale))
-            http.unload(stale)
+            models.unload(stale)
             _wait_unloaded(http, stale, timeout_s=load_timeout_s, poll_s=poll_s)
             unloaded.append(stale)
         # Unload every changed model before loading anything: the new budgets only add up once
         # no engine holds an old, larger one.
         for name in [m for m in spec.models if m in set(reload) & ready_before]:
             on_event(LaunchEvent("unload", f"unloading {name} to load it again with its new budget", model=name))
-            http.unload(name)
+            models.unload(name)
             _wait_unloaded(http, name, timeout_s=load_timeout_s, poll_s=poll_s)
             ready_before.discard(name)
             unloaded.append(name)
@@ -549,7 +584,7 @@ def up(
             stop()
             on_event(LaunchEvent("load", f"loading {name}", model=name))
             started = time.monotonic()
-            _load_one(container, http, name, timeout_s=load_timeout_s)
+            _load_one(container, http, models, name, timeout_s=load_timeout_s)
             loaded.append(name)
             took = time.monotonic() - started
             on_event(LaunchEvent("ready", f"{name} is ready ({took:.1f} s)", model=name, seconds=took))
@@ -559,6 +594,8 @@ def up(
     finally:
         if follower:
             follower.stop()
+    for name, why in spec.completions_only:
+        on_event(LaunchEvent("warning", f"{name} is completions-only at /v1/chat/completions: {why}", model=name))
     container.reload()
     return UpResult(
         name=spec.name,
@@ -616,6 +653,10 @@ class LaunchStatus:
     url: str | None = None
     models: tuple[ModelState, ...] = field(default_factory=tuple)
     error: str | None = None  # why the model states could not be read
+    openai_url: str | None = None  # the OpenAI base URL (`.../v1`); None: the frontend is off
+    chat_model: str | None = None  # the model whose tokenizer (chat template) the frontend uses
+    grpc_address: str | None = None
+    metrics_url: str | None = None
 
 
 def url_from_labels(labels: dict[str, str]) -> str | None:
@@ -637,7 +678,13 @@ def status(client: Any, name: str) -> LaunchStatus:
             models = tuple(TritonHttp(url).repository_index())
         except TritonHttpError as exc:
             error = str(exc)
+    ports = parse_ports_label(labels.get(LABEL_PORTS) or "")
+    openai = parse_openai_label(labels.get(LABEL_OPENAI) or "")
     return LaunchStatus(
+        openai_url=f"http://{ports.host}:{openai.port}/v1" if ports and openai else None,
+        chat_model=openai.chat_model if openai else None,
+        grpc_address=f"{ports.host}:{ports.grpc}" if ports else None,
+        metrics_url=f"http://{ports.host}:{ports.metrics}/metrics" if ports else None,
         name=name,
         exists=True,
         state=container.status,

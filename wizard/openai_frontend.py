@@ -27,6 +27,8 @@ from wizard.errors import UsageError
 FRONTEND_MAIN = "/opt/tritonserver/python/openai/openai_frontend/main.py"
 FRONTEND_PYTHON = "python3"
 OPENAI_PORT = 9000  # main.py `--openai-port` default
+# What a request without max_tokens may generate (main.py's own default is 16, `--default-max-tokens`).
+DEFAULT_MAX_TOKENS = 1024
 OPENAI_ROUTE_PREFIX = "/v1"
 METRICS_ROUTE = "/metrics"  # served on the OpenAI port; the frontend never starts Triton's :8002 service
 READY_ROUTE = "/health/ready"

@@ -231,7 +231,11 @@ def check_all(
         problems.append(driver)
     if ports:
         problems.extend(
-            check_ports(spec.listen, {"http": spec.http_port, "grpc": spec.grpc_port, "metrics": spec.metrics_port})
+            check_ports(
+                spec.listen,
+                {"http": spec.http_port, "grpc": spec.grpc_port, "metrics": spec.metrics_port}
+                | ({"openai": spec.openai_port} if spec.openai_port is not None else {}),
+            )
         )
     return problems
 

@@ -10,8 +10,8 @@ a value (None: not set):
 
     defaults  <  repository manifest  <  the running container (its labels)  <  flags
 
-- defaults: `DEFAULTS` (127.0.0.1, ports 8000-8002, container `modelwiz-triton`; no image, so
-  the newest image this driver runs is chosen);
+- defaults: `DEFAULTS` (127.0.0.1, ports 8000-8002, the OpenAI API on 9000, container
+  `modelwiz-triton`; no image, so the newest image this driver runs is chosen);
 - the repository manifest: the image the model.json files were written for;
 - the running container: the modelwiz container already serving this repository, so a re-run
   keeps its name, ports, address and image;
@@ -34,11 +34,15 @@ from wizard.container import (
     HTTP_PORT,
     LABEL_IMAGE,
     LABEL_MANAGED,
+    LABEL_OPENAI,
     LABEL_PORTS,
     LABEL_REPOSITORY,
     METRICS_PORT,
+    OPENAI_OFF,
+    parse_openai_label,
     parse_ports_label,
 )
+from wizard.openai_frontend import OPENAI_PORT
 
 Command = Literal["up", "add", "export-kube", "export-systemd"]
 Layer = Literal["defaults", "manifest", "running", "flags"]
@@ -60,6 +64,7 @@ class Flag:
     metavar: str | Mapping[Command, str] | None = None
     type: Any = None  # argparse type (callable); None: str
     default: Any = None
+    action: Any = None  # argparse action (e.g. BooleanOptionalAction); None: store
 
     def metavar_for(self, command: Command) -> str | None:
         if isinstance(self.metavar, Mapping):
@@ -139,6 +144,39 @@ class ServeOptions:
     metrics_port: int | None = field(default=None, metadata=_port_flag("--metrics-port", "metrics", METRICS_PORT))
     """Host port of Triton's metrics endpoint."""
 
+    openai: bool | None = field(
+        default=None,
+        metadata=_flag(
+            option="--openai",
+            action=argparse.BooleanOptionalAction,
+            help={
+                "up": "serve the OpenAI-compatible API (/v1/chat/completions, /v1/completions, /v1/models) "
+                "beside /v2 with Triton's own frontend (" + _KEPT % "on" + "; --no-openai serves /v2 only)",
+                "add": "serve the OpenAI-compatible API beside /v2 when the server starts (default on; "
+                "--no-openai serves /v2 only)",
+                "export-kube": "run Triton's OpenAI-compatible frontend, with the Service exposing "
+                f"{OPENAI_PORT} (default on; --no-openai runs tritonserver)",
+                "export-systemd": f"run Triton's OpenAI-compatible frontend, {_AS_UP} (default on)",
+            },
+        ),
+    )
+    """Serve the OpenAI-compatible API (Triton's OpenAI frontend, which also serves /v2)."""
+
+    openai_port: int | None = field(
+        default=None,
+        metadata=_flag(
+            option="--openai-port",
+            type=port_number,
+            metavar="PORT",
+            help={
+                "up": "host port of the OpenAI-compatible API (" + _KEPT % OPENAI_PORT + ")",
+                "add": f"host port of the OpenAI-compatible API (default {OPENAI_PORT})",
+                "export-systemd": f"host OpenAI API port, {_AS_UP}",
+            },
+        ),
+    )
+    """Host port of the OpenAI-compatible API."""
+
     live_timeout_s: float = field(
         default=DEFAULT_LIVE_TIMEOUT_S,
         metadata=_flag(
@@ -176,7 +214,13 @@ class ServeOptions:
 
 
 DEFAULTS = ServeOptions(
-    name=DEFAULT_NAME, listen=DEFAULT_LISTEN, http_port=HTTP_PORT, grpc_port=GRPC_PORT, metrics_port=METRICS_PORT
+    name=DEFAULT_NAME,
+    listen=DEFAULT_LISTEN,
+    http_port=HTTP_PORT,
+    grpc_port=GRPC_PORT,
+    metrics_port=METRICS_PORT,
+    openai=True,
+    openai_port=OPENAI_PORT,
 )
 
 
@@ -194,6 +238,8 @@ def add_serve_arguments(parser: argparse.ArgumentParser, which: Command) -> None
             kwargs["type"] = flag.type
         if flag.default is not None:
             kwargs["default"] = flag.default
+        if flag.action is not None:
+            kwargs["action"] = flag.action
         parser.add_argument(flag.option, **kwargs)
     parser.set_defaults(**{SERVE_COMMAND: which})
 
@@ -221,8 +267,13 @@ def running_options(client: Any, repository: Path) -> ServeOptions | None:
         ports = parse_ports_label(labels.get(LABEL_PORTS, ""))
         if ports is None:
             continue
+        openai_label = labels.get(LABEL_OPENAI, "")
+        openai = parse_openai_label(openai_label)
         return ServeOptions(
             image=labels.get(LABEL_IMAGE) or None,
+            # "off": the user turned it off; no label or "": the image had none (decide again).
+            openai=False if openai_label == OPENAI_OFF else (True if openai else None),
+            openai_port=openai.port if openai else None,
             name=container.name,
             listen=ports.listen or None,
             http_port=ports.http,
