@@ -7,7 +7,9 @@
   create (`kube play`) need them. modelwiz's own containers never rely on them: naming any
   ulimit drops them, so `up` names nofile/nproc itself (the tests use its real limits).
 - `standin_image`: `localhost/tritonserver:test`, imported offline from busybox-static plus the
-  scripts in tests/standin/; built once and cached by the hash of its content.
+  scripts in tests/standin/; built once and cached by the hash of its content. `frontend_image`
+  tags it as a 26.08 image, which modelwiz runs with Triton's OpenAI frontend (the stand-in of
+  its main.py is tests/standin/openai_main.sh, run by a `python3` that runs shell scripts).
 - `cdi_gpus`: a CDI spec whose nvidia.com/gpu devices 0, 1 and all are /dev/null on the host
   (podman 4.3 only reads /etc/cdi and /var/run/cdi). Shared by concurrent sessions through a
   reference count; the last one out removes it.
@@ -36,6 +38,9 @@ import pytest
 
 STANDIN_DIR = Path(__file__).parent / "standin"
 STANDIN_TAG = "localhost/tritonserver:test"
+# The same stand-in under a release tag whose image has the OpenAI frontend (26.04+: explicit model control).
+FRONTEND_TAG = "localhost/tritonserver:26.08-vllm-python-py3"
+FRONTEND_MAIN = "opt/tritonserver/python/openai/openai_frontend/main.py"
 CDI_DIR = Path("/etc/cdi")
 CDI_FILE = CDI_DIR / "modelwiz-test-standin.yaml"
 CDI_USERS = Path("/run/modelwiz-test-cdi")
@@ -198,7 +203,8 @@ def _rootfs_tar(busybox: Path) -> bytes:
                 info.size = len(data or b"")
                 tar.addfile(info, io.BytesIO(data or b""))
 
-        for folder in ("bin", "usr", "usr/bin", "standin", "tmp", "dev", "proc", "sys", "etc"):
+        frontend_dirs = tuple("/".join(FRONTEND_MAIN.split("/")[:i]) for i in range(1, FRONTEND_MAIN.count("/") + 1))
+        for folder in ("bin", "usr", "usr/bin", "standin", "tmp", "dev", "proc", "sys", "etc", *frontend_dirs):
             add(folder, folder=True, mode=0o1777 if folder == "tmp" else 0o755)
         add("bin/busybox", data=busybox.read_bytes())
         for applet in sorted(set(applets)):
@@ -206,6 +212,8 @@ def _rootfs_tar(busybox: Path) -> bytes:
                 add(f"bin/{applet}", link="busybox")
         add("usr/bin/tritonserver", data=(STANDIN_DIR / "tritonserver").read_bytes())
         add("standin/handler.sh", data=(STANDIN_DIR / "handler.sh").read_bytes())
+        add("usr/bin/python3", data=(STANDIN_DIR / "python3").read_bytes())
+        add(FRONTEND_MAIN, data=(STANDIN_DIR / "openai_main.sh").read_bytes())
         add("etc/passwd", data=b"root:x:0:0:root:/root:/bin/sh\n", mode=0o644)
     return buf.getvalue()
 
@@ -223,6 +231,13 @@ def standin_image(podman_service, tmp_path_factory):
         )
     podman_service.podman("tag", cached, STANDIN_TAG)
     return STANDIN_TAG
+
+
+@pytest.fixture(scope="session")
+def frontend_image(podman_service, standin_image):
+    """The stand-in image under a tag that has Triton's OpenAI frontend (26.04+)."""
+    podman_service.podman("tag", standin_image, FRONTEND_TAG)
+    return FRONTEND_TAG
 
 
 @contextmanager

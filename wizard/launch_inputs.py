@@ -22,6 +22,7 @@ from wizard import podman_conn
 from wizard.container import (
     ALL_DEVICES,
     DEFAULT_MOUNT_POINT,
+    LABEL_OPENAI,
     NO_OPENAI,
     PODMAN_RLIMIT_DEFAULT,
     LaunchSpec,
@@ -29,13 +30,14 @@ from wizard.container import (
     default_ulimits,
     launch_spec_for,
     openai_unavailable,
+    parse_openai_label,
 )
 from wizard.errors import UsageError
 from wizard.manifest import load_manifest
 from wizard.openai_models import ChatServer, chat_server
 from wizard.preflight import choose_image, selinux_enforcing
 from wizard.repository import Repository
-from wizard.serve_options import DEFAULTS, ServeOptions, merge_layers, running_options
+from wizard.serve_options import DEFAULTS, ServeOptions, merge_layers, options_from_labels, running_labels
 
 # Where the kernel says SELinux is on at all (enforcing or permissive).
 SELINUX_FS = Path("/sys/fs/selinux/enforce")
@@ -94,6 +96,7 @@ class HostFacts:
     selinux: bool  # SELinux on: GPUs need label=disable
     driver_version: str | None = None  # None: described GPUs, or NVML could not say
     running: ServeOptions | None = None  # the modelwiz container already serving this repository
+    running_chat_model: str | None = None  # the model whose tokenizer that container's OpenAI API uses
     nofile_max: int = PODMAN_RLIMIT_DEFAULT  # hard limits the container's process may get
     nproc_max: int = PODMAN_RLIMIT_DEFAULT
 
@@ -104,11 +107,14 @@ class HostFacts:
     @classmethod
     def from_podman(cls, client: Any, repository: Path, driver_version: str | None) -> HostFacts:
         """As the podman service that will run the container sees this host."""
+        labels = running_labels(client, repository)
+        openai = parse_openai_label(labels.get(LABEL_OPENAI, "")) if labels else None
         return cls(
             rootless=podman_conn.is_rootless(client),
             selinux=selinux_enforcing() or podman_conn.selinux_enabled(client),
             driver_version=driver_version,
-            running=running_options(client, repository),
+            running=options_from_labels(labels) if labels else None,
+            running_chat_model=openai.chat_model if openai else None,
             nofile_max=_hard_limits()[0],
             nproc_max=_hard_limits()[1],
         )
@@ -155,7 +161,9 @@ def build_launch_spec(inputs: LaunchInputs, options: ServeOptions, host: HostFac
             openai_port += 1
     chat: ChatServer | None = None
     if openai and openai_unavailable(image) is None:
-        chat = chat_server(inputs.root, inputs.mount_point, inputs.models)
+        # A re-run keeps the running server's tokenizer while its model is still served, so adding
+        # a model never takes chat away from the models that had it.
+        chat = chat_server(inputs.root, inputs.mount_point, inputs.models, keep=host.running_chat_model)
     return launch_spec_for(
         inputs.root,
         models=inputs.models,

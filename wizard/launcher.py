@@ -22,8 +22,10 @@ from typing import Any
 from wizard.container import (
     LABEL_IMAGE,
     LABEL_MANAGED,
+    LABEL_MOUNT,
     LABEL_OPENAI,
     LABEL_PORTS,
+    LABEL_REPOSITORY,
     NO_OPENAI,
     LaunchSpec,
     Ulimit,
@@ -657,6 +659,8 @@ class LaunchStatus:
     chat_model: str | None = None  # the model whose tokenizer (chat template) the frontend uses
     grpc_address: str | None = None
     metrics_url: str | None = None
+    repository: str | None = None  # the host folder it serves
+    mount_point: str | None = None  # where the container sees it
 
 
 def url_from_labels(labels: dict[str, str]) -> str | None:
@@ -685,6 +689,8 @@ def status(client: Any, name: str) -> LaunchStatus:
         chat_model=openai.chat_model if openai else None,
         grpc_address=f"{ports.host}:{ports.grpc}" if ports else None,
         metrics_url=f"http://{ports.host}:{ports.metrics}/metrics" if ports else None,
+        repository=labels.get(LABEL_REPOSITORY),
+        mount_point=labels.get(LABEL_MOUNT),
         name=name,
         exists=True,
         state=container.status,

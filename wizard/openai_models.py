@@ -78,14 +78,23 @@ def _weights(root: Path, mount_point: str, name: str) -> _Weights:
     return _Weights(name, loads, host, template, None)
 
 
+def weights_folder(root: Path, mount_point: str, name: str) -> Path | None:
+    """The model's weights folder on this host (what its 1/model.json loads), when it is in the repository."""
+    return _weights(root, mount_point, name).host_path
+
+
 def _no_template(found: _Weights) -> str:
     return found.problem or "its tokenizer files have no chat template (a base model): use /v1/completions"
 
 
-def chat_server(root: Path, mount_point: str, models: Sequence[str]) -> ChatServer:
-    """The tokenizer a frontend serving `models` (in load order) gets: the first model with a chat
-    template, and which models chat with it."""
+def chat_server(root: Path, mount_point: str, models: Sequence[str], *, keep: str | None = None) -> ChatServer:
+    """The tokenizer a frontend serving `models` (in load order) gets: `keep`'s (the running server's
+    choice) while it is served and has a template, else the first model with a chat template; and
+    which models chat with it."""
     found = [_weights(root, mount_point, name) for name in models]
+    kept = next((f for f in found if f.name == keep and f.template is not None), None)
+    if kept is not None:
+        found = [kept, *(f for f in found if f is not kept)]
     served = [
         ServedModel(
             name=f.name,
@@ -99,7 +108,7 @@ def chat_server(root: Path, mount_point: str, models: Sequence[str]) -> ChatServ
     return ChatServer(
         tokenizer=group.tokenizer if group else None,
         chat_model=chat_model,
-        models=_support(found, chat_model),
+        models=_support(sorted(found, key=lambda f: list(models).index(f.name)), chat_model),
     )
 
 

@@ -254,8 +254,8 @@ def merge_layers(layers: Mapping[Layer, ServeOptions | None]) -> ServeOptions:
     return merged
 
 
-def running_options(client: Any, repository: Path) -> ServeOptions | None:
-    """The options of the modelwiz container created for `repository`, if there is one."""
+def running_labels(client: Any, repository: Path) -> dict[str, str] | None:
+    """The labels of the modelwiz container created for `repository`, if there is one."""
     wanted = Path(repository).resolve()
     # Filtered here: podman 4.3's label filter over the API matched nothing.
     for container in client.containers.list(all=True, sparse=False):
@@ -264,20 +264,35 @@ def running_options(client: Any, repository: Path) -> ServeOptions | None:
             continue
         if Path(labels.get(LABEL_REPOSITORY, "/nonexistent")).resolve() != wanted:
             continue
-        ports = parse_ports_label(labels.get(LABEL_PORTS, ""))
-        if ports is None:
+        if parse_ports_label(labels.get(LABEL_PORTS, "")) is None:
             continue
-        openai_label = labels.get(LABEL_OPENAI, "")
-        openai = parse_openai_label(openai_label)
-        return ServeOptions(
-            image=labels.get(LABEL_IMAGE) or None,
-            # "off": the user turned it off; no label or "": the image had none (decide again).
-            openai=False if openai_label == OPENAI_OFF else (True if openai else None),
-            openai_port=openai.port if openai else None,
-            name=container.name,
-            listen=ports.listen or None,
-            http_port=ports.http,
-            grpc_port=ports.grpc,
-            metrics_port=ports.metrics,
-        )
+        return {**labels, NAME_KEY: container.name}
     return None
+
+
+NAME_KEY = "name"  # running_labels' extra key: the container's name
+
+
+def options_from_labels(labels: Mapping[str, str]) -> ServeOptions:
+    """The serve options a modelwiz container's labels record."""
+    ports = parse_ports_label(labels.get(LABEL_PORTS, ""))
+    assert ports is not None  # running_labels skips containers without the label
+    openai_label = labels.get(LABEL_OPENAI, "")
+    openai = parse_openai_label(openai_label)
+    return ServeOptions(
+        image=labels.get(LABEL_IMAGE) or None,
+        # "off": the user turned it off; no label or "": the image had none (decide again).
+        openai=False if openai_label == OPENAI_OFF else (True if openai else None),
+        openai_port=openai.port if openai else None,
+        name=labels[NAME_KEY],
+        listen=ports.listen or None,
+        http_port=ports.http,
+        grpc_port=ports.grpc,
+        metrics_port=ports.metrics,
+    )
+
+
+def running_options(client: Any, repository: Path) -> ServeOptions | None:
+    """The options of the modelwiz container created for `repository`, if there is one."""
+    labels = running_labels(client, repository)
+    return None if labels is None else options_from_labels(labels)

@@ -119,6 +119,107 @@ index() {
 
 text_input() { printf '%s' "$BODY" | sed -n 's/.*"text_input" *: *"\([^"]*\)".*/\1/p'; }
 
+# --- Triton's OpenAI frontend (openai_main.sh serves these on its --openai-port) -----------------
+# Shapes as python/openai/openai_frontend answers them: FastAPI errors {"detail": ...}; streams are
+# `data: {chunk}` events (first the role, then one per token, the last with finish_reason), an
+# optional usage chunk, then `data: [DONE]` (engine/triton_engine.py _streaming_chat_iterator).
+detail() { respond "$1" "{\"detail\":\"$(json_escape "$2")\"}"; }
+json_str() { printf '%s' "$BODY" | sed -n "s/.*\"$1\" *: *\"\([^\"]*\)\".*/\1/p" | head -n 1; }
+json_bool() { printf '%s' "$BODY" | grep -q "\"$1\" *: *true"; }
+openai_model() { printf '{"id":"%s","created":%s,"object":"model","owned_by":"Triton Inference Server"}' "$1" "$(cat "$S/openai/$1")"; }
+
+# The messages as "ROLE<TAB>CONTENT" lines (contents without escaped quotes or newlines are enough here).
+messages() {
+    printf '%s' "$BODY" | awk '{
+        text = $0
+        while (match(text, /"role" *: *"[a-z]*"/)) {
+            role = substr(text, RSTART, RLENGTH); sub(/.*: *"/, "", role); sub(/"$/, "", role)
+            text = substr(text, RSTART + RLENGTH)
+            content = ""
+            if (match(text, /"content" *: *"[^"]*"/)) {
+                content = substr(text, RSTART, RLENGTH); sub(/^"content" *: *"/, "", content); sub(/"$/, "", content)
+            }
+            print role "\t" content
+        }
+    }'
+}
+
+stream_chunk() {  # id, model, created, delta, finish_reason
+    printf 'data: {"id":"%s","choices":[{"index":0,"delta":%s,"logprobs":null,"finish_reason":%s}],"created":%s,"model":"%s","system_fingerprint":null,"object":"chat.completion.chunk"}\n\n' \
+        "$1" "$4" "$5" "$3" "$2"
+}
+
+chat() {
+    m=$(json_str model)
+    [ -f "$S/openai/$m" ] || { detail "400 Bad Request" "Unknown model: $m"; return; }
+    # One tokenizer per server: without --tokenizer, chat fails for every model (_validate_chat_request).
+    [ -n "$STANDIN_TOKENIZER" ] || { detail "500 Internal Server Error" "Unknown tokenizer"; return; }
+    max=$(printf '%s' "$BODY" | sed -n 's/.*"max_tokens" *: *\([0-9][0-9]*\).*/\1/p' | head -n 1)
+    max=${max:-${STANDIN_DEFAULT_MAX_TOKENS:-16}}
+    turns=$(messages | grep -c "^user	")
+    last=$(messages | grep "^user	" | tail -n 1 | cut -f 2-)
+    echo "chat $m turns=$turns max_tokens=$max" >> "$S/requests"
+    words="echo: $last (turn $turns)"
+    id="cmpl-$(date +%s)$$"; now=$(date +%s); n=0; reply=""; finish='"stop"'
+    set -- $words
+    [ "$#" -gt "$max" ] && finish='"length"'
+    if ! json_bool stream; then
+        for w in "$@"; do [ "$n" -ge "$max" ] && break; n=$((n + 1)); reply="${reply:+$reply }$w"; done
+        respond "200 OK" "{\"id\":\"$id\",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":\"$(json_escape "$reply")\"},\"logprobs\":null,\"finish_reason\":$finish}],\"created\":$now,\"model\":\"$m\",\"system_fingerprint\":null,\"object\":\"chat.completion\",\"usage\":{\"completion_tokens\":$n,\"prompt_tokens\":$turns,\"total_tokens\":$((n + turns))}}"
+        return
+    fi
+    printf 'HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\nConnection: close\r\n\r\n'
+    stream_chunk "$id" "$m" "$now" '{"role":"assistant","content":"","function_call":null}' null
+    for w in "$@"; do
+        [ "$n" -ge "$max" ] && break
+        n=$((n + 1))
+        piece=$([ "$n" -gt 1 ] && printf ' ')$w
+        end=null; { [ "$n" -eq "$#" ] || [ "$n" -eq "$max" ]; } && end=$finish
+        stream_chunk "$id" "$m" "$now" "{\"content\":\"$(json_escape "$piece")\",\"function_call\":null,\"role\":null}" "$end"
+        [ "$m" = "$STANDIN_CUT_MODEL" ] && exit 0  # a reply cut mid-stream: no [DONE]
+    done
+    if printf '%s' "$BODY" | grep -q '"include_usage" *: *true'; then
+        printf 'data: {"id":"%s","choices":[],"created":%s,"model":"%s","system_fingerprint":null,"object":"chat.completion.chunk","usage":{"completion_tokens":%s,"prompt_tokens":%s,"total_tokens":%s}}\n\n' \
+            "$id" "$now" "$m" "$n" "$turns" "$((n + turns))"
+    fi
+    printf 'data: [DONE]\n\n'
+}
+
+openai_load() {
+    m="$1"
+    [ "$STANDIN_MODE" = explicit ] || { detail "400 Bad Request" "Model load/unload requires --model-control-mode=explicit"; return; }
+    [ -f "$S/openai/$m" ] && { detail "400 Bad Request" "Model $m is already loaded"; return; }
+    out=$(load_model "$m")
+    case "$out" in
+        "HTTP/1.1 200"*) date +%s > "$S/openai/$m"; respond "200 OK" "$(openai_model "$m")" ;;
+        *) why=$(printf '%s' "$out" | sed -n 's/.*"error":"\(.*\)"}$/\1/p' | sed 's/\\n//g; s/\\"/"/g')
+           detail "500 Internal Server Error" "Failed to load model '$m': $why" ;;
+    esac
+}
+
+if [ "$STANDIN_API" = openai ]; then
+    case "$METHOD $TARGET" in
+        "GET /health/ready") respond "200 OK" "" ;;
+        "GET /metrics") respond "200 OK" "$(for f in "$S"/openai/*; do [ -f "$f" ] && printf 'nv_model_ready{model="%s",version="1"} 1\n' "$(basename "$f")"; done)" "text/plain; version=0.0.4" ;;
+        "GET /v1/models")
+            out=""; for f in "$S"/openai/*; do [ -f "$f" ] && out="${out:+$out,}$(openai_model "$(basename "$f")")"; done
+            respond "200 OK" "{\"object\":\"list\",\"data\":[$out]}" ;;
+        "GET /v1/models/"*)
+            m="${TARGET#/v1/models/}"
+            if [ -f "$S/openai/$m" ]; then respond "200 OK" "$(openai_model "$m")"; else detail "404 Not Found" "Unknown model: $m"; fi ;;
+        "POST /v1/models/"*/load) m="${TARGET#/v1/models/}"; openai_load "${m%/load}" ;;
+        "POST /v1/models/"*/unload)
+            m="${TARGET#/v1/models/}"; m="${m%/unload}"
+            if [ -f "$S/openai/$m" ]; then
+                rm -f "$S/openai/$m" "$S/models/$m" "$S/gpu0/$m"; log I "model_lifecycle.cc:623] successfully unloaded '$m' version 1"
+                respond "200 OK" "{\"id\":\"$m\",\"object\":\"model\",\"owned_by\":\"Triton Inference Server\"}"
+            else detail "400 Bad Request" "Unknown model: $m"; fi ;;
+        "POST /v1/chat/completions") chat ;;
+        *) detail "404 Not Found" "Not Found" ;;
+    esac
+    exit 0
+fi
+
 case "$METHOD $TARGET" in
     "GET /v2/health/live"|"GET /v2/health/ready") respond "200 OK" "" ;;
     "POST /v2/repository/index") index ;;

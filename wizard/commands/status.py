@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wizard.commands._repo_args import add_repository_argument
+
+if TYPE_CHECKING:
+    from wizard.endpoints import EndpointsView
 
 HELP = "list the model repository's models with their plans and state"
 
@@ -18,6 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from wizard.add_flow import plan_summary
+    from wizard.endpoints import render_endpoints
     from wizard.plan_types import ModelPlan
     from wizard.repo_status import collect_status
     from wizard.repository import Repository, resolve_repository
@@ -42,6 +46,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"Server: {server['name']} {server['state']}{where}")
         if server["error"]:
             print(f"  {server['error']}")
+        if server["state"] == "running" and server["url"]:
+            for line in render_endpoints(status_endpoints(server, status["models"])):
+                print(line)
     if not status["models"]:
         print("No models yet: add one with `modelwiz add MODEL`.")
         return 0
@@ -62,7 +69,26 @@ def run(args: argparse.Namespace) -> int:
             print(f"  modelwiz's version waits in {rel}")
         for problem in row["problems"]:
             print(f"  problem: {problem}")
+        if row.get("openai"):
+            kind = "chat + completions" if row["openai"]["chat"] else "completions only"
+            print(f"  OpenAI API: {kind} ({row['openai']['reason']})")
     return 0
+
+
+def status_endpoints(server: dict[str, Any], models: list[dict[str, Any]]) -> EndpointsView:
+    """The running server's endpoints (from `collect_status`'s rows), for the one renderer."""
+    from wizard.endpoints import EndpointsView
+
+    ready = tuple(name for name, state in server["models"].items() if state == "READY")
+    chat = {row["name"]: bool(row["openai"]["chat"]) for row in models if row.get("openai")}
+    return EndpointsView(
+        http=server["url"],
+        grpc=server["grpc"] or "",
+        metrics=server["metrics"] or "",
+        openai=server["openai_url"],
+        models=ready,
+        chat=chat,
+    )
 
 
 def image_info(ref: str | None, gpus_spec: str | None) -> dict[str, Any] | None:

@@ -10,6 +10,7 @@ from wizard.container import DEFAULT_NAME
 
 if TYPE_CHECKING:
     from wizard.container import LaunchSpec
+    from wizard.endpoints import EndpointsView
     from wizard.launcher import UpResult
 
 HELP = "start Triton (podman, GPUs through CDI) and load the repository's models"
@@ -89,15 +90,32 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def endpoints_view(spec: LaunchSpec) -> EndpointsView:
+    """The endpoints of the container `spec` describes, for the renderer."""
+    from wizard.container import NO_OPENAI
+    from wizard.endpoints import EndpointsView
+
+    only = {name for name, _ in spec.completions_only}
+    return EndpointsView(
+        http=spec.http_url,
+        grpc=spec.grpc_address,
+        metrics=spec.metrics_url,
+        openai=spec.openai_url,
+        models=tuple(spec.models),
+        chat={m: m not in only for m in spec.models},
+        openai_off=None if spec.openai_off == NO_OPENAI else spec.openai_off,
+    )
+
+
 def print_success(spec: LaunchSpec, result: UpResult) -> None:
-    from wizard.triton_http import curl_example
+    from wizard.endpoints import render_endpoints
 
     verb = "kept running" if result.reused else "started"
     print(f"Triton {verb} as {spec.name}; models ready: {', '.join(spec.models)}")
-    print(f"  HTTP     {spec.http_url}")
-    print(f"  gRPC     {spec.grpc_address}")
-    print(f"  metrics  {spec.metrics_url}")
+    for line in render_endpoints(endpoints_view(spec)):
+        print(line)
+    for name, why in spec.completions_only:
+        print(f"  {name}: {why}")
     first = spec.models[0]
     print("Try it:")
-    print(f"  {curl_example(spec.http_url, first)}")
     print(f"  modelwiz chat {first}" + (f" --name {spec.name}" if spec.name != DEFAULT_NAME else ""))
