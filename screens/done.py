@@ -13,9 +13,21 @@ from textual.widgets import Button, Input, Select, Static, TextArea
 
 from screens.messages import ReplyChunk, ReplyFinished, StepFailed
 from screens.step import StepScreen, error_text
-from wizard.service import WizardService, curl_command
+from wizard.endpoints import EndpointsView, render_endpoints
+from wizard.service import Endpoints, WizardService, curl_command
 from wizard.wizard_flow import DoneResult
 from wizard.wizard_state import WizardState
+
+
+def done_endpoints(e: Endpoints) -> EndpointsView:
+    return EndpointsView(
+        http=e.http,
+        grpc=e.grpc,
+        metrics=e.metrics,
+        openai=e.openai,
+        models=e.models,
+        chat={m: m not in e.completions_only for m in e.models},
+    )
 
 
 class DoneScreen(StepScreen[DoneResult]):
@@ -36,19 +48,23 @@ class DoneScreen(StepScreen[DoneResult]):
         yield from self.compose_chrome()
         with VerticalScroll(id="body"):
             yield Static("Triton is running", classes="section-title")
-            yield Static(
-                Text.assemble(
-                    ("HTTP     ", "bold"),
-                    e.http,
-                    "\n",
-                    ("gRPC     ", "bold"),
-                    e.grpc,
-                    "\n",
-                    ("metrics  ", "bold"),
-                    e.metrics,
-                ),
-                id="endpoints",
-            )
+            if e.openai:
+                # The one endpoints renderer (OpenAI first, with curl and SDK examples, then /v2).
+                yield Static(Text("\n".join(render_endpoints(done_endpoints(e), self.model or None))), id="endpoints")
+            else:
+                yield Static(
+                    Text.assemble(
+                        ("HTTP     ", "bold"),
+                        e.http,
+                        "\n",
+                        ("gRPC     ", "bold"),
+                        e.grpc,
+                        "\n",
+                        ("metrics  ", "bold"),
+                        e.metrics,
+                    ),
+                    id="endpoints",
+                )
             yield Static("Try it", classes="section-title")
             if len(self.models) > 1:
                 yield Select(((m, m) for m in self.models), value=self.model, allow_blank=False, id="model")

@@ -309,6 +309,8 @@ class CoreService:
             grpc=spec.grpc_address,
             metrics=spec.metrics_url,
             models=tuple(spec.models),
+            openai=spec.openai_url,
+            completions_only=tuple(name for name, _ in spec.completions_only),
         )
 
     def generate_stream(self, endpoints: Endpoints, model: str, prompt: str) -> Iterator[str]:

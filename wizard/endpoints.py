@@ -12,6 +12,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from wizard.container import NO_OPENAI, LaunchSpec
 from wizard.triton_http import curl_example
 
 EXAMPLE_PROMPT = "What is Triton Inference Server?"
@@ -32,6 +33,20 @@ class EndpointsView:
 
     def chats(self, model: str) -> bool:
         return self.chat.get(model, True)
+
+
+def spec_endpoints(spec: LaunchSpec) -> EndpointsView:
+    """The endpoints of the container `spec` describes."""
+    only = {name for name, _ in spec.completions_only}
+    return EndpointsView(
+        http=spec.http_url,
+        grpc=spec.grpc_address,
+        metrics=spec.metrics_url,
+        openai=spec.openai_url,
+        models=tuple(spec.models),
+        chat={m: m not in only for m in spec.models},
+        openai_off=None if spec.openai_off == NO_OPENAI else spec.openai_off,
+    )
 
 
 def openai_curl(base_url: str, model: str, *, chat: bool = True, prompt: str = EXAMPLE_PROMPT) -> str:

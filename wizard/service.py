@@ -213,6 +213,8 @@ class Endpoints:
     grpc: str  # "127.0.0.1:8001"
     metrics: str  # "http://127.0.0.1:8002/metrics"
     models: tuple[str, ...] = ()
+    openai: str | None = None  # the OpenAI-compatible base URL ("http://127.0.0.1:9000/v1"); None: off
+    completions_only: tuple[str, ...] = ()  # models that do not chat at /v1/chat/completions
 
 
 # ---------------------------------------------------------------------------------------------
@@ -308,9 +310,13 @@ def quick_fit(weights_bytes: int | None, inventory: GpuInventory | None) -> tupl
 
 
 def curl_command(endpoints: Endpoints, model: str, prompt: str = "What is Triton Inference Server?") -> str:
-    """A copyable request against Triton's generate endpoint (the one `modelwiz up` prints)."""
+    """A copyable request, as `modelwiz up` prints it: to the OpenAI API when it runs (chat, or
+    completions for a completions-only model), else to Triton's generate endpoint."""
+    from wizard.endpoints import openai_curl
     from wizard.triton_http import curl_example
 
+    if endpoints.openai:
+        return openai_curl(endpoints.openai, model, chat=model not in endpoints.completions_only, prompt=prompt)
     return curl_example(endpoints.http, model, prompt=prompt)
 
 

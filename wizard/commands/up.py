@@ -10,7 +10,6 @@ from wizard.container import DEFAULT_NAME
 
 if TYPE_CHECKING:
     from wizard.container import LaunchSpec
-    from wizard.endpoints import EndpointsView
     from wizard.launcher import UpResult
 
 HELP = "start Triton (podman, GPUs through CDI) and load the repository's models"
@@ -90,29 +89,12 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def endpoints_view(spec: LaunchSpec) -> EndpointsView:
-    """The endpoints of the container `spec` describes, for the renderer."""
-    from wizard.container import NO_OPENAI
-    from wizard.endpoints import EndpointsView
-
-    only = {name for name, _ in spec.completions_only}
-    return EndpointsView(
-        http=spec.http_url,
-        grpc=spec.grpc_address,
-        metrics=spec.metrics_url,
-        openai=spec.openai_url,
-        models=tuple(spec.models),
-        chat={m: m not in only for m in spec.models},
-        openai_off=None if spec.openai_off == NO_OPENAI else spec.openai_off,
-    )
-
-
 def print_success(spec: LaunchSpec, result: UpResult) -> None:
-    from wizard.endpoints import render_endpoints
+    from wizard.endpoints import render_endpoints, spec_endpoints
 
     verb = "kept running" if result.reused else "started"
     print(f"Triton {verb} as {spec.name}; models ready: {', '.join(spec.models)}")
-    for line in render_endpoints(endpoints_view(spec)):
+    for line in render_endpoints(spec_endpoints(spec)):
         print(line)
     for name, why in spec.completions_only:
         print(f"  {name}: {why}")
