@@ -28,10 +28,11 @@ from tests.fixtures_podman import STANDIN_DIR, free_port
 from wizard import launcher
 from wizard.cli import main
 from wizard.container import CACHE_DIR, create_kwargs
-from wizard.export_facts import serving_facts
+from wizard.export_facts import boot_command, serving_facts
 from wizard.export_kube import with_health_check
 from wizard.export_systemd import service_unit
 from wizard.launch_inputs import HostFacts
+from wizard.openai_frontend import FRONTEND_MAIN
 from wizard.serve_options import ServeOptions
 
 pytestmark = pytest.mark.podman
@@ -174,13 +175,19 @@ def test_kube_manifest_runs_under_podman_kube_play(podman_service, export_image,
         podman_service.podman("volume", "rm", "dshm", "cache", check=False)  # emptyDirs under podman 4.3
 
 
+@pytest.mark.parametrize("frontend", [False, True], ids=["tritonserver", "openai-frontend"])
 def test_service_unit_creates_the_container_modelwiz_up_creates(
-    podman_service, podman_client, export_image, cdi_gpus, tmp_path
+    podman_service, podman_client, export_image, cdi_gpus, tmp_path, frontend
 ):
     repo = make_repository(tmp_path / "repo", "meta-llama/Llama-2-7b-hf", "Qwen/Qwen2-7B")
     models = [m.name for m in repo.models()]
+    image = export_image
+    if frontend:  # the same image under a release tag with Triton's OpenAI frontend (26.04+)
+        image = "localhost/modelwiz-export-standin:26.08-vllm-python-py3"
+        podman_service.podman("tag", export_image, image)
     options = ServeOptions(
-        image=export_image,
+        image=image,
+        openai_port=free_port(),
         name=podman_service.container_name(),
         http_port=free_port(),
         grpc_port=free_port(),
@@ -218,6 +225,9 @@ def test_service_unit_creates_the_container_modelwiz_up_creates(
     try:
         unit_ctr = json.loads(podman_service.podman("inspect", spec.name).stdout)[0]
         wait_ready(spec.http_url, models)  # Triton loaded the models by itself (--load-model)
+        if frontend:  # loaded through the frontend, so its own model list has them
+            listed = json.loads(urllib.request.urlopen(f"{spec.openai_url}/models", timeout=5).read())
+            assert sorted(m["id"] for m in listed["data"]) == sorted(models)
     finally:
         subprocess.run(argv(stop), env=podman_service.env, capture_output=True, timeout=120)
         subprocess.run(argv(stop_post), env=podman_service.env, capture_output=True, timeout=120)
@@ -246,4 +256,6 @@ def test_service_unit_creates_the_container_modelwiz_up_creates(
     assert mounts[CACHE_DIR][0].endswith(f"/{spec.cache_volume}/_data") and mounts[CACHE_DIR][1] is True
     assert facts(up)["shm"] == 1024**3
     cmd_up, cmd_unit = up["Config"]["Cmd"], unit_ctr["Config"]["Cmd"]
-    assert cmd_unit == cmd_up + [f"--load-model={m}" for m in models] + ["--model-load-thread-count=1"]
+    assert cmd_unit == list(boot_command(cmd_up, models))
+    assert cmd_unit[len(cmd_up) :][: len(models)] == [f"--load-model={m}" for m in models]
+    assert (cmd_up[:2] == ["python3", FRONTEND_MAIN]) is frontend
