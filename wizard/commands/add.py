@@ -65,7 +65,11 @@ def run(args: argparse.Namespace) -> int:
         return 0
     confirm = (lambda question: True) if args.yes else _confirm_on_terminal
     reporter = Reporter(on_event=lambda event: print(event.message, file=sys.stderr), confirm=confirm)
-    serving = session.launch(result.names, result.rewritten, ServeOptions(), reporter)
+    # The server's flags `add` takes (--image names the repository's image, recorded above).
+    flags = ServeOptions.from_args(args)
+    serving = session.launch(
+        result.names, result.rewritten, ServeOptions(openai=flags.openai, openai_port=flags.openai_port), reporter
+    )
     print_success(serving.spec, serving.result)
     return 0
 
