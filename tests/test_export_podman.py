@@ -65,6 +65,9 @@ def export_image(podman_service, standin_image, tmp_path_factory):
     return tag
 
 
+FRONTEND_EXPORT_TAG = "localhost/modelwiz-export-standin:26.08-vllm-python-py3"
+
+
 def podman_version(service) -> tuple[int, ...]:
     out = service.podman("--version").stdout
     return tuple(int(x) for x in re.search(r"(\d+)\.(\d+)\.(\d+)", out).groups())
@@ -117,16 +120,24 @@ def for_podman_kube_play(text: str, version: tuple[int, ...], ports: dict[int, i
 ARBITRARY_UID = 1000680000
 
 
-@pytest.mark.parametrize("openshift", [False, True], ids=["image-user", "openshift-arbitrary-uid"])
-def test_kube_manifest_runs_under_podman_kube_play(podman_service, export_image, tmp_path, capsys, openshift):
+@pytest.mark.parametrize(
+    ("openshift", "frontend"),
+    [(False, False), (True, False), (False, True)],
+    ids=["image-user", "openshift-arbitrary-uid", "openai-frontend"],
+)
+def test_kube_manifest_runs_under_podman_kube_play(podman_service, export_image, tmp_path, capsys, openshift, frontend):
     repo = make_repository(tmp_path / "repo", "meta-llama/Llama-2-7b-hf", "Qwen/Qwen2-7B")
     name = podman_service.container_name()
+    image = export_image
+    if frontend:  # the same image under a release tag with Triton's OpenAI frontend (26.04+)
+        image = FRONTEND_EXPORT_TAG
+        podman_service.podman("tag", export_image, image)
     argv = ["export", "kube", "--repository", str(repo.root), "--name", name]
-    argv += ["--image", export_image, "--init-image", export_image] + (["--openshift"] if openshift else [])
+    argv += ["--image", image, "--init-image", export_image] + (["--openshift"] if openshift else [])
     assert main(argv) == 0
     exported = capsys.readouterr().out
     objects = [d for d in yaml.safe_load_all(exported) if d]
-    ports = {8000: free_port(), 8001: free_port(), 8002: free_port()}
+    ports = {8000: free_port(), 8001: free_port(), 8002: free_port(), 9000: free_port()}
     played_text = for_podman_kube_play(exported, podman_version(podman_service), ports)
     uid = 1000
     if openshift:  # what the SCC's admission adds to the pod
@@ -165,6 +176,11 @@ def test_kube_manifest_runs_under_podman_kube_play(podman_service, export_image,
         refused = podman_service.podman("exec", triton, "touch", f"{mount}/x", check=False)
         assert refused.returncode != 0 and "Read-only" in refused.stdout + refused.stderr
         inspect = json.loads(podman_service.podman("inspect", triton).stdout)[0]
+        if frontend:
+            assert inspect["Config"]["Cmd"][:2] == ["python3", FRONTEND_MAIN]
+            listed = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{ports[9000]}/v1/models", timeout=5).read())
+            assert sorted(m["id"] for m in listed["data"]) == sorted(models)
+            return
         assert inspect["Config"]["Cmd"][-1] == "--model-load-thread-count=1"
         # The stand-in starts only where the real image's Python would (getpass, writable caches).
         log = podman_service.podman("logs", triton).stdout + podman_service.podman("logs", triton).stderr
@@ -183,7 +199,7 @@ def test_service_unit_creates_the_container_modelwiz_up_creates(
     models = [m.name for m in repo.models()]
     image = export_image
     if frontend:  # the same image under a release tag with Triton's OpenAI frontend (26.04+)
-        image = "localhost/modelwiz-export-standin:26.08-vllm-python-py3"
+        image = FRONTEND_EXPORT_TAG
         podman_service.podman("tag", export_image, image)
     options = ServeOptions(
         image=image,
