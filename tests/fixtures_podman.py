@@ -38,8 +38,8 @@ import pytest
 
 STANDIN_DIR = Path(__file__).parent / "standin"
 STANDIN_TAG = "localhost/tritonserver:test"
-# The same stand-in under a release tag whose image has the OpenAI frontend (26.04+: explicit model control).
-FRONTEND_TAG = "localhost/tritonserver:26.08-vllm-python-py3"
+# The stand-in under a release tag whose image has the OpenAI frontend (26.04+: explicit model control).
+FRONTEND_RELEASE = "26.08"
 FRONTEND_MAIN = "opt/tritonserver/python/openai/openai_frontend/main.py"
 CDI_DIR = Path("/etc/cdi")
 CDI_FILE = CDI_DIR / "modelwiz-test-standin.yaml"
@@ -219,7 +219,8 @@ def _rootfs_tar(busybox: Path) -> bytes:
 
 
 @pytest.fixture(scope="session")
-def standin_image(podman_service, tmp_path_factory):
+def standin_build(podman_service, tmp_path_factory) -> str:
+    """The stand-in image under a tag named by its content (no other session retags it)."""
     tar = _rootfs_tar(_busybox())
     digest = hashlib.sha256(tar).hexdigest()[:16]
     cached = f"localhost/modelwiz-standin:{digest}"
@@ -229,15 +230,28 @@ def standin_image(podman_service, tmp_path_factory):
         podman_service.podman(
             "import", "--change", "ENV=PATH=/usr/bin:/bin", "--change", 'CMD=["tritonserver"]', str(path), cached
         )
-    podman_service.podman("tag", cached, STANDIN_TAG)
-    return STANDIN_TAG
+    return cached
 
 
 @pytest.fixture(scope="session")
-def frontend_image(podman_service, standin_image):
+def standin_image(podman_service, standin_build):
+    podman_service.podman("tag", standin_build, STANDIN_TAG)
+    return STANDIN_TAG
+
+
+def frontend_tag(image: str) -> str:
+    """`image` (`repo:digest`) under a 26.08 release tag, which modelwiz runs with Triton's OpenAI
+    frontend; the digest stays in the name, so concurrent sessions never retag each other's."""
+    repo, _, digest = image.rpartition(":")
+    return f"{repo}-{digest}:{FRONTEND_RELEASE}-vllm-python-py3"
+
+
+@pytest.fixture(scope="session")
+def frontend_image(podman_service, standin_build):
     """The stand-in image under a tag that has Triton's OpenAI frontend (26.04+)."""
-    podman_service.podman("tag", standin_image, FRONTEND_TAG)
-    return FRONTEND_TAG
+    tag = frontend_tag(standin_build)
+    podman_service.podman("tag", standin_build, tag)
+    return tag
 
 
 @contextmanager

@@ -24,7 +24,7 @@ import pytest
 import yaml  # PyYAML (test dependency, via kubernetes-validate)
 
 from tests.export_helpers import SHA, make_repository
-from tests.fixtures_podman import STANDIN_DIR, free_port
+from tests.fixtures_podman import STANDIN_DIR, free_port, frontend_tag
 from wizard import launcher
 from wizard.cli import main
 from wizard.container import CACHE_DIR, create_kwargs
@@ -63,9 +63,6 @@ def export_image(podman_service, standin_image, tmp_path_factory):
         )
         podman_service.podman("build", "--pull=never", "-q", "-t", tag, str(context))
     return tag
-
-
-FRONTEND_EXPORT_TAG = "localhost/modelwiz-export-standin:26.08-vllm-python-py3"
 
 
 def podman_version(service) -> tuple[int, ...]:
@@ -130,7 +127,7 @@ def test_kube_manifest_runs_under_podman_kube_play(podman_service, export_image,
     name = podman_service.container_name()
     image = export_image
     if frontend:  # the same image under a release tag with Triton's OpenAI frontend (26.04+)
-        image = FRONTEND_EXPORT_TAG
+        image = frontend_tag(export_image)
         podman_service.podman("tag", export_image, image)
     argv = ["export", "kube", "--repository", str(repo.root), "--name", name]
     argv += ["--image", image, "--init-image", export_image] + (["--openshift"] if openshift else [])
@@ -199,7 +196,7 @@ def test_service_unit_creates_the_container_modelwiz_up_creates(
     models = [m.name for m in repo.models()]
     image = export_image
     if frontend:  # the same image under a release tag with Triton's OpenAI frontend (26.04+)
-        image = FRONTEND_EXPORT_TAG
+        image = frontend_tag(export_image)
         podman_service.podman("tag", export_image, image)
     options = ServeOptions(
         image=image,
