@@ -58,9 +58,13 @@ def test_the_server_runs_the_frontend_with_the_first_chat_models_weights_as_toke
     assert command[:2] == ["python3", FRONTEND_MAIN]
     assert command[command.index("--tokenizer") + 1] == f"{MOUNT}/qwen/weights"  # inside the container
     assert command[command.index("--model-control-mode") + 1] == "explicit" and "--load-model" not in command
-    assert command[
-        command.index("--enable-kserve-frontends") : command.index("--enable-kserve-frontends") + 5
-    ] == ["--enable-kserve-frontends", "--kserve-http-port", "8000", "--kserve-grpc-port", "8001"]
+    assert command[command.index("--enable-kserve-frontends") : command.index("--enable-kserve-frontends") + 5] == [
+        "--enable-kserve-frontends",
+        "--kserve-http-port",
+        "8000",
+        "--kserve-grpc-port",
+        "8001",
+    ]
     assert dict(spec.environment)["HF_HUB_OFFLINE"] == "1"  # tokenizer files never come from the Hub
     only = dict(spec.completions_only)
     assert set(only) == {"base", "llama"}
@@ -178,3 +182,23 @@ def test_chat_errors_are_one_line_and_exit_1(standin, capsys, model, says):
     assert main(["chat", model, "--openai-url", standin.url, "--prompt", "hi"]) == 1
     err = capsys.readouterr().err
     assert says in err and "Traceback" not in err
+
+
+def test_a_running_containers_status_renders_the_same_endpoints():
+    from wizard.endpoints import status_endpoints
+    from wizard.launcher import LaunchStatus
+    from wizard.triton_http import ModelState
+
+    status = LaunchStatus(
+        name="modelwiz-triton",
+        exists=True,
+        state="running",
+        url="http://127.0.0.1:8000",
+        models=(ModelState("qwen", "1", "READY", ""), ModelState("old", "1", "UNAVAILABLE", "")),
+        openai_url="http://127.0.0.1:9000/v1",
+        grpc_address="127.0.0.1:8001",
+        metrics_url="http://127.0.0.1:8002/metrics",
+    )
+    lines = render_endpoints(status_endpoints(status))
+    assert lines[0] == "  OpenAI   http://127.0.0.1:9000/v1" and '"model": "qwen"' in lines[2]
+    assert "  metrics  http://127.0.0.1:8002/metrics" in lines

@@ -11,9 +11,13 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from wizard.container import NO_OPENAI, LaunchSpec
 from wizard.triton_http import curl_example
+
+if TYPE_CHECKING:
+    from wizard.launcher import LaunchStatus
 
 EXAMPLE_PROMPT = "What is Triton Inference Server?"
 EXAMPLE_MAX_TOKENS = 64  # always sent: a request without it gets the server's default
@@ -46,6 +50,20 @@ def spec_endpoints(spec: LaunchSpec) -> EndpointsView:
         models=tuple(spec.models),
         chat={m: m not in only for m in spec.models},
         openai_off=None if spec.openai_off == NO_OPENAI else spec.openai_off,
+    )
+
+
+def status_endpoints(status: LaunchStatus, chat: Mapping[str, bool] | None = None) -> EndpointsView:
+    """The endpoints of a running modelwiz container (`launcher.status`), for `status` and the home
+    screen; `chat`: per model, whether it chats at /v1/chat/completions (default: all do)."""
+    ready = tuple(m.name for m in status.models if m.state == "READY")
+    return EndpointsView(
+        http=status.url or "",
+        grpc=status.grpc_address or "",
+        metrics=status.metrics_url or "",
+        openai=status.openai_url,
+        models=ready,
+        chat=dict(chat or {}),
     )
 
 
