@@ -109,3 +109,23 @@ def file_sha256_or_none(path: Path | str) -> str | None:
         return sha256_file(path)
     except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
         return None
+
+
+def git_blob_id_file(path: Path | str) -> str:
+    """The git blob id of a file (sha1 over `blob <size>\\0` and the content): what the Hub lists
+    as the id of a file not stored with LFS."""
+    digest = hashlib.sha1(b"blob %d\0" % os.stat(path).st_size)
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def hub_content_hash(path: Path | str, expected: str) -> str | None:
+    """The hash of `path` in the form of `expected`: a sha256 (64 hex digits, LFS files) or a git
+    blob id (40, other files). None when `expected` is neither (nothing to compare with)."""
+    if len(expected) == 64:
+        return sha256_file(path)
+    if len(expected) == 40:
+        return git_blob_id_file(path)
+    return None

@@ -59,11 +59,21 @@ def container_ids(plan: ModelPlan, repository_devices: Sequence[str]) -> tuple[i
     return tuple(out)
 
 
+def comment_text(value: str) -> str:
+    """`value` made safe for a `#` comment: a comment ends at the line break, so one in a folder
+    name would let the rest be read as configuration. Every character that is not printable
+    (line breaks, control characters, U+2028...) and the backslash are written as escapes."""
+    return "".join(
+        ch if ch.isprintable() and ch != "\\" else ch.encode("unicode_escape").decode("ascii") for ch in value
+    )
+
+
 def render_config_pbtxt(plan: ModelPlan, repository_devices: Sequence[str]) -> str:
-    """config.pbtxt for `plan`; `repository_devices` are all devices the repository's models use."""
+    """config.pbtxt for `plan`; `repository_devices` are all devices the repository's models use.
+    Text from a user, a path or the Hub appears only in comments, through `comment_text`."""
     group = plan.instance_group
     lines = [
-        f"# Written by modelwiz for {plan.model}. Edits are kept: modelwiz then writes its own",
+        f"# Written by modelwiz for {comment_text(plan.model)}. Edits are kept: modelwiz then writes its own",
         "# version beside this file as config.pbtxt.modelwiz-new instead of replacing it.",
         'backend: "vllm"',
         "# vLLM batches requests itself; Triton must not.",
@@ -85,13 +95,13 @@ def render_config_pbtxt(plan: ModelPlan, repository_devices: Sequence[str]) -> s
     lines.append("  {")
     if group.kind == "KIND_GPU":
         ids = container_ids(plan, repository_devices)
-        host = ", ".join(plan_devices(plan))
+        host = comment_text(", ".join(plan_devices(plan)))
         lines.append(f"    # host device(s) {host}, numbered as the container sees them")
         lines.append(f"    count: {group.count}")
         lines.append("    kind: KIND_GPU")
         lines.append(f"    gpus: [ {', '.join(str(i) for i in ids)} ]")
     elif group.kind == "KIND_MODEL":
-        host = ", ".join(plan_devices(plan)) or "planned"
+        host = comment_text(", ".join(plan_devices(plan))) or "planned"
         lines.append(
             f"    # one engine over {plan.tensor_parallel_size} GPU(s) (host device(s) {host}); vLLM places it"
         )

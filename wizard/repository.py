@@ -16,6 +16,7 @@ Rules this module keeps:
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -56,6 +57,8 @@ from wizard.plan_types import ModelPlan, sort_devices
 NEW_SUFFIX = ".modelwiz-new"
 REMOVED_SUFFIX = ".modelwiz-removed"
 REPOSITORY_ENV = "MODEL_REPOSITORY"
+LOCK_NAME = ".modelwiz.lock"  # flock'd by whoever changes the repository
+LOCK_MODE = 0o644  # readable is enough for another user to take the lock
 
 # Model states as listed.
 READY = "ready"  # complete: weights and files in place
@@ -105,6 +108,32 @@ def _weights_complete_default(path: Path) -> bool:
     """A weights folder modelwiz finished (the manifest says so) must still be there, not empty."""
     try:
         return path.is_dir() and any(path.iterdir())
+    except OSError:
+        return False
+
+
+def _acquire(path: Path) -> int | None:
+    """An fd holding an exclusive flock on `path` (created if missing), or None when another
+    process holds it. Retries when the file was replaced while we waited (a remover unlinked it)."""
+    while True:
+        fd = os.open(path, os.O_RDONLY | os.O_CREAT, LOCK_MODE)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        try:
+            same = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            return fd
+        os.close(fd)
+
+
+def _only_entry(folder: Path, name: str) -> bool:
+    try:
+        return os.listdir(folder) == [name]
     except OSError:
         return False
 
@@ -180,30 +209,36 @@ class Repository:
     # ------------------------------------------------------------------ paths
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
-        """Hold this repository for one change (plan, download, write) at a time. Two modelwiz
-        processes adding at once would each plan into the same free memory and save over each
-        other's manifest. The lock file lives in the user cache, so nothing is written into the
-        repository before the change itself."""
-        import fcntl
-        import hashlib
+        """Hold this repository for one change (plan, download, write) at a time, and re-read the
+        manifest once held, so the change starts from what the last writer saved.
 
-        from wizard.paths import cache_dir
-
-        key = hashlib.sha256(str(self.root.resolve()).encode()).hexdigest()[:16]
-        path = cache_dir() / "locks" / f"{key}.lock"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a+") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise ModelwizError(
-                    f"another modelwiz is changing {self.root} right now",
-                    hint="wait for it to finish, then run again",
-                ) from None
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        Two modelwiz processes adding at once would each plan into the same free memory and save
+        over each other's manifest. The lock file lives in the repository itself, so every user and
+        every cache (`sudo modelwiz add` beside `modelwiz add`) takes the same one. A repository
+        this creates is removed again when nothing else was written into it."""
+        created = not self.root.exists()
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            fd = _acquire(self.root / LOCK_NAME)
+        except OSError as error:
+            raise ModelwizError(
+                f"cannot lock {self.root / LOCK_NAME}: {error.strerror}",
+                hint="check that the repository folder is writable",
+            ) from None
+        if fd is None:
+            raise ModelwizError(
+                f"another modelwiz is changing {self.root} right now",
+                hint="wait for it to finish, then run again",
+            )
+        try:
+            self.manifest = load_manifest(self.root) or Manifest()
+            yield
+        finally:
+            if created and _only_entry(self.root, LOCK_NAME):
+                with contextlib.suppress(OSError):
+                    (self.root / LOCK_NAME).unlink()
+                    self.root.rmdir()
+            os.close(fd)
 
     def model_dir(self, name: str) -> Path:
         return self.root / name
@@ -231,7 +266,13 @@ class Repository:
         return path
 
     def taken_names(self) -> frozenset[str]:
-        return frozenset(self.folder_names()) | frozenset(self.manifest.names)
+        """Names a new model cannot take: every entry of the repository folder (files such as
+        modelwiz.toml included, since the model folder could not be made) and the manifest's."""
+        try:
+            entries = frozenset(os.listdir(self.root))
+        except (FileNotFoundError, NotADirectoryError):
+            entries = frozenset()
+        return entries | frozenset(self.manifest.names)
 
     def managed_plans(self) -> tuple[ModelPlan, ...]:
         """The plans of modelwiz's models (what a joint plan must keep room for)."""
@@ -260,7 +301,7 @@ class Repository:
         return tuple(self._inspect(name) for name in names)
 
     def model(self, name: str) -> RepoModel | None:
-        if name not in self.taken_names():
+        if name not in set(self.folder_names()) | set(self.manifest.names):
             return None
         return self._inspect(name)
 
@@ -477,7 +518,11 @@ class Repository:
             if own_new.exists() and self._is_own(entry, rel + NEW_SUFFIX, own_new):
                 own_new.unlink()
         weights = self.weights_dir(entry)
-        if delete_weights:
+        if delete_weights and weights.is_symlink():
+            target = os.readlink(weights)
+            weights.unlink()  # the link only: what it points to is not modelwiz's to delete
+            notes.append(f"{weights} was a link to {target}: removed the link, the files there are kept")
+        elif delete_weights:
             if weights.exists():
                 shutil.rmtree(weights)
         elif weights.exists():
