@@ -532,8 +532,10 @@ class Repository:
                 sub.rmdir()  # only when empty: anything else there stays
             except OSError:
                 pass
-        self.save(self.manifest.without_model(name))
+        # The others are renumbered while this entry still says `removing` (its devices no longer
+        # count), so a crash before the last save leaves a rerun to finish, never stale GPU ids.
         notes.extend(self.refresh_after_removal())
+        self.save(self.manifest.without_model(name))
         return tuple(notes)
 
     def refresh_after_removal(self) -> tuple[str, ...]:
