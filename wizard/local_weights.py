@@ -21,6 +21,9 @@ from wizard.fsutil import fsync_dir
 from wizard.progress import ProgressCallback, ProgressEvent, RateMeter, ignore_progress
 
 
+WEIGHT_SUFFIXES = (".safetensors", ".bin")
+
+
 def is_local_source(source: str) -> bool:
     """A MODEL argument that names a folder on this machine rather than a Hub repo id."""
     return source.startswith(("/", "./", "../", "~")) or Path(source).expanduser().is_dir()
@@ -59,15 +62,16 @@ def _top_files(source: Path) -> dict[str, int]:
 def _files(source: Path) -> list[Path]:
     """What vLLM reads of `source`. Raises UsageError when it has no weights vLLM can load, or an
     index that names shards the folder does not have."""
+    no_weights = UsageError(
+        f"{source} has no weight files (*.safetensors or pytorch_model*.bin)",
+        hint="point at the folder that holds the model's weights, or download them first",
+    )
     try:
         chosen, _skipped = select_files(_top_files(source))
-    except UsageError:
-        raise
     except ModelwizError:
-        raise UsageError(
-            f"{source} has no weight files (*.safetensors or pytorch_model*.bin)",
-            hint="point at the folder that holds the model's weights, or download them first",
-        ) from None
+        raise no_weights from None
+    if not any(name.endswith(WEIGHT_SUFFIXES) for name in chosen):  # an index alone is no weights
+        raise no_weights
     index = next((n for n in chosen if n.endswith(".index.json")), None)
     if index is not None:
         try:
