@@ -212,6 +212,11 @@ def test_cancel_keeps_finished_files_and_a_rerun_completes(fake_hub, tmp_path, s
     assert outcome and isinstance(outcome[0], Cancelled), outcome
     assert "run the same command again" in outcome[0].one_line()
     assert not (dest / big).exists() and no_partials(dest) and not dl.is_complete(dest)
+    # What it says is kept is what is on disk: whole files only (the stalled one is deleted).
+    kept = sum(p.stat().st_size for p in dest.iterdir() if p.is_file())
+    from wizard.units import format_bytes
+
+    assert f"{format_bytes(kept)} of" in outcome[0].message
     assert (dest / "config.json").exists()  # finished files are kept
     fake_hub.hold_path = None
     gets = len(fake_hub.requests("GET", "/config.json"))

@@ -48,7 +48,7 @@ def test_a_local_folder_missing_shards_its_index_names_is_refused(tmp_path):
     (src / "model.safetensors.index.json").write_text(
         '{"weight_map": {"a": "model.safetensors", "b": "model-00002-of-00002.safetensors"}}'
     )
-    with pytest.raises(UsageError, match="lacks 1 weight file.*model-00002-of-00002.safetensors"):
+    with pytest.raises(UsageError, match=r"lacks 1 weight file.*model-00002-of-00002\.safetensors"):
         check_local_model(str(src))
 
 

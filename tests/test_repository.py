@@ -93,7 +93,7 @@ def test_existing_models_get_new_container_ids_when_the_device_set_grows(tmp_pat
     root = tmp_path / "repo"
     add(root, "org/first-7b", inventory=describe("H100-80GB"))
     assert Repository.open(root).used_devices() == ("0",)
-    proposal, result = add(root, "org/a-70b", inventory=describe("4xH100-80GB"))
+    proposal, _result = add(root, "org/a-70b", inventory=describe("4xH100-80GB"))
     assert proposal.warnings == ()
     repo = check_consistent(root)
     assert repo.used_devices() == ("0", "1", "2", "3")
@@ -235,7 +235,7 @@ def test_crash_between_writes_leaves_old_or_new_files(tmp_path, monkeypatch, fai
     assert crashed == (fail_at <= calls["n"])
     assert not [p for p in root.rglob("*") if fsutil.is_temp_file(p.name)]
     repo = Repository.open(root)  # the manifest always loads
-    for path, data in old.items():
+    for path, _data in old.items():
         if path.name in ("config.pbtxt", "model.json"):
             entry = repo.manifest.get("first-7b")
             assert repo.file_status(entry, path.relative_to(root / "first-7b").as_posix()) == "ok"

@@ -100,10 +100,23 @@ def _short(path: object) -> str:
     return text if len(text) <= _SHORT_PATH else f"{text[:_SHORT_PATH]}..."
 
 
+def _raised_in(error: BaseException, package: str) -> bool:
+    """Whether `error` was raised from inside `package` (its traceback passes through it)."""
+    tb = error.__traceback__
+    while tb is not None:
+        module = str(tb.tb_frame.f_globals.get("__name__", ""))
+        if module == package or module.startswith(package + "."):
+            return True
+        tb = tb.tb_next
+    return False
+
+
 def explain(error: Exception) -> ModelwizError | None:
     """Known failures that reach the top without a modelwiz message: their cause and fix."""
     podman_errors = sys.modules.get("podman.errors")
-    if podman_errors is not None and isinstance(error, podman_errors.APIError):
+    api_error = podman_errors is not None and isinstance(error, podman_errors.APIError)
+    garbled = isinstance(error, (ValueError, KeyError, TypeError)) and _raised_in(error, "podman")
+    if api_error or garbled:
         return ModelwizError(
             f"the podman service answered something that is not the podman API ({_short(error)})",
             hint="check that CONTAINER_HOST points at a podman socket, or restart the service"

@@ -29,6 +29,7 @@ How it works, and why:
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import json
 import os
@@ -110,7 +111,7 @@ def select_files(files: dict[str, int]) -> tuple[dict[str, int], tuple[str, ...]
     hf_st = [p for p in top if _matches(p, _SAFETENSORS) and not _matches(p, _MISTRAL_NATIVE)]
     if hf_st:
         weights: tuple[str, ...] = _SAFETENSORS
-        exclude: tuple[str, ...] = _MISTRAL_NATIVE + ("params.json", "tekken.json")
+        exclude: tuple[str, ...] = (*_MISTRAL_NATIVE, "params.json", "tekken.json")
     elif any(_matches(p, _MISTRAL_NATIVE) for p in top):
         weights, exclude = _MISTRAL_NATIVE, ()
     elif any(_matches(p, _PYTORCH) for p in top):
@@ -180,7 +181,7 @@ def _present_files(dest: Path, files: dict[str, int], etags: Mapping[str, str], 
             lines = (meta_dir / f"{path}.metadata").read_text(encoding="utf-8").splitlines()
         except OSError:
             continue
-        commit, etag = (lines + ["", ""])[:2]
+        commit, etag = ([*lines, "", ""])[:2]
         expected = etags.get(path)
         if (expected and etag.strip() == expected) or (not expected and commit.strip() == sha):
             present.add(path)
@@ -211,18 +212,19 @@ def plan_download(repo_id: str, dest: Path, *, revision: str | None = None, toke
     dest = Path(dest)
     try:
         info = HfApi().model_info(repo_id, revision=revision, files_metadata=True, token=token)
-    except Exception as error:
+    except Exception as error:  # noqa: BLE001 - every library failure becomes one line
         raise translate_error(error, repo_id, revision=revision) from None
+    sha = str(info.sha or "")
     sizes = {s.rfilename: int(s.size or 0) for s in (info.siblings or [])}
     files, skipped = select_files(sizes)
     etags = _etags(info.siblings)
     hashes = {p: etags[p] for p in files if p in etags}
-    present = _present_files(dest, files, etags, info.sha)
+    present = _present_files(dest, files, etags, sha)
     recorded = read_verified(dest)
     return DownloadPlan(
         repo_id=repo_id,
         dest=dest,
-        sha=info.sha,
+        sha=sha,
         files=files,
         skipped=skipped,
         present=present,
@@ -343,10 +345,8 @@ class _Verifier:
     def discard_in(dest: Path, path: str) -> None:
         """Delete a bad copy of `path`, and huggingface_hub's record of it, so no run trusts it."""
         for stale in (dest / path, dest / HF_STATE_DIR / "download" / f"{path}.metadata"):
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 stale.unlink()
-            except FileNotFoundError:
-                pass
 
 
 def held_model(dest: Path) -> str | None:
@@ -405,10 +405,8 @@ def _record_start(dest: Path, plan: DownloadPlan) -> None:
             earlier.update(data["files"])
     for path in earlier:
         if path not in plan.files and "/" not in path and not path.startswith("."):
-            try:
+            with contextlib.suppress(FileNotFoundError, IsADirectoryError):
                 (dest / path).unlink()
-            except (FileNotFoundError, IsADirectoryError):
-                pass
     data = {"repo_id": plan.repo_id, "revision": plan.revision, "sha": plan.sha, "files": plan.files}
     (dest / STARTED).parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(dest / STARTED, json.dumps(data, indent=1, sort_keys=True) + "\n")
@@ -493,6 +491,12 @@ class _Tracker:
     @property
     def done_bytes(self) -> int:
         return sum(self._bytes.values())
+
+    @property
+    def kept_bytes(self) -> int:
+        """Bytes of the files that are whole on disk (what a cancel keeps)."""
+        with self._lock:
+            return sum(self.plan.files[p] for p in self._done_files)
 
     def advance(self, path: str, file_bytes: int) -> None:
         """`path` has `file_bytes` on disk now (from a progress bar; may go back on a restart)."""
@@ -739,13 +743,14 @@ def _fetch_all(plan, dest, on_progress, cancel, token, max_workers) -> int:
         pool.shutdown(wait=True, cancel_futures=True)
     cancelled = isinstance(failure, (_Stop, KeyboardInterrupt)) or (cancel is not None and cancel.is_set())
     if failure is not None or cancelled:
-        kept = tracker.done_bytes
+        kept = tracker.kept_bytes  # whole files only: partial ones are deleted
         if cancelled:
             raise Cancelled(
                 f"download of {plan.repo_id} stopped; {format_bytes(kept)} of {format_bytes(plan.total_bytes)}"
                 f" kept in {dest}",
                 hint="run the same command again to resume",
             )
+        assert failure is not None  # not cancelled: a worker failed
         error = translate_error(failure, plan.repo_id, revision=plan.revision)
         if not error.hint or "again" not in error.hint:
             error.hint = ((error.hint + "; ") if error.hint else "") + "finished files are kept: run again to resume"

@@ -8,6 +8,7 @@ worst a temp file (`.NAME.modelwiz-tmp-XXXX`) is left behind, which readers igno
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import tempfile
@@ -24,7 +25,7 @@ def is_temp_file(name: str) -> bool:
 
 def remove_stale_temps(folder: Path | str) -> list[str]:
     """Delete temp files a crashed write left in `folder` (not recursive); returns their names."""
-    removed = []
+    removed: list[str] = []
     try:
         names = os.listdir(folder)
     except (FileNotFoundError, NotADirectoryError):
@@ -74,10 +75,8 @@ def atomic_write_bytes(path: Path | str, data: bytes, *, mode: int | None = None
         os.chmod(tmp_name, mode)
         os.replace(tmp_name, path)
     except BaseException:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
-        except FileNotFoundError:
-            pass
         raise
     fsync_dir(folder)
 

@@ -258,7 +258,7 @@ def _whoami_name() -> str | None:
         from huggingface_hub import HfApi
 
         return HfApi().whoami().get("name")
-    except Exception:
+    except Exception:  # noqa: BLE001 - only a nicety in a message; never fails the caller
         return None
 
 
@@ -273,7 +273,7 @@ def vllm_architectures() -> dict[str, tuple[str, str]]:
     for line in lines:
         if not line or line.startswith("#") or line.startswith("architecture\t"):
             continue
-        arch, kind, last = (line.split("\t") + ["", ""])[:3]
+        arch, kind, last = ([*line.split("\t"), "", ""])[:3]
         table[arch] = (kind, last)
     return table
 
@@ -383,7 +383,7 @@ def lookup_model(repo_id: str, *, revision: str | None = None, token: str | None
             api.auth_check(repo_id, token=tok)
         config = _fetch_config(repo_id, revision or "main", tok)
         params = _parameters(api, info, tok)
-    except Exception as error:
+    except Exception as error:  # noqa: BLE001 - every library failure becomes one line
         raise translate_error(error, repo_id, revision=revision) from None
     files = {s.rfilename: int(s.size or 0) for s in (info.siblings or [])}
     return _build(repo_id, info.sha, revision, files, config, params, info=info)
@@ -525,7 +525,7 @@ def search_models(query: str, *, limit: int = 20) -> list[HubSearchResult]:
                     pipeline_tag=m.pipeline_tag,
                 )
             )
-    except Exception as error:
+    except Exception as error:  # noqa: BLE001 - every library failure becomes one line
         raise translate_error(error, f"search {query!r}") from None
     results.sort(key=lambda r: r.downloads, reverse=True)
     return results
@@ -563,7 +563,7 @@ def auth_status() -> AuthStatus:
         if error.response is not None and error.response.status_code == 401:
             return AuthStatus(False, source=source, token_invalid=True, message=InvalidToken(source).one_line())
         raise translate_error(error, "whoami") from None
-    except Exception as error:
+    except Exception as error:  # noqa: BLE001 - every library failure becomes one line
         raise translate_error(error, "whoami") from None
     user = info.get("name")
     where = "HF_TOKEN" if source == "env" else "the saved token"
@@ -606,7 +606,7 @@ def save_token(token: str) -> str:
         if error.response is not None and error.response.status_code == 401:
             raise InvalidToken() from None
         raise translate_error(error, "whoami") from None
-    except Exception as error:
+    except Exception as error:  # noqa: BLE001 - every library failure becomes one line
         raise translate_error(error, "whoami") from None
     finally:
         hf_logger.setLevel(level)

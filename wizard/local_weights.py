@@ -20,7 +20,6 @@ from wizard.errors import Cancelled, ModelwizError, UsageError
 from wizard.fsutil import fsync_dir
 from wizard.progress import ProgressCallback, ProgressEvent, RateMeter, ignore_progress
 
-
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
 
 

@@ -82,7 +82,7 @@ class Manifest:
     def with_model(self, model: ManifestModel) -> Manifest:
         """Add `model`, or replace the entry with its name (keeping its position)."""
         if self.get(model.name) is None:
-            return replace(self, models=self.models + (model,))
+            return replace(self, models=(*self.models, model))
         return replace(self, models=tuple(model if m.name == model.name else m for m in self.models))
 
     def without_model(self, name: str) -> Manifest:
@@ -270,11 +270,8 @@ def _sync_table(table: Any, data: Mapping[str, Any], owned: tuple[str, ...] | No
 def render_manifest(manifest: Manifest) -> str:
     import tomlkit
 
-    doc = manifest.document
-    if doc is None:
-        doc = tomlkit.parse(_HEADER)
-    else:
-        doc = tomlkit.parse(tomlkit.dumps(doc))  # a copy: Manifest stays immutable
+    # A copy of the user's document (Manifest stays immutable), or a new one.
+    doc = tomlkit.parse(_HEADER if manifest.document is None else tomlkit.dumps(manifest.document))
     top: dict[str, Any] = {"version": manifest.version, "image": manifest.image, "mount_point": manifest.mount_point}
     _sync_table(doc, {k: v for k, v in top.items() if v is not None}, _TOP_KEYS)
     if "models" not in doc:

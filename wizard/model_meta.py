@@ -142,7 +142,7 @@ class ModelMeta:
 
     def kv_bytes_per_token_per_layer(self, tp: int, kv_dtype_bytes: int = 2) -> int:
         """KV bytes one token costs in one attention layer, on each GPU of a tp group."""
-        if self.is_mla:  # one latent vector, on every rank (not divided by tp)
+        if self.kv_lora_rank is not None:  # MLA: one latent vector, on every rank (not divided by tp)
             return (self.kv_lora_rank + (self.qk_rope_head_dim or 0)) * kv_dtype_bytes
         return 2 * max(1, self.num_kv_heads // tp) * self.head_dim * kv_dtype_bytes
 
@@ -161,7 +161,7 @@ class ModelMeta:
         per_layer = self.kv_bytes_per_token_per_layer(tp, kv_dtype_bytes)
         full = math.ceil(length / block) * block * per_layer * self.full_attention_layers
         sliding = 0
-        if self.sliding_window_layers:
+        if self.sliding_window_layers and self.sliding_window is not None:
             tokens = min(self.sliding_window - 1 + max_num_batched_tokens, length)
             sliding = (math.ceil(tokens / block) + 1) * block * per_layer * self.sliding_window_layers
         return full + sliding
@@ -240,7 +240,7 @@ class ModelMeta:
             weights_source=weights_source,
             torch_dtype=torch_dtype,
             quantization=quantization,
-            kv_lora_rank=int(kv_lora_rank) if mla else None,
+            kv_lora_rank=kv_lora_rank if mla and isinstance(kv_lora_rank, int) else None,
             qk_rope_head_dim=int(text.get("qk_rope_head_dim") or 0) if mla else None,
             sliding_window=window,
             sliding_window_layers=window_layers,

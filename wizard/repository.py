@@ -186,13 +186,12 @@ class Repository:
             root = Path.cwd() / root
         if root.exists() and not root.is_dir():
             raise UsageError(f"{root} is not a folder", hint="give --repository a folder")
-        if not root.exists():
-            if not create:
-                raise UsageError(
-                    f"model repository {root} does not exist",
-                    hint="check --repository / $MODEL_REPOSITORY, or add a model with `modelwiz add`",
-                )
-            # Created on the first save, so a refused add leaves nothing behind.
+        # A missing one is created on the first save, so a refused add leaves nothing behind.
+        if not root.exists() and not create:
+            raise UsageError(
+                f"model repository {root} does not exist",
+                hint="check --repository / $MODEL_REPOSITORY, or add a model with `modelwiz add`",
+            )
         manifest = load_manifest(root) or Manifest()
         return cls(root, manifest, weights_complete=weights_complete)
 
@@ -456,7 +455,7 @@ class Repository:
 
         # (3) commit: pending hashes become the files', complete models are marked
         manifest = self.manifest
-        for entry, targets, pending in planned:
+        for entry, _targets, pending in planned:
             files = {k: v for k, v in entry.files.items() if k in (CONFIG_FILE, MODEL_JSON)}
             files.update(pending)
             updated = replace(entry, files=files, pending={})
@@ -528,10 +527,8 @@ class Repository:
         elif weights.exists():
             notes.append(f"weights kept in {weights}")
         for sub in (folder / "1", folder):
-            try:
+            with contextlib.suppress(OSError):
                 sub.rmdir()  # only when empty: anything else there stays
-            except OSError:
-                pass
         # The others are renumbered while this entry still says `removing` (its devices no longer
         # count), so a crash before the last save leaves a rerun to finish, never stale GPU ids.
         notes.extend(self.refresh_after_removal())
