@@ -333,7 +333,9 @@ class _Verifier:
             return actual
         with self._lock:
             self._done[path] = expected
-            atomic_write_text(self.dest / VERIFIED, json.dumps(self._done, indent=1, sort_keys=True) + "\n")
+            # Not fsync'd: losing it in a power cut only means hashing those files again.
+            text = json.dumps(self._done, indent=1, sort_keys=True) + "\n"
+            atomic_write_text(self.dest / VERIFIED, text, durable=False)
         return None
 
     def discard(self, path: str) -> None:

@@ -54,10 +54,12 @@ def fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def atomic_write_bytes(path: Path | str, data: bytes, *, mode: int | None = None) -> None:
+def atomic_write_bytes(path: Path | str, data: bytes, *, mode: int | None = None, durable: bool = True) -> None:
     """Write `data` to `path` so that readers see the old content or the new, never a mix.
 
     The file keeps the mode of the file it replaces; a new file gets `mode` (default 0o644).
+    `durable=False` skips the fsyncs: for a record that is only a shortcut (after a power loss it
+    may be empty, and readers then redo the work), written often on a hot path.
     """
     path = Path(path)
     folder = path.parent
@@ -71,18 +73,22 @@ def atomic_write_bytes(path: Path | str, data: bytes, *, mode: int | None = None
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                os.fsync(handle.fileno())
         os.chmod(tmp_name, mode)
         os.replace(tmp_name, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
         raise
-    fsync_dir(folder)
+    if durable:
+        fsync_dir(folder)
 
 
-def atomic_write_text(path: Path | str, text: str, *, encoding: str = "utf-8", mode: int | None = None) -> None:
-    atomic_write_bytes(path, text.encode(encoding), mode=mode)
+def atomic_write_text(
+    path: Path | str, text: str, *, encoding: str = "utf-8", mode: int | None = None, durable: bool = True
+) -> None:
+    atomic_write_bytes(path, text.encode(encoding), mode=mode, durable=durable)
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -94,12 +100,9 @@ def sha256_text(text: str) -> str:
 
 
 def sha256_file(path: Path | str) -> str:
-    """The hex sha256 of a file's content, read in chunks."""
-    digest = hashlib.sha256()
+    """The hex sha256 of a file's content (hashlib reads it in chunks, without the GIL)."""
     with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def file_sha256_or_none(path: Path | str) -> str | None:
