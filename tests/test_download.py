@@ -503,3 +503,11 @@ def test_credentials_in_hf_endpoint_are_never_shown(fake_hub, tmp_path, monkeypa
     with pytest.raises(hub.HubUnreachable) as info:
         hub.ensure_reachable("look up org/x")
     assert "PASS" not in info.value.one_line() and "127.0.0.1:1" in info.value.one_line()
+
+
+def test_a_folder_left_by_a_refused_download_takes_another_model(fake_hub, tmp_path):
+    dest = tmp_path / "d"
+    with pytest.raises(hub.ModelNotFound):
+        dl.download_model("org/missing", dest)
+    dl.download_model("org/tiny", dest)
+    assert dl.is_complete(dest) and dl.held_model(dest) == "org/tiny"

@@ -375,8 +375,8 @@ def check_target(dest: Path, repo_id: str) -> None:
         raise ModelwizError(
             f"cannot read {dest}: {error.strerror}", hint="choose a folder you can write to for --to"
         ) from None
-    if not entries:
-        return
+    if not entries or (entries == [HF_STATE_DIR.parts[0]] and read_marker(dest) is None):
+        return  # empty, or only the state of an attempt that fetched nothing at the top
     held = held_model(dest)
     if held == repo_id:
         return
