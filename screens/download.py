@@ -110,7 +110,7 @@ class DownloadScreen(StepScreen):
     @work(thread=True, exclusive=True, group="download", exit_on_error=False, description="Downloading models")
     def fetch(self) -> None:
         try:
-            disk = self.backend.disk_check(self.choices)
+            disk = self.backend.disk_check(self.state.plan)
             if not disk.ok:
                 raise ModelwizError(
                     f"not enough disk space: {disk.explain()}",
@@ -118,6 +118,7 @@ class DownloadScreen(StepScreen):
                 )
             for index, choice in enumerate(self.choices):
                 self.backend.download(
+                    self.state.plan,
                     choice,
                     on_progress=lambda event, i=index: self.post_message(DownloadProgress(i, event)),
                     cancel=self.cancel_event,

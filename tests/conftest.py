@@ -6,22 +6,9 @@ can use them by name.
 
 from __future__ import annotations
 
-import importlib.util
-
 import pytest
 
-# Area fixture modules, registered when present (each area adds its own line).
-pytest_plugins = [
-    name
-    for name in (
-        "tests.fixtures_nvml",
-        "tests.fixtures_hub",
-        "tests.fixtures_podman",
-        "tests.fixtures_repository",
-        "tests.fixtures_screens",
-    )
-    if importlib.util.find_spec(name) is not None
-]
+pytest_plugins = ["tests.fixtures_nvml", "tests.fixtures_hub", "tests.fixtures_podman", "tests.fixtures_screens"]
 
 
 @pytest.fixture(autouse=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.fixtures_repository import FakeDownloader, FakeRequest, fake_meta_loader, fake_plan_models
+from tests.fixtures_repository import FakeDownloader, FakeReader, fake_plan_models
 from wizard.add_flow import AddRequest, execute_add, prepare_add
 from wizard.gpus import describe
 from wizard.repository import Repository
@@ -23,9 +23,7 @@ def make_repository(root: Path, *sources: str, gpus: str = "2xH100-80GB") -> Rep
             inventory=describe(gpus),
             image_ref="26.07-vllm-python-py3",
             planner=fake_plan_models,
-            meta_loader=fake_meta_loader,
-            request_factory=FakeRequest,
-            download_size=lambda *a: 0,
+            reader=FakeReader(),
         )
         execute_add(repo, proposal, downloader=FakeDownloader(sha=SHA))
     return Repository.open(root)

@@ -45,6 +45,7 @@ class FakeRepo:
     private: bool = False
     allowed_tokens: set[str] = field(default_factory=set)
     info: dict = field(default_factory=dict)  # extra model JSON (downloads, likes, tags, safetensors...)
+    older: dict[str, dict[str, bytes]] = field(default_factory=dict)  # earlier commits: sha -> files
 
     def __post_init__(self) -> None:
         if not self.sha:
@@ -53,6 +54,12 @@ class FakeRepo:
                 digest.update(path.encode() + hashlib.sha1(self.files[path]).digest())
             self.sha = digest.hexdigest()
         self._etags: dict[str, str] = {}
+
+    def at(self, rev: str) -> FakeRepo:
+        """The repo as of `rev` (main, or any commit it had)."""
+        if rev in ("main", self.sha):
+            return self
+        return FakeRepo(self.repo_id, self.older[rev], rev, self.gated, self.private, self.allowed_tokens, self.info)
 
     def is_lfs(self, path: str) -> bool:
         return len(self.files[path]) > 10_000 or path.endswith((".safetensors", ".bin", ".pth"))
@@ -125,6 +132,15 @@ class FakeHub:
     def add(self, repo: FakeRepo) -> FakeRepo:
         self.repos[repo.repo_id] = repo
         return repo
+
+    def push(self, repo_id: str, files: dict[str, bytes]) -> str:
+        """A new commit on main with `files`; the old commit stays reachable by its sha. Returns the new sha."""
+        with self._lock:
+            old = self.repos[repo_id]
+            new = FakeRepo(repo_id, files, "", old.gated, old.private, old.allowed_tokens, old.info)
+            new.older = {**old.older, old.sha: old.files}
+            self.repos[repo_id] = new
+            return new.sha
 
     def requests(self, method: str | None = None, contains: str = "") -> list[Request]:
         with self._lock:
@@ -226,7 +242,7 @@ class _Handler(BaseHTTPRequestHandler):
         return True
 
     def _rev_ok(self, repo: FakeRepo, rev: str) -> bool:
-        if rev not in ("main", repo.sha):
+        if rev not in ("main", repo.sha) and rev not in repo.older:
             self._error(404, "RevisionNotFound", f"Invalid rev id: {rev}")
             return False
         return True
@@ -351,6 +367,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if not self._rev_ok(repo, rev):
             return
+        repo = repo.at(rev)
         if kind in (None, "revision"):
             return self._json(200, self._model_json(repo, blobs=query.get("blobs", [""])[0] == "true"))
         # tree
@@ -386,6 +403,7 @@ class _Handler(BaseHTTPRequestHandler):
         repo = self._repo(repo_id)
         if repo is None or not self._gated_ok(repo) or not self._rev_ok(repo, rev):
             return
+        repo = repo.at(rev)
         if path not in repo.files:
             return self._error(404, "EntryNotFound", f"Entry not found: {path}", {"X-Repo-Commit": repo.sha})
         failure = self.fake.take_failure()

@@ -52,9 +52,11 @@ class FakeNvml:
         self.permission_error_on = permission_error_on  # function name that raises NoPermission
         self.initialized = False
         self.shutdowns = 0
+        self.calls: dict[str, int] = {}  # API function -> times called
 
     # -- helpers
     def _check(self, fn):
+        self.calls[fn] = self.calls.get(fn, 0) + 1
         if not self.initialized:
             raise N.NVMLError(N.NVML_ERROR_UNINITIALIZED)
         if self.permission_error_on == fn:
@@ -69,6 +71,7 @@ class FakeNvml:
 
     # -- the API
     def nvmlInit(self):
+        self.calls["nvmlInit"] = self.calls.get("nvmlInit", 0) + 1
         if self.init_error is not None:
             raise N.NVMLError(self.init_error)
         self.initialized = True

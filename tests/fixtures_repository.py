@@ -1,6 +1,7 @@
-"""Fakes at the planner / metadata / download boundary, for the repository and add-flow tests.
+"""Fakes at the planner / model reader / download boundary, for the repository and add-flow tests.
 
-The fake planner packs engines the way the real one must: each engine reserves
+Each fake has the real one's signature (`add_flow.Planner`, `add_flow.ModelReader`,
+`add_flow.Downloader`). The fake planner packs engines the way the real one must: each engine reserves
 `gpu_memory_utilization` of its GPU, the fractions on one GPU add up to at most 0.9, multi-GPU
 engines are KIND_MODEL with count 1, single-GPU engines KIND_GPU on one explicit device.
 """
@@ -12,9 +13,10 @@ import struct
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import pytest
-
+from wizard.download import DownloadPlan, DownloadResult
+from wizard.errors import ModelwizError
 from wizard.plan_types import InstanceGroup, ModelPlan
+from wizard.progress import ignore_progress
 
 GPU_CAP = 0.9
 
@@ -24,13 +26,6 @@ class FakeMeta:
     ref: str
     weights_bytes: int
     tp: int = 1
-
-
-@dataclass(frozen=True)
-class FakeRequest:
-    meta: FakeMeta
-    name: str
-    max_model_len: int | None = None
 
 
 @dataclass(frozen=True)
@@ -75,7 +70,9 @@ def _need(meta: FakeMeta, total: int) -> float:
     return round(meta.weights_bytes * 1.25 / total + 0.05, 2)
 
 
-def fake_plan_models(inventory, requests, *, existing=(), replan_existing=False, existing_meta=None):
+def fake_plan_models(
+    inventory, requests, *, existing=(), existing_meta=None, replan_existing=False, existing_running=False, fill=False
+):
     devices = [d.cdi_id for d in inventory.devices]
     total = {d.cdi_id: d.cuda_total_bytes for d in inventory.devices}
     used = {d: 0.0 for d in devices}
@@ -127,22 +124,23 @@ def fake_plan_models(inventory, requests, *, existing=(), replan_existing=False,
     return FakePlan(tuple(out), tuple(devices), fits)
 
 
+FAKE_SHA = "0123456789abcdef0123456789abcdef01234567"
+
+
 class FakeDownloader:
     """Writes a small model folder like a finished Hub download and returns its commit."""
 
-    def __init__(self, sha="0123456789abcdef0123456789abcdef01234567", fail_after=None):
+    def __init__(self, sha=FAKE_SHA, fail_after=None):
         self.sha = sha
         self.calls = []
         self.fail_after = fail_after
 
-    def __call__(self, repo_id, dest, *, revision=None, on_progress=None, cancel=None):
+    def __call__(self, repo_id, dest, *, revision=None, plan=None, on_progress=ignore_progress, cancel=None):
         self.calls.append((repo_id, Path(dest), revision))
         if self.fail_after is not None and len(self.calls) > self.fail_after:
-            from wizard.errors import ModelwizError
-
             raise ModelwizError(f"download of {repo_id} failed: 503 Service Unavailable")
         write_model_folder(Path(dest))
-        return type("DownloadResult", (), {"path": Path(dest), "sha": self.sha})()
+        return DownloadResult(path=Path(dest), sha=revision or self.sha, repo_id=repo_id)
 
 
 def write_model_folder(folder: Path, *, params: int = 64) -> Path:
@@ -173,21 +171,15 @@ def fake_meta_loader(ref: str) -> FakeMeta:
     return FakeMeta(ref, (140 if big else 14) * 1024**3, tp=4 if big else 1)
 
 
-@pytest.fixture
-def fake_planning(monkeypatch):
-    """Make the add flow's default planner, metadata loader and request type the fakes."""
-    import wizard.add_flow as flow
+class FakeReader:
+    """Metadata by name (`fake_meta_loader`: "70b" in the name is a 4-GPU model), and download
+    plans of nothing to fetch at `sha`."""
 
-    monkeypatch.setattr(flow, "_default_planner", lambda: fake_plan_models)
-    monkeypatch.setattr(flow, "_default_meta_loader", lambda: fake_meta_loader)
-    monkeypatch.setattr(flow, "_request_class", lambda: FakeRequest)
-    return flow
+    def __init__(self, sha=FAKE_SHA):
+        self.sha = sha
 
+    def meta(self, source, revision=None):
+        return fake_meta_loader(source)
 
-@pytest.fixture
-def fake_downloader(monkeypatch):
-    import wizard.add_flow as flow
-
-    downloader = FakeDownloader()
-    monkeypatch.setattr(flow, "_default_downloader", lambda: downloader)
-    return downloader
+    def download_plan(self, source, dest, revision=None):
+        return DownloadPlan(source, Path(dest), revision or self.sha, {}, (), frozenset(), 0, revision)

@@ -258,14 +258,20 @@ class FakeService:
                     max(0, g.cuda_total_bytes - w - kv - ov - other),
                 )
             )
-        return PlanView(tuple(plans), tuple(memory), all(p.fits for p in plans))
+        names = {c.repo_id: c.name for c in choices}
+        return PlanView(tuple(plans), tuple(memory), all(p.fits for p in plans), names=names)
 
-    def disk_check(self, choices: Sequence[ModelChoice]) -> DiskCheck:
-        needed = sum(self.model(c.repo_id).weights_bytes - self.downloaded.get(c.repo_id, 0) for c in choices)
+    def disk_check(self, plan: PlanView) -> DiskCheck:
+        needed = sum(self.model(repo_id).weights_bytes - self.downloaded.get(repo_id, 0) for repo_id in plan.names)
         return DiskCheck(self.repository, needed, self.disk_free)
 
     def download(
-        self, choice: ModelChoice, *, on_progress: Callable[[ProgressEvent], None], cancel: threading.Event
+        self,
+        plan: PlanView,
+        choice: ModelChoice,
+        *,
+        on_progress: Callable[[ProgressEvent], None],
+        cancel: threading.Event,
     ) -> None:
         self.calls.append(("download", choice.repo_id))
         m = self.model(choice.repo_id)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures_repository import FakeRequest, fake_meta_loader, fake_plan_models, write_model_folder
+from tests.fixtures_repository import FakeReader, fake_plan_models, write_model_folder
 from tests.test_repository import add, check_consistent
 from wizard.add_flow import AddRequest, describe_proposal, placement_warnings, prepare_add
 from wizard.cli import main
@@ -32,9 +32,7 @@ def test_changed_budgets_are_shown_never_silent(tmp_path):
         inventory=describe("H100-80GB"),
         image_ref=None,
         planner=fake_plan_models,
-        meta_loader=fake_meta_loader,
-        request_factory=FakeRequest,
-        download_size=lambda *a: 0,
+        reader=FakeReader(),
     )
     [change] = proposal.changed
     assert change.old.gpu_memory_utilization == 0.85 and change.new.gpu_memory_utilization == 0.27
@@ -67,7 +65,7 @@ def test_repository_location_order(tmp_path, monkeypatch):
     assert resolve_repository(str(tmp_path / "flag")) == tmp_path / "flag"
 
 
-def test_cli_add_status_remove_end_to_end(tmp_path, fake_planning, capsys):
+def test_cli_add_status_remove_end_to_end(tmp_path, capsys):
     model = write_model_folder(tmp_path / "src" / "Tiny-Llama")
     repo = tmp_path / "repo"
     rc = main(
@@ -189,7 +187,7 @@ def _status_json(repo: Path, capsys) -> str:
         ["status", "--repository", "/does/not/exist"],
     ],
 )
-def test_bad_input_exits_2_with_one_line(tmp_path, fake_planning, capsys, argv):
+def test_bad_input_exits_2_with_one_line(tmp_path, capsys, argv):
     argv = argv + (["--repository", str(tmp_path / "r")] if "--repository" not in argv else [])
     rc = main(argv + ["--gpus", "H100-80GB"])
     err = capsys.readouterr().err
@@ -198,7 +196,7 @@ def test_bad_input_exits_2_with_one_line(tmp_path, fake_planning, capsys, argv):
     assert not (tmp_path / "r").exists()  # a refused add creates nothing
 
 
-def test_remove_without_terminal_needs_a_choice(tmp_path, fake_planning, capsys):
+def test_remove_without_terminal_needs_a_choice(tmp_path, capsys):
     model = write_model_folder(tmp_path / "m")
     main(["add", str(model), "--repository", str(tmp_path / "r"), "--gpus", "H100-80GB", "--yes", "--no-launch"])
     assert main(["remove", "m"]) == 2
@@ -240,7 +238,8 @@ _CHILD = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("point", ["download", "1", "2", "3", "4", "5", "6"])
+# Every os.replace of the add (the commit is recorded with the model, before the download: 5).
+@pytest.mark.parametrize("point", ["download", "1", "2", "3", "4", "5"])
 def test_killed_add_leaves_a_consistent_repository(tmp_path, point):
     root = tmp_path / "repo"
     add(root, "org/first-7b", inventory=describe("H100-80GB"))

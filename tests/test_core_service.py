@@ -63,10 +63,10 @@ def test_plan_download_write_into_a_real_repository(backend, fake_hub, tmp_path)
     view = backend.plan(inventory, [choice])  # and back: the last plan is the one that is written
     assert len(fake_hub.requests("GET", "/api/models/org/tiny")) == before
 
-    disk = backend.disk_check([choice])
+    disk = backend.disk_check(view)
     assert disk.ok and disk.needed_bytes > 0
     events = []
-    backend.download(choice, on_progress=events.append, cancel=threading.Event())
+    backend.download(view, choice, on_progress=events.append, cancel=threading.Event())
     assert events[-1].finished
     backend.write_repository(view, [choice])
 
@@ -90,11 +90,11 @@ def test_a_model_that_does_not_fit_is_shown_not_refused(backend):
 
 def test_cancelled_download_keeps_the_model_unfinished(backend, fake_hub, tmp_path):
     choice = ModelChoice("org/tiny", "tiny")
-    backend.plan(describe("L4"), [choice])
+    view = backend.plan(describe("L4"), [choice])
     cancel = threading.Event()
     cancel.set()
     with pytest.raises(Cancelled):
-        backend.download(choice, on_progress=lambda e: None, cancel=cancel)
+        backend.download(view, choice, on_progress=lambda e: None, cancel=cancel)
     entry = load_manifest(tmp_path / "repo").get("tiny")
     assert entry is not None and not entry.complete
     assert not (tmp_path / "repo" / "tiny" / "config.pbtxt").exists()  # never served half-done
@@ -118,7 +118,7 @@ def test_launch_and_talk_to_the_model(tmp_path, fake_hub, podman_service, standi
     backend = CoreService(spec="H100-80GB", repository=tmp_path / "repo", serve_options=options)
     choice = ModelChoice("org/tiny", "tiny", max_model_len=1024)
     view = backend.plan(describe("H100-80GB"), [choice])
-    backend.download(choice, on_progress=lambda e: None, cancel=threading.Event())
+    backend.download(view, choice, on_progress=lambda e: None, cancel=threading.Event())
     backend.write_repository(view, [choice])
     events = []
     try:
@@ -154,9 +154,9 @@ def test_the_wizard_knows_when_the_repositorys_models_are_running(tmp_path, fake
     backend = CoreService(repository=tmp_path / "repo")
     inventory = discover()
     # Only what is loaded holds memory: a model that failed to load (b) does not.
-    assert backend._serving(inventory) == {"a"} and backend._serving(inventory) == {"a"}
+    assert backend.session(inventory).running == {"a"} and backend.session(inventory).running == {"a"}
     assert len(asked) == 1  # asked once per run
-    assert CoreService(repository=tmp_path / "repo")._serving(describe("H100")) == frozenset()  # described: idle
+    assert CoreService(repository=tmp_path / "repo").session(describe("H100")).running == frozenset()  # described
 
 
 def test_a_broken_check_is_a_row_not_a_crash(tmp_path, monkeypatch):
@@ -185,7 +185,7 @@ def test_the_wizard_applies_changed_budgets_before_the_first_download(tmp_path):
     choice = ModelChoice(str(small), "tiny")
     view = backend.plan(describe("L4"), [choice])
     assert view.fits and [c.new.name for c in view.raw.changed] == ["l8"]
-    backend.download(choice, on_progress=lambda e: None, cancel=threading.Event())
+    backend.download(view, choice, on_progress=lambda e: None, cancel=threading.Event())
     served = {
         p.parent.parent.name: json.loads(p.read_text())["gpu_memory_utilization"] for p in root.glob("*/1/model.json")
     }

@@ -52,15 +52,27 @@ def test_every_image_with_a_known_vllm_resolves():
 
 @pytest.mark.parametrize("version", engine_args.known_versions())
 def test_keys_modelwiz_writes_are_accepted_by_every_version(version):
-    engine_args.check_keys(WRITTEN, version)
-    assert "disable_log_requests" not in engine_args.allowed_keys(version)
+    engine_args.check_keys({**WRITTEN, **engine_args.request_logging_off(version)}, version)
 
 
-def test_disable_log_requests_is_never_allowed_even_where_vllm_had_it():
-    raw = engine_args.data_file("vllm-engine-args", "0.7.3.txt").read_text().split()
-    assert "disable_log_requests" in raw
-    with pytest.raises(ModelwizError, match="disable_log_requests"):
-        engine_args.check_keys({"model": "/m", "disable_log_requests": True}, "0.7.3")
+@pytest.mark.parametrize("version", engine_args.known_versions())
+def test_prompts_are_kept_out_of_the_log_with_the_key_each_release_has(version):
+    # vLLM <= 0.9 logs requests unless disable_log_requests; from 0.10 logging is off by default
+    # (enable_log_requests) and disable_log_requests is gone.
+    keys = engine_args.allowed_keys(version)
+    quiet = engine_args.request_logging_off(version)
+    if version_tuple(version) < (0, 10):
+        assert quiet == {"disable_log_requests": True} and "enable_log_requests" not in keys
+    else:
+        assert quiet == {} and "disable_log_requests" not in keys
+        with pytest.raises(ModelwizError, match="disable_log_requests"):
+            engine_args.check_keys({"model": "/m", "disable_log_requests": True}, version)
+
+
+def test_a_release_without_its_own_list_is_checked_against_the_older_one():
+    engine_args.check_keys(WRITTEN, "0.10.2")
+    with pytest.raises(engine_args.EngineArgsError, match="kv_cache_memory_bytes"):
+        engine_args.check_keys({"model": "/m", "kv_cache_memory_bytes": 1}, "0.10.2")
 
 
 def test_key_missing_in_an_old_version_is_refused():

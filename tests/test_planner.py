@@ -201,8 +201,23 @@ def test_gpus_below_compute_capability_7_are_refused():
     inventory = GpuInventory(source="nvml", gpus=(_gpu(name="Tesla P100", total=16 * GiB, cc=(6, 0)),))
     result = plan(inventory, "Qwen2.5-0.5B")
     m = result.models[0]
-    assert not m.fits and "compute capability 6.0 is below vLLM's minimum 7.0" in m.reason
+    assert not m.fits and "compute capability 6.0 is below the 7.5" in m.reason
     assert result.gpus[0].usable is False
+
+
+@pytest.mark.parametrize("spec", ["V100-32GB", "V100-16GB", "2xV100-32GB"])
+def test_v100_is_refused_with_the_reason_naming_the_gpu(spec):
+    # Triton's vLLM images need compute capability 7.5 from 25.01, and CUDA 13 (25.08 on) dropped Volta.
+    result = plan(describe(spec), "Qwen2.5-0.5B")
+    m = result.models[0]
+    assert not m.fits
+    assert "Tesla V100-SXM2" in m.reason and "compute capability 7.0 is below the 7.5" in m.reason
+    assert "\n" not in m.reason and "7.5 or newer" in m.suggestions[0]
+    assert all(not g.usable for g in result.gpus)
+
+
+def test_t4_at_7_5_is_usable():
+    assert plan(describe("T4"), "Qwen2.5-0.5B").models[0].fits
 
 
 def test_memory_held_by_other_processes_is_respected():

@@ -6,7 +6,7 @@ import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
-from tests.fixtures_repository import GPU_CAP, FakeDownloader, FakeRequest, fake_meta_loader, fake_plan_models
+from tests.fixtures_repository import GPU_CAP, FakeDownloader, FakeReader, fake_plan_models
 from wizard import fsutil
 from wizard.add_flow import AddRequest, execute_add, prepare_add
 from wizard.errors import ModelwizError, UsageError
@@ -27,9 +27,7 @@ def add(root, *sources, downloader=None, inventory=INV, **kw):
         inventory=inventory,
         image_ref=kw.pop("image_ref", "26.07-vllm-python-py3"),
         planner=fake_plan_models,
-        meta_loader=fake_meta_loader,
-        request_factory=FakeRequest,
-        download_size=lambda *a: 0,
+        reader=FakeReader(),
         **kw,
     )
     return proposal, execute_add(repo, proposal, downloader=downloader or FakeDownloader())

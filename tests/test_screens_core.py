@@ -1,6 +1,6 @@
 """Pilot: the whole wizard over the real core (CoreService). NVML is the fake driver, the Hub is the
 fake server, planner/download/repository are real; only the launch is faked, at the core's
-boundary (wizard.serve.start_server), since the Triton image cannot run here."""
+boundary (wizard.serve.start_server, as the add session calls it), since the Triton image cannot run here."""
 
 from __future__ import annotations
 
@@ -17,17 +17,15 @@ async def test_whole_flow_over_the_real_core(tmp_path, fake_nvml, fake_hub, monk
     fake_nvml([h100(0)])
     launched = []
 
-    def fake_start_server(repository, *, on_event, on_progress, on_log, reload, **kwargs):
+    def fake_start_server(repository, *, driver, options, reporter, reload, inputs):
         from wizard.container import launch_spec_for
-        from wizard.launch_inputs import read_launch_inputs
         from wizard.launcher import LaunchEvent
 
-        inputs = read_launch_inputs(repository)
         launched.append((repository, inputs.models, inputs.devices))
-        on_log("I1127 model_repository_manager.cc: loading")
+        reporter.on_log("I1127 model_repository_manager.cc: loading")
         for name in inputs.models:
-            on_event(LaunchEvent("load", f"loading {name}", model=name))
-            on_event(LaunchEvent("ready", f"{name} is ready", model=name))
+            reporter.on_event(LaunchEvent("load", f"loading {name}", model=name))
+            reporter.on_event(LaunchEvent("ready", f"{name} is ready", model=name))
         spec = launch_spec_for(
             repository,
             models=inputs.models,
@@ -37,7 +35,7 @@ async def test_whole_flow_over_the_real_core(tmp_path, fake_nvml, fake_hub, monk
         )
         return SimpleNamespace(spec=spec, result=None)
 
-    monkeypatch.setattr("wizard.serve.start_server", fake_start_server)
+    monkeypatch.setattr("wizard.session.start_server", fake_start_server)
     repo = tmp_path / "repo"
     app = build_app(CoreService(repository=repo))
     async with app.run_test(size=SIZE) as pilot:

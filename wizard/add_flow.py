@@ -1,31 +1,37 @@
-"""`modelwiz add` as plain core steps, shared by the CLI, the plain prompts and the TUI.
+"""`modelwiz add` as plain core steps; `wizard.session.AddSession` drives them for the CLI and the wizards.
 
     proposal = prepare_add(repo, requests, inventory=...)   # names, joint plan, image, checks
     if confirm(proposal): result = execute_add(repo, proposal, ...)   # download, write
-    launch_after_add(repo.root, result.names, on_event)      # start or update the server
 
-The planner, the metadata loader and the downloader are parameters (the real ones are imported
-lazily as defaults), so every step runs here without a GPU or the network.
+The planner, the model reader (metadata and download plans) and the downloader are parameters
+with the real ones as defaults; tests pass fakes with the same signatures, so every step runs
+here without a GPU or the network.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Literal, Protocol
 
+from wizard.download import DownloadPlan, DownloadResult, download_model, plan_from_model
+from wizard.engine_args import resolve_version
 from wizard.errors import ModelwizError, UsageError
 from wizard.gpus import GpuInventory
+from wizard.hub import HubModel, lookup_model
 from wizard.images import ImageInfo, find_image, pick_image
 from wizard.local_weights import check_local_model, copy_local_model, is_local_source, local_size
 from wizard.manifest import STATE_COMPLETE, ManifestModel
-from wizard.model_config import MODEL_JSON, plan_devices
+from wizard.model_config import MODEL_JSON, plan_devices, refuse_unservable
+from wizard.model_meta import ModelMeta, load_model_meta, meta_from_hub
 from wizard.naming import check_name, derive_name, unique_name
 from wizard.plan_types import ModelPlan
+from wizard.planner import ModelRequest, Plan, plan_models
 from wizard.progress import ProgressCallback, ignore_progress
 from wizard.repository import Repository, WriteReport, new_entry, weights_folder_for
 from wizard.units import format_bytes
@@ -38,16 +44,20 @@ DISK_HEADROOM_BYTES = 2 * 1024**3
 @dataclass(frozen=True)
 class AddRequest:
     source: str  # Hub repo id, or a local model folder
-    name: str | None = None  # the Triton name; derived from the source when None
+    name: str | None = None  # the Triton name; None: derived from the source, or an unfinished add resumed
     max_model_len: int | None = None
     min_concurrency: int = 1  # full-length requests the KV cache must hold at once
+    revision: str | None = None  # the Hub commit to plan and download; None: the newest (main)
+
+
+AddStep = Literal["plan", "download", "write", "launch", "note"]
 
 
 @dataclass(frozen=True)
 class AddEvent:
     """A step of the add flow, for the UI to show (progress of bytes comes as ProgressEvent)."""
 
-    step: str  # "plan", "download", "write", "launch", "note"
+    step: AddStep
     message: str
     model: str | None = None
 
@@ -67,10 +77,18 @@ class NewModel:
     weights: str  # weights folder name
     local: bool
     resume: bool = False  # an earlier add of this model did not finish
+    download: DownloadPlan | None = None  # what to fetch, at which commit (None: a local folder, or offline)
+
+    @property
+    def revision(self) -> str | None:
+        """The commit planned, and the one downloaded."""
+        return self.download.sha if self.download is not None else None
 
 
 @dataclass(frozen=True)
-class PlanChange:
+class BudgetChange:
+    """A model already in the repository whose budget the joint plan changes."""
+
     old: ModelPlan
     new: ModelPlan
 
@@ -83,12 +101,12 @@ class AddProposal:
     image: ImageInfo
     vllm_version: str
     new: tuple[NewModel, ...]
-    changed: tuple[PlanChange, ...]  # existing models whose budgets change
+    changed: tuple[BudgetChange, ...]  # existing models whose budgets change
     kept: tuple[ModelPlan, ...]  # existing models left as they are
     devices: tuple[str, ...]  # every device the repository will use
     download_bytes: int | None  # None when unknown
     warnings: tuple[str, ...] = ()
-    plan: Any = None  # the planner's Plan (per-GPU budgets), for pictures
+    plan: Plan | None = None  # the planner's Plan (per-GPU budgets), for pictures
 
     @property
     def fits(self) -> bool:
@@ -97,6 +115,11 @@ class AddProposal:
     @property
     def plans(self) -> tuple[ModelPlan, ...]:
         return self.kept + tuple(c.new for c in self.changed) + tuple(n.plan for n in self.new)
+
+    @property
+    def names(self) -> dict[str, str]:
+        """The source each new model was asked for as (repo id or folder) -> its Triton name."""
+        return {n.request.source: n.plan.name for n in self.new}
 
 
 @dataclass(frozen=True)
@@ -117,6 +140,77 @@ class AddResult:
         return tuple(r.name for r in self.reports if r.written and r.name not in self.names)
 
 
+# ------------------------------------------------------------------------------------ collaborators
+
+
+class Planner(Protocol):
+    """`wizard.planner.plan_models`'s signature."""
+
+    def __call__(
+        self,
+        inventory: GpuInventory,
+        requests: Sequence[ModelRequest],
+        *,
+        existing: Sequence[ModelPlan] = (),
+        existing_meta: Mapping[str, ModelMeta] | None = None,
+        replan_existing: bool = False,
+        existing_running: bool | Collection[str] = False,
+        fill: bool = False,
+    ) -> Plan: ...
+
+
+class ModelReader(Protocol):
+    """Where the metadata the planner needs and the download plans come from."""
+
+    def meta(self, source: str, revision: str | None = None) -> ModelMeta: ...
+
+    def download_plan(self, source: str, dest: Path, revision: str | None = None) -> DownloadPlan | None: ...
+
+
+class Downloader(Protocol):
+    """`wizard.download.download_model`'s signature."""
+
+    def __call__(
+        self,
+        repo_id: str,
+        dest: Path,
+        *,
+        revision: str | None = None,
+        plan: DownloadPlan | None = None,
+        on_progress: ProgressCallback = ignore_progress,
+        cancel: threading.Event | None = None,
+    ) -> DownloadResult: ...
+
+
+class HubReader:
+    """A `ModelReader` that looks each Hub model up once (one `model_info`): its metadata and its
+    download plan come from the same lookup, so the commit planned is the commit downloaded.
+    Thread-safe: the wizard plans from worker threads. Local folders are read from disk."""
+
+    def __init__(self) -> None:
+        self._found: dict[tuple[str, str | None], HubModel] = {}
+        self._lock = threading.Lock()
+
+    def lookup(self, repo_id: str, revision: str | None = None) -> HubModel:
+        with self._lock:
+            found = self._found.get((repo_id, revision))
+        if found is None:
+            found = lookup_model(repo_id, revision=revision)
+            with self._lock:
+                self._found[(repo_id, revision)] = found
+                self._found.setdefault((repo_id, found.sha), found)
+        return found
+
+    def meta(self, source: str, revision: str | None = None) -> ModelMeta:
+        if is_local_source(source):
+            return load_model_meta(source)
+        return meta_from_hub(source, self.lookup(source, revision))
+
+    def download_plan(self, source: str, dest: Path, revision: str | None = None) -> DownloadPlan | None:
+        found = self.lookup(source, revision)
+        return None if found.offline else plan_from_model(found, dest)
+
+
 # ------------------------------------------------------------------------------------ names
 
 
@@ -133,18 +227,28 @@ def check_source(source: str) -> str:
     return source
 
 
-def resolve_requests(
-    repo: Repository, requests: Sequence[AddRequest]
-) -> tuple[list[tuple[AddRequest, str, str]], list[ManifestModel]]:
-    """Split requests into new ones `(request, source, name)` and unfinished ones to resume.
+@dataclass(frozen=True)
+class Resolved:
+    """One request with the name the naming rule gave it; `resume`: the unfinished add it finishes."""
 
-    Names: the user's (checked; refused when taken), else derived from the source and made unique.
+    request: AddRequest
+    source: str
+    name: str
+    resume: ManifestModel | None = None
+
+
+def resolve_requests(repo: Repository, requests: Sequence[AddRequest]) -> list[Resolved]:
+    """The one naming rule, for `modelwiz add` and the wizards alike.
+
+    A name given is checked and refused when taken (unless it is an unfinished add of the same
+    source: that is resumed). No name: an unfinished add of the same source is resumed under its
+    name; a finished one is refused (a second copy needs a name); else the name is derived from
+    the source and made unique.
     """
     if not requests:
         raise UsageError("no MODEL given", hint="e.g. modelwiz add meta-llama/Llama-2-7b-hf")
     taken = set(repo.taken_names())
-    fresh: list[tuple[AddRequest, str, str]] = []
-    resume: list[ManifestModel] = []
+    out: list[Resolved] = []
     for request in requests:
         source = check_source(request.source)
         existing = [m for m in repo.manifest.models if m.source == source]
@@ -152,14 +256,14 @@ def resolve_requests(
             name = check_name(request.name)
             entry = repo.manifest.get(name)
             if entry is not None and entry.source == source and not entry.complete:
-                resume.append(entry)
+                out.append(Resolved(request, source, name, entry))
                 continue
             if name in taken:
                 raise UsageError(f"the repository already has a model named {name!r}", hint="pick another --name")
         else:
             unfinished = [m for m in existing if not m.complete]
             if unfinished:
-                resume.append(unfinished[0])
+                out.append(Resolved(request, source, unfinished[0].name, unfinished[0]))
                 continue
             if existing:
                 raise UsageError(
@@ -170,14 +274,14 @@ def resolve_requests(
         if request.max_model_len is not None and request.max_model_len < 1:
             raise UsageError("--max-model-len must be a positive number of tokens")
         taken.add(name)
-        fresh.append((request, source, name))
-    return fresh, resume
+        out.append(Resolved(request, source, name))
+    return out
 
 
 # ------------------------------------------------------------------------------------ planning
 
 
-def _budget(plan: ModelPlan) -> tuple[Any, ...]:
+def _budget(plan: ModelPlan) -> tuple[object, ...]:
     """What a plan changes on the GPUs (the reason text and estimates aside)."""
     return (
         plan.tensor_parallel_size,
@@ -222,7 +326,7 @@ def choose_image(repo: Repository, inventory: GpuInventory, image_ref: str | Non
                 hint="use a tag like 26.07-vllm-python-py3 (see `modelwiz gpus` for the one this driver runs)",
             )
         return info
-    info = pick_image(inventory.driver_version)
+    info = pick_image(inventory.driver_version, inventory.gpu_kind)
     if info is None:
         raise ModelwizError(
             f"NVIDIA driver {inventory.driver_version} is older than every Triton vLLM image needs",
@@ -234,8 +338,6 @@ def choose_image(repo: Repository, inventory: GpuInventory, image_ref: str | Non
 def _as_served(repo: Repository, plan: ModelPlan) -> ModelPlan:
     """The plan with the budget its model.json really has: a hand edit may have changed it, and
     the GPU memory the server uses is what the file says."""
-    import json
-
     entry = repo.manifest.get(plan.name)
     if entry is None or repo.file_status(entry, MODEL_JSON) != "edited":
         return plan
@@ -247,34 +349,7 @@ def _as_served(repo: Repository, plan: ModelPlan) -> ModelPlan:
     return replace(plan, gpu_memory_utilization=util) if 0 < util <= 1 else plan
 
 
-def _meta_source(repo: Repository, entry: ManifestModel) -> str:
-    """Where to read a deployed model's metadata: its own complete weights folder (no network),
-    else where it came from."""
-    weights = repo.weights_dir(entry)
-    if entry.complete and (weights / "config.json").is_file():
-        return str(weights)
-    return entry.source
-
-
-def _default_planner() -> Callable[..., Any]:
-    from wizard.planner import plan_models
-
-    return plan_models
-
-
-def _default_meta_loader() -> Callable[[str], Any]:
-    from wizard.model_meta import load_model_meta
-
-    return load_model_meta
-
-
-def _request_class() -> Any:
-    from wizard.planner import ModelRequest
-
-    return ModelRequest
-
-
-def _refusal(plan: Any) -> ModelwizError:
+def _refusal(plan: Plan) -> ModelwizError:
     bad = [m for m in plan.models if not m.fits] or list(plan.models)
     reasons = "; ".join(f"{m.name}: {m.reason}" for m in bad if m.reason) or "the models do not fit the GPUs"
     suggestions = [s for m in bad for s in m.suggestions]
@@ -290,10 +365,8 @@ def prepare_add(
     *,
     inventory: GpuInventory,
     image_ref: str | None = None,
-    planner: Callable[..., Any] | None = None,
-    meta_loader: Callable[[str], Any] | None = None,
-    request_factory: Callable[..., Any] | None = None,
-    download_size: Callable[[str, Path], int | None] | None = None,
+    planner: Planner = plan_models,
+    reader: ModelReader | None = None,
     on_event: EventCallback = ignore_event,
     refuse: bool = True,
     check_disk: bool = True,
@@ -302,53 +375,62 @@ def prepare_add(
 ) -> AddProposal:
     """Resolve names, plan jointly with the repository's models, and check disk space.
 
-    `refuse=False` returns a proposal that does not fit (`.fits` false, reasons in the plans)
-    instead of raising, for a UI that lets the user change it; `check_disk=False` skips the
-    disk check (and the Hub calls sizing it needs). `fill` and `existing_running` are the
+    `reader` (default: a fresh HubReader) gives each model's metadata and download plan; pass the
+    same one to re-plan without asking the Hub again. `refuse=False` returns a proposal that does
+    not fit (`.fits` false, reasons in the plans) instead of raising, for a UI that lets the user
+    change it; `check_disk=False` skips the disk check. `fill` and `existing_running` are the
     planner's (leftover memory to KV cache; the deployed models are running now)."""
-    from wizard.engine_args import resolve_version
-
-    fresh, resume = resolve_requests(repo, requests)
+    reader = reader if reader is not None else HubReader()
+    resolved = resolve_requests(repo, requests)
+    fresh = [r for r in resolved if r.resume is None]
+    resume = [r for r in resolved if r.resume is not None]
     image = choose_image(repo, inventory, image_ref)
-    vllm_version = resolve_version(image.vllm_release)
+    vllm_version = image.vllm_release
+    resolve_version(vllm_version)  # refuses a vLLM modelwiz cannot write model.json for
     existing = tuple(_as_served(repo, p) for p in repo.managed_plans())
-    edited = {p.name for p in existing if repo.file_status(repo.manifest.get(p.name), MODEL_JSON) == "edited"}
-    resumed = tuple(
-        NewModel(
-            AddRequest(m.source, m.name), m.plan, m.source, m.weights, local=is_local_source(m.source), resume=True
-        )
-        for m in resume
-    )
-    changed: list[PlanChange] = []
-    new: list[NewModel] = list(resumed)
+    edited = {p.name for p in existing if _file_status(repo, p.name, MODEL_JSON) == "edited"}
+    resumed_names = {r.name for r in resume}
+    new: list[NewModel] = []
+    for r in resume:
+        entry = r.resume
+        assert entry is not None
+        local = is_local_source(entry.source)
+        dest = repo.model_dir(entry.name) / entry.weights
+        download = None if local else reader.download_plan(entry.source, dest, entry.revision)
+        new.append(NewModel(r.request, entry.plan, entry.source, entry.weights, local, resume=True, download=download))
+    changed: list[BudgetChange] = []
     planned = None
-    kept: list[ModelPlan] = [p for p in existing if p.name not in {m.name for m in resume}]
+    kept: list[ModelPlan] = [p for p in existing if p.name not in resumed_names]
     if fresh:
-        planner = planner or _default_planner()
-        meta_loader = meta_loader or _default_meta_loader()
-        make_request = request_factory or _request_class()
         model_requests = []
-        for request, source, name in fresh:
-            on_event(AddEvent("plan", f"reading {source}", name))
-            options = {"max_model_len": request.max_model_len}
-            if request.min_concurrency != 1:
-                options["min_concurrency"] = request.min_concurrency
-            model_requests.append(make_request(meta_loader(source), name, **options))
+        for r in fresh:
+            on_event(AddEvent("plan", f"reading {r.source}", r.name))
+            meta = reader.meta(r.source, r.request.revision)
+            model_requests.append(
+                ModelRequest(
+                    meta, r.name, max_model_len=r.request.max_model_len, min_concurrency=r.request.min_concurrency
+                )
+            )
         on_event(AddEvent("plan", "planning all models together"))
-        options = {"fill": fill, "existing_running": existing_running} if fill or existing_running else {}
-        plan = planner(inventory, model_requests, existing=existing, replan_existing=False, **options)
+        plan = planner(
+            inventory,
+            model_requests,
+            existing=existing,
+            replan_existing=False,
+            fill=fill,
+            existing_running=existing_running,
+        )
         if not plan.fits and existing:
             on_event(AddEvent("plan", "no room with the current budgets; planning all models again"))
-            existing_meta = {
-                plan.name: meta_loader(_meta_source(repo, repo.manifest.get(plan.name))) for plan in existing
-            }
+            existing_meta = {p.name: _existing_meta(repo, reader, p.name) for p in existing}
             replanned = planner(
                 inventory,
                 model_requests,
                 existing=existing,
                 replan_existing=True,
                 existing_meta=existing_meta,
-                **options,
+                fill=fill,
+                existing_running=existing_running,
             )
             if replanned.fits:
                 plan = replanned
@@ -357,10 +439,9 @@ def prepare_add(
         planned = plan
         by_name = {m.name: m for m in plan.models}
         kept = []
-        resumed_names = {m.name for m in resume}
         for old in existing:
             if old.name in resumed_names:
-                continue  # finished below with the plan it was recorded with
+                continue  # finished with the plan it was recorded with
             updated = by_name.get(old.name)
             if updated is None or _budget(updated) == _budget(old):
                 kept.append(old)
@@ -372,25 +453,24 @@ def prepare_add(
                     "or move modelwiz's version (model.json.modelwiz-new) over it, then run again",
                 )
             else:
-                changed.append(PlanChange(old, replace(updated, model=old.model)))
-        for request, source, name in fresh:
-            model_plan = by_name.get(name)
+                changed.append(BudgetChange(old, replace(updated, model=old.model)))
+        for r in fresh:
+            model_plan = by_name.get(r.name)
             if model_plan is None:
-                raise ModelwizError(f"the planner returned no plan for {name!r}", hint="report this")
+                raise ModelwizError(f"the planner returned no plan for {r.name!r}", hint="report this")
+            weights = weights_folder_for(r.source)
+            local = is_local_source(r.source)
+            dest = repo.model_dir(r.name) / weights
+            download = None if local else reader.download_plan(r.source, dest, r.request.revision)
             new.append(
-                NewModel(
-                    request,
-                    replace(model_plan, model=source),
-                    source,
-                    weights_folder_for(source),
-                    local=is_local_source(source),
-                )
+                NewModel(r.request, replace(model_plan, model=r.source), r.source, weights, local, download=download)
             )
     proposal_plans = kept + [c.new for c in changed] + [n.plan for n in new]
     devices = repo.used_devices(proposal_plans)
+    refuse_unservable(proposal_plans, devices, image)
     warnings = placement_warnings(proposal_plans, devices)
-    total = bytes_to_download(repo, new, download_size) if check_disk and all(n.plan.fits for n in new) else None
-    if total is not None:
+    total = bytes_to_download(repo, new) if all(n.plan.fits for n in new) else None
+    if total is not None and check_disk:
         free = shutil.disk_usage(repo.existing_ancestor()).free
         if total + DISK_HEADROOM_BYTES > free:
             raise ModelwizError(
@@ -411,9 +491,25 @@ def prepare_add(
     )
 
 
-def bytes_to_download(
-    repo: Repository, new: Sequence[NewModel], download_size: Callable[[str, Path], int | None] | None
-) -> int | None:
+def _file_status(repo: Repository, name: str, rel: str) -> str | None:
+    entry = repo.manifest.get(name)
+    return repo.file_status(entry, rel) if entry is not None else None
+
+
+def _existing_meta(repo: Repository, reader: ModelReader, name: str) -> ModelMeta:
+    """A deployed model's metadata: from its own complete weights folder (no network), else from
+    where it came from, at the commit it was recorded with."""
+    entry = repo.manifest.get(name)
+    if entry is None:
+        raise ModelwizError(f"{name} is not in the repository's manifest", hint="report this")
+    weights = repo.weights_dir(entry)
+    if entry.complete and (weights / "config.json").is_file():
+        return reader.meta(str(weights))
+    return reader.meta(entry.source, entry.revision)
+
+
+def bytes_to_download(repo: Repository, new: Sequence[NewModel]) -> int | None:
+    """What the new models still need on the repository's filesystem; None when unknown."""
     total = 0
     for model in new:
         dest = repo.model_dir(model.plan.name) / model.weights
@@ -422,44 +518,30 @@ def bytes_to_download(
             if dest.exists() or source.stat().st_dev == repo.existing_ancestor().stat().st_dev:
                 continue  # hard links: no extra space
             total += local_size(source)
-            continue
-        size = None
-        if download_size is not None:
-            size = download_size(model.source, dest)
-        else:
-            try:
-                from wizard.download import plan_download
-            except ImportError:
-                return None
-            size = plan_download(model.source, dest).bytes_to_fetch
-        if size is None:
+        elif model.download is None:
             return None
-        total += size
+        else:
+            total += model.download.bytes_to_fetch
     return total
 
 
 # ------------------------------------------------------------------------------------ doing
 
 
-def _default_downloader() -> Callable[..., Any]:
-    from wizard.download import download_model
-
-    return download_model
-
-
 def execute_add(
     repo: Repository,
     proposal: AddProposal,
     *,
-    downloader: Callable[..., Any] | None = None,
+    downloader: Downloader = download_model,
     on_event: EventCallback = ignore_event,
     on_progress: ProgressCallback = ignore_progress,
     cancel: threading.Event | None = None,
 ) -> AddResult:
     """Record, download, then write every file the new joint plan needs.
 
-    The new models are in the manifest as `downloading` before any byte moves, so an interrupted
-    add is resumed by running it again; they become `complete` only once weights and files are in.
+    The new models are in the manifest as `downloading`, with the commit planned, before any byte
+    moves, so an interrupted add is resumed (at that commit) by running it again; they become
+    `complete` only once weights and files are in.
     """
     if repo.manifest.image is None:
         repo.save(replace(repo.manifest, image=proposal.image.tag))
@@ -467,11 +549,13 @@ def execute_add(
     for model in proposal.new:
         entry = repo.manifest.get(model.plan.name)
         if entry is None:
-            repo.record(new_entry(model.plan, source=model.source, weights=model.weights))
-        elif entry.plan != model.plan:
-            # Recorded by an earlier, interrupted run of this add (or an earlier step of the
-            # wizard): keep its state and pinned revision, take the plan now confirmed.
-            repo.record(replace(entry, plan=model.plan))
+            repo.record(new_entry(model.plan, source=model.source, weights=model.weights, revision=model.revision))
+            continue
+        # Recorded by an earlier, interrupted run of this add (or an earlier step of the wizard):
+        # keep its state and pinned revision, take the plan now confirmed.
+        updated = replace(entry, plan=model.plan, revision=entry.revision or model.revision)
+        if updated != entry:
+            repo.record(updated)
     changed = [
         replace(entry, plan=change.new)
         for change in proposal.changed
@@ -505,18 +589,21 @@ def execute_add(
             revisions[name] = None
         else:
             on_event(AddEvent("download", f"downloading {model.source}", name))
-            download = downloader or _default_downloader()
             entry = repo.manifest.get(name)
-            result = download(
-                model.source, dest, revision=entry.revision if entry else None, on_progress=on_progress, cancel=cancel
+            revision = (entry.revision if entry else None) or model.revision
+            result = downloader(
+                model.source,
+                dest,
+                revision=revision,
+                plan=model.download if model.download is not None and model.download.sha == revision else None,
+                on_progress=on_progress,
+                cancel=cancel,
             )
-            revisions[name] = getattr(result, "sha", None)
+            revisions[name] = result.sha
             if revisions[name] and entry is not None and entry.revision != revisions[name]:
                 # Record the commit as soon as it is known, so a resume fetches the same one.
                 repo.record(replace(entry, revision=revisions[name]))
-    entries: list[ManifestModel] = []
-    for model in proposal.new:
-        entries.append(repo.manifest.get(model.plan.name))  # type: ignore[arg-type]
+    entries = [e for m in proposal.new if (e := repo.manifest.get(m.plan.name)) is not None]
     # The device set may have changed: every model's container-local GPU ids are refreshed.
     touched = {e.name for e in entries}
     entries += [m for m in repo.manifest.models if m.name not in touched and m.state == STATE_COMPLETE]
@@ -544,37 +631,6 @@ def _merge_reports(first: WriteReport, second: WriteReport) -> WriteReport:
         tuple(u for u in second.unchanged if u not in first.written),
         tuple(dict.fromkeys(first.kept + second.kept)),
         tuple(dict.fromkeys(first.notes + second.notes)),
-    )
-
-
-def launch_after_add(
-    repository: Path,
-    names: Sequence[str],
-    *,
-    gpus_spec: str | None = None,
-    on_event: EventCallback = ignore_event,
-    on_progress: ProgressCallback = ignore_progress,
-    confirm: Callable[[str], bool] = lambda question: False,
-    reload: Sequence[str] = (),
-    options: Any = None,
-) -> Any:
-    """Start the server, or make the running one load `names` (the others stay loaded).
-
-    `reload`: existing models whose budgets the add changed (AddResult.changed); a running server
-    loads them again. Returns wizard.serve.Serving. A change that needs a restart (other GPUs,
-    other image) is put to `confirm` first.
-    """
-    from wizard.serve import ServeOptions, start_server
-
-    on_event(AddEvent("launch", f"starting or updating the Triton server for {', '.join(names)}"))
-    return start_server(
-        repository,
-        gpus_spec=gpus_spec,
-        options=options or ServeOptions(),
-        on_event=lambda e: on_event(AddEvent("launch", e.message, getattr(e, "model", None))),
-        on_progress=on_progress,
-        confirm=confirm,
-        reload=reload,
     )
 
 

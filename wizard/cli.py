@@ -17,6 +17,7 @@ from typing import NoReturn
 
 from wizard import __version__
 from wizard.errors import ModelwizError, UsageError
+from wizard.gpus import DRIVER_ENV, check_driver_version
 from wizard.redact import redact_text
 
 PROG = "modelwiz"
@@ -54,6 +55,13 @@ def _global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
         default=default,
         help="plan for described GPUs instead of asking NVML, e.g. 2xH100-80GB, A100-40GB,L4 or "
         "24GiB (also $MODELWIZ_GPUS)",
+    )
+    parser.add_argument(
+        "--driver",
+        metavar="VERSION",
+        default=default,
+        help="with --gpus: the NVIDIA driver of that machine (e.g. 570.124.06), so the Triton image "
+        "is chosen for it (also $MODELWIZ_DRIVER)",
     )
     parser.add_argument(
         "--debug",
@@ -161,6 +169,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ.setdefault(HF_VERBOSITY_ENV, "error")
         logging.getLogger("huggingface_hub").setLevel(logging.ERROR)
     try:
+        if args.driver is not None:
+            # Read where the inventory is loaded (wizard.gpus.load_inventory), like $MODELWIZ_GPUS.
+            os.environ[DRIVER_ENV] = check_driver_version(args.driver)
         if args.command is None:
             from wizard.interactive import run_interactive
 

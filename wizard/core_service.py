@@ -1,7 +1,8 @@
 """`CoreService`: the wizard's `WizardService` over the core modules.
 
-It drives the same functions as `modelwiz add`. The core modules are imported lazily inside each
-method so that the first screen paints before huggingface_hub, podman or protobuf are loaded.
+It runs the same `wizard.session.AddSession` as `modelwiz add`. The UIs import this module only
+when the first screen has painted; the heavy libraries (huggingface_hub, podman, protobuf) load
+later still, inside the core functions that use them.
 """
 
 from __future__ import annotations
@@ -9,9 +10,16 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from wizard import hub, launcher, podman_conn
+from wizard.add_flow import AddProposal, AddRequest, HubReader, bytes_to_download
 from wizard.errors import ModelwizError
+from wizard.gpus import GpuInventory, load_inventory
+from wizard.images import pick_image
+from wizard.preflight import check_cdi
+from wizard.repository import Repository, configured_repository, remember_repository
+from wizard.serve import Reporter, ServeOptions
 from wizard.service import (
     Check,
     DeviceMemory,
@@ -29,10 +37,10 @@ from wizard.service import (
     free_bytes_at,
     quick_fit,
 )
+from wizard.session import AddSession
 from wizard.units import format_bytes
 
 if TYPE_CHECKING:
-    from wizard.gpus import GpuInventory
     from wizard.progress import ProgressEvent
 
 
@@ -43,34 +51,32 @@ def _failed(key: str, title: str, error: Exception, blocks: str | None, status: 
 
 
 class CoreService:
-    """`WizardService` over the core (imported lazily: nothing heavy before the first paint).
+    """`WizardService` over the core.
 
-    It drives the same functions as `modelwiz add`: `add_flow.prepare_add` plans (jointly with the
-    repository's models), `execute_add` records, downloads and writes, `serve.start_server`
-    launches. Metadata read from the Hub is cached, so re-planning as the user edits is instant.
+    It drives an `AddSession`, as `modelwiz add` does: `propose` plans (jointly with the
+    repository's models, named by the core's rule), `fetch` downloads one model at the commit
+    planned, `write` writes the repository, `launch` starts the server. The state of the flow
+    travels in the `PlanView` (its `raw` is the proposal); what is kept here is the machine and
+    the Hub lookups, so re-planning as the user edits reads the Hub once per model.
     """
 
-    def __init__(self, *, spec: str | None = None, repository: Path | None = None, serve_options: Any = None) -> None:
+    def __init__(
+        self, *, spec: str | None = None, repository: Path | None = None, serve_options: ServeOptions | None = None
+    ) -> None:
         self.spec = spec
         self._repository = repository
-        self._serve_options = serve_options  # wizard.serve.ServeOptions; None: as `modelwiz up`
-        self._metas: dict[str, Any] = {}
+        self._serve_options = serve_options  # None: as `modelwiz up`
+        self._reader = HubReader()  # every Hub lookup of this run: the details shown, then the plans
+        self._session: AddSession | None = None
         self._lock = threading.Lock()
-        self._proposal: Any = None  # the last add_flow.AddProposal, for download and write
-        self._result: Any = None  # the last add_flow.AddResult, for launch
-        self._serving_now: frozenset[str] | None = None
 
     # -- repository ---------------------------------------------------------------------------
     def repository_path(self) -> Path:
         if self._repository is None:
-            from wizard.repository import configured_repository
-
             self._repository = configured_repository() or Path.home() / "models"
         return self._repository
 
-    def _open(self) -> Any:
-        from wizard.repository import Repository
-
+    def _open(self) -> Repository:
         # create=True writes nothing until something is saved.
         return Repository.open(self.repository_path(), create=True)
 
@@ -92,8 +98,6 @@ class CoreService:
 
     # -- machine ------------------------------------------------------------------------------
     def load_inventory(self, spec: str | None) -> GpuInventory:
-        from wizard.gpus import load_inventory
-
         return load_inventory(spec)
 
     def machine_checks(self, inventory: GpuInventory | None) -> Iterator[Check]:
@@ -113,8 +117,6 @@ class CoreService:
 
     def _podman_row(self) -> Check:
         try:
-            from wizard import podman_conn
-
             client = podman_conn.connect(timeout=5)
             try:
                 version = client.version().get("Version", "?")
@@ -125,9 +127,7 @@ class CoreService:
             return _failed("podman", "Podman", error, "launch")
 
     def _image_row(self, inventory: GpuInventory) -> Check:
-        from wizard.images import pick_image
-
-        info = pick_image(inventory.driver_version)
+        info = pick_image(inventory.driver_version, inventory.gpu_kind)
         if info is None:
             return Check(
                 "image",
@@ -141,8 +141,6 @@ class CoreService:
         return Check("image", "Triton image", "ok", f"{info.short_tag} (vLLM {info.vllm_release}) for {driver}")
 
     def _cdi_row(self, inventory: GpuInventory) -> Check:
-        from wizard.preflight import check_cdi
-
         devices = [d.cdi_id for d in inventory.devices]
         problem = check_cdi(devices)
         if problem is None:
@@ -151,8 +149,6 @@ class CoreService:
 
     def _hub_row(self) -> Check:
         try:
-            from wizard import hub
-
             auth = hub.auth_status()
         except Exception as error:  # noqa: BLE001
             return _failed("hf-login", "Hugging Face", error, None, "warn")
@@ -174,7 +170,7 @@ class CoreService:
         return Check("disk", "Disk", status, f"{format_bytes(free)} free at {path}", hint)
 
     # -- models -------------------------------------------------------------------------------
-    def _candidate(self, hit: Any, inventory: GpuInventory | None) -> ModelCandidate:
+    def _candidate(self, hit: hub.HubSearchResult, inventory: GpuInventory | None) -> ModelCandidate:
         size = hit.weight_bytes
         fit, note = quick_fit(size, inventory)
         return ModelCandidate(
@@ -191,15 +187,11 @@ class CoreService:
         return self.search_models("", inventory, limit=12)
 
     def search_models(self, query: str, inventory: GpuInventory | None, *, limit: int = 20) -> list[ModelCandidate]:
-        from wizard import hub
-
         return [self._candidate(h, inventory) for h in hub.search_models(query, limit=limit)]
 
     def model_details(self, repo_id: str) -> ModelDetails:
-        from wizard import hub
-
         try:
-            model = hub.lookup_model(repo_id)
+            model = self._reader.lookup(repo_id)
         except hub.GatedNotLoggedIn as error:
             return ModelDetails(repo_id, None, gated=True, access="needs-login", access_note=error.one_line())
         except hub.GatedNoAccess as error:
@@ -214,38 +206,13 @@ class CoreService:
         )
 
     # -- plan ---------------------------------------------------------------------------------
-    def _meta(self, ref: str) -> Any:
+    def session(self, inventory: GpuInventory) -> AddSession:
+        """The add session for this repository on `inventory`: one per inventory the wizard read,
+        so the running models are asked of podman once and each Hub model is looked up once."""
         with self._lock:
-            cached = self._metas.get(ref)
-        if cached is None:
-            from wizard.model_meta import load_model_meta
-
-            cached = load_model_meta(ref)
-            with self._lock:
-                self._metas[ref] = cached
-        return cached
-
-    def _prepare(self, inventory: GpuInventory, choices: Sequence[ModelChoice], *, check_disk: bool) -> Any:
-        from wizard.add_flow import AddRequest, prepare_add
-
-        requests = [AddRequest(c.repo_id, c.name, c.max_model_len, c.min_concurrency) for c in choices]
-        return prepare_add(
-            self._open(),
-            requests,
-            inventory=inventory,
-            meta_loader=self._meta,
-            refuse=False,
-            check_disk=check_disk,
-            existing_running=self._serving(inventory),
-        )
-
-    def _serving(self, inventory: GpuInventory) -> frozenset[str]:
-        """The repository's models that hold GPU memory now (asked once per run)."""
-        if self._serving_now is None:
-            from wizard.serve import models_holding_gpu_memory
-
-            self._serving_now = models_holding_gpu_memory(self.repository_path(), inventory)
-        return self._serving_now
+            if self._session is None or self._session.inventory is not inventory:
+                self._session = AddSession(self.repository_path(), inventory, reader=self._reader)
+            return self._session
 
     def plan(
         self,
@@ -253,9 +220,10 @@ class CoreService:
         choices: Sequence[ModelChoice],
         existing: Sequence[ExistingModel] = (),  # the repository itself is the source of truth
     ) -> PlanView:
-        proposal = self._prepare(inventory, choices, check_disk=False)
-        self._proposal = proposal
-        self._inventory = inventory
+        """The joint plan, named by the core's one rule (`ModelChoice.name` None: resume an
+        unfinished add of the same source, refuse a second copy of a finished one, else derive)."""
+        requests = [AddRequest(c.repo_id, c.name, c.max_model_len, c.min_concurrency, c.revision) for c in choices]
+        proposal = self.session(inventory).propose(requests, refuse=False, check_disk=False)
         labels = {g.cdi_id: g for g in inventory.devices}
         devices = tuple(
             DeviceMemory(
@@ -270,63 +238,65 @@ class CoreService:
             )
             for b in (proposal.plan.gpus if proposal.plan is not None else ())
         )
-        models = proposal.kept + tuple(c.new for c in proposal.changed) + tuple(n.plan for n in proposal.new)
-        return PlanView(models=models, devices=devices, fits=proposal.fits, raw=proposal)
+        return PlanView(proposal.plans, devices, proposal.fits, raw=proposal, names=proposal.names)
+
+    def _planned(self, plan: PlanView) -> tuple[AddSession, AddProposal]:
+        if plan.raw is None or self._session is None:
+            raise ModelwizError("nothing is planned yet", hint="plan the models first")
+        return self._session, plan.raw
 
     # -- download -----------------------------------------------------------------------------
-    def disk_check(self, choices: Sequence[ModelChoice]) -> DiskCheck:
-        from wizard.add_flow import bytes_to_download
-
-        proposal = self._proposal
-        needed = bytes_to_download(self._open(), proposal.new, None) if proposal is not None else 0
+    def disk_check(self, plan: PlanView) -> DiskCheck:
+        session, proposal = self._planned(plan)
         target = self.repository_path()
+        needed = bytes_to_download(session.repo, proposal.new)
         return DiskCheck(path=target, needed_bytes=needed or 0, free_bytes=free_bytes_at(target))
 
     def download(
-        self, choice: ModelChoice, *, on_progress: Callable[[ProgressEvent], None], cancel: threading.Event
+        self,
+        plan: PlanView,
+        choice: ModelChoice,
+        *,
+        on_progress: Callable[[ProgressEvent], None],
+        cancel: threading.Event,
     ) -> None:
-        """Record the model as downloading, fetch it into the repository, write its files."""
-        from dataclasses import replace
-
-        from wizard.add_flow import execute_add
-
-        proposal = self._proposal
-        # One model at a time, with the plan's budget changes (applied before the first byte moves).
-        one = replace(proposal, new=tuple(n for n in proposal.new if n.plan.name == choice.name))
-        with self._open().lock():
-            execute_add(self._open(), one, on_progress=on_progress, cancel=cancel)
+        """Record the model as downloading, fetch its planned commit into the repository, write
+        its files (with the plan's budget changes, applied before the first byte moves)."""
+        session, proposal = self._planned(plan)
+        name = plan.name_of(choice)
+        if name is None:
+            raise ModelwizError(f"{choice.repo_id} is not in the plan", hint="plan it first")
+        with session.locked():
+            session.fetch(proposal, name, on_progress=on_progress, cancel=cancel)
 
     # -- repository and launch ----------------------------------------------------------------
     def write_repository(self, plan: PlanView, choices: Sequence[ModelChoice]) -> None:
         """Write every file of the joint plan (the downloads are done: nothing is fetched again)."""
-        from wizard.add_flow import execute_add
-        from wizard.repository import remember_repository
-
-        with self._open().lock():
-            self._result = execute_add(self._open(), plan.raw)
+        session, proposal = self._planned(plan)
+        with session.locked():
+            session.write(proposal)
         remember_repository(self.repository_path())
 
     def launch(self, plan: PlanView, *, on_event: Callable[[LaunchEvent], None], cancel: threading.Event) -> Endpoints:
-        from wizard.serve import ServeOptions, start_server
+        session, proposal = self._planned(plan)
+        states: dict[str, str] = {"load": "loading", "ready": "ready"}
 
-        states = {"load": "loading", "ready": "ready"}
-
-        def event(e: Any) -> None:
+        def event(e: launcher.LaunchEvent) -> None:
             if e.model and e.stage in states:
                 on_event(ModelState(e.model, states[e.stage], e.message))
 
-        reload = self._result.rewritten if self._result is not None else ()
+        reporter = Reporter(
+            on_event=event,
+            on_progress=lambda p: on_event(PullProgress(p)),
+            on_log=lambda line: on_event(LogLine(line)),
+            cancel=cancel,
+        )
+        names = tuple(n.plan.name for n in proposal.new)
+        # A running server loads again the models whose budgets changed (and, by fingerprint,
+        # any whose files changed since it loaded them).
+        reload = tuple(c.new.name for c in proposal.changed)
         try:
-            serving = start_server(
-                self.repository_path(),
-                gpus_spec=self.spec,
-                options=self._serve_options or ServeOptions(),
-                on_event=event,
-                on_progress=lambda p: on_event(PullProgress(p)),
-                on_log=lambda line: on_event(LogLine(line)),
-                reload=reload,
-                cancel=cancel,
-            )
+            serving = session.launch(names, reload, self._serve_options or ServeOptions(), reporter)
         except ModelwizError as error:
             model = getattr(error, "model", None)
             if model:

@@ -38,13 +38,17 @@ import threading
 import time
 from collections.abc import Mapping
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from wizard.errors import Cancelled, ModelwizError, UsageError
 from wizard.fsutil import atomic_write_text, fsync_dir, hub_content_hash
 from wizard.progress import ProgressCallback, ProgressEvent, RateMeter, ignore_progress
 from wizard.units import format_bytes
+
+if TYPE_CHECKING:
+    from wizard.hub import HubModel
 
 STATE_DIR = Path(".cache") / "modelwiz"
 MARKER = STATE_DIR / "complete.json"
@@ -139,8 +143,13 @@ class DownloadPlan:
     present: frozenset[str]  # selected files already complete in dest
     free_bytes: int  # free space on dest's filesystem now
     revision: str | None = None
-    hashes: dict[str, str] = field(default_factory=dict)  # repo path -> the Hub's content hash
+    etags: dict[str, str] = field(default_factory=dict)  # repo path -> the Hub's etag, to check files on disk
     verified: frozenset[str] = frozenset()  # present files whose hash was checked already
+
+    @property
+    def hashes(self) -> dict[str, str]:
+        """The content hash the Hub lists for each selected file (its etag: sha256 or git blob id)."""
+        return {p: self.etags[p] for p in self.files if p in self.etags}
 
     @property
     def total_bytes(self) -> int:
@@ -188,39 +197,31 @@ def _present_files(dest: Path, files: dict[str, int], etags: Mapping[str, str], 
     return frozenset(present)
 
 
-def _etags(siblings) -> dict[str, str]:
-    """What huggingface_hub records as each file's etag: sha256 for LFS files, else the blob id."""
-    out = {}
-    for s in siblings or []:
-        lfs = getattr(s, "lfs", None)
-        sha256 = getattr(lfs, "sha256", None) if lfs is not None else None
-        if isinstance(lfs, dict):
-            sha256 = lfs.get("sha256")
-        etag = sha256 or getattr(s, "blob_id", None)
-        if etag:
-            out[s.rfilename] = etag
-    return out
-
-
 def plan_download(repo_id: str, dest: Path, *, revision: str | None = None, token: str | None = None) -> DownloadPlan:
     """What a download of `repo_id` into `dest` would fetch, and whether it fits. One Hub request."""
     from huggingface_hub import HfApi
 
-    from wizard.hub import check_repo_id, translate_error
+    from wizard.hub import check_repo_id, file_etags, translate_error
 
     repo_id = check_repo_id(repo_id)
-    dest = Path(dest)
     try:
         info = HfApi().model_info(repo_id, revision=revision, files_metadata=True, token=token)
     except Exception as error:  # noqa: BLE001 - every library failure becomes one line
         raise translate_error(error, repo_id, revision=revision) from None
-    sha = str(info.sha or "")
     sizes = {s.rfilename: int(s.size or 0) for s in (info.siblings or [])}
+    return _plan(repo_id, Path(dest), str(info.sha or ""), sizes, file_etags(info.siblings), revision)
+
+
+def plan_from_model(model: HubModel, dest: Path) -> DownloadPlan:
+    """The plan for a model already looked up (`hub.lookup_model`): no Hub request."""
+    return _plan(model.repo_id, Path(dest), model.sha, model.files, model.etags, model.revision)
+
+
+def _plan(
+    repo_id: str, dest: Path, sha: str, sizes: dict[str, int], etags: dict[str, str], revision: str | None
+) -> DownloadPlan:
     files, skipped = select_files(sizes)
-    etags = _etags(info.siblings)
-    hashes = {p: etags[p] for p in files if p in etags}
     present = _present_files(dest, files, etags, sha)
-    recorded = read_verified(dest)
     return DownloadPlan(
         repo_id=repo_id,
         dest=dest,
@@ -230,9 +231,15 @@ def plan_download(repo_id: str, dest: Path, *, revision: str | None = None, toke
         present=present,
         free_bytes=_disk_free(dest),
         revision=revision,
-        hashes=hashes,
-        verified=frozenset(p for p in present if p in hashes and recorded.get(p) == hashes[p]),
+        etags=etags,
+        verified=_verified(dest, present, etags),
     )
+
+
+def _verified(dest: Path, present: frozenset[str], etags: Mapping[str, str]) -> frozenset[str]:
+    """The present files whose hash an earlier run checked (recorded in dest) and the Hub still lists."""
+    recorded = read_verified(dest)
+    return frozenset(p for p in present if p in etags and recorded.get(p) == etags[p])
 
 
 def check_disk(plan: DownloadPlan) -> None:
@@ -320,12 +327,12 @@ class _Verifier:
         self.plan = plan
         self.dest = dest
         self._lock = threading.Lock()
-        self._done = {p: h for p, h in read_verified(dest).items() if plan.hashes.get(p) == h}
+        self._done = {p: h for p, h in read_verified(dest).items() if plan.etags.get(p) == h}
 
     def check(self, path: str) -> str | None:
         """None when `path` on disk is what the Hub has (and records it), else its actual hash.
         Files the Hub lists no hash for are trusted by their size."""
-        expected = self.plan.hashes.get(path)
+        expected = self.plan.etags.get(path)
         if expected is None:
             return None
         actual = hub_content_hash(self.dest / path, expected)
@@ -622,12 +629,16 @@ def download_model(
     dest: Path,
     *,
     revision: str | None = None,
+    plan: DownloadPlan | None = None,
     on_progress: ProgressCallback = ignore_progress,
     cancel: threading.Event | None = None,
     token: str | None = None,
     max_workers: int = MAX_WORKERS,
 ) -> DownloadResult:
     """Download what vLLM needs of `repo_id` into `dest`; resume what an earlier run started.
+
+    `plan`: one made earlier for this repo and folder (`plan_download`, `plan_from_model`), so the
+    Hub is not asked again; its commit is fetched, and what is on disk is counted again now.
 
     Raises ModelwizError subclasses (see wizard.hub), ModelwizError when the disk is too small
     (nothing is fetched then), and Cancelled when `cancel` is set or on Ctrl-C (finished files stay).
@@ -650,7 +661,17 @@ def download_model(
             f"cannot write to {dest}: {error.strerror}", hint="choose a folder you can write to for --to"
         ) from None
     with _DestLock(dest):
-        plan = plan_download(repo_id, dest, revision=revision, token=token)
+        if plan is None:
+            plan = plan_download(repo_id, dest, revision=revision, token=token)
+        else:
+            present = _present_files(dest, plan.files, plan.etags, plan.sha)
+            plan = replace(
+                plan,
+                dest=dest,
+                present=present,
+                free_bytes=_disk_free(dest),
+                verified=_verified(dest, present, plan.etags),
+            )
         _record_start(dest, plan)
         marker = read_marker(dest)
         if marker and marker.get("sha") == plan.sha and marker["files"] == plan.files and is_complete(dest):
@@ -701,7 +722,7 @@ def _fetch_all(plan, dest, on_progress, cancel, token, max_workers) -> int:
     todo.sort(key=lambda p: -plan.files[p])
 
     verifier = _Verifier(plan, dest)
-    todo += [p for p in plan.present if p in plan.hashes and p not in plan.verified]
+    todo += [p for p in plan.present if p in plan.etags and p not in plan.verified]
 
     def fetch(path: str) -> None:
         if tracker.should_stop():
@@ -723,7 +744,7 @@ def _fetch_all(plan, dest, on_progress, cancel, token, max_workers) -> int:
             verifier.discard(path)
         raise CorruptFile(
             f"{path} of {plan.repo_id} arrived damaged {FETCH_ATTEMPTS} times: its hash is {actual},"
-            f" the Hub lists {plan.hashes[path]}",
+            f" the Hub lists {plan.etags[path]}",
             hint=f"{redact_url(hub_endpoint())} (or a proxy on the way) serves bad bytes; run again later,"
             " or check HF_ENDPOINT and proxy settings (finished files are kept)",
         )

@@ -2,8 +2,12 @@
 
 The Triton vLLM backend runs `AsyncEngineArgs(**model_json)`, so a key that vLLM version does not
 know makes the model fail to load. The allowed keys per vLLM release are shipped in
-assets/data/vllm-engine-args/<version>.txt (read from the released wheels). `disable_log_requests`
-is never written, even for versions that still accept it: it is deprecated and removed later.
+assets/data/vllm-engine-args/<version>.txt (read from the released wheels). Functions here take a
+vLLM release as the image carries it (`0.10.2`) or a listed version; a release without its own list
+is checked against the newest list not newer than it (`resolve_version`).
+
+Request logging: vLLM up to 0.9 logs every prompt unless `disable_log_requests` is set (it has no
+`enable_log_requests`); from 0.10 logging is off by default and `disable_log_requests` is gone.
 """
 
 from __future__ import annotations
@@ -15,8 +19,8 @@ from wizard.errors import ModelwizError, UsageError
 from wizard.images import version_tuple
 from wizard.paths import data_file
 
-# Keys modelwiz never writes (obsolete; the backend reads enable_log_requests instead).
-FORBIDDEN_KEYS = frozenset({"disable_log_requests"})
+DISABLE_LOG_REQUESTS = "disable_log_requests"
+ENABLE_LOG_REQUESTS = "enable_log_requests"
 
 
 class EngineArgsError(ModelwizError):
@@ -48,7 +52,7 @@ def resolve_version(vllm_release: str) -> str:
         raise UsageError(
             f"vLLM {vllm_release} is older than any version modelwiz can write model.json for "
             f"(oldest known: {versions[0]})",
-            hint="pick a newer Triton vLLM image (--image), e.g. 25.03-vllm-python-py3 or later",
+            hint="pick a newer Triton vLLM image (--image), e.g. 25.04-vllm-python-py3 or later",
         )
     return older[-1]
 
@@ -65,18 +69,22 @@ def allowed_keys(version: str) -> frozenset[str]:
             hint=f"use one of {', '.join(known_versions())} (see resolve_version)",
         ) from None
     keys = {line.strip() for line in text.splitlines()}
-    return frozenset(k for k in keys if k and not k.startswith("#")) - FORBIDDEN_KEYS
+    return frozenset(k for k in keys if k and not k.startswith("#"))
+
+
+def request_logging_off(vllm_release: str) -> dict[str, bool]:
+    """The model.json entry that keeps prompts out of the Triton log on this vLLM (empty when
+    logging is already off by default)."""
+    allowed = allowed_keys(resolve_version(vllm_release))
+    if DISABLE_LOG_REQUESTS in allowed and ENABLE_LOG_REQUESTS not in allowed:
+        return {DISABLE_LOG_REQUESTS: True}
+    return {}
 
 
 def check_keys(engine_args: Mapping[str, object], version: str) -> None:
-    """Raise EngineArgsError unless every key is accepted by vLLM `version`."""
-    allowed = allowed_keys(version)
-    forbidden = sorted(k for k in engine_args if k in FORBIDDEN_KEYS)
-    if forbidden:
-        raise EngineArgsError(
-            f"model.json must not contain {', '.join(forbidden)} (obsolete in vLLM)",
-            hint="drop it; request logging is `enable_log_requests` in current vLLM",
-        )
+    """Raise EngineArgsError unless every key is accepted by vLLM `version` (a release or a
+    listed version)."""
+    allowed = allowed_keys(resolve_version(version))
     unknown = sorted(k for k in engine_args if k not in allowed)
     if unknown:
         raise EngineArgsError(

@@ -11,6 +11,11 @@ from dataclasses import dataclass
 
 from wizard.units import MiB
 
+# NVML names of GPUs that are not data-center parts: CUDA forward compatibility (newer containers on
+# older long-term drivers) is "supported on NVIDIA Data Center GPUs" only
+# (https://docs.nvidia.com/deploy/cuda-compatibility/, "Forward Compatibility").
+_NOT_DATACENTER_WORDS = ("GEFORCE", "TITAN", "QUADRO", "RTX")
+
 
 @dataclass(frozen=True)
 class GpuModel:
@@ -61,6 +66,17 @@ for _model in CATALOG:
 
 def lookup(name: str) -> GpuModel | None:
     return _BY_KEY.get(_norm(name))
+
+
+def is_datacenter(nvml_name: str) -> bool:
+    """A data-center GPU (H100, A100, L4, T4, ...), judged by the name NVML reports.
+
+    GeForce, TITAN and workstation (Quadro / RTX) cards are not; a GPU described only by its size
+    is not assumed to be one."""
+    upper = nvml_name.upper()
+    if not upper.startswith(("NVIDIA", "TESLA")):
+        return False
+    return not any(word in upper for word in _NOT_DATACENTER_WORDS)
 
 
 def known_names() -> list[str]:

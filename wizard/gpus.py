@@ -7,6 +7,7 @@ launcher, wizard) works from. `discover()` reads it through NVML (nvidia-ml-py, 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from dataclasses import dataclass, replace
@@ -14,12 +15,16 @@ from typing import Any
 
 from wizard import gpu_catalog
 from wizard.errors import ModelwizError, UsageError
+from wizard.images import GpuKind
 from wizard.units import GiB, MiB, parse_size
 
 # When NVML cannot tell how much the driver reserves (v1 memory info), assume this much.
 FALLBACK_RESERVED_BYTES = GiB // 2
 
 GPUS_ENV = "MODELWIZ_GPUS"
+# The driver of a described machine (`--driver VERSION`), for choosing its Triton image.
+DRIVER_ENV = "MODELWIZ_DRIVER"
+_DRIVER_RE = re.compile(r"^\d{3,4}(\.\d{1,3}){1,2}$")
 
 
 @dataclass(frozen=True)
@@ -114,6 +119,13 @@ class GpuInventory:
             out.extend(gpu.mig_devices if gpu.mig_enabled else (gpu,))
         return tuple(out)
 
+    @property
+    def gpu_kind(self) -> GpuKind:
+        """ "data-center" when every GPU is one (forward compatibility needs that), else "consumer"."""
+        if self.gpus and all(gpu_catalog.is_datacenter(g.name) for g in self.gpus):
+            return "data-center"
+        return "consumer"
+
     def to_json(self) -> dict[str, Any]:
         return {
             "source": self.source,
@@ -157,8 +169,20 @@ class GpuInventory:
 _ITEM_RE = re.compile(r"^\s*(?:(\d+)\s*[x*]\s*)?(.+?)\s*$", re.IGNORECASE)
 
 
-def describe(spec: str) -> GpuInventory:
-    """`2xH100-80GB`, `A100-40GB,L4`, `24GiB`, `4x L40S` -> an inventory of idle GPUs."""
+def check_driver_version(text: str) -> str:
+    """A driver version as nvidia-smi prints it (570.124.06, 580.65.06); UsageError otherwise."""
+    text = text.strip()
+    if not _DRIVER_RE.match(text):
+        raise UsageError(
+            f"--driver: {text!r} is not an NVIDIA driver version",
+            hint="write it as nvidia-smi shows it, e.g. --driver 570.124.06",
+        )
+    return text
+
+
+def describe(spec: str, driver_version: str | None = None) -> GpuInventory:
+    """`2xH100-80GB`, `A100-40GB,L4`, `24GiB`, `4x L40S` -> an inventory of idle GPUs (on a machine
+    with NVIDIA driver `driver_version`, when known)."""
     if not spec or not spec.strip():
         raise UsageError("--gpus is empty", hint="write it like 2xH100-80GB, A100-40GB,L4 or 24GiB")
     gpus: list[Gpu] = []
@@ -186,7 +210,8 @@ def describe(spec: str) -> GpuInventory:
                     compute_capability=cc,
                 )
             )
-    return GpuInventory(source="described", gpus=tuple(gpus), spec=spec.strip())
+    driver = check_driver_version(driver_version) if driver_version else None
+    return GpuInventory(source="described", gpus=tuple(gpus), spec=spec.strip(), driver_version=driver)
 
 
 def _resolve_type(text: str) -> tuple[str, int, tuple[int, int]]:
@@ -265,7 +290,7 @@ def discover() -> GpuInventory:
         ) from None
     try:
         N.nvmlInit()
-    except Exception as exc:  # every NVMLError subclass, and ctypes' OSError
+    except Exception as exc:  # noqa: BLE001 - every NVMLError subclass, and ctypes' OSError
         raise _explain(exc) from None
     try:
         driver = _text(N.nvmlSystemGetDriverVersion())
@@ -278,13 +303,11 @@ def discover() -> GpuInventory:
         gpus = tuple(_read_gpu(N, i) for i in range(count))
     except NvmlError:
         raise
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - _explain turns any NVML failure into one line
         raise _explain(exc) from None
     finally:
-        try:
+        with contextlib.suppress(Exception):  # shutting down must not hide the real outcome
             N.nvmlShutdown()
-        except Exception:
-            pass
     if not gpus:
         raise NvmlError(
             "the NVIDIA driver is loaded but reports no GPUs",
@@ -374,7 +397,16 @@ def _read_gpu(N: Any, index: int) -> Gpu:
 
 
 def load_inventory(spec: str | None = None) -> GpuInventory:
-    """The inventory to plan for: `spec` (or $MODELWIZ_GPUS) when given, else NVML."""
+    """The inventory to plan for: `spec` (or $MODELWIZ_GPUS) when given, with the driver in
+    $MODELWIZ_DRIVER (`--driver`); else NVML, which reads the driver itself."""
     if spec is None:
         spec = os.environ.get(GPUS_ENV) or None
-    return discover() if spec is None else describe(spec)
+    driver = os.environ.get(DRIVER_ENV) or None
+    if spec is None:
+        if driver:
+            raise UsageError(
+                "--driver describes another machine's driver; this one's is read from NVML",
+                hint="give the GPUs too (--gpus 2xH100-80GB --driver 570.124.06), or leave out --driver",
+            )
+        return discover()
+    return describe(spec, driver)

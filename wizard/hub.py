@@ -326,6 +326,7 @@ class HubModel:
     tags: tuple[str, ...] = ()
     revision: str | None = None  # what was asked for (None = main)
     offline: bool = False  # built from the local cache only
+    etags: dict[str, str] = field(default_factory=dict)  # repo path -> etag (see file_etags)
 
     @property
     def parameters(self) -> int | None:
@@ -416,7 +417,22 @@ def _build(repo_id, sha, revision, files, config, params, *, info=None, offline=
         tags=tags,
         revision=revision,
         offline=offline,
+        etags=file_etags(getattr(info, "siblings", None)),
     )
+
+
+def file_etags(siblings) -> dict[str, str]:
+    """What huggingface_hub records as each file's etag: sha256 for LFS files, else the blob id."""
+    out = {}
+    for s in siblings or []:
+        lfs = getattr(s, "lfs", None)
+        sha256 = getattr(lfs, "sha256", None) if lfs is not None else None
+        if isinstance(lfs, dict):
+            sha256 = lfs.get("sha256")
+        etag = sha256 or getattr(s, "blob_id", None)
+        if etag:
+            out[s.rfilename] = etag
+    return out
 
 
 def _fetch_config(repo_id: str, revision: str, token) -> dict | None:

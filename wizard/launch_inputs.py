@@ -14,6 +14,8 @@ from pathlib import Path
 
 from wizard.container import ALL_DEVICES, DEFAULT_MOUNT_POINT
 from wizard.errors import UsageError
+from wizard.manifest import load_manifest
+from wizard.repository import Repository
 
 
 @dataclass(frozen=True)
@@ -26,9 +28,6 @@ class LaunchInputs:
 
 
 def read_launch_inputs(repository: Path) -> LaunchInputs:
-    from wizard.manifest import load_manifest
-    from wizard.repository import Repository
-
     repository = Path(repository)
     if not repository.is_dir():
         raise UsageError(f"model repository {repository} does not exist", hint="pass --repository DIR")
@@ -42,11 +41,15 @@ def read_launch_inputs(repository: Path) -> LaunchInputs:
             mount_point=DEFAULT_MOUNT_POINT,
             from_manifest=False,
         )
-    repo = Repository.open(repository)
+    return launch_inputs_for(Repository(repository.expanduser().absolute(), manifest))
+
+
+def launch_inputs_for(repo: Repository) -> LaunchInputs:
+    """What a repository modelwiz manages asks for (its manifest already read)."""
     return LaunchInputs(
         models=repo.ready_models(),
         devices=repo.used_devices() or (ALL_DEVICES,),
-        image=manifest.image,
-        mount_point=manifest.mount_point,
+        image=repo.manifest.image,
+        mount_point=repo.manifest.mount_point,
         from_manifest=True,
     )

@@ -17,9 +17,9 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from wizard.engine_args import check_keys
+from wizard.engine_args import check_keys, request_logging_off
 from wizard.errors import ModelwizError
-from wizard.images import version_tuple
+from wizard.images import ImageInfo, engine_for
 from wizard.plan_types import ModelPlan, container_gpu_ids
 
 CONFIG_FILE = "config.pbtxt"
@@ -68,9 +68,58 @@ def comment_text(value: str) -> str:
     )
 
 
-def render_config_pbtxt(plan: ModelPlan, repository_devices: Sequence[str]) -> str:
-    """config.pbtxt for `plan`; `repository_devices` are all devices the repository's models use.
+def mig_problem(plan: ModelPlan) -> str | None:
+    """One engine over several MIG slices: CUDA enumerates a single MIG device per process
+    (NVIDIA MIG user guide, "CUDA Device Enumeration"), so a tensor-parallel engine cannot span them."""
+    slices = [d for d in plan_devices(plan) if ":" in d]
+    if plan.tensor_parallel_size > 1 and slices:
+        return (
+            f"model {plan.name!r}: one vLLM engine over MIG slices {', '.join(slices)} cannot run "
+            "(CUDA sees one MIG slice per process)"
+        )
+    return None
+
+
+def serving_problems(plans: Sequence[ModelPlan], repository_devices: Sequence[str], image: ImageInfo) -> list[str]:
+    """What `image` would serve wrongly in a repository of `plans`: an engine over MIG slices, and on
+    images whose backend puts every KIND_GPU instance on the container's first GPU (25.03 and
+    older: torch.cuda.set_device, replaced by CUDA_VISIBLE_DEVICES in vllm_backend PR #85, r25.04),
+    any KIND_GPU instance meant for another GPU."""
+    problems = [p for p in (mig_problem(plan) for plan in plans if plan.fits) if p]
+    if image.kind_gpu_routing != "first-gpu":
+        return problems
+    for plan in plans:
+        if not plan.fits or plan.instance_group.kind != "KIND_GPU":
+            continue
+        ids = container_ids(plan, repository_devices)
+        if any(i != 0 for i in ids):
+            problems.append(
+                f"{image.short_tag}'s vLLM backend puts every KIND_GPU instance on the container's first GPU "
+                f"(fixed in 25.04, vllm_backend PR #85): model {plan.name!r} planned on container GPU(s) "
+                f"{', '.join(str(i) for i in ids)} would land on GPU 0"
+            )
+    return problems
+
+
+def refuse_unservable(plans: Sequence[ModelPlan], repository_devices: Sequence[str], image: ImageInfo) -> None:
+    """ConfigError with the first of `serving_problems`, and what to do."""
+    problems = serving_problems(plans, repository_devices, image)
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise ConfigError(
+            problems[0] + more,
+            hint="use an image from 25.04 on (leave out --image to get the newest this driver runs), "
+            "or plan one GPU or one MIG slice per engine",
+        )
+
+
+def render_config_pbtxt(plan: ModelPlan, repository_devices: Sequence[str], *, vllm_version: str | None = None) -> str:
+    """config.pbtxt for `plan`; `repository_devices` are all devices the repository's models use,
+    `vllm_version` the vLLM of the image that will serve it (metrics are reported only on V1).
     Text from a user, a path or the Hub appears only in comments, through `comment_text`."""
+    problem = mig_problem(plan)
+    if problem:
+        raise ConfigError(problem)
     group = plan.instance_group
     lines = [
         f"# Written by modelwiz for {comment_text(plan.model)}. Edits are kept: modelwiz then writes its own",
@@ -111,10 +160,13 @@ def render_config_pbtxt(plan: ModelPlan, repository_devices: Sequence[str]) -> s
         raise ConfigError(f"model {plan.name!r}: instance_group kind {group.kind!r} is not usable with vLLM")
     lines.append("  }")
     lines.append("]")
-    lines.append("parameters {")
-    lines.append('  key: "REPORT_CUSTOM_METRICS"')
-    lines.append('  value: { string_value: "true" }')
-    lines.append("}")
+    if vllm_version and engine_for(vllm_version) == "V1":
+        # On V0 images the backend would run an in-process engine to report them
+        # (disable_frontend_multiprocessing=self._enable_metrics, vllm_backend r25.06 src/model.py).
+        lines.append("parameters {")
+        lines.append('  key: "REPORT_CUSTOM_METRICS"')
+        lines.append('  value: { string_value: "true" }')
+        lines.append("}")
     text = "\n".join(lines) + "\n"
     validate_config_pbtxt(
         text, tensor_parallel_size=plan.tensor_parallel_size, container_gpu_count=len(tuple(repository_devices)) or None
@@ -132,7 +184,8 @@ def engine_args(
     vllm_version: str,
     extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The AsyncEngineArgs for `plan`; `model_path` is the weights folder inside the container."""
+    """The AsyncEngineArgs for `plan`; `model_path` is the weights folder inside the container,
+    `vllm_version` the image's vLLM release (its engine and accepted keys decide what is written)."""
     args: dict[str, Any] = {
         "model": model_path,
         "tensor_parallel_size": plan.tensor_parallel_size,
@@ -148,12 +201,14 @@ def engine_args(
     for key in PLANNED_BATCH_LIMITS:
         if key in plan.extra:
             args[key] = int(plan.extra[key])
-    # vLLM before 0.8 runs the V0 engine, which turns chunked prefill on only above 32K tokens and
-    # otherwise refuses max_num_batched_tokens < max_model_len. Chunked prefill keeps the planned
-    # batch (and so the planned activation memory).
+    # Inside Triton, vLLM before 0.10.2 runs the V0 engine (the backend's engine thread is not the
+    # main thread). V0 turns chunked prefill on only above 32K tokens and otherwise refuses
+    # max_num_batched_tokens < max_model_len (SchedulerConfig._verify_args). Chunked prefill keeps
+    # the planned batch (and so the planned activation memory).
     batch = args.get("max_num_batched_tokens")
-    if batch is not None and batch < plan.max_model_len and version_tuple(vllm_version) < (0, 8):
+    if batch is not None and batch < plan.max_model_len and engine_for(vllm_version) == "V0":
         args["enable_chunked_prefill"] = True
+    args.update(request_logging_off(vllm_version))
     for key, value in (extra or {}).items():
         args[key] = value
     check_keys(args, vllm_version)
@@ -257,12 +312,38 @@ def parse_model_json(text: str) -> dict[str, Any]:
     return data
 
 
+# V0 turns chunked prefill on by itself only for contexts above this (vllm/engine/arg_utils.py
+# _set_default_args_v0: use_long_context = max_model_len > 32768).
+V0_LONG_CONTEXT = 32768
+
+
+def v0_scheduler_problem(data: Mapping[str, Any]) -> str | None:
+    """What vLLM's V0 scheduler refuses at load (SchedulerConfig._verify_args), in its own words."""
+    batch, length = data.get("max_num_batched_tokens"), data.get("max_model_len")
+    if not isinstance(batch, int) or not isinstance(length, int) or batch >= length:
+        return None
+    if data.get("enable_chunked_prefill") or (length > V0_LONG_CONTEXT and "enable_chunked_prefill" not in data):
+        return None
+    return (
+        f"ValueError: max_num_batched_tokens ({batch}) is smaller than max_model_len ({length}). "
+        "This effectively limits the maximum sequence length to max_num_batched_tokens and makes vLLM "
+        "reject longer sequences. Please increase max_num_batched_tokens or decrease max_model_len."
+    )
+
+
 def validate_model_json(text: str, vllm_version: str) -> dict[str, Any]:
-    """Parse model.json and check its keys against vLLM `vllm_version`."""
+    """Parse model.json and check it against vLLM `vllm_version`: its keys, and on the V0 engine
+    (images up to 25.09) the scheduler limits V0 refuses."""
     data = parse_model_json(text)
     if "model" not in data:
         raise ConfigError('model.json has no "model" (the weights path or Hub id)')
     check_keys(data, vllm_version)
+    problem = v0_scheduler_problem(data) if engine_for(vllm_version) == "V0" else None
+    if problem:
+        raise ConfigError(
+            f"vLLM {vllm_version} runs the V0 engine in Triton and would refuse this model.json: {problem}",
+            hint='add "enable_chunked_prefill": true, or raise max_num_batched_tokens to max_model_len',
+        )
     return data
 
 

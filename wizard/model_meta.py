@@ -18,9 +18,12 @@ import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wizard.errors import ModelwizError, UsageError
+
+if TYPE_CHECKING:
+    from wizard.hub import HubModel
 
 # Bytes per element of each safetensors dtype (huggingface.js and the safetensors spec).
 DTYPE_BYTES: dict[str, float] = {
@@ -347,9 +350,13 @@ def load_model_meta(ref: str) -> ModelMeta:
             f"{ref!r} is neither a model directory nor a Hugging Face repo id",
             hint="give a folder holding config.json, or an id like meta-llama/Llama-3.1-8B-Instruct",
         )
-    from wizard.hub import lookup_model  # written by the Hub part; imported only when needed
+    from wizard.hub import lookup_model
 
-    found = lookup_model(ref)
+    return meta_from_hub(ref, lookup_model(ref))
+
+
+def meta_from_hub(ref: str, found: HubModel) -> ModelMeta:
+    """The metadata of `ref` as looked up on the Hub (`hub.lookup_model`): no further request."""
     if not found.config:
         raise ModelwizError(
             f"{ref} has no config.json on the Hub",

@@ -228,7 +228,7 @@ class PlainWizard:
 
     def download(self, state: WizardState) -> None:
         self.say("== Download")
-        disk = self.backend.disk_check(state.choices)
+        disk = self.backend.disk_check(state.plan)
         if not disk.ok:
             raise ModelwizError(
                 f"not enough disk space: {disk.explain()}",
@@ -238,7 +238,7 @@ class PlainWizard:
         lines = ProgressLines(self.out)
         for choice in state.choices:
             try:
-                self.backend.download(choice, on_progress=lines, cancel=cancel)
+                self.backend.download(state.plan, choice, on_progress=lines, cancel=cancel)
             except KeyboardInterrupt:
                 cancel.set()
                 raise Cancelled("download cancelled", hint="run modelwiz again to resume; finished files are kept")

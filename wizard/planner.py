@@ -39,7 +39,11 @@ from wizard.units import GiB, MiB, format_bytes
 BLOCK_SIZE = 16  # vLLM's KV block on CUDA
 MAX_UTILIZATION_PER_GPU = 0.95  # never hand vLLM engines more of one device than this
 _MAX_PCT = round(MAX_UTILIZATION_PER_GPU * 100)
-MIN_COMPUTE_CAPABILITY = (7, 0)  # vLLM's floor (the issue's; newer vLLM wants 7.5)
+# Every Triton vLLM image modelwiz can run needs 7.5: server r25.01 docs/introduction/release_notes.md
+# ("Release 25.01 supports CUDA compute capability 7.5 and later"), and the CUDA 13 images (25.08 on)
+# dropped Volta (7.0).
+MIN_COMPUTE_CAPABILITY = (7, 5)
+_MIN_CC_TEXT = f"{MIN_COMPUTE_CAPABILITY[0]}.{MIN_COMPUTE_CAPABILITY[1]}"
 BF16_COMPUTE_CAPABILITY = (8, 0)
 DEFAULT_MIN_MODEL_LEN = 4096  # the context floor when the planner shortens a model
 TP_CANDIDATES = (1, 2, 4, 8)
@@ -313,8 +317,8 @@ def _devices(
             ""
             if usable
             else (
-                f"compute capability {gpu.compute_capability_str} is below vLLM's minimum "
-                f"{MIN_COMPUTE_CAPABILITY[0]}.{MIN_COMPUTE_CAPABILITY[1]}"
+                f"compute capability {gpu.compute_capability_str} is below the {_MIN_CC_TEXT} Triton's vLLM "
+                "images need (25.01 on; the CUDA 13 images from 25.08 dropped Volta)"
             )
         )
         out.append(
@@ -624,7 +628,8 @@ def _misfit_reason(request: ModelRequest, devices: list[_Device], nothing_fixed:
     usable = [d for d in devices if d.usable]
     if not usable:
         notes = "; ".join(f"GPU {d.cdi_id} ({d.gpu.name}): {d.note}" for d in devices) or "no GPUs"
-        return f"no GPU vLLM can use: {notes}", ["use a GPU with compute capability 7.0 or newer"]
+        hint = f"use a GPU with compute capability {_MIN_CC_TEXT} or newer (T4, A10, L4, A100, H100, ...)"
+        return f"no GPU vLLM can use: {notes}", [hint]
     suggestions: list[str] = []
     kinds = _kinds(usable)
     biggest_name, biggest = max(kinds.items(), key=lambda kv: kv[1][0].total)

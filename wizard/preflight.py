@@ -13,8 +13,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from wizard import images
 from wizard.container import ALL_DEVICES, CDI_KIND, LaunchSpec
 from wizard.errors import ModelwizError, UsageError
+from wizard.images import GpuKind
 
 # Where podman (4.1+) looks for CDI specs; nvidia-ctk writes /var/run/cdi/nvidia.yaml by default.
 CDI_DIRS = (Path("/etc/cdi"), Path("/var/run/cdi"))
@@ -50,8 +52,8 @@ def parse_cdi_spec(text: str) -> tuple[str | None, tuple[str, ...]]:
     stripped = text.lstrip()
     if stripped.startswith("{"):
         data = json.loads(stripped)
-        names = tuple(str(d.get("name")) for d in data.get("devices") or [] if d.get("name") is not None)
-        return data.get("kind"), names
+        declared = tuple(str(d.get("name")) for d in data.get("devices") or [] if d.get("name") is not None)
+        return data.get("kind"), declared
     kind: str | None = None
     names: list[str] = []
     in_devices = False
@@ -131,52 +133,32 @@ def check_cdi(devices: Iterable[str], dirs: Iterable[Path] = CDI_DIRS) -> Proble
 # -- driver and image ---------------------------------------------------------------------------
 
 
-def choose_image(requested: str | None, driver_version: str | None) -> str:
-    """The image to run: `requested` as given, else the newest table tag this driver runs."""
-    from wizard.images import pick_image
-
+def choose_image(requested: str | None, driver_version: str | None, gpu_kind: GpuKind = "consumer") -> str:
+    """The image to run: `requested` as given, else the newest this driver runs (on GPUs of
+    `gpu_kind`; "consumer" when unknown, which never relies on forward compatibility)."""
     if requested:
         return requested
-    info = pick_image(driver_version)
-    if info is None:
-        raise PreflightFailed(
-            [
-                Problem(
-                    "driver",
-                    f"driver {driver_version} is older than every known Triton vLLM image needs",
-                    "update the NVIDIA driver, or name an image with --image REF",
-                )
-            ]
-        )
-    return info.tag
+    try:
+        return images.choose_image(driver_version, gpu_kind).info.tag
+    except images.ImageError as error:
+        raise PreflightFailed([Problem("driver", error.message, error.hint or "")]) from None
 
 
-def check_driver(image: str, driver_version: str | None) -> Problem | None:
-    """A known image needs its CUDA's minimum driver; unknown images and unknown drivers pass."""
-    from wizard.images import find_image, version_tuple
-
-    info = find_image(image)
-    if info is None or not info.min_driver or not driver_version:
+def check_driver(image: str, driver_version: str | None, gpu_kind: GpuKind | None = None) -> Problem | None:
+    """A known image must run on this driver: natively, through CUDA minor-version compatibility,
+    or (on data-center GPUs; either kind when `gpu_kind` is unknown) through forward compatibility.
+    Unknown images and unknown drivers pass."""
+    info = images.find_image(image)
+    if info is None or not driver_version:
         return None
-    if version_tuple(driver_version) >= version_tuple(info.min_driver):
+    kinds: tuple[GpuKind, ...] = (gpu_kind,) if gpu_kind else ("consumer", "data-center")
+    if any(info.driver_path(driver_version, kind) for kind in kinds):
         return None
-    newest = _newest_for(driver_version)
-    fix = f"update the driver to {info.min_driver} or newer"
+    newest = images.pick_image(driver_version, gpu_kind or "consumer")
+    fix = f"update the NVIDIA driver to {info.min_driver_any_gpu or info.min_driver} or newer"
     if newest:
-        fix += f", or use --image {newest}"
-    return Problem(
-        "driver",
-        f"{image} needs NVIDIA driver {info.min_driver} or newer (CUDA {info.cuda_version}); "
-        f"this host has {driver_version}",
-        fix,
-    )
-
-
-def _newest_for(driver_version: str) -> str | None:
-    from wizard.images import pick_image
-
-    info = pick_image(driver_version)
-    return info.tag if info else None
+        fix += f", or use --image {newest.short_tag}"
+    return Problem("driver", f"{info.short_tag} {info.driver_requirement()}; this host has {driver_version}", fix)
 
 
 # -- SELinux ------------------------------------------------------------------------------------

@@ -164,6 +164,39 @@ def weights_folder_for(source: str) -> str:
     return check_weights_folder(base)
 
 
+@contextlib.contextmanager
+def repository_lock(root: Path) -> Iterator[None]:
+    """Hold the repository at `root` for one change (plan, download, write) at a time. Two modelwiz
+    processes adding at once would each plan into the same free memory and save over each
+    other's manifest. The lock file lives in the repository itself, so every user and every cache
+    (`sudo modelwiz add` beside `modelwiz add`) takes the same one; whoever holds it reads the
+    manifest after taking it. A repository this creates is removed again when nothing else was
+    written into it."""
+    root = Path(root)
+    created = not root.exists()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        fd = _acquire(root / LOCK_NAME)
+    except OSError as error:
+        raise ModelwizError(
+            f"cannot lock {root / LOCK_NAME}: {error.strerror}",
+            hint="check that the repository folder is writable",
+        ) from None
+    if fd is None:
+        raise ModelwizError(
+            f"another modelwiz is changing {root} right now",
+            hint="wait for it to finish, then run again",
+        )
+    try:
+        yield
+    finally:
+        if created and _only_entry(root, LOCK_NAME):
+            with contextlib.suppress(OSError):
+                (root / LOCK_NAME).unlink()
+                root.rmdir()
+        os.close(fd)
+
+
 class Repository:
     """A model repository folder and its manifest. Methods that change it save as they go."""
 
@@ -208,36 +241,11 @@ class Repository:
     # ------------------------------------------------------------------ paths
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
-        """Hold this repository for one change (plan, download, write) at a time, and re-read the
-        manifest once held, so the change starts from what the last writer saved.
-
-        Two modelwiz processes adding at once would each plan into the same free memory and save
-        over each other's manifest. The lock file lives in the repository itself, so every user and
-        every cache (`sudo modelwiz add` beside `modelwiz add`) takes the same one. A repository
-        this creates is removed again when nothing else was written into it."""
-        created = not self.root.exists()
-        try:
-            self.root.mkdir(parents=True, exist_ok=True)
-            fd = _acquire(self.root / LOCK_NAME)
-        except OSError as error:
-            raise ModelwizError(
-                f"cannot lock {self.root / LOCK_NAME}: {error.strerror}",
-                hint="check that the repository folder is writable",
-            ) from None
-        if fd is None:
-            raise ModelwizError(
-                f"another modelwiz is changing {self.root} right now",
-                hint="wait for it to finish, then run again",
-            )
-        try:
+        """Hold this repository for one change (see `repository_lock`), with the manifest re-read
+        once held, so the change starts from what the last writer saved."""
+        with repository_lock(self.root):
             self.manifest = load_manifest(self.root) or Manifest()
             yield
-        finally:
-            if created and _only_entry(self.root, LOCK_NAME):
-                with contextlib.suppress(OSError):
-                    (self.root / LOCK_NAME).unlink()
-                    self.root.rmdir()
-            os.close(fd)
 
     def model_dir(self, name: str) -> Path:
         return self.root / name
@@ -368,7 +376,7 @@ class Repository:
     def render_files(self, entry: ManifestModel, devices: Sequence[str], vllm_version: str) -> dict[str, str]:
         """The files modelwiz wants for `entry`, given all devices the repository uses."""
         return {
-            CONFIG_FILE: render_config_pbtxt(entry.plan, devices),
+            CONFIG_FILE: render_config_pbtxt(entry.plan, devices, vllm_version=vllm_version),
             MODEL_JSON: render_model_json(
                 entry.plan, model_path=self.weights_path_in_container(entry), vllm_version=vllm_version
             ),
@@ -538,16 +546,13 @@ class Repository:
     def refresh_after_removal(self) -> tuple[str, ...]:
         """The remaining models' files, renumbered for the smaller device set (their config.pbtxt
         GPU ids are positions in it). Notes say what was rewritten."""
-        from wizard.engine_args import resolve_version
         from wizard.images import find_image
 
         remaining = [m for m in self.manifest.models if m.state == STATE_COMPLETE]
         info = find_image(self.manifest.image) if self.manifest.image else None
         if not remaining or info is None:
             return ()
-        reports = self.write_models(
-            remaining, vllm_version=resolve_version(info.vllm_release), devices=self.used_devices()
-        )
+        reports = self.write_models(remaining, vllm_version=info.vllm_release, devices=self.used_devices())
         notes = [n for r in reports for n in r.notes]
         rewritten = [r.name for r in reports if r.written]
         if rewritten:

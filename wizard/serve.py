@@ -7,14 +7,25 @@ is the running server's view of each model, for `status`.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wizard.container import DEFAULT_NAME, GRPC_PORT, HTTP_PORT, METRICS_PORT, LaunchSpec
 from wizard.errors import ModelwizError, UsageError
+from wizard.fsutil import atomic_write_text
+from wizard.gpus import GpuInventory, load_inventory
+from wizard.image_switch import prepare_for_image
+from wizard.launch_inputs import LaunchInputs, read_launch_inputs
+from wizard.paths import cache_dir
 from wizard.progress import ProgressCallback, ignore_progress
+
+if TYPE_CHECKING:
+    from wizard.launcher import LaunchEvent, LaunchStatus, UpResult
 
 
 @dataclass(frozen=True)
@@ -75,13 +86,30 @@ def running_options(client: Any, repository: Path) -> ServeOptions | None:
 @dataclass(frozen=True)
 class Serving:
     spec: LaunchSpec
-    result: Any  # launcher.UpResult
+    result: UpResult
+
+
+def _ignore_event(event: LaunchEvent) -> None:
+    return None
+
+
+def _refuse(question: str) -> bool:
+    return False
+
+
+@dataclass(frozen=True)
+class Reporter:
+    """The callbacks a launch reports through and listens to, carried as one."""
+
+    on_event: Callable[[LaunchEvent], None] = _ignore_event  # each step (preflight, image, load, ...)
+    on_progress: ProgressCallback = ignore_progress  # bytes of an image pull
+    on_log: Callable[[str], None] | None = None  # the server's log lines; None: not followed
+    confirm: Callable[[str], bool] = _refuse  # a change that needs a restart is put to it first
+    cancel: threading.Event | None = None  # set: stop as soon as possible
 
 
 def driver_version(gpus_spec: str | None, on_note: Callable[[str], None]) -> str | None:
     """The host's NVIDIA driver version; None for described GPUs or when NVML cannot say."""
-    from wizard.gpus import load_inventory
-
     try:
         return load_inventory(gpus_spec).driver_version
     except ModelwizError as error:
@@ -92,31 +120,32 @@ def driver_version(gpus_spec: str | None, on_note: Callable[[str], None]) -> str
 def start_server(
     repository: Path,
     *,
-    gpus_spec: str | None = None,
+    driver: str | None,
     options: ServeOptions = ServeOptions(),
-    on_event: Callable[[Any], None] = lambda event: None,
-    on_progress: ProgressCallback = ignore_progress,
-    on_log: Callable[[str], None] | None = None,
-    confirm: Callable[[str], bool] = lambda question: False,
+    reporter: Reporter = Reporter(),
     reload: Sequence[str] = (),
-    cancel: Any = None,
-    connect: Callable[[], Any] | None = None,
+    inputs: LaunchInputs | None = None,
 ) -> Serving:
     """Start Triton for the repository (or make the running one load what is new; `reload`
-    names models whose budgets changed, which a running server loads again)."""
+    names models whose budgets changed, which a running server loads again).
+
+    `driver`: the host's NVIDIA driver version, checked against the image (None: not checked).
+    `inputs`: what the repository asks for, when the caller has read it already."""
     from wizard import launcher, podman_conn, preflight
     from wizard.container import default_ulimits, launch_spec_for
-    from wizard.launch_inputs import read_launch_inputs
 
-    inputs = read_launch_inputs(repository)
+    changes = prepare_for_image(repository, options.image)  # model.json follows the image's vLLM
+    for text in changes:
+        reporter.on_event(launcher.LaunchEvent("image", text))
+    if inputs is None or changes:
+        inputs = read_launch_inputs(repository)
     if not inputs.models:
         raise UsageError(
             f"no model in {repository} is ready to serve",
             hint="add one with `modelwiz add MODEL` (a model still downloading is never loaded)",
         )
-    note = lambda text: on_event(launcher.LaunchEvent("warning", text))  # noqa: E731
-    driver = driver_version(gpus_spec, note)
-    client = (connect or podman_conn.connect)()
+    on_event = reporter.on_event
+    client = podman_conn.connect()
     try:
         running = running_options(client, repository)
         chosen = options.over(running.over(DEFAULTS) if running else DEFAULTS)
@@ -147,7 +176,7 @@ def start_server(
         changed = {name for name, fp in fingerprints.items() if name in before and before[name] != fp}
         loaded_now: dict[str, str] = {}
 
-        def watch(event: Any) -> None:
+        def watch(event: LaunchEvent) -> None:
             # A model loaded by this run (not one found ready) is serving these files now.
             if event.stage == "ready" and event.model and event.seconds is not None:
                 loaded_now[event.model] = fingerprints[event.model]
@@ -159,11 +188,11 @@ def start_server(
                 client,
                 driver_version=driver,
                 on_event=watch,
-                on_progress=on_progress,
-                on_log=on_log,
-                confirm=confirm,
+                on_progress=reporter.on_progress,
+                on_log=reporter.on_log,
+                confirm=reporter.confirm,
                 reload=sorted(set(reload) | changed),
-                cancel=cancel,
+                cancel=reporter.cancel,
                 live_timeout_s=options.live_timeout_s,
             )
         finally:
@@ -185,8 +214,6 @@ def start_server(
 
 
 def model_fingerprint(repository: Path, name: str) -> str:
-    import hashlib
-
     digest = hashlib.sha256()
     for rel in ("config.pbtxt", "1/model.json"):
         path = Path(repository) / name / rel
@@ -195,15 +222,11 @@ def model_fingerprint(repository: Path, name: str) -> str:
 
 
 def _loaded_file(container_name: str) -> Path:
-    from wizard.paths import cache_dir
-
     return cache_dir() / "served" / f"{container_name}.json"
 
 
 def loaded_record(container_name: str, container_id: str | None) -> dict[str, str]:
     """The fingerprints of the files this container loaded, by model (empty when unknown)."""
-    import json
-
     try:
         state = json.loads(_loaded_file(container_name).read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -214,18 +237,14 @@ def loaded_record(container_name: str, container_id: str | None) -> dict[str, st
 
 
 def record_loaded(container_name: str, container_id: str, fingerprints: dict[str, str]) -> None:
-    import json
-
-    from wizard.fsutil import atomic_write_text
-
     path = _loaded_file(container_name)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps({"container_id": container_id, "models": fingerprints}, indent=2) + "\n")
 
 
-def server_status(repository: Path) -> Any | None:
-    """The modelwiz server for `repository` (launcher.LaunchStatus: container state, URL, each
-    model's state); None when podman is not reachable or no such container exists."""
+def server_status(repository: Path) -> LaunchStatus | None:
+    """The modelwiz server for `repository` (container state, URL, each model's state); None when
+    podman is not reachable or no such container exists."""
     from wizard import launcher, podman_conn
 
     try:
@@ -234,12 +253,12 @@ def server_status(repository: Path) -> Any | None:
         return None
     try:
         running = running_options(client, repository)
-        return None if running is None else launcher.status(client, running.name)
+        return None if running is None or running.name is None else launcher.status(client, running.name)
     finally:
         client.close()
 
 
-def models_holding_gpu_memory(repository: Path, inventory: Any) -> frozenset[str]:
+def models_holding_gpu_memory(repository: Path, inventory: GpuInventory) -> frozenset[str]:
     """The repository's models that hold GPU memory right now (loaded, loading or unloading in
     its server), so NVML's free memory already lacks them and the planner must not count them
     twice. Never any for described GPUs."""

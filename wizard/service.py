@@ -19,11 +19,12 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from wizard.units import format_bytes
 
 if TYPE_CHECKING:
+    from wizard.add_flow import AddProposal
     from wizard.gpus import GpuInventory
     from wizard.plan_types import ModelPlan
     from wizard.progress import ProgressEvent
@@ -95,10 +96,15 @@ class ExistingModel:
 
 @dataclass(frozen=True)
 class ModelChoice:
-    """What the user picked, with the settings they can edit on the plan screen."""
+    """What the user picked, with the settings they can edit on the plan screen.
+
+    `name` is None unless the user typed one: the core names the model (and resumes an unfinished
+    add of the same source, or refuses a second copy of a finished one) and `PlanView.names` says
+    what it chose.
+    """
 
     repo_id: str
-    name: str
+    name: str | None = None
     revision: str | None = None
     max_model_len: int | None = None  # None: the planner picks the longest that fits
     min_concurrency: int = 1
@@ -134,10 +140,15 @@ class PlanView:
     models: tuple[ModelPlan, ...]
     devices: tuple[DeviceMemory, ...]
     fits: bool
-    raw: Any = field(default=None, compare=False, repr=False)  # the core's Plan, handed back to write/launch
+    raw: AddProposal | None = field(default=None, compare=False, repr=False)  # the core's proposal, handed back
+    names: dict[str, str] = field(default_factory=dict)  # repo id of each choice -> the name the core gave it
 
     def model(self, name: str) -> ModelPlan | None:
         return next((m for m in self.models if m.name == name), None)
+
+    def name_of(self, choice: ModelChoice) -> str | None:
+        """The model name `choice` is planned under (the user's, else the core's)."""
+        return choice.name or self.names.get(choice.repo_id)
 
 
 @dataclass(frozen=True)
@@ -228,16 +239,19 @@ class WizardService(Protocol):
         existing: Sequence[ExistingModel] = (),
     ) -> PlanView: ...
 
-    def disk_check(self, choices: Sequence[ModelChoice]) -> DiskCheck: ...
+    def disk_check(self, plan: PlanView) -> DiskCheck:
+        """Room for what `plan`'s new models still need to fetch."""
 
     def download(
         self,
+        plan: PlanView,
         choice: ModelChoice,
         *,
         on_progress: Callable[[ProgressEvent], None],
         cancel: threading.Event,
     ) -> None:
-        """Fetch one model. Raises wizard.errors.Cancelled when `cancel` is set (done files stay)."""
+        """Fetch one model of `plan` (at the commit planned). Raises wizard.errors.Cancelled when
+        `cancel` is set (done files stay)."""
 
     def write_repository(self, plan: PlanView, choices: Sequence[ModelChoice]) -> None: ...
 

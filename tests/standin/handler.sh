@@ -27,6 +27,42 @@ BODY=""
 
 model_state() { cat "$S/models/$1" 2>/dev/null; }
 
+# What the real backend refuses, by the image's release (the NGC image's NVIDIA_TRITON_SERVER_VERSION,
+# e.g. 25.07; unset = a current image). Up to 25.09 the backend's engine thread makes vLLM run V0;
+# up to 25.03 every KIND_GPU instance lands on the container's first GPU (vllm_backend PR #85).
+RELEASE=$(printf '%s' "${NVIDIA_TRITON_SERVER_VERSION:-99.99}" | tr -d '.')
+json_int() { sed -n "s/.*\"$1\" *: *\([0-9][0-9]*\).*/\1/p" "$2" | head -n 1; }
+json_num() { sed -n "s/.*\"$1\" *: *\([0-9.][0-9.]*\).*/\1/p" "$2" | head -n 1; }
+
+v0_scheduler_error() {  # vLLM SchedulerConfig._verify_args on the V0 engine
+    [ "$RELEASE" -lt 2510 ] || return 0
+    batch=$(json_int max_num_batched_tokens "$1"); len=$(json_int max_model_len "$1")
+    [ -n "$batch" ] && [ -n "$len" ] && [ "$batch" -lt "$len" ] || return 0
+    grep -q '"enable_chunked_prefill" *: *true' "$1" && return 0
+    # V0 turns chunked prefill on by itself above 32K tokens unless told otherwise.
+    [ "$len" -gt 32768 ] && ! grep -q '"enable_chunked_prefill"' "$1" && return 0
+    printf '%s' "ValueError: max_num_batched_tokens ($batch) is smaller than max_model_len ($len). This effectively limits the maximum sequence length to max_num_batched_tokens and makes vLLM reject longer sequences. Please increase max_num_batched_tokens or decrease max_model_len."
+}
+
+first_gpu_placement() {  # r25.03: torch.cuda.set_device, then vLLM's worker takes cuda:0
+    [ "$RELEASE" -lt 2504 ] || return 0
+    grep -q 'KIND_GPU' "$2/config.pbtxt" || return 0
+    ids=$(sed -n 's/.*gpus *: *\[\([^]]*\)\].*/\1/p' "$2/config.pbtxt" | tr ',' ' ')
+    util=$(json_num gpu_memory_utilization "$2/1/model.json"); util=${util:-0.9}
+    mkdir -p "$S/gpu0"
+    : > "$S/gpu0/$1"
+    for id in ${ids:-0}; do
+        [ "$id" != 0 ] && log W "[vllm] KIND_GPU instance for GPU $id of '$1' runs on GPU 0"
+        held=$(cat "$S"/gpu0/* 2>/dev/null | awk '{ s += $1 } END { print s + 0 }')
+        if awk -v h="$held" -v u="$util" 'BEGIN { exit !(h + u > 1.0) }'; then
+            rm -f "$S/gpu0/$1"
+            printf '%s' "ValueError: No available memory for the cache blocks. Try increasing \`gpu_memory_utilization\` when initializing the engine."
+            return 0
+        fi
+        echo "$util" >> "$S/gpu0/$1"
+    done
+}
+
 load_model() {
     m="$1"
     if [ -e "$S/loading" ]; then echo "OVERLAP $m with $(cat "$S/loading")" >> "$S/loads"; fi
@@ -47,6 +83,10 @@ load_model() {
     elif grep -q '"standin_error"' "$dir/1/model.json"; then
         err=$(sed -n 's/.*"standin_error" *: *"\([^"]*\)".*/\1/p' "$dir/1/model.json")
         log E "[vllm] $err"
+    else
+        err=$(v0_scheduler_error "$dir/1/model.json")
+        [ -z "$err" ] && err=$(first_gpu_placement "$m" "$dir")
+        [ -n "$err" ] && log E "[vllm] $err"
     fi
     echo "end $m" >> "$S/loads"
     rm -f "$S/loading"
@@ -86,7 +126,7 @@ case "$METHOD $TARGET" in
         m="${TARGET#/v2/repository/models/}"; load_model "${m%/load}" ;;
     "POST /v2/repository/models/"*/unload)
         m="${TARGET#/v2/repository/models/}"; m="${m%/unload}"
-        rm -f "$S/models/$m"; log I "model_lifecycle.cc:623] successfully unloaded '$m' version 1"
+        rm -f "$S/models/$m" "$S/gpu0/$m"; log I "model_lifecycle.cc:623] successfully unloaded '$m' version 1"
         respond "200 OK" "" ;;
     "GET /v2/models/"*/ready)
         m="${TARGET#/v2/models/}"; m="${m%/ready}"

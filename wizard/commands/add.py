@@ -5,9 +5,16 @@ from __future__ import annotations
 import argparse
 import sys
 
+from wizard.add_flow import AddEvent, AddRequest, describe_proposal
 from wizard.commands._repo_args import add_repository_argument, ask_repository, ask_yes_no, interactive
 from wizard.commands.plan import FILL_HELP
+from wizard.commands.up import print_success
 from wizard.errors import Cancelled, UsageError
+from wizard.gpus import load_inventory
+from wizard.progress_text import progress_printer
+from wizard.repository import remember_repository, resolve_repository
+from wizard.serve import Reporter, ServeOptions
+from wizard.session import AddSession
 
 HELP = "add models to the Triton model repository (plans all models together)"
 DESCRIPTION = (
@@ -29,12 +36,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from wizard.add_flow import AddRequest, describe_proposal, execute_add, launch_after_add, prepare_add
-    from wizard.gpus import load_inventory
-    from wizard.progress_text import progress_printer
-    from wizard.repository import Repository, remember_repository, resolve_repository
-    from wizard.serve import models_holding_gpu_memory
-
     if args.name is not None and len(args.models) != 1:
         raise UsageError("--name works with one MODEL at a time")
     if args.max_model_len is not None and args.max_model_len < 1:
@@ -43,31 +44,17 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("adding models needs a confirmation", hint="pass --yes to go ahead without asking")
     root = resolve_repository(args.repository, ask=ask_repository)
     requests = [AddRequest(m, args.name, args.max_model_len) for m in args.models]
-    inventory = load_inventory(args.gpus)
-
-    def show(event) -> None:  # AddEvent
-        print(f"{event.message}", file=sys.stderr)
-
+    session = AddSession(root, load_inventory(args.gpus), image_ref=args.image, fill=args.fill, on_event=_show)
     # One change at a time: planned against the manifest as it is, saved before anyone else plans.
-    with Repository.open(root, create=True).lock():
-        repo = Repository.open(root, create=True)
-        proposal = prepare_add(
-            repo,
-            requests,
-            inventory=inventory,
-            image_ref=args.image,
-            on_event=show,
-            fill=args.fill,
-            existing_running=models_holding_gpu_memory(repo.root, inventory),
-        )
+    with session.locked() as repo:
+        proposal = session.propose(requests)
         print("\n".join(describe_proposal(proposal)))
-        if not args.yes:
-            question = "Change the budgets shown and go ahead?" if proposal.changed else "Go ahead?"
-            if not ask_yes_no(question):
-                raise Cancelled("nothing was changed")
+        question = "Change the budgets shown and go ahead?" if proposal.changed else "Go ahead?"
+        if not args.yes and not ask_yes_no(question):
+            raise Cancelled("nothing was changed")
         printer = progress_printer(sys.stderr)
         try:
-            result = execute_add(repo, proposal, on_event=show, on_progress=printer)
+            result = session.write(proposal, on_progress=printer)
         finally:
             printer.close()
     if args.repository:
@@ -75,18 +62,15 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {', '.join(result.names)} to {repo.root}")
     if args.no_launch:
         return 0
-    serving = launch_after_add(
-        repo.root,
-        result.names,
-        gpus_spec=args.gpus,
-        on_event=show,
-        reload=result.rewritten,
-        confirm=(lambda question: True) if args.yes else _confirm_on_terminal,
-    )
-    from wizard.commands.up import print_success
-
+    confirm = (lambda question: True) if args.yes else _confirm_on_terminal
+    reporter = Reporter(on_event=lambda event: print(event.message, file=sys.stderr), confirm=confirm)
+    serving = session.launch(result.names, result.rewritten, ServeOptions(), reporter)
     print_success(serving.spec, serving.result)
     return 0
+
+
+def _show(event: AddEvent) -> None:
+    print(event.message, file=sys.stderr)
 
 
 def _confirm_on_terminal(question: str) -> bool:

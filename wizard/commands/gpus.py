@@ -14,12 +14,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from wizard.gpus import load_inventory
+    from wizard.images import image_record
 
     inventory = load_inventory(args.gpus)
+    image = image_record(inventory.driver_version, inventory.gpu_kind)
     if args.json:
-        print(json.dumps(inventory.to_json(), indent=2))
+        print(json.dumps({**inventory.to_json(), "image": image}, indent=2))
     else:
         print(render_table(inventory))
+        print(f"Triton image: {image['ref'] or 'none'} ({image['reason']})")
     return 0
 
 
@@ -60,7 +63,7 @@ def render_table(inventory) -> str:
     right = {0, 3, 4, 5, 6}
     lines = [header]
     for n, row in enumerate(rows):
-        cells = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))]
+        cells = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))]
         lines.append("  ".join(cells).rstrip())
         if n == 0:
             lines.append("  ".join("-" * w for w in widths))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
 HELP = "plan memory for models: tensor parallel size, context, gpu_memory_utilization"
 DESCRIPTION = (
@@ -37,6 +38,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="context length for every model (default: the model's own limit, shortened to fit)",
     )
     parser.add_argument("--fill", action="store_true", help=FILL_HELP)
+    parser.add_argument(
+        "--image",
+        metavar="REF",
+        help="plan for this Triton vLLM image (e.g. 25.07-vllm-python-py3) instead of the newest the driver runs",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON for other tools")
 
 
@@ -55,10 +61,36 @@ def run(args: argparse.Namespace) -> int:
         taken.add(name)
         requests.append(ModelRequest(meta=meta, name=name, max_model_len=args.max_model_len))
     plan = plan_models(inventory, requests, fill=args.fill)
+    image, servable = image_record(plan, args.image)
     if args.json:
-        print(json.dumps(plan.to_json(), indent=2))
+        print(json.dumps({**plan.to_json(), "image": image}, indent=2))
     else:
         from wizard.plan_render import render_plan
 
         print(render_plan(plan))
-    return 0 if plan.fits else 1
+        print(f"Triton image: {image['ref'] or 'none'} ({image['reason']})")
+    return 0 if plan.fits and servable else 1
+
+
+def image_record(plan: Any, image_ref: str | None) -> tuple[dict[str, Any], bool]:
+    """The `"image"` of `plan --json` ({ref, vllm_version, engine, reason}), and whether that
+    image can serve the plan (a forced 25.03 cannot place replicas; no image runs on an old driver)."""
+    from wizard import images
+    from wizard.model_config import serving_problems
+    from wizard.plan_types import sort_devices
+
+    inventory = plan.inventory
+    try:
+        if image_ref:
+            choice = images.describe_choice(image_ref, inventory.driver_version, inventory.gpu_kind)
+        else:
+            choice = images.choose_image(inventory.driver_version, inventory.gpu_kind)
+    except images.ImageError as error:
+        return images.no_image_record(error), False
+    fitting = [m for m in plan.models if m.fits]
+    devices = sort_devices([d for m in fitting for d in m.devices])
+    problems = serving_problems(fitting, devices, choice.info)
+    record = choice.to_json()
+    if problems:
+        record["reason"] += "; cannot serve this plan: " + "; ".join(problems)
+    return record, not problems

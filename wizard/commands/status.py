@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
 from wizard.commands._repo_args import add_repository_argument
 
@@ -23,12 +24,16 @@ def run(args: argparse.Namespace) -> int:
 
     repo = Repository.open(resolve_repository(args.repository))
     status = collect_status(repo)
+    # "image" stays the recorded reference; "image_info" says what it runs and whether this driver does.
+    status["image_info"] = image_info(status["image"], args.gpus)
     if args.json:
         print(json.dumps(status, indent=2))
         return 0
     print(f"Repository {status['repository']}")
     if status["image"]:
         print(f"Image {status['image']}, mounted at {status['mount_point']}")
+        if status["image_info"]:
+            print(f"  {status['image_info']['reason']}")
     server = status["server"]
     if server is None:
         print("Server: not running (start it with `modelwiz up`)")
@@ -58,3 +63,21 @@ def run(args: argparse.Namespace) -> int:
         for problem in row["problems"]:
             print(f"  problem: {problem}")
     return 0
+
+
+def image_info(ref: str | None, gpus_spec: str | None) -> dict[str, Any] | None:
+    """{ref, vllm_version, engine, reason} for the recorded image, checked against this machine's
+    driver (or --gpus/--driver) when it can be read; None without an image or for one modelwiz
+    does not know."""
+    from wizard import images
+    from wizard.errors import ModelwizError
+    from wizard.gpus import load_inventory
+
+    if not ref or images.find_image(ref) is None:
+        return None
+    try:
+        inventory = load_inventory(gpus_spec)
+        driver, kind = inventory.driver_version, inventory.gpu_kind
+    except ModelwizError:
+        driver, kind = None, "consumer"
+    return images.describe_choice(ref, driver, kind).to_json()

@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     from wizard.preflight import PreflightFailed
     from wizard.progress_text import progress_printer
     from wizard.repository import resolve_repository
-    from wizard.serve import ServeOptions, start_server
+    from wizard.serve import Reporter, ServeOptions, driver_version, start_server
 
     err = sys.stderr
     say = lambda text: print(text, file=err)  # noqa: E731 - progress goes to stderr, results to stdout
@@ -88,12 +88,14 @@ def run(args: argparse.Namespace) -> int:
     try:
         serving = start_server(
             repository,
-            gpus_spec=args.gpus,
+            driver=driver_version(args.gpus, lambda text: say(f"warning: {text}")),
             options=options,
-            on_event=lambda e: say(("warning: " if e.stage == "warning" else "") + e.message),
-            on_progress=printer,
-            on_log=(lambda line: say(f"  | {line}")) if args.logs else None,
-            confirm=_confirm(args.yes),
+            reporter=Reporter(
+                on_event=lambda e: say(("warning: " if e.stage == "warning" else "") + e.message),
+                on_progress=printer,
+                on_log=(lambda line: say(f"  | {line}")) if args.logs else None,
+                confirm=_confirm(args.yes),
+            ),
         )
     except PreflightFailed as error:
         for problem in error.problems[1:]:
