@@ -502,3 +502,12 @@ def test_a_crash_at_any_step_of_add_loses_nothing_and_a_rerun_finishes(tmp_path,
         add(root, "org/two-7b")  # the same command again finishes the job
     repo = check_consistent(root)
     assert sorted(m.name for m in repo.models() if m.ready) == ["one-7b", "two-7b"]
+
+
+def test_a_model_whose_model_json_is_not_json_is_not_ready(tmp_path):
+    root = tmp_path / "repo"
+    add(root, "org/one-7b")
+    (root / "one-7b/1/model.json").write_text('{"model": "/x", ')
+    model = Repository.open(root).model("one-7b")
+    assert model.state == BROKEN and not model.ready
+    assert any("model.json is not readable JSON" in p for p in model.problems)

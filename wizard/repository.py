@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import shutil
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -129,6 +130,15 @@ def _acquire(path: Path) -> int | None:
         if same:
             return fd
         os.close(fd)
+
+
+def _model_json_problems(path: Path) -> list[str]:
+    """A hand-edited model.json that vLLM's backend could not even read (it json.loads it)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as error:
+        return [f"{MODEL_JSON} is not readable JSON ({type(error).__name__})"]
+    return [] if isinstance(data, dict) else [f"{MODEL_JSON} is not a JSON object"]
 
 
 def _only_entry(folder: Path, name: str) -> bool:
@@ -355,6 +365,8 @@ class Repository:
                 problems.append(f"{rel} is missing")
             if (path / (rel + NEW_SUFFIX)).exists():
                 waiting.append(rel + NEW_SUFFIX)
+        if MODEL_JSON in edited:
+            problems.extend(_model_json_problems(path / MODEL_JSON))
         if entry.state == STATE_REMOVING:
             state = REMOVING
         elif entry.state != STATE_COMPLETE:
