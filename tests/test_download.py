@@ -511,3 +511,27 @@ def test_a_folder_left_by_a_refused_download_takes_another_model(fake_hub, tmp_p
         dl.download_model("org/missing", dest)
     dl.download_model("org/tiny", dest)
     assert dl.is_complete(dest) and dl.held_model(dest) == "org/tiny"
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 200 KiB file system (tmpfs); skipped where mounting is not allowed (not root)."""
+    import subprocess
+
+    mount = tmp_path / "small"
+    mount.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=200k", "tmpfs", str(mount)]).returncode:
+        pytest.skip("mounting a small tmpfs needs root")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_disk_that_fills_up_mid_download_says_disk_full(fake_hub, tmp_path, small_disk, monkeypatch):
+    # The up-front space check passes (the disk filled up after it, as another writer would do it).
+    monkeypatch.setattr(dl, "_disk_free", lambda path: 10**12)
+    dest = small_disk / "d"
+    with pytest.raises(ModelwizError) as info:
+        dl.download_model("org/tiny", dest)
+    line = info.value.one_line()
+    assert line.startswith("the disk is full") and "free some space" in line and "unexpected" not in line
+    assert not dl.is_complete(dest) and no_partials(dest)

@@ -12,6 +12,7 @@ import errno
 import importlib
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 from typing import NoReturn
 
@@ -168,6 +169,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # happens later, so the level is given there too.
         os.environ.setdefault(HF_VERBOSITY_ENV, "error")
         logging.getLogger("huggingface_hub").setLevel(logging.ERROR)
+        # Its warnings.warn notes too ("Not enough free disk space..."): the error that follows says it.
+        warnings.filterwarnings("ignore", module=r"huggingface_hub(\.|$)")
     try:
         if args.driver is not None:
             # Read where the inventory is loaded (wizard.gpus.load_inventory), like $MODELWIZ_GPUS.
