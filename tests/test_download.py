@@ -535,3 +535,24 @@ def test_a_disk_that_fills_up_mid_download_says_disk_full(fake_hub, tmp_path, sm
     line = info.value.one_line()
     assert line.startswith("the disk is full") and "free some space" in line and "unexpected" not in line
     assert not dl.is_complete(dest) and no_partials(dest)
+
+
+def test_a_read_only_to_folder_is_one_line(fake_hub, tmp_path):
+    """An existing --to folder modelwiz cannot write (a read-only file system here; for a plain
+    user, another user's folder) is refused in one line, not 'unexpected PermissionError'."""
+    import subprocess
+
+    mount = tmp_path / "ro"
+    mount.mkdir()
+    if (
+        os.geteuid() != 0
+        or subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(mount)]).returncode
+    ):
+        pytest.skip("mounting a read-only tmpfs needs root")
+    try:
+        with pytest.raises(ModelwizError) as info:
+            dl.download_model("org/tiny", mount)
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+    line = info.value.one_line()
+    assert line.startswith(f"cannot write to {mount}: Read-only file system") and "choose a folder" in line
