@@ -401,7 +401,7 @@ def _build(repo_id, sha, revision, files, config, params, *, info=None, offline=
     return HubModel(
         repo_id=repo_id,
         sha=sha,
-        gated=getattr(info, "gated", False) or False,
+        gated=_gated(getattr(info, "gated", False)),
         private=bool(getattr(info, "private", False)),
         files=files,
         config=config,
@@ -419,6 +419,13 @@ def _build(repo_id, sha, revision, files, config, params, *, info=None, offline=
         offline=offline,
         etags=file_etags(getattr(info, "siblings", None)),
     )
+
+
+def _gated(value: object) -> Literal[False, "auto", "manual"]:
+    """The Hub's `gated` field: False, "auto" or "manual" (any other true value counts as manual)."""
+    if not value:
+        return False
+    return "auto" if value == "auto" else "manual"
 
 
 def file_etags(siblings) -> dict[str, str]:
@@ -535,7 +542,7 @@ def search_models(query: str, *, limit: int = 20) -> list[HubSearchResult]:
                     repo_id=m.id,
                     downloads=int(m.downloads or 0),
                     likes=int(m.likes or 0),
-                    gated=m.gated or False,
+                    gated=_gated(m.gated),
                     parameters=int(st.total) if st and st.total else None,
                     parameters_by_dtype=by_dtype,
                     pipeline_tag=m.pipeline_tag,
@@ -616,7 +623,7 @@ def save_token(token: str) -> str:
     try:
         from huggingface_hub import HfApi
 
-        user = HfApi().whoami(token=token).get("name")
+        user = str(HfApi().whoami(token=token).get("name") or "")
         login(token=token, add_to_git_credential=False, skip_if_logged_in=False)
     except HfHubHTTPError as error:
         if error.response is not None and error.response.status_code == 401:
