@@ -29,9 +29,18 @@ def make_repository(root: Path, *sources: str, gpus: str = "2xH100-80GB") -> Rep
     return Repository.open(root)
 
 
-def up_kwargs(repo: Repository, **overrides):
-    """`create_kwargs(LaunchSpec)` exactly as `modelwiz up` builds it for `repo`."""
-    from wizard.export_facts import LaunchChoices, launch_kwargs
+def up_facts(repo: Repository, *, rootless: bool = False, selinux: bool = False, **options):
+    """The export's facts for `repo`, and `create_kwargs(LaunchSpec)`: what `modelwiz up` hands
+    podman-py for the same spec (the options as flags, the host as given)."""
+    from wizard.container import create_kwargs
+    from wizard.export_facts import serving_facts
+    from wizard.launch_inputs import HostFacts
+    from wizard.serve_options import ServeOptions
 
-    models = tuple(m.name for m in repo.models() if m.ready)
-    return launch_kwargs(repo, models, LaunchChoices(**overrides))
+    facts = serving_facts(repo, ServeOptions(**options), HostFacts(rootless=rootless, selinux=selinux))
+    return facts, create_kwargs(facts.spec)
+
+
+def export_facts(repo: Repository, **options):
+    """The export's facts for `repo` on a rootful host without SELinux."""
+    return up_facts(repo, **options)[0]

@@ -1,8 +1,11 @@
 """Real podman for the launcher tests: a private service, a stand-in Triton image, a CDI spec.
 
 - `podman_service`: `podman system service --time=0` on a temporary socket, with a containers.conf
-  the tests own (runc; lowered default ulimits, see shared notes), started in its own session and
-  ended by its pid.
+  the tests own, started in its own session and ended by its pid. runc (crun 1.8 fails on this
+  sandbox's cgroups), and default ulimits lowered to what the sandbox grants, as an admin does on
+  a host whose hard limits are below podman's built-in 1048576: containers modelwiz does not
+  create (`kube play`) need them. modelwiz's own containers never rely on them: naming any
+  ulimit drops them, so `up` names nofile/nproc itself (the tests use its real limits).
 - `standin_image`: `localhost/tritonserver:test`, imported offline from busybox-static plus the
   scripts in tests/standin/; built once and cached by the hash of its content.
 - `cdi_gpus`: a CDI spec whose nvidia.com/gpu devices 0, 1 and all are /dev/null on the host
@@ -103,18 +106,15 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def sandbox_ulimits():
-    """Triton's stack limit plus nofile/nproc within what this sandbox allows (see the notes).
+def host_ulimits():
+    """The limits `modelwiz up` asks for on this host (the real code path: its hard limits)."""
+    from wizard.launch_inputs import HostFacts
 
-    Passing any ulimit replaces podman's default_ulimits, so the lowered ones are repeated here.
-    """
-    from wizard.container import STACK_BYTES, Ulimit
+    return HostFacts.local().ulimits
 
-    return (
-        Ulimit("stack", STACK_BYTES, STACK_BYTES),
-        Ulimit("nofile", 10000, 10000),
-        Ulimit("nproc", 1000, 1000),
-    )
+
+# The name some tests still import (they used to replace modelwiz's limits with it).
+sandbox_ulimits = host_ulimits
 
 
 @pytest.fixture(scope="session")

@@ -71,7 +71,16 @@ def _need(meta: FakeMeta, total: int) -> float:
 
 
 def fake_plan_models(
-    inventory, requests, *, existing=(), existing_meta=None, replan_existing=False, existing_running=False, fill=False
+    inventory,
+    requests,
+    *,
+    existing=(),
+    existing_meta=None,
+    replan_existing=False,
+    existing_running=False,
+    fill=False,
+    reserve_bytes=0,
+    vllm_version=None,
 ):
     devices = [d.cdi_id for d in inventory.devices]
     total = {d.cdi_id: d.cuda_total_bytes for d in inventory.devices}

@@ -1,12 +1,29 @@
-"""Test data for the planner: real models' config.json and parameter counts, safetensors writers."""
+"""Test data for the planner: real models' config.json and parameter counts, safetensors writers,
+and public vLLM deployments with what vLLM measured (the planner's calibration evidence)."""
 
 from __future__ import annotations
 
 import json
 import struct
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+from wizard.gpus import Gpu, GpuInventory
 from wizard.model_meta import ModelMeta
+from wizard.plan_types import ModelPlan
+from wizard.units import GiB, MiB
+from wizard.vllm_memory import (
+    KV_BLOCK_TOKENS,
+    Engine,
+    VllmProfile,
+    activation_bytes,
+    budget_bytes,
+    engine_cost,
+    has_peer_to_peer,
+    kv_pool_tokens,
+    kv_view,
+    profile_for,
+)
 
 CONFIGS = Path(__file__).parent / "data" / "configs"
 MODELS = (
@@ -110,3 +127,142 @@ def write_real_model_folder(folder: Path, name: str) -> Path:
         json.dumps({"metadata": {"total_size": total}, "weight_map": dict.fromkeys(tensors, shard)})
     )
     return folder
+
+
+# ---- public vLLM deployments (tests/data/vllm_deployments.json) -----------------------------
+
+DEPLOYMENTS = Path(__file__).parent / "data" / "vllm_deployments.json"
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """One public vLLM startup: the settings it ran with and what vLLM measured."""
+
+    id: str
+    source: str
+    meta: ModelMeta
+    gpu: Gpu  # one GPU of the deployment, idle, with the CUDA total vLLM reported
+    tp: int
+    max_model_len: int
+    utilization: float
+    vllm_version: str
+    engine: Engine
+    max_num_batched_tokens: int
+    max_num_seqs: int
+    kv_cache_tokens: int  # what vLLM reported (GPU KV cache size, or blocks x 16)
+    kv_cache_bytes: int  # the KV pool per GPU that vLLM allocated
+    started: bool
+
+    @property
+    def profile(self) -> VllmProfile:
+        return profile_for(self.vllm_version, self.engine)
+
+    def inventory(self) -> GpuInventory:
+        gpus = tuple(replace(self.gpu, index=i, uuid=f"GPU-evidence-{i}") for i in range(self.tp))
+        return GpuInventory(source="described", gpus=gpus)
+
+    def one_request_bytes(self, length: int, max_num_batched_tokens: int) -> int:
+        """KV one request of `length` needs per GPU on this vLLM (its admission check)."""
+        view = kv_view(self.meta, self.profile)
+        return view.kv_bytes_for_request(length, self.tp, max_num_batched_tokens, block=KV_BLOCK_TOKENS)
+
+    def activation(self, max_num_batched_tokens: int, max_num_seqs: int) -> int:
+        return activation_bytes(self.meta, self.tp, max_num_batched_tokens, max_num_seqs, self.profile)
+
+
+def deployments() -> list[Deployment]:
+    data = json.loads(DEPLOYMENTS.read_text())
+    out = []
+    for case in data["cases"]:
+        model = data["models"][case["model"]]
+        meta_ = ModelMeta.from_config(
+            model["config"],
+            source=model["repo_id"],
+            parameters_by_dtype=model.get("parameters_by_dtype"),
+            weights_bytes=model.get("weights_bytes"),
+        )
+        spec = data["gpus"][case["gpu"]]
+        nvml_total = spec["nvml_total_mib"] * MiB
+        cuda_total = int((case.get("gpu_cuda_total_gib") or spec["cuda_total_gib"]) * GiB)
+        major, minor = (int(x) for x in spec["compute_capability"].split("."))
+        gpu = Gpu(
+            index=0,
+            name=spec["name"],
+            uuid="GPU-evidence-0",
+            memory_total_bytes=nvml_total,
+            memory_free_bytes=cuda_total,
+            memory_used_bytes=nvml_total - cuda_total,
+            memory_reserved_bytes=nvml_total - cuda_total,
+            compute_capability=(major, minor),
+        )
+        measured = case["measured"]
+        out.append(
+            Deployment(
+                id=case["id"],
+                source=case["source"],
+                meta=meta_,
+                gpu=gpu,
+                tp=case["tensor_parallel_size"],
+                max_model_len=case["max_model_len"],
+                utilization=case["gpu_memory_utilization"],
+                vllm_version=case["vllm_version"],
+                engine=case["engine"],
+                max_num_batched_tokens=case["max_num_batched_tokens"],
+                max_num_seqs=case["max_num_seqs"],
+                kv_cache_tokens=measured["kv_cache_tokens"],
+                kv_cache_bytes=int(measured["kv_cache_gib"] * GiB),
+                started=measured["started"],
+            )
+        )
+    return out
+
+
+def predicted_kv_tokens(case: Deployment) -> int:
+    """The planner's KV cache (tokens per engine) for the deployment's own settings."""
+    cost = engine_cost(
+        case.meta,
+        case.tp,
+        profile=case.profile,
+        max_num_batched_tokens=case.max_num_batched_tokens,
+        max_num_seqs=case.max_num_seqs,
+        peer_to_peer=has_peer_to_peer(case.gpu.name),
+    )
+    pool = budget_bytes(case.utilization, case.gpu.cuda_total_bytes) - cost.inside
+    return kv_pool_tokens(pool, kv_view(case.meta, case.profile).kv_bytes_per_token(case.tp))
+
+
+@dataclass(frozen=True)
+class Replay:
+    """modelwiz's default plan for a deployment's model, GPUs and vLLM, replayed on what vLLM measured.
+
+    The real KV pool at the plan's utilization is the measured pool plus the utilization
+    difference x the GPU's CUDA total (`pool`); `batch_pool` also corrects for the batch limits
+    modelwiz passes (the predicted activation at the deployment's limits minus at the plan's).
+    It starts when the pool holds one request of the plan's max_model_len.
+    """
+
+    plan: ModelPlan
+    need: int
+    pool: int
+    batch_pool: int
+
+    @property
+    def starts(self) -> bool:
+        return self.plan.fits and self.pool >= self.need
+
+    @property
+    def starts_with_plan_batch(self) -> bool:
+        return self.plan.fits and self.batch_pool >= self.need
+
+
+def replay(case: Deployment, plan: ModelPlan) -> Replay:
+    delta = budget_bytes(plan.gpu_memory_utilization, case.gpu.cuda_total_bytes) - budget_bytes(
+        case.utilization, case.gpu.cuda_total_bytes
+    )
+    pool = case.kv_cache_bytes + delta
+    mnbt = int(plan.extra.get("max_num_batched_tokens", case.max_num_batched_tokens))
+    seqs = int(plan.extra.get("max_num_seqs", case.max_num_seqs))
+    lighter = case.activation(case.max_num_batched_tokens, case.max_num_seqs) - case.activation(mnbt, seqs)
+    return Replay(
+        plan=plan, need=case.one_request_bytes(plan.max_model_len, mnbt), pool=pool, batch_pool=pool + lighter
+    )

@@ -17,17 +17,22 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import yaml  # PyYAML (test dependency, via kubernetes-validate)
 
 from tests.export_helpers import SHA, make_repository
-from tests.fixtures_podman import STANDIN_DIR, free_port, sandbox_ulimits
+from tests.fixtures_podman import STANDIN_DIR, free_port
+from wizard import launcher
 from wizard.cli import main
-from wizard.container import create_kwargs, launch_spec_for
+from wizard.container import CACHE_DIR, create_kwargs
 from wizard.export_facts import serving_facts
+from wizard.export_kube import with_health_check
 from wizard.export_systemd import service_unit
+from wizard.launch_inputs import HostFacts
+from wizard.serve_options import ServeOptions
 
 pytestmark = pytest.mark.podman
 
@@ -41,6 +46,8 @@ def export_image(podman_service, standin_image, tmp_path_factory):
         "tritonserver-standin": (STANDIN_DIR / "tritonserver").read_bytes(),
         "tritonserver": (EXPORT_STANDIN / "tritonserver").read_bytes(),
         "python3": (EXPORT_STANDIN / "python3").read_bytes(),
+        # As in the NGC image: root and triton-server (uid 1000), nobody else.
+        "passwd": b"root:x:0:0:root:/root:/bin/sh\ntriton-server:x:1000:1000::/home/triton-server:/bin/sh\n",
     }
     base_id = podman_service.podman("image", "inspect", "--format", "{{.Id}}", standin_image).stdout.strip()
     digest = hashlib.sha256(base_id.encode() + b"".join(files[k] for k in sorted(files))).hexdigest()[:16]
@@ -49,9 +56,9 @@ def export_image(podman_service, standin_image, tmp_path_factory):
         context = tmp_path_factory.mktemp("export-image")
         for name, data in files.items():
             (context / name).write_bytes(data)
-            (context / name).chmod(0o755)
+            (context / name).chmod(0o644 if name == "passwd" else 0o755)
         (context / "Containerfile").write_text(
-            f"FROM {standin_image}\nCOPY tritonserver-standin tritonserver python3 /usr/bin/\n"
+            f"FROM {standin_image}\nCOPY tritonserver-standin tritonserver python3 /usr/bin/\nCOPY passwd /etc/passwd\n"
         )
         podman_service.podman("build", "--pull=never", "-q", "-t", tag, str(context))
     return tag
@@ -104,32 +111,34 @@ def for_podman_kube_play(text: str, version: tuple[int, ...], ports: dict[int, i
     return yaml.safe_dump_all(docs)
 
 
-def test_kube_manifest_runs_under_podman_kube_play(podman_service, export_image, tmp_path, capsys):
+# OpenShift's restricted-v2 SCC runs the pod as an arbitrary UID from the namespace's range, in
+# group 0, that /etc/passwd does not list; the export leaves runAsUser to it.
+ARBITRARY_UID = 1000680000
+
+
+@pytest.mark.parametrize("openshift", [False, True], ids=["image-user", "openshift-arbitrary-uid"])
+def test_kube_manifest_runs_under_podman_kube_play(podman_service, export_image, tmp_path, capsys, openshift):
     repo = make_repository(tmp_path / "repo", "meta-llama/Llama-2-7b-hf", "Qwen/Qwen2-7B")
     name = podman_service.container_name()
-    assert (
-        main(
-            [
-                "export",
-                "kube",
-                "--repository",
-                str(repo.root),
-                "--name",
-                name,
-                "--image",
-                export_image,
-                "--init-image",
-                export_image,
-            ]
-        )
-        == 0
-    )
+    argv = ["export", "kube", "--repository", str(repo.root), "--name", name]
+    argv += ["--image", export_image, "--init-image", export_image] + (["--openshift"] if openshift else [])
+    assert main(argv) == 0
     exported = capsys.readouterr().out
     objects = [d for d in yaml.safe_load_all(exported) if d]
     ports = {8000: free_port(), 8001: free_port(), 8002: free_port()}
+    played_text = for_podman_kube_play(exported, podman_version(podman_service), ports)
+    uid = 1000
+    if openshift:  # what the SCC's admission adds to the pod
+        docs = list(yaml.safe_load_all(played_text))
+        pod = next(d for d in docs if d and d["kind"] == "Deployment")["spec"]["template"]["spec"]
+        assert "runAsUser" not in pod["securityContext"]
+        pod["securityContext"].update({"runAsUser": ARBITRARY_UID, "runAsGroup": 0})
+        played_text, uid = yaml.safe_dump_all(docs), ARBITRARY_UID
     played = tmp_path / "played.yaml"
-    played.write_text(for_podman_kube_play(exported, podman_version(podman_service), ports))
+    played.write_text(played_text)
     volumes = [o["metadata"]["name"] for o in objects if o["kind"] in ("PersistentVolumeClaim", "ConfigMap")]
+    # emptyDirs are named volumes under podman 4.3: start from fresh ones, as a new pod does.
+    podman_service.podman("volume", "rm", "dshm", "cache", check=False)  # not -f: never one in use
     try:
         podman_service.podman("kube", "play", str(played))
         models = [m.name for m in repo.models()]
@@ -148,17 +157,21 @@ def test_kube_manifest_runs_under_podman_kube_play(podman_service, export_image,
             # Triton sees the repository's own files and the downloaded weights at the mount point.
             for rel in ("config.pbtxt", "1/model.json"):
                 inside = podman_service.podman("exec", triton, "cat", f"{mount}/{model}/{rel}").stdout
-                assert inside == (repo.root / model / rel).read_text()
+                expected = (repo.root / model / rel).read_text()
+                assert inside == (with_health_check(expected) if rel == "config.pbtxt" else expected)
             listing = podman_service.podman("exec", triton, "ls", weights).stdout.split()
             assert listing == ["config.json", "model.safetensors"]
         refused = podman_service.podman("exec", triton, "touch", f"{mount}/x", check=False)
         assert refused.returncode != 0 and "Read-only" in refused.stdout + refused.stderr
         inspect = json.loads(podman_service.podman("inspect", triton).stdout)[0]
         assert inspect["Config"]["Cmd"][-1] == "--model-load-thread-count=1"
+        # The stand-in starts only where the real image's Python would (getpass, writable caches).
+        log = podman_service.podman("logs", triton).stdout + podman_service.podman("logs", triton).stderr
+        assert f"running as uid {uid} (USER=triton-server) with HOME=/opt/modelwiz/cache" in log
     finally:
         podman_service.podman("kube", "down", str(played), check=False)
         podman_service.podman("volume", "rm", *volumes, check=False)
-        podman_service.podman("volume", "rm", "dshm", check=False)  # an emptyDir under podman 4.3
+        podman_service.podman("volume", "rm", "dshm", "cache", check=False)  # emptyDirs under podman 4.3
 
 
 def test_service_unit_creates_the_container_modelwiz_up_creates(
@@ -166,18 +179,17 @@ def test_service_unit_creates_the_container_modelwiz_up_creates(
 ):
     repo = make_repository(tmp_path / "repo", "meta-llama/Llama-2-7b-hf", "Qwen/Qwen2-7B")
     models = [m.name for m in repo.models()]
-    spec = launch_spec_for(
-        repo.root,
-        models=models,
-        devices=list(repo.used_devices()),
+    options = ServeOptions(
         image=export_image,
-        mount_point=repo.manifest.mount_point,
         name=podman_service.container_name(),
         http_port=free_port(),
         grpc_port=free_port(),
         metrics_port=free_port(),
-        ulimits=sandbox_ulimits(),
     )
+    exported = serving_facts(repo, options, HostFacts.local())
+    # The limits `up` settles on with this host's podman (this sandbox refuses memlock).
+    spec = launcher._granted_ulimits(podman_client, exported.spec, lambda event: None)
+    exported = replace(exported, spec=spec)
     kwargs = create_kwargs(spec)
     # What `modelwiz up` creates.
     up_container = podman_client.containers.create(**kwargs)
@@ -188,7 +200,7 @@ def test_service_unit_creates_the_container_modelwiz_up_creates(
         up_container.remove(force=True)
 
     # What the unit's ExecStart creates (systemd's %t/%n filled in, podman pointed at the test service).
-    unit = service_unit(serving_facts(repo, kwargs=kwargs), podman="podman")
+    unit = service_unit(exported, podman="podman")
     sections = re.sub(r"\\\n\s*", " ", unit)
     start = re.search(r"^ExecStart=(.*)$", sections, re.M).group(1)
     stop = re.search(r"^ExecStop=(.*)$", sections, re.M).group(1)
@@ -210,6 +222,7 @@ def test_service_unit_creates_the_container_modelwiz_up_creates(
         subprocess.run(argv(stop), env=podman_service.env, capture_output=True, timeout=120)
         subprocess.run(argv(stop_post), env=podman_service.env, capture_output=True, timeout=120)
     assert podman_service.podman("container", "exists", spec.name, check=False).returncode == 1
+    podman_service.podman("volume", "rm", "-f", spec.cache_volume, check=False)
 
     def facts(c):
         host = c["HostConfig"]
@@ -228,7 +241,9 @@ def test_service_unit_creates_the_container_modelwiz_up_creates(
         }
 
     assert facts(unit_ctr) == facts(up)
-    assert facts(up)["mounts"] == [(str(repo.root), repo.manifest.mount_point, False)]
+    mounts = {target: (source, rw) for source, target, rw in facts(up)["mounts"]}
+    assert mounts[repo.manifest.mount_point] == (str(repo.root), False) and len(mounts) == 2
+    assert mounts[CACHE_DIR][0].endswith(f"/{spec.cache_volume}/_data") and mounts[CACHE_DIR][1] is True
     assert facts(up)["shm"] == 1024**3
     cmd_up, cmd_unit = up["Config"]["Cmd"], unit_ctr["Config"]["Cmd"]
     assert cmd_unit == cmd_up + [f"--load-model={m}" for m in models] + ["--model-load-thread-count=1"]

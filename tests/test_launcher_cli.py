@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.fixtures_podman import free_port, sandbox_ulimits
+from tests.fixtures_podman import free_port
 from tests.test_launcher_podman import GOOD, write_model
 from wizard.cli import main
 
@@ -27,9 +27,6 @@ def test_up_with_an_empty_repository_is_bad_input(tmp_path, capsys):
 
 @pytest.mark.podman
 def test_up_chat_down(podman_service, standin_image, cdi_gpus, tmp_path, monkeypatch, capsys):
-    import wizard.container
-
-    monkeypatch.setattr(wizard.container, "default_ulimits", lambda rootless: sandbox_ulimits())
     monkeypatch.setenv("CONTAINER_HOST", podman_service.url)
     write_model(tmp_path, "m1", model_json=GOOD)
     name = podman_service.container_name()

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import resource
 import socket
 from pathlib import Path
 
 import pytest
 
-from tests.fixtures_podman import free_port, sandbox_ulimits
+from tests.fixtures_podman import free_port, host_ulimits
 from wizard import launcher
 from wizard.container import launch_spec_for
 from wizard.errors import ModelwizError
@@ -41,7 +42,7 @@ def make_spec(repo: Path, service, image: str, models, devices=("0",), **kw):
         http_port=free_port(),
         grpc_port=free_port(),
         metrics_port=free_port(),
-        ulimits=kw.pop("ulimits", sandbox_ulimits()),
+        ulimits=kw.pop("ulimits", host_ulimits()),
         **kw,
     )
 
@@ -83,7 +84,7 @@ def test_up_loads_models_and_reports_endpoints(running, podman_client):
 
 def test_models_loaded_one_at_a_time_in_order(running):
     spec, *_ = running
-    status, record = TritonHttp(spec.http_url)._call("GET", "/standin/loads")
+    _status, record = TritonHttp(spec.http_url)._call("GET", "/standin/loads")
     lines = str(record).split("\n")
     assert "OVERLAP" not in str(record)
     assert lines[:4] == ["start alpha", "end alpha", "start beta", "end beta"]
@@ -112,13 +113,81 @@ def test_ports_bound_to_loopback_only(running, podman_client):
     assert {b[0]["HostIp"] for b in ports.values()} == {"127.0.0.1"}
 
 
+def test_compile_caches_outlive_a_recreated_container(podman_service, podman_client, standin_image, cdi_gpus, tmp_path):
+    from wizard.container import CACHE_DIR, CACHE_ENVIRONMENT
+
+    write_model(tmp_path, "m", model_json=GOOD)
+    spec = make_spec(tmp_path, podman_service, standin_image, ["m"])
+    try:
+        launcher.up(spec, podman_client, cdi_dirs=cdi_gpus, live_timeout_s=30, poll_s=0.1)
+        _, env = exec_out(podman_client, spec.name, "sh", "-c", "env")
+        assert "NVIDIA_VISIBLE_DEVICES=void" in env.splitlines()  # no legacy hook beside CDI
+        assert all(f"{k}={v}" in env.splitlines() for k, v in CACHE_ENVIRONMENT.items())
+        code, _ = exec_out(
+            podman_client, spec.name, "sh", "-c", f"mkdir -p {CACHE_DIR}/vllm && echo x > {CACHE_DIR}/vllm/k"
+        )
+        assert code == 0
+        launcher.down(podman_client, spec.name)
+        launcher.up(spec, podman_client, cdi_dirs=cdi_gpus, live_timeout_s=30, poll_s=0.1)
+        _, kept = exec_out(podman_client, spec.name, "cat", f"{CACHE_DIR}/vllm/k")
+        assert kept.strip() == "x"
+    finally:
+        launcher.down(podman_client, spec.name)
+        podman_service.podman("volume", "rm", "-f", spec.cache_volume, check=False)
+
+
+def test_listening_on_every_interface_is_reachable_on_loopback(
+    podman_service, podman_client, standin_image, cdi_gpus, tmp_path
+):
+    write_model(tmp_path, "m", model_json=GOOD)
+    spec = make_spec(tmp_path, podman_service, standin_image, ["m"], listen="0.0.0.0")
+    try:
+        result = launcher.up(spec, podman_client, cdi_dirs=cdi_gpus, live_timeout_s=30, poll_s=0.1)
+        assert result.url == f"http://127.0.0.1:{spec.http_port}" and result.loaded == ("m",)
+        assert TritonHttp(result.url).model_ready("m")
+        bindings = podman_client.containers.get(spec.name).attrs["HostConfig"]["PortBindings"]
+        # No host address: every interface, as podman means it (never the literal "0.0.0.0" rule).
+        assert {b[0]["HostIp"] for b in bindings.values()} <= {"", "0.0.0.0"}
+        assert bindings["8000/tcp"][0]["HostPort"] == str(spec.http_port)
+    finally:
+        launcher.down(podman_client, spec.name)
+
+
 def test_container_limits_and_not_privileged(running, podman_client):
     spec, *_ = running
     attrs = podman_client.containers.get(spec.name).attrs
     assert attrs["HostConfig"]["Privileged"] is False
     assert attrs["HostConfig"]["ShmSize"] == 1024**3
-    code, out = exec_out(podman_client, spec.name, "sh", "-c", "ulimit -s")
+    _, out = exec_out(podman_client, spec.name, "sh", "-c", "ulimit -s")
     assert out.strip() == str(67108864 // 1024)
+    # nofile/nproc: at most this host's hard limits (and podman's own 1048576), lowered step by
+    # step where the podman service's own are lower (here its nproc is below this shell's).
+    _code, out = exec_out(podman_client, spec.name, "sh", "-c", "ulimit -n; ulimit -u")
+    for got, kind in zip(out.split(), (resource.RLIMIT_NOFILE, resource.RLIMIT_NPROC), strict=True):
+        asked = min(resource.getrlimit(kind)[1], 1048576)
+        assert int(got) in (asked, *(n for n in launcher.LOWER_LIMITS if n < asked))
+
+
+@pytest.mark.skipif(
+    resource.getrlimit(resource.RLIMIT_NOFILE)[1] >= 1048576, reason="this host grants podman's default nofile"
+)
+def test_limits_above_the_hosts_are_refused_with_a_one_line_reason(
+    podman_service, podman_client, standin_image, cdi_gpus, tmp_path
+):
+    """What `up` asked for before it named nofile/nproc (memlock and stack only): podman then drops
+    containers.conf's lowered default_ulimits and asks for nofile 1048576, which this host refuses.
+    The refusal is explained, not reported as an unexpected error."""
+    from wizard.container import STACK_BYTES, Ulimit
+
+    write_model(tmp_path, "m", model_json=GOOD)
+    spec = make_spec(
+        tmp_path, podman_service, standin_image, ["m"], ulimits=(Ulimit("stack", STACK_BYTES, STACK_BYTES),)
+    )
+    with pytest.raises(launcher.LaunchFailed) as caught:
+        launcher.up(spec, podman_client, cdi_dirs=cdi_gpus, live_timeout_s=30, poll_s=0.1)
+    assert caught.value.message.startswith("the host refused the container's nofile limit (podman's default)")
+    assert "LimitNOFILE=" in caught.value.hint
+    assert launcher.find_container(podman_client, spec.name) is None
 
 
 def test_generate_and_stream_through_the_client(running):
@@ -194,12 +263,9 @@ def test_missing_model_json_fails_like_triton(podman_service, podman_client, sta
 
 
 def test_memlock_refused_falls_back_with_a_warning(podman_service, podman_client, standin_image, cdi_gpus, tmp_path):
-    from wizard.container import Ulimit
-
     write_model(tmp_path, "m", model_json=GOOD)
-    spec = make_spec(
-        tmp_path, podman_service, standin_image, ["m"], ulimits=(Ulimit("memlock", -1, -1), *sandbox_ulimits())
-    )
+    spec = make_spec(tmp_path, podman_service, standin_image, ["m"])
+    assert any(u.name == "memlock" for u in spec.ulimits)  # rootful: Triton's memlock=-1 is asked for
     events = []
     try:
         result = launcher.up(

@@ -50,7 +50,7 @@ def test_create_kwargs_carries_every_fact(tmp_path):
 
 def test_rootless_has_no_memlock_and_selinux_disables_labels(tmp_path):
     kw = C.create_kwargs(spec(tmp_path, rootless=True, selinux_enforcing=True))
-    assert [u["Name"] for u in kw["ulimits"]] == ["stack"]
+    assert [u["Name"] for u in kw["ulimits"]] == ["stack", "nofile", "nproc"]
     assert kw["security_opt"] == ["disable"]
 
 

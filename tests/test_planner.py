@@ -34,7 +34,7 @@ def engines_fit(result) -> None:
         assert sum(m.gpu_memory_utilization for m in on) <= MAX_UTILIZATION_PER_GPU + 1e-9
 
 
-# ---- calibration cases (research notes section 8) -----------------------------------------
+# ---- calibration cases: deployments known to run ---------------------------------------------
 
 
 @pytest.mark.parametrize("spec", ["2xH100-80GB", "2xA100-80GB"])
@@ -342,12 +342,14 @@ def test_longest_placeable_terminates_when_the_floor_is_not_a_multiple_of_256():
 
     from tests.planner_data import meta
     from wizard.gpus import describe
-    from wizard.planner import ModelRequest, _devices, _longest_placeable
+    from wizard.planner import ModelRequest, _devices, _longest_placeable, default_vllm_version
+    from wizard.vllm_memory import profile_for
 
     request = ModelRequest(meta("Qwen2.5-0.5B"), "q", max_model_len=1290)
     devices = _devices(describe("H100"), (), False)
+    profile = profile_for(default_vllm_version())
     result: list[int | None] = []
-    worker = threading.Thread(target=lambda: result.append(_longest_placeable(request, devices)), daemon=True)
+    worker = threading.Thread(target=lambda: result.append(_longest_placeable(request, devices, profile)), daemon=True)
     worker.start()
     worker.join(timeout=10)
     assert result == [1024]
@@ -395,3 +397,99 @@ def test_only_running_models_are_added_back_to_nvml_free_memory():
     new = [ModelRequest(meta("Llama-3.1-8B"), "c", max_model_len=8192)]
     assert plan_models(now, new, existing=[a, d], existing_running=True).fits  # the double count
     assert not plan_models(now, new, existing=[a, d], existing_running={"a"}).fits  # the truth
+
+
+# ---- margins, filling, reserve, concurrency --------------------------------------------------
+
+
+def test_filled_plans_share_the_gpus_in_proportion_to_need():
+    result = plan("H100-80GB", "Llama-3.1-8B", "Qwen2.5-0.5B", fill=True)
+    big, small = result.models
+    assert big.devices == small.devices == ("0",)
+    assert big.gpu_memory_utilization + small.gpu_memory_utilization >= 0.85
+    lean = plan("H100-80GB", "Llama-3.1-8B", "Qwen2.5-0.5B", fill=False)
+    lean_big, lean_small = lean.models
+    # Each keeps at least its share: the one that needed more gets more of the leftover.
+    assert big.gpu_memory_utilization - lean_big.gpu_memory_utilization > (
+        small.gpu_memory_utilization - lean_small.gpu_memory_utilization
+    )
+    engines_fit(result)
+
+
+def test_reserve_keeps_memory_free_on_every_gpu():
+    result = plan("2xH100-80GB", "Llama-3.1-8B", fill=True, reserve_bytes=20 * GiB)
+    for budget in result.gpus:
+        assert budget.free_bytes >= 20 * GiB
+        assert budget.reserved_bytes == 20 * GiB
+    assert result.models[0].fits
+    with pytest.raises(UsageError, match="cannot be negative"):
+        plan("H100-80GB", "Llama-3.1-8B", reserve_bytes=-1)
+
+
+def test_the_margin_is_its_own_part_of_the_memory_map():
+    result = plan("H100-80GB", "Llama-3.1-8B", fill=True)
+    (budget,) = result.gpus
+    (engine,) = budget.engines
+    m = result.models[0]
+    assert budget.margin_bytes == engine.margin_bytes >= m.extra["margin_bytes_per_gpu"] > 0
+    assert 0 < budget.overhead_without_margin_bytes < budget.overhead_bytes  # the margin is part of it
+    # The KV cache the map counts on is vLLM's pool less the margin.
+    assert engine.kv_cache_bytes == m.extra["kv_cache_bytes_per_gpu"] - m.extra["margin_bytes_per_gpu"]
+    assert "margin_bytes" in budget.to_json() and "margin_bytes" in budget.to_json()["engines"][0]
+
+
+def test_fewer_than_four_full_length_requests_says_where_four_would_fit():
+    m = plan("RTX4090", "Llama-3.1-8B", fill=True).models[0]
+    assert m.fits and m.max_concurrency < 4
+    assert f"fits, but only {m.max_concurrency:g} requests at {m.max_model_len:,} tokens; 4 at " in m.reason
+    four = int(m.reason.rsplit("; 4 at ", 1)[1].split()[0].replace(",", ""))
+    shorter = plan_models(describe("RTX4090"), [ModelRequest(meta("Llama-3.1-8B"), "x", max_model_len=four)], fill=True)
+    assert shorter.models[0].max_concurrency >= 4
+    assert "fits, but only" not in plan("H100-80GB", "Qwen2.5-0.5B", fill=True).models[0].reason
+
+
+def test_a_pinned_tensor_parallel_size_is_kept_or_refused():
+    inventory = describe("4xH100-80GB")
+    m = plan_models(inventory, [ModelRequest(meta("Llama-3.1-8B"), "x", tensor_parallel_size=4)]).models[0]
+    assert m.fits and m.tensor_parallel_size == 4 and m.devices == ("0", "1", "2", "3")
+    with pytest.raises(UsageError, match="tensor_parallel_size 3"):
+        plan_models(inventory, [ModelRequest(meta("Llama-3.1-8B"), "x", tensor_parallel_size=3)])
+
+
+def test_the_plan_is_for_a_vllm_release():
+    default = plan("H100-80GB", "Llama-3.1-8B")
+    assert default.vllm_version == default.models[0].extra["vllm_version"]
+    old = plan("H100-80GB", "Llama-3.1-8B", vllm_version="0.9.2")  # V0 inside Triton
+    assert old.vllm_version == "0.9.2"
+    # Before 0.21 the CUDA graphs are captured beside the budget; the plan keeps room for them.
+    assert old.models[0].extra["outside_bytes_per_gpu"] > default.models[0].extra["outside_bytes_per_gpu"]
+
+
+def test_cli_reserve_and_fill(tmp_path, capsys):
+    import json
+
+    from tests.planner_data import write_real_model_folder
+    from wizard.cli import main
+
+    folder = write_real_model_folder(tmp_path / "Qwen2.5-0.5B", "Qwen2.5-0.5B")
+    assert main(["plan", str(folder), "--gpus", "L4", "--reserve", "8", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["budgets"][0]["free_bytes"] >= 8 * GiB and data["budgets"][0]["margin_bytes"] > 0
+    assert main(["plan", str(folder), "--gpus", "L4", "--fill", "--json"]) == 0
+    filled = json.loads(capsys.readouterr().out)
+    assert filled["models"][0]["gpu_memory_utilization"] >= 0.85
+    with pytest.raises(SystemExit) as exit_info:
+        main(["plan", str(folder), "--gpus", "L4", "--reserve", "-2"])
+    assert exit_info.value.code == 2 and "--reserve" in capsys.readouterr().err
+
+
+def test_vllm_before_064_gets_a_gpu_of_its_own():
+    # Its gpu_memory_utilization capped the whole GPU (every process's memory counted), so a
+    # second engine on the same GPU would find its budget already used.
+    shared = plan("H100-80GB", "Qwen2.5-0.5B", "Llama-2-7b-hf", vllm_version="0.6.4")
+    assert shared.fits and shared.models[0].devices == shared.models[1].devices
+    alone = plan("H100-80GB", "Qwen2.5-0.5B", "Llama-2-7b-hf", vllm_version="0.5.5")
+    assert [m.fits for m in alone.models] == [False, True]
+    assert "each engine needs a GPU of its own" in alone.models[0].reason
+    spread = plan("2xH100-80GB", "Qwen2.5-0.5B", "Llama-2-7b-hf", vllm_version="0.5.5")
+    assert spread.fits and {spread.models[0].devices, spread.models[1].devices} == {("0",), ("1",)}

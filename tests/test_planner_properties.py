@@ -19,7 +19,7 @@ METAS = {name: meta(name) for name in MODELS}
 def inventories(draw):
     kinds = draw(st.lists(st.sampled_from([m.key for m in CATALOG]), min_size=1, max_size=4))
     counts = [draw(st.integers(1, 2)) for _ in kinds]
-    base = describe(",".join(f"{n}x{k}" for n, k in zip(counts, kinds)))
+    base = describe(",".join(f"{n}x{k}" for n, k in zip(counts, kinds, strict=True)))
     gpus = []
     for gpu in base.gpus:
         busy = int(draw(st.floats(0, 0.9)) * gpu.memory_free_bytes)  # other processes

@@ -156,6 +156,8 @@ class Planner(Protocol):
         replan_existing: bool = False,
         existing_running: bool | Collection[str] = False,
         fill: bool = False,
+        reserve_bytes: int = 0,
+        vllm_version: str | None = None,
     ) -> Plan: ...
 
 
@@ -419,6 +421,7 @@ def prepare_add(
             replan_existing=False,
             fill=fill,
             existing_running=existing_running,
+            vllm_version=vllm_version,
         )
         if not plan.fits and existing:
             on_event(AddEvent("plan", "no room with the current budgets; planning all models again"))
@@ -431,6 +434,7 @@ def prepare_add(
                 existing_meta=existing_meta,
                 fill=fill,
                 existing_running=existing_running,
+                vllm_version=vllm_version,
             )
             if replanned.fits:
                 plan = replanned

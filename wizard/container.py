@@ -20,18 +20,34 @@ from wizard.units import GiB
 
 DEFAULT_NAME = "modelwiz-triton"
 
+# Compile caches (vLLM's torch.compile artifacts, TorchInductor's and Triton's kernels) live on a
+# volume, so a recreated container does not compile cold: vLLM's VLLM_CACHE_ROOT (default
+# $XDG_CACHE_HOME/vllm, vllm/envs.py), TORCHINDUCTOR_CACHE_DIR (default /tmp/torchinductor_<user>,
+# torch/_inductor/runtime/cache_dir_utils.py) and TRITON_CACHE_DIR (default ~/.triton/cache).
+CACHE_DIR = "/opt/modelwiz/cache"
+CACHE_ENVIRONMENT = {
+    "XDG_CACHE_HOME": CACHE_DIR,
+    "VLLM_CACHE_ROOT": f"{CACHE_DIR}/vllm",
+    "TORCHINDUCTOR_CACHE_DIR": f"{CACHE_DIR}/torchinductor",
+    "TRITON_CACHE_DIR": f"{CACHE_DIR}/triton",
+}
+# GPUs come only through CDI: "void" switches off the legacy NVIDIA hook/runtime injection, which on
+# a host that still has oci-nvidia-hook.json would add every GPU beside the CDI ones and shift the
+# container-local ids config.pbtxt numbers against (nvidia-container-toolkit's CDI specs set it too).
+VISIBLE_DEVICES = "NVIDIA_VISIBLE_DEVICES"
 # config.pbtxt numbers GPUs in host (PCI bus) order; CUDA's default order is fastest first, which
 # differs on machines with mixed GPUs.
-BASE_ENVIRONMENT = {"CUDA_DEVICE_ORDER": "PCI_BUS_ID"}
+BASE_ENVIRONMENT = {"CUDA_DEVICE_ORDER": "PCI_BUS_ID", VISIBLE_DEVICES: "void", **CACHE_ENVIRONMENT}
 # Where the repository appears inside the container: the path the original setup notes use, and
 # what the manifest records by default (model.json paths are written against it).
 DEFAULT_MOUNT_POINT = "/opt/app-root/mnt/model_repository"
-DEFAULT_LISTEN = "127.0.0.1"
 CDI_KIND = "nvidia.com/gpu"
 ALL_DEVICES = "all"
 
 # Container-side ports are tritonserver's defaults; only the host side changes.
 HTTP_PORT, GRPC_PORT, METRICS_PORT = 8000, 8001, 8002
+# Where the host reaches a server started with the defaults.
+DEFAULT_HTTP_URL = f"http://127.0.0.1:{HTTP_PORT}"
 
 # Triton's NGC entrypoint recommends: --shm-size=1g --ulimit memlock=-1 --ulimit stack=67108864.
 SHM_SIZE_BYTES = 1 * GiB
@@ -48,6 +64,44 @@ LABEL_PORTS = "io.modelwiz.ports"
 LABEL_MODELS = "io.modelwiz.models"
 
 
+ANY_ADDRESS = ("0.0.0.0", "", "::")  # listen addresses that mean "every interface"
+LOOPBACK = "127.0.0.1"
+DEFAULT_LISTEN = LOOPBACK
+
+
+def reach_host(listen: str) -> str:
+    """The host part of a URL that reaches ports published on `listen`, from this host."""
+    host = LOOPBACK if listen in ANY_ADDRESS else listen
+    return f"[{host}]" if ":" in host else host
+
+
+@dataclass(frozen=True)
+class PortsLabel:
+    """The ports label `listen:http,grpc,metrics` modelwiz puts on its container."""
+
+    listen: str
+    http: int
+    grpc: int
+    metrics: int
+
+    def __str__(self) -> str:
+        return f"{self.listen}:{self.http},{self.grpc},{self.metrics}"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{reach_host(self.listen)}:{self.http}"
+
+
+def parse_ports_label(value: str) -> PortsLabel | None:
+    """The ports label read back; None when it is missing or not modelwiz's shape."""
+    listen, _, ports = value.rpartition(":")
+    try:
+        http, grpc, metrics = (int(p) for p in ports.split(","))
+    except ValueError:
+        return None
+    return PortsLabel(listen, http, grpc, metrics)
+
+
 @dataclass(frozen=True)
 class Ulimit:
     name: str  # "stack", "memlock", "nofile", ...
@@ -55,10 +109,26 @@ class Ulimit:
     hard: int
 
 
-def default_ulimits(*, rootless: bool) -> tuple[Ulimit, ...]:
-    """Triton's recommended limits; memlock -1 only rootful (rootless podman refuses to raise it)."""
+# podman's own nofile/nproc for a container that names neither ("a default value of 1048576 will
+# be used", podman docs/source/markdown/options/ulimit.md). Naming any ulimit over the API drops
+# containers.conf's default_ulimits, so rootful podman then asks for this value even where the
+# host's hard limit is lower, and the runtime fails with "error setting rlimit type 7".
+PODMAN_RLIMIT_DEFAULT = 1048576
+
+
+def default_ulimits(
+    *, rootless: bool, nofile: int = PODMAN_RLIMIT_DEFAULT, nproc: int = PODMAN_RLIMIT_DEFAULT
+) -> tuple[Ulimit, ...]:
+    """Triton's recommended limits; memlock -1 only rootful (rootless podman refuses to raise it).
+
+    nofile/nproc are always named, at what the host can grant (`nofile`, `nproc`: its hard
+    limits, capped at podman's own default), so podman never asks for more than that.
+    """
     stack = Ulimit("stack", STACK_BYTES, STACK_BYTES)
-    return (stack,) if rootless else (Ulimit("memlock", -1, -1), stack)
+    files = min(nofile, PODMAN_RLIMIT_DEFAULT)
+    processes = min(nproc, PODMAN_RLIMIT_DEFAULT)
+    granted = (Ulimit("nofile", files, files), Ulimit("nproc", processes, processes))
+    return (stack, *granted) if rootless else (Ulimit("memlock", -1, -1), stack, *granted)
 
 
 @dataclass(frozen=True)
@@ -80,6 +150,11 @@ class LaunchSpec:
     labels: tuple[tuple[str, str], ...] = ()  # extra labels, beside modelwiz's own
 
     @property
+    def cache_volume(self) -> str:
+        """The named podman volume that keeps the compile caches across recreated containers."""
+        return f"{self.name}-cache"
+
+    @property
     def cdi_devices(self) -> tuple[str, ...]:
         return tuple(f"{CDI_KIND}={d}" for d in self.devices)
 
@@ -99,14 +174,21 @@ class LaunchSpec:
     @property
     def http_url(self) -> str:
         """Where the host reaches Triton's HTTP endpoint."""
-        host = "127.0.0.1" if self.listen in ("0.0.0.0", "", "::") else self.listen
-        if ":" in host:
-            host = f"[{host}]"
-        return f"http://{host}:{self.http_port}"
+        return f"http://{reach_host(self.listen)}:{self.http_port}"
+
+    @property
+    def grpc_address(self) -> str:
+        """Where the host reaches Triton's gRPC endpoint (host:port)."""
+        return f"{reach_host(self.listen)}:{self.grpc_port}"
+
+    @property
+    def metrics_url(self) -> str:
+        """Triton's Prometheus metrics, as the host reaches them."""
+        return f"http://{reach_host(self.listen)}:{self.metrics_port}/metrics"
 
     @property
     def exposed(self) -> bool:
-        return self.listen not in ("127.0.0.1", "::1", "localhost")
+        return self.listen not in (LOOPBACK, "::1", "localhost")
 
     def without_ulimit(self, name: str) -> LaunchSpec:
         return replace(self, ulimits=tuple(u for u in self.ulimits if u.name != name))
@@ -190,7 +272,7 @@ def launch_spec_for(
 
 
 def _ports_label(spec: LaunchSpec) -> str:
-    return f"{spec.listen}:{spec.http_port},{spec.grpc_port},{spec.metrics_port}"
+    return str(PortsLabel(spec.listen, spec.http_port, spec.grpc_port, spec.metrics_port))
 
 
 def spec_labels(spec: LaunchSpec) -> dict[str, str]:
@@ -235,6 +317,15 @@ def _rlimit(value: int) -> int:
     return RLIM_INFINITY if value < 0 else value
 
 
+def _binding(listen: str, host_port: int) -> int | tuple[str, int]:
+    """podman-py's port value. Every interface is a bare port, so no host IP is sent: libpod
+    reads an unset HostIP as all interfaces (pkg/specgen PortMapping), while a HostIP of
+    "0.0.0.0" sent over the API became a rule for that literal address in podman 4.x (podman
+    issue #17407) and nothing could reach the port. podman-py sends a bare int without host_ip
+    (podman/domain/containers_create.py, parse_host_port)."""
+    return host_port if listen in ANY_ADDRESS else (listen, host_port)
+
+
 def create_kwargs(spec: LaunchSpec) -> dict[str, Any]:
     """Keyword arguments for podman-py `containers.create(**kwargs)`."""
     kwargs: dict[str, Any] = {
@@ -250,7 +341,8 @@ def create_kwargs(spec: LaunchSpec) -> dict[str, Any]:
                 "read_only": True,
             }
         ],
-        "ports": {f"{c}/tcp": (spec.listen, h) for c, h in spec.host_ports.items()},
+        "ports": {f"{c}/tcp": _binding(spec.listen, h) for c, h in spec.host_ports.items()},
+        "volumes": {spec.cache_volume: {"bind": CACHE_DIR, "mode": "rw"}},
         "shm_size": spec.shm_size_bytes,
         "ulimits": [{"Name": u.name, "Soft": _rlimit(u.soft), "Hard": _rlimit(u.hard)} for u in spec.ulimits],
         "labels": spec_labels(spec),

@@ -303,11 +303,10 @@ class CoreService:
                 on_event(ModelState(model, "failed", error.message))
             raise
         spec = serving.spec
-        host = spec.http_url.split("//", 1)[1].rsplit(":", 1)[0]
         return Endpoints(
             http=spec.http_url,
-            grpc=f"{host}:{spec.grpc_port}",
-            metrics=f"http://{host}:{spec.metrics_port}/metrics",
+            grpc=spec.grpc_address,
+            metrics=spec.metrics_url,
             models=tuple(spec.models),
         )
 

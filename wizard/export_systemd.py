@@ -1,6 +1,6 @@
 """`modelwiz export systemd`: the container `modelwiz up` runs, started by systemd at boot.
 
-Two forms, both from the same `ContainerFacts` (read back from `create_kwargs(LaunchSpec)`):
+Two forms, both from the `LaunchSpec` that `modelwiz up` runs:
 
 - a Quadlet `.container` unit (podman 4.7 or newer: the first release whose Quadlet has every key
   used here, `ShmSize=` and `Ulimit=` being the last to arrive);
@@ -17,8 +17,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from wizard.container import ANY_ADDRESS, CACHE_DIR, LaunchSpec, spec_labels
 from wizard.errors import ModelwizError
-from wizard.export_facts import ContainerFacts, ServingFacts, format_size
+from wizard.export_facts import ServingFacts, format_size
+from wizard.yamltext import printable
 
 QUADLET_MIN_PODMAN = (4, 7)
 FORMATS = ("quadlet", "service")
@@ -50,44 +52,41 @@ def _check_value(what: str, value: str) -> str:
     return value
 
 
-def _volume(source: str, target: str, read_only: bool, relabel: str | None) -> str:
+def _volume(source: str, target: str, read_only: bool) -> str:
     for path in (source, target):
         if ":" in path:
             raise ModelwizError(
                 f"the path {path!r} contains ':', which podman's --volume cannot express",
                 hint="move the model repository to a path without ':'",
             )
-    options = ["ro" if read_only else "rw"] + ([relabel] if relabel else [])
-    return f"{source}:{target}:{','.join(options)}"
+    return f"{source}:{target}:{'ro' if read_only else 'rw'}"
 
 
-def run_options(container: ContainerFacts) -> list[RunOption]:
+def _publish(listen: str, host_port: int, container_port: int) -> str:
+    """podman's --publish; every interface without an address, as `up` publishes it."""
+    if listen in ANY_ADDRESS:
+        return f"{host_port}:{container_port}/tcp"
+    ip = f"[{listen}]" if ":" in listen else listen
+    return f"{ip}:{host_port}:{container_port}/tcp"
+
+
+def run_options(spec: LaunchSpec) -> list[RunOption]:
     """What `podman run` needs, besides image and command, to create the container `up` creates."""
-    opts: list[RunOption] = [RunOption("--name", container.name, "ContainerName")]
-    for device in container.devices:
+    opts: list[RunOption] = [RunOption("--name", spec.name, "ContainerName")]
+    for device in spec.cdi_devices:
         opts.append(RunOption("--device", device, "AddDevice"))
-    for mount in container.mounts:
-        opts.append(
-            RunOption("--volume", _volume(mount.source, mount.target, mount.read_only, mount.relabel), "Volume")
-        )
-    for port in container.ports:
-        host = "" if port.host_port is None else str(port.host_port)
-        spec = f"{host}:{port.container_port}" if host else str(port.container_port)
-        if port.host_ip:
-            ip = f"[{port.host_ip}]" if ":" in port.host_ip else port.host_ip
-            spec = f"{ip}:{host}:{port.container_port}"
-        opts.append(RunOption("--publish", f"{spec}/{port.protocol}", "PublishPort"))
-    if container.shm_size is not None:
-        opts.append(RunOption("--shm-size", format_size(container.shm_size), "ShmSize"))
-    for limit in container.ulimits:
+    opts.append(RunOption("--volume", _volume(str(spec.repository), spec.mount_point, True), "Volume"))
+    opts.append(RunOption("--volume", _volume(spec.cache_volume, CACHE_DIR, False), "Volume"))
+    for container_port, host_port in spec.host_ports.items():
+        opts.append(RunOption("--publish", _publish(spec.listen, host_port, container_port), "PublishPort"))
+    opts.append(RunOption("--shm-size", format_size(spec.shm_size_bytes), "ShmSize"))
+    for limit in spec.ulimits:
         opts.append(RunOption("--ulimit", f"{limit.name}={limit.soft}:{limit.hard}", "Ulimit"))
-    for opt in container.security_opt:
-        label = opt.split("=", 1)[1] if opt.startswith("label=") else opt
-        key = "SecurityLabelDisable" if label == "disable" else None
-        opts.append(RunOption("--security-opt", f"label={label}", key))
-    for key, value in sorted(container.labels.items()):
+    if spec.selinux_label_disable:
+        opts.append(RunOption("--security-opt", "label=disable", "SecurityLabelDisable"))
+    for key, value in sorted(spec_labels(spec).items()):
         opts.append(RunOption("--label", f"{key}={value}", "Label"))
-    for key, value in container.environment.items():
+    for key, value in spec.environment:
         opts.append(RunOption("--env", f"{key}={value}", "Environment"))
     for opt in opts:
         _check_value(opt.flag, opt.value)
@@ -97,30 +96,30 @@ def run_options(container: ContainerFacts) -> list[RunOption]:
 def podman_run_argv(facts: ServingFacts) -> list[str]:
     """`podman run` options, image and command (without `podman run` and systemd's own flags)."""
     argv: list[str] = []
-    for opt in run_options(facts.container):
+    for opt in run_options(facts.spec):
         argv += [opt.flag, opt.value]
-    return argv + [facts.container.image, *facts.boot_command()]
+    return [*argv, facts.spec.image, *facts.boot_command()]
 
 
 def _header(facts: ServingFacts, install: list[str]) -> list[str]:
     models = ", ".join(m.name for m in facts.models) or "none"
     lines = [
-        f"# Triton Inference Server for modelwiz ({models}), exported by `modelwiz export systemd`.",
+        f"# Triton Inference Server for modelwiz ({printable(models)}), exported by `modelwiz export systemd`.",
         "# Same image, devices, mounts, ports and limits as `modelwiz up`; Triton loads the models",
         "# itself at start (--load-model, one at a time) since no `modelwiz up` runs at boot.",
     ]
     lines += [f"# {line}" for line in install]
     for skipped in facts.skipped:
-        lines.append(f"# Not loaded: {skipped}")
+        lines.append(f"# Not loaded: {printable(skipped)}")
     return lines
 
 
 def _unit_section(facts: ServingFacts, install: list[str], *extra: str) -> list[str]:
     """The comment header and the [Unit] section both forms share."""
-    lines = _header(facts, install) + [""]
+    lines = [*_header(facts, install), ""]
     lines += [
         "[Unit]",
-        f"Description=Triton Inference Server ({facts.container.name}, modelwiz)",
+        f"Description=Triton Inference Server ({facts.spec.name}, modelwiz)",
         *extra,
         "Wants=network-online.target",
         "After=network-online.target",
@@ -130,7 +129,7 @@ def _unit_section(facts: ServingFacts, install: list[str], *extra: str) -> list[
 
 def quadlet_unit(facts: ServingFacts) -> str:
     """A Quadlet `<name>.container` file (podman >= 4.7)."""
-    name = facts.container.name
+    name = facts.spec.name
     install = [
         f"Install: save as ~/.config/containers/systemd/{name}.container (rootless) or",
         f"/etc/containers/systemd/{name}.container (root), then `systemctl [--user] daemon-reload`",
@@ -140,10 +139,10 @@ def quadlet_unit(facts: ServingFacts) -> str:
     lines += [
         "",
         "[Container]",
-        f"Image={systemd_word(facts.container.image)}",
+        f"Image={systemd_word(facts.spec.image)}",
     ]
     extra: list[str] = []
-    for opt in run_options(facts.container):
+    for opt in run_options(facts.spec):
         if opt.quadlet_key is None:
             extra += [opt.flag, opt.value]
         elif opt.quadlet_key == "SecurityLabelDisable":
@@ -170,7 +169,7 @@ def quadlet_unit(facts: ServingFacts) -> str:
 
 def service_unit(facts: ServingFacts, *, podman: str = "/usr/bin/podman") -> str:
     """A plain `<name>.service` running `podman run` (podman < 4.7; `generate systemd --new` shape)."""
-    name = facts.container.name
+    name = facts.spec.name
     install = [
         f"Install: save as ~/.config/systemd/user/{name}.service (rootless) or",
         f"/etc/systemd/system/{name}.service (root), then `systemctl [--user] daemon-reload` and",

@@ -9,19 +9,24 @@ container's last log lines and advice for the vLLM/Triton errors it recognises.
 
 from __future__ import annotations
 
+import contextlib
 import re
+import resource
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from wizard.container import (
+    LABEL_IMAGE,
     LABEL_MANAGED,
     LABEL_PORTS,
     LaunchSpec,
+    Ulimit,
     create_kwargs,
+    parse_ports_label,
     recreate_reasons,
 )
 from wizard.errors import Cancelled, ModelwizError
@@ -207,17 +212,15 @@ class LogFollower:
                     self._on_line(line.decode("utf-8", errors="replace").rstrip("\r"))
             if pending and not self._stopped.is_set():
                 self._on_line(pending.decode("utf-8", errors="replace"))
-        except Exception:  # the stream ends with the container, or when stop() closes it
+        except Exception:  # noqa: BLE001 - the stream ends with the container, or when stop() closes it
             return
 
     def stop(self, timeout_s: float = 2.0) -> None:
         self._stopped.set()
         response = self._response
         if response is not None:
-            try:
+            with contextlib.suppress(Exception):
                 response.close()
-            except Exception:
-                pass
         self._thread.join(timeout_s)
 
 
@@ -225,7 +228,7 @@ def log_tail(container: Any, lines: int = LOG_TAIL_LINES) -> list[str]:
     try:
         chunks = container.logs(stdout=True, stderr=True, tail=lines)
         text = b"".join(chunks).decode("utf-8", errors="replace")
-    except Exception:
+    except Exception:  # noqa: BLE001 - the log is evidence only; a podman-py error must not hide the failure
         return []
     return text.splitlines()[-lines:]
 
@@ -257,28 +260,66 @@ def _remove(container: Any, timeout_s: int = 30) -> None:
         container.stop(timeout=timeout_s)
     except NotFound:
         return
-    except Exception:
-        pass  # not running: remove anyway
-    try:
-        container.remove(force=True)
-    except NotFound:
+    except Exception:  # noqa: BLE001 - not running: remove anyway
         pass
+    with contextlib.suppress(NotFound):
+        container.remove(force=True)
 
 
-def _is_memlock_refusal(error: Exception) -> bool:
-    text = str(error)
-    return "RLIMIT_MEMLOCK" in text or "rlimit type 8" in text
+# runc: "error setting rlimit type 7: operation not permitted"; crun: "setrlimit `RLIMIT_NOFILE`:
+# Operation not permitted". The type is the kernel's RLIMIT_* number.
+_RLIMIT_REFUSED = re.compile(
+    r"rlimit type (\d+): operation not permitted|setrlimit\W+RLIMIT_([A-Z]+)\W+operation not permitted", re.I
+)
+_RLIMIT_NAMES = {
+    resource.RLIMIT_NOFILE: "nofile",
+    resource.RLIMIT_NPROC: "nproc",
+    resource.RLIMIT_MEMLOCK: "memlock",
+    resource.RLIMIT_STACK: "stack",
+}
 
 
-def _memlock_allowed(client: Any, spec: LaunchSpec) -> bool:
-    """Whether podman may raise memlock here, tried on a throw-away container (no ports, no GPUs).
+def _refused_rlimit(text: str) -> str | None:
+    """The ulimit (podman's name: nofile, memlock, ...) the runtime was refused, if any."""
+    match = _RLIMIT_REFUSED.search(text)
+    if not match:
+        return None
+    if match.group(1) is not None:
+        number = int(match.group(1))
+        return _RLIMIT_NAMES.get(number, f"rlimit {number}")
+    return match.group(2).lower()
 
-    Rootful podman without CAP_SYS_RESOURCE (nested containers, some VMs) refuses it; trying it
-    on the real container instead leaks its published ports for a while in podman 4.3.
+
+def _rlimit_failure(spec: LaunchSpec, name: str, log: Iterable[str] = ()) -> LaunchFailed:
+    """A one-line explanation of the ulimit `name` the host refused."""
+    asked = next((u for u in spec.ulimits if u.name == name), None)
+    value = f"{asked.soft}:{asked.hard}" if asked else "podman's default"
+    return LaunchFailed(
+        f"the host refused the container's {name} limit ({value}): the podman service may not raise it",
+        log_tail=log,
+        advice=[
+            f"the podman service runs with a lower hard {name} limit than this shell: raise it "
+            "(LimitNOFILE=/LimitNPROC= in its systemd unit) or restart the service from this shell",
+        ],
+    )
+
+
+# Lower nofile/nproc values tried when the podman service refuses the one asked for (its own
+# hard limit can be below this process's: podman's service ran with nproc 32768 where the shell
+# that started it had 96365).
+LOWER_LIMITS = (65536, 32768, 16384, 8192, 4096, 1024)
+
+
+def _probe_refusal(client: Any, spec: LaunchSpec) -> str | None:
+    """Start a throw-away container (no ports, no GPUs) with the spec's ulimits: None when podman
+    grants them, else the name of the one the runtime refused (other failures raise).
+
+    Rootful podman without CAP_SYS_RESOURCE (nested containers, some VMs) refuses memlock, and a
+    service with lower hard limits than this process refuses nofile/nproc; trying them on the
+    real container instead leaks its published ports for a while in podman 4.3.
     """
     from podman.errors import APIError
 
-    memlock = [u for u in spec.ulimits if u.name == "memlock"]
     probe = client.containers.create(
         spec.image,
         command=["true"],
@@ -289,24 +330,51 @@ def _memlock_allowed(client: Any, spec: LaunchSpec) -> bool:
     try:
         probe.start()
         probe.wait()
-        return True
+        return None
     except APIError as error:
-        if memlock and _is_memlock_refusal(error):
-            return False
-        raise
+        refused = _refused_rlimit(getattr(error, "explanation", None) or str(error))
+        if refused is None:
+            raise
+        return refused
     finally:
-        try:
+        with contextlib.suppress(Exception):
             probe.remove(force=True)
-        except Exception:
-            pass
+
+
+def _lowered(spec: LaunchSpec, name: str) -> LaunchSpec | None:
+    """The spec asking for the next lower value of ulimit `name`; None when there is none."""
+    limit = next((u for u in spec.ulimits if u.name == name), None)
+    if limit is None or name not in ("nofile", "nproc"):
+        return None
+    lower = next((n for n in LOWER_LIMITS if n < limit.hard), None)
+    if lower is None:
+        return None
+    ulimits = tuple(Ulimit(u.name, lower, lower) if u.name == name else u for u in spec.ulimits)
+    return replace(spec, ulimits=ulimits)
+
+
+def _granted_ulimits(client: Any, spec: LaunchSpec, on_event: EventCallback) -> LaunchSpec:
+    """The spec with ulimits this host's podman grants: without memlock where it may not raise
+    it, with nofile/nproc lowered where its hard limits are lower; a refusal of anything else is
+    explained in one line."""
+    while (refused := _probe_refusal(client, spec)) is not None:
+        if refused == "memlock" and any(u.name == "memlock" for u in spec.ulimits):
+            on_event(LaunchEvent("warning", "podman may not raise the memlock limit here; starting without it"))
+            spec = spec.without_ulimit("memlock")
+            continue
+        lower = _lowered(spec, refused)
+        if lower is None:
+            raise _rlimit_failure(spec, refused)
+        value = next(u.hard for u in lower.ulimits if u.name == refused)
+        on_event(LaunchEvent("warning", f"podman may not raise the {refused} limit this high here; asking for {value}"))
+        spec = lower
+    return spec
 
 
 def _create_and_start(client: Any, spec: LaunchSpec, on_event: EventCallback) -> tuple[Any, LaunchSpec]:
     from podman.errors import APIError
 
-    if any(u.name == "memlock" for u in spec.ulimits) and not _memlock_allowed(client, spec):
-        on_event(LaunchEvent("warning", "podman may not raise the memlock limit here; starting without it"))
-        spec = spec.without_ulimit("memlock")
+    spec = _granted_ulimits(client, spec, on_event)
     container = client.containers.create(**create_kwargs(spec))
     try:
         container.start()
@@ -315,6 +383,9 @@ def _create_and_start(client: Any, spec: LaunchSpec, on_event: EventCallback) ->
         log = log_tail(container)
         _remove(container)
         detail = getattr(error, "explanation", None) or str(error)
+        refused = _refused_rlimit(detail)
+        if refused is not None:
+            raise _rlimit_failure(spec, refused, log) from error
         raise LaunchFailed(
             f"podman could not start {spec.name}: {detail}", log_tail=log, advice=advise([detail, *log])
         ) from error
@@ -440,7 +511,7 @@ def up(
 
     http = TritonHttp(spec.http_url)
     if reuse:
-        container = existing
+        container: Any = existing
         on_event(LaunchEvent("container", f"{spec.name} is running with these settings; keeping it"))
     else:
         stop()
@@ -549,13 +620,8 @@ class LaunchStatus:
 
 def url_from_labels(labels: dict[str, str]) -> str | None:
     """Triton's HTTP URL from the ports label `listen:http,grpc,metrics`."""
-    value = labels.get(LABEL_PORTS)
-    if not value:
-        return None
-    listen, _, ports = value.rpartition(":")
-    http_port = ports.split(",")[0]
-    host = "127.0.0.1" if listen in ("0.0.0.0", "", "::") else listen
-    return f"http://{host}:{http_port}"
+    ports = parse_ports_label(labels.get(LABEL_PORTS) or "")
+    return ports.http_url if ports else None
 
 
 def status(client: Any, name: str) -> LaunchStatus:
@@ -575,7 +641,7 @@ def status(client: Any, name: str) -> LaunchStatus:
         name=name,
         exists=True,
         state=container.status,
-        image=container.attrs.get("ImageName") or labels.get("io.modelwiz.image"),
+        image=container.attrs.get("ImageName") or labels.get(LABEL_IMAGE),
         container_id=container.id,
         started_at=_started_at(container),
         url=url,

@@ -16,7 +16,8 @@ _SEGMENTS = (
     ("other processes", "other_processes_bytes", "x"),
     ("weights", "weights_bytes", "W"),
     ("KV cache", "kv_cache_bytes", "K"),
-    ("overhead", "overhead_bytes", "o"),
+    ("overhead", "overhead_without_margin_bytes", "o"),
+    ("margin", "margin_bytes", "m"),
     ("free", "free_bytes", "."),
 )
 
@@ -52,7 +53,8 @@ def render_gpu(budget: GpuBudget) -> list[str]:
         kept = " (deployed, kept)" if e.existing else ""
         lines.append(
             f"  - {e.model}: utilization {e.utilization:.2f}, weights {format_bytes(e.weights_bytes)}, "
-            f"KV cache {format_bytes(e.kv_cache_bytes)}, overhead {format_bytes(e.overhead_bytes)}{kept}"
+            f"KV cache {format_bytes(e.kv_cache_bytes)}, overhead {format_bytes(e.overhead_without_margin_bytes)}, "
+            f"margin {format_bytes(e.margin_bytes)}{kept}"
         )
     return lines
 
@@ -77,7 +79,7 @@ def render_model(plan: ModelPlan) -> list[str]:
 
 
 def render_plan(plan: Plan) -> str:
-    lines = ["Memory per GPU (# driver, x other processes, W weights, K KV cache, o overhead, . free)"]
+    lines = ["Memory per GPU (# driver, x other processes, W weights, K KV cache, o overhead, m margin, . free)"]
     for budget in plan.gpus:
         lines += render_gpu(budget)
     lines.append("")

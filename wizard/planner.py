@@ -2,41 +2,61 @@
 
 Per model it picks `tensor_parallel_size`, `max_model_len`, `gpu_memory_utilization`, the Triton
 instance_group and a dtype override; across models it packs the vLLM engines onto the GPUs so that
-on every device the engines' budgets plus their CUDA contexts fit in the memory NVML reports free,
-and their utilizations add up to at most 0.95.
+on every device the engines' budgets plus what they hold outside them fit in the memory NVML
+reports free, and their utilizations add up to at most 0.95.
 
-vLLM's semantics (see the research notes, "memory planning"): `gpu_memory_utilization` is a
-per-engine fraction of the device's CUDA total. The engine refuses to start unless
-`free - own context >= util x total`; it then fills `util x total - (weights + activation peak +
-non-torch + CUDA graphs)` with KV cache, and refuses unless one request of `max_model_len` fits.
+vLLM's semantics (vllm/v1/worker/gpu_worker.py, determine_available_memory):
+`gpu_memory_utilization` is a per-engine fraction of the device's CUDA total. The engine refuses
+to start unless `free - own context >= util x total`; it then fills `util x total - (weights +
+activation peak + non-torch [+ CUDA graphs from 0.21])` with KV cache, and refuses unless one
+request of `max_model_len` fits. What those terms come to depends on the vLLM release: the plan is
+made for one (`vllm_version`, default the newest image's), with the per-release terms of
+wizard/vllm_memory.py, calibrated on public deployments (tests/data/vllm_deployments.json).
 
-Calibration: the fixed terms are close to what vLLM logs (weights = the safetensors bytes,
-activation peak from the batch limits, 0.25-0.5 GiB non-torch, 0.5-1 GiB CUDA graphs, 150 MiB plus
-1% slack), so that the known deployments fit: Llama-3.1-70B bf16 on 2 x 80 GB at tp=2, Llama-3-8B
-on one 24 GB card at a reduced context.
+The margin: every engine keeps `margin` bytes of its budget that the plan does not count on, so
+that one full-length request still fits when vLLM measures more than the estimate: 15 % of the
+activation, non-torch and CUDA-graph terms plus 0.5 % of the weights, at least 0.5 GiB. On the
+public deployments the estimate's largest shortfall is 0.43 GiB where this margin is 0.85 GiB;
+only a 0.6.5 development build (vllm PR #10511: 1.79 GiB of non-torch memory on one GPU) falls
+1.8 GiB short. Before vLLM 0.21 the plan also keeps room outside the budget for the CUDA graphs
+vLLM captures after sizing the KV cache. The memory map shows both as the margin.
 
 The algorithm:
 1. place each model (largest first) with the smallest valid tp for which one engine at the
    context floor fits on the device(s) with the most room;
 2. give tp=1 models a replica on each GPU nobody else uses (data parallel beats tensor parallel);
 3. raise the engines' utilizations in 1% steps, fairly, first up to what the wanted context needs,
-   then (fill) up to what the devices allow, so the leftover memory becomes KV cache;
+   then (fill, what `modelwiz plan` does) up to what the devices allow minus `reserve_bytes`, each
+   engine in proportion to its need, so the leftover memory becomes KV cache;
 4. set each model's max_model_len to its wanted length, or the longest that its KV pool holds.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from wizard.errors import UsageError
 from wizard.gpus import Gpu, GpuInventory
+from wizard.images import image_table
 from wizard.model_meta import ModelMeta
 from wizard.plan_types import InstanceGroup, ModelPlan, sort_devices
 from wizard.units import GiB, MiB, format_bytes
+from wizard.vllm_memory import (
+    KV_BLOCK_TOKENS,
+    EngineCost,
+    VllmProfile,
+    budget_bytes,
+    context_bytes,
+    has_peer_to_peer,
+    kv_pool_tokens,
+    kv_view,
+    profile_for,
+)
+from wizard.vllm_memory import engine_cost as vllm_engine_cost
 
-BLOCK_SIZE = 16  # vLLM's KV block on CUDA
+BLOCK_SIZE = KV_BLOCK_TOKENS  # vLLM's KV block on CUDA
 MAX_UTILIZATION_PER_GPU = 0.95  # never hand vLLM engines more of one device than this
 _MAX_PCT = round(MAX_UTILIZATION_PER_GPU * 100)
 # Every Triton vLLM image modelwiz can run needs 7.5: server r25.01 docs/introduction/release_notes.md
@@ -47,23 +67,23 @@ _MIN_CC_TEXT = f"{MIN_COMPUTE_CAPABILITY[0]}.{MIN_COMPUTE_CAPABILITY[1]}"
 BF16_COMPUTE_CAPABILITY = (8, 0)
 DEFAULT_MIN_MODEL_LEN = 4096  # the context floor when the planner shortens a model
 TP_CANDIDATES = (1, 2, 4, 8)
-# Outside gpu_memory_utilization: the engine's CUDA context (plus NCCL buffers with tp > 1).
-CONTEXT_BYTES_SINGLE = int(0.6 * GiB)
-CONTEXT_BYTES_PARALLEL = 1 * GiB
 # Kept free on every device for the driver, the display and measurement noise.
 MIN_HEADROOM_BYTES = 256 * MiB
 HEADROOM_FRACTION = 0.02
-# Inside gpu_memory_utilization, besides weights and KV cache (vLLM's logged ranges).
-MIN_ACTIVATION_BYTES = GiB // 2
-NON_TORCH_BYTES_SINGLE = GiB // 4
-NON_TORCH_BYTES_PARALLEL = GiB // 2
-CUDA_GRAPH_BYTES_SMALL = GiB // 2
-CUDA_GRAPH_BYTES_LARGE = 1 * GiB
-LARGE_MODEL_BYTES = 26 * GiB
-SLACK_BYTES = 150 * MiB  # vLLM's own "small buffer"
-SLACK_FRACTION = 0.01
+# The margin inside each engine's budget (see the module docstring): a share of the terms vLLM
+# measures (activation, non-torch, CUDA graphs) and a small one of the weights, which are exact.
+MARGIN_MEASURED_FRACTION = 0.15
+MARGIN_WEIGHTS_FRACTION = 0.005
+MIN_MARGIN_BYTES = GiB // 2
 MAX_NUM_SEQS = 256
 LARGE_GPU_BYTES = 70 * GiB  # vLLM's threshold for its larger batch defaults
+# Below this many full-length requests the reason says how short a context would hold it.
+COMFORTABLE_CONCURRENCY = 4
+
+
+def default_vllm_version() -> str:
+    """The vLLM of the newest Triton image modelwiz knows (what a plan is for by default)."""
+    return image_table()[-1].vllm_release
 
 
 @dataclass(frozen=True)
@@ -74,6 +94,7 @@ class ModelRequest:
         the model's own limit, shortened to what fits but never below `min_model_len`.
     min_model_len: the floor for that shortening (capped at the model's own limit).
     min_concurrency: how many full-length requests the KV cache must hold at once.
+    tensor_parallel_size: only this tp (None: the smallest that fits).
     """
 
     meta: ModelMeta
@@ -81,6 +102,7 @@ class ModelRequest:
     max_model_len: int | None = None
     min_model_len: int = DEFAULT_MIN_MODEL_LEN
     min_concurrency: int = 1
+    tensor_parallel_size: int | None = None
 
     @property
     def target_len(self) -> int:
@@ -94,37 +116,29 @@ class ModelRequest:
 
 
 @dataclass(frozen=True)
-class EngineCost:
-    """What one engine costs on one GPU, apart from its KV cache (bytes)."""
-
-    weights: int
-    activation: int
-    non_torch: int
-    cuda_graphs: int
-    slack: int
-    context: int  # outside gpu_memory_utilization
-
-    @property
-    def inside(self) -> int:
-        """The part of the utilization budget that is not KV cache."""
-        return self.weights + self.activation + self.non_torch + self.cuda_graphs + self.slack
-
-
-@dataclass(frozen=True)
 class EngineShare:
     """One engine on one device, for the memory map."""
 
     model: str  # Triton model name
     utilization: float
     weights_bytes: int
-    kv_cache_bytes: int
-    overhead_bytes: int  # activations, graphs, non-torch, slack, CUDA context
+    kv_cache_bytes: int  # the KV cache the plan counts on (vLLM's pool minus the margin)
+    overhead_bytes: int  # activations, graphs, non-torch, CUDA context, and the margin
     existing: bool = False  # an already deployed model kept as it is
+    margin_bytes: int = 0  # of the overhead: kept for estimate errors (see planner docstring)
+
+    @property
+    def overhead_without_margin_bytes(self) -> int:
+        return self.overhead_bytes - self.margin_bytes
 
 
 @dataclass(frozen=True)
 class GpuBudget:
-    """The memory map of one device after the plan. The byte fields add up to `total_bytes`."""
+    """The memory map of one device after the plan.
+
+    driver, other processes, weights, KV cache, overhead and free add up to `total_bytes`; the
+    margin is part of the overhead (shown on its own: `overhead_without_margin_bytes` + margin).
+    """
 
     device: str  # CDI id: "0", or "0:1" for a MIG slice
     index: int
@@ -141,6 +155,12 @@ class GpuBudget:
     engines: tuple[EngineShare, ...] = ()
     usable: bool = True
     note: str = ""  # why the device is not used, when it cannot be
+    margin_bytes: int = 0  # the engines' safety margins, part of overhead_bytes
+    reserved_bytes: int = 0  # kept free on request (--reserve) for models added later, part of free
+
+    @property
+    def overhead_without_margin_bytes(self) -> int:
+        return self.overhead_bytes - self.margin_bytes
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -156,7 +176,9 @@ class GpuBudget:
             "weights_bytes": self.weights_bytes,
             "kv_cache_bytes": self.kv_cache_bytes,
             "overhead_bytes": self.overhead_bytes,
+            "margin_bytes": self.margin_bytes,
             "free_bytes": self.free_bytes,
+            "reserved_bytes": self.reserved_bytes,
             "utilization": self.utilization,
             "engines": [e.__dict__.copy() for e in self.engines],
         }
@@ -178,6 +200,7 @@ class Plan:
     gpus: tuple[GpuBudget, ...]
     inventory: GpuInventory
     changes: tuple[PlanChange, ...] = ()
+    vllm_version: str = ""  # the release the plan is for
 
     @property
     def fits(self) -> bool:
@@ -201,37 +224,34 @@ def batch_limits(cuda_total_bytes: int) -> tuple[int, int]:
     return (8192 if cuda_total_bytes >= LARGE_GPU_BYTES else 2048), MAX_NUM_SEQS
 
 
-def context_bytes(tp: int) -> int:
-    return CONTEXT_BYTES_SINGLE if tp == 1 else CONTEXT_BYTES_PARALLEL
-
-
 def headroom_bytes(gpu: Gpu) -> int:
     return max(MIN_HEADROOM_BYTES, int(gpu.memory_total_bytes * HEADROOM_FRACTION))
 
 
-def engine_cost(meta: ModelMeta, tp: int, cuda_total_bytes: int) -> EngineCost:
-    """Non-KV memory of one engine on each GPU of its tp group."""
-    share = meta.weights_bytes // tp
-    weights = share if tp == 1 else share + share // 100 + 64 * MiB  # replicated norms, KV heads
+def engine_cost(
+    meta: ModelMeta, tp: int, cuda_total_bytes: int, profile: VllmProfile, gpu_name: str = ""
+) -> EngineCost:
+    """Non-KV memory of one engine on each GPU of its tp group, with the batch limits the plan sets."""
     mnbt, seqs = batch_limits(cuda_total_bytes)
-    mlp = meta.intermediate_size
-    if meta.is_moe:
-        mlp = (meta.moe_intermediate_size or meta.intermediate_size) * max(1, meta.experts_per_token)
-    activation = mnbt * (4 * meta.hidden_size + 2 * mlp // tp) * 2 * 2 + seqs * meta.vocab_size * 4
-    large = meta.weights_bytes > LARGE_MODEL_BYTES or meta.is_moe
-    return EngineCost(
-        weights=weights,
-        activation=max(MIN_ACTIVATION_BYTES, activation),
-        non_torch=NON_TORCH_BYTES_SINGLE if tp == 1 else NON_TORCH_BYTES_PARALLEL,
-        cuda_graphs=CUDA_GRAPH_BYTES_LARGE if large else CUDA_GRAPH_BYTES_SMALL,
-        slack=SLACK_BYTES + int(SLACK_FRACTION * cuda_total_bytes),
-        context=context_bytes(tp),
+    return vllm_engine_cost(
+        meta,
+        tp,
+        profile=profile,
+        max_num_batched_tokens=mnbt,
+        max_num_seqs=seqs,
+        peer_to_peer=has_peer_to_peer(gpu_name),
     )
 
 
 def _budget_bytes(pct: int, total: int) -> int:
     """vLLM requests ceil(total x util) bytes."""
-    return -(-pct * total // 100)
+    return budget_bytes(pct / 100, total)
+
+
+def margin_bytes(cost: EngineCost) -> int:
+    """The part of an engine's budget the plan does not count on (see the module docstring)."""
+    measured = cost.activation + cost.non_torch + cost.cuda_graphs
+    return max(MIN_MARGIN_BYTES, int(MARGIN_MEASURED_FRACTION * measured + MARGIN_WEIGHTS_FRACTION * cost.weights))
 
 
 # ---- planning state -----------------------------------------------------------------------
@@ -242,28 +262,45 @@ class _Placement:
     request: ModelRequest
     tp: int
     devices: list[_Device]
+    profile: VllmProfile
     pct: int = 0
     existing: ModelPlan | None = None  # set when this is a re-planned deployed model
+    need_pct: int = 0  # what its context and concurrency need (the share of leftover follows it)
+
+    @property
+    def kv_meta(self) -> ModelMeta:
+        """The model as this vLLM lays out its KV cache."""
+        return kv_view(self.request.meta, self.profile)
 
     def cost(self, dev: _Device) -> EngineCost:
-        return engine_cost(self.request.meta, self.tp, dev.total)
+        return engine_cost(self.request.meta, self.tp, dev.total, self.profile, dev.gpu.name)
+
+    def one_request(self, length: int, dev: _Device) -> int:
+        mnbt, _ = batch_limits(dev.total)
+        return self.kv_meta.kv_bytes_for_request(length, self.tp, mnbt, block=BLOCK_SIZE)
 
     def kv_need(self, length: int, dev: _Device) -> int:
-        mnbt, _ = batch_limits(dev.total)
-        one = self.request.meta.kv_bytes_for_request(length, self.tp, mnbt, block=BLOCK_SIZE)
-        return one * max(1, self.request.min_concurrency)
+        return self.one_request(length, dev) * max(1, self.request.min_concurrency)
 
     def pct_for(self, length: int, devices: Sequence[_Device] | None = None) -> int:
-        """The utilization (in %) the engine needs on all its devices for `length`."""
+        """The utilization (in %) the engine needs on all its devices for `length`, margin included."""
         need = 0
         for dev in devices if devices is not None else self.devices:
-            inside = self.cost(dev).inside + self.kv_need(length, dev)
+            cost = self.cost(dev)
+            inside = cost.inside + margin_bytes(cost) + self.kv_need(length, dev)
             need = max(need, -(-inside * 100 // dev.total))
         return need
 
     def kv_pool(self) -> int:
-        """Expected KV cache per GPU (bytes): the budget left after the non-KV terms and slack."""
+        """Expected KV cache per GPU (bytes): the budget left after the non-KV terms."""
         return min(_budget_bytes(self.pct, d.total) - self.cost(d).inside for d in self.devices)
+
+    def margin(self) -> int:
+        return max(margin_bytes(self.cost(d)) for d in self.devices)
+
+    def footprint(self, dev: _Device, pct: int | None = None) -> int:
+        """What the engine holds on `dev`: its budget and what it keeps outside it."""
+        return _budget_bytes(self.pct if pct is None else pct, dev.total) + self.cost(dev).outside
 
 
 @dataclass(eq=False)
@@ -274,6 +311,7 @@ class _Device:
     usable: bool
     note: str = ""
     fixed: list[tuple[ModelPlan, int, int]] = field(default_factory=list)  # plan, pct, bytes
+    reserved: int = 0  # kept free on request, already taken out of `avail`
     members: list[_Placement] = field(default_factory=list)
 
     @property
@@ -285,21 +323,24 @@ class _Device:
         total_pct = sum(f[1] for f in self.fixed)
         used = sum(f[2] for f in self.fixed)
         engines = set(self.members) | set(pcts)
+        if len(engines) + len(self.fixed) > 1 and not all(p.profile.shares_gpus for p in engines):
+            return False  # old vLLM: utilization is a limit on the whole GPU, not a budget
         for p in engines:
             pct = pcts.get(p, p.pct)
             total_pct += pct
-            used += _budget_bytes(pct, self.total) + p.cost(self).context
+            used += p.footprint(self, pct)
         return total_pct <= _MAX_PCT and used <= self.avail
 
     def room(self) -> int:
-        used = sum(f[2] for f in self.fixed) + sum(
-            _budget_bytes(p.pct, self.total) + p.cost(self).context for p in self.members
-        )
+        used = sum(f[2] for f in self.fixed) + sum(p.footprint(self) for p in self.members)
         return self.avail - used
 
 
 def _devices(
-    inventory: GpuInventory, existing: Sequence[ModelPlan], existing_running: bool | Collection[str]
+    inventory: GpuInventory,
+    existing: Sequence[ModelPlan],
+    existing_running: bool | Collection[str],
+    reserve_bytes: int = 0,
 ) -> list[_Device]:
     def running(plan: ModelPlan) -> bool:
         if isinstance(existing_running, bool):
@@ -322,14 +363,23 @@ def _devices(
             )
         )
         out.append(
-            _Device(gpu=gpu, total=gpu.cuda_total_bytes, avail=free - headroom_bytes(gpu), usable=usable, note=note)
+            _Device(
+                gpu=gpu,
+                total=gpu.cuda_total_bytes,
+                avail=free - headroom_bytes(gpu) - reserve_bytes,
+                usable=usable,
+                note=note,
+                reserved=reserve_bytes,
+            )
         )
     return out
 
 
 def _footprint(plan: ModelPlan, gpu: Gpu) -> int:
+    """What a deployed engine holds on `gpu`: its budget, its context and (old vLLM) its graphs."""
     pct = round(plan.gpu_memory_utilization * 100)
-    return _budget_bytes(pct, gpu.cuda_total_bytes) + context_bytes(plan.tensor_parallel_size)
+    outside = plan.extra.get("outside_bytes_per_gpu", context_bytes(plan.tensor_parallel_size))
+    return _budget_bytes(pct, gpu.cuda_total_bytes) + int(outside)
 
 
 # ---- the planner --------------------------------------------------------------------------
@@ -344,6 +394,8 @@ def plan_models(
     replan_existing: bool = False,
     existing_running: bool | Collection[str] = False,
     fill: bool = False,
+    reserve_bytes: int = 0,
+    vllm_version: str | None = None,
 ) -> Plan:
     """Plan `requests` on `inventory`.
 
@@ -353,12 +405,20 @@ def plan_models(
         model name), and `Plan.changes` lists every setting that moved (show it; ask first).
     existing_running: the deployed models are running now (True, or the names of those that are),
         so NVML's free memory already lacks their footprint; it is added back before planning.
-    fill: give each device's leftover memory to the engines on it (more KV cache, more
-        concurrency; a later model then needs a re-plan). By default every engine gets what its
-        weights, activations, CUDA graphs and the KV cache for its context and concurrency need,
-        and the rest stays free for models added later.
+    fill: give each device's leftover memory to the engines on it, in proportion to what each
+        needs (more KV cache, more concurrency; a later model then needs a re-plan). `modelwiz
+        plan` always fills; callers that add models to a running server decide for themselves.
+        Without it every engine gets only what its weights, activations, CUDA graphs, margin and
+        the KV cache for its context and concurrency need.
+    reserve_bytes: keep this much free on every GPU (for models to be added later).
+    vllm_version: the vLLM release the engines will run (default: the newest image's); the
+        non-KV terms and margins are that release's (wizard/vllm_memory.py).
     Plan.models lists the requests in their order, then (when re-planned) the existing models.
     """
+    if reserve_bytes < 0:
+        raise UsageError("the memory to keep free per GPU cannot be negative", hint="give --reserve 0 or more GiB")
+    version = vllm_version or default_vllm_version()
+    profile = profile_for(version)
     names = [r.name for r in requests]
     existing_fitting = [p for p in existing if p.fits]
     taken = set() if replan_existing else {p.name for p in existing}
@@ -378,7 +438,7 @@ def plan_models(
     for request, _ in all_requests:
         _check_request(request)
 
-    devices = _devices(inventory, existing_fitting, existing_running)
+    devices = _devices(inventory, existing_fitting, existing_running, reserve_bytes)
     if not replan_existing:
         for plan in existing_fitting:
             for dev in devices:
@@ -390,24 +450,32 @@ def plan_models(
     order = sorted(range(len(all_requests)), key=lambda i: -all_requests[i][0].meta.weights_bytes)
     for i in order:
         request, old = all_requests[i]
-        placement = _place(request, devices)
+        placement = _place(request, devices, profile)
         if placement is not None:
             placement.existing = old
             placements[i] = placement
     placed = [placements[i] for i in order if i in placements]
     _add_replicas(placed, devices)
     _grow(placed, target=lambda p: p.pct_for(p.request.target_len))
+    for p in placed:
+        p.need_pct = p.pct
     if fill:
-        _grow(placed, target=lambda p: _MAX_PCT)
+        _fill(placed)
 
     models = []
-    for i, (request, old) in enumerate(all_requests):
+    for i, (request, _old) in enumerate(all_requests):
         if i in placements:
             models.append(_model_plan(placements[i]))
         else:
-            models.append(_misfit_plan(request, devices, replan_existing or not existing_fitting))
+            models.append(_misfit_plan(request, devices, replan_existing or not existing_fitting, profile))
     changes = _changes(models, existing) if replan_existing else ()
-    return Plan(models=tuple(models), gpus=tuple(_budget(d) for d in devices), inventory=inventory, changes=changes)
+    return Plan(
+        models=tuple(models),
+        gpus=tuple(_budget(d) for d in devices),
+        inventory=inventory,
+        changes=changes,
+        vllm_version=profile.release,
+    )
 
 
 def _check_request(request: ModelRequest) -> None:
@@ -423,20 +491,30 @@ def _check_request(request: ModelRequest) -> None:
             )
     if request.min_concurrency < 1:
         raise UsageError("the minimum concurrency must be at least 1")
+    tp = request.tensor_parallel_size
+    if tp is not None and not meta.valid_tensor_parallel(tp):
+        raise UsageError(
+            f"tensor_parallel_size {tp} does not divide {meta.source}'s attention heads",
+            hint="use " + " or ".join(str(t) for t in _tp_options(meta)),
+        )
 
 
-def _tp_options(meta: ModelMeta) -> list[int]:
+def _tp_options(meta: ModelMeta, pinned: int | None = None) -> list[int]:
+    if pinned is not None:
+        return [pinned] if meta.valid_tensor_parallel(pinned) else []
     return [tp for tp in TP_CANDIDATES if meta.valid_tensor_parallel(tp)]
 
 
-def _place(request: ModelRequest, devices: list[_Device], length: int | None = None) -> _Placement | None:
+def _place(
+    request: ModelRequest, devices: list[_Device], profile: VllmProfile, length: int | None = None
+) -> _Placement | None:
     """The smallest valid tp whose engine, at the context floor, fits on the roomiest device(s)."""
     length = length or request.floor_len
     usable = [d for d in devices if d.usable]
-    for tp in _tp_options(request.meta):
+    for tp in _tp_options(kv_view(request.meta, profile), request.tensor_parallel_size):
         for group in _groups(usable, tp):
             chosen = sorted(group, key=lambda d: -d.room())[:tp]
-            placement = _Placement(request=request, tp=tp, devices=chosen)
+            placement = _Placement(request=request, tp=tp, devices=chosen, profile=profile)
             pct = placement.pct_for(length)
             if pct <= _MAX_PCT and all(d.ok({placement: pct}) for d in chosen):
                 placement.pct = pct
@@ -472,7 +550,7 @@ def _add_replicas(placed: list[_Placement], devices: list[_Device]) -> None:
         for p in placed:
             if p.tp != 1:
                 continue
-            candidate = p.devices + [dev]
+            candidate = [*p.devices, dev]
             pct = p.pct_for(p.request.floor_len, candidate)
             if pct <= _MAX_PCT and all(d.ok({p: pct}) for d in candidate):
                 p.devices.append(dev)
@@ -481,7 +559,7 @@ def _add_replicas(placed: list[_Placement], devices: list[_Device]) -> None:
                 break
 
 
-def _grow(placed: list[_Placement], *, target) -> None:
+def _grow(placed: list[_Placement], *, target: Callable[[_Placement], int]) -> None:
     """Raise utilizations 1% at a time, round-robin, while every device of the engine has room."""
     limits = {p: min(_MAX_PCT, target(p)) for p in placed}
     active = [p for p in placed if p.pct < limits[p]]
@@ -495,13 +573,27 @@ def _grow(placed: list[_Placement], *, target) -> None:
         active = still
 
 
+def _fill(placed: list[_Placement]) -> None:
+    """Give the devices' leftover memory to their engines, 1% at a time, each in proportion to
+    its need: the engine furthest below its share (pct / need) grows next, while it can."""
+    active = [p for p in placed if p.pct < _MAX_PCT]
+    while active:
+        p = min(active, key=lambda q: (q.pct / max(1, q.need_pct), q.request.name))
+        if all(d.ok({p: p.pct + 1}) for d in p.devices):
+            p.pct += 1
+            if p.pct >= _MAX_PCT:
+                active.remove(p)
+        else:  # its devices are full; others growing will not make room
+            active.remove(p)
+
+
 def _longest_fitting(p: _Placement, pool: int) -> int:
     """The longest context (a multiple of 1024 when above 2048) whose KV fits in `pool`."""
     lo, hi = p.request.floor_len, p.request.target_len
     mnbt, _ = batch_limits(min(d.total for d in p.devices))
 
     def fits(length: int) -> bool:
-        one = p.request.meta.kv_bytes_for_request(length, p.tp, mnbt, block=BLOCK_SIZE)
+        one = p.kv_meta.kv_bytes_for_request(length, p.tp, mnbt, block=BLOCK_SIZE)
         return one * p.request.min_concurrency <= pool
 
     if fits(hi):
@@ -515,18 +607,16 @@ def _longest_fitting(p: _Placement, pool: int) -> int:
 def _model_plan(p: _Placement) -> ModelPlan:
     request, meta = p.request, p.request.meta
     pool = max(0, p.kv_pool())
-    length = _longest_fitting(p, pool)
+    margin = p.margin()
+    length = _longest_fitting(p, max(0, pool - margin))
     mnbt, seqs = batch_limits(min(d.total for d in p.devices))
-    per_token = meta.kv_bytes_per_token(p.tp)
-    one_request = meta.kv_bytes_for_request(length, p.tp, mnbt, block=BLOCK_SIZE)
+    per_token = p.kv_meta.kv_bytes_per_token(p.tp)
+    one_request = p.kv_meta.kv_bytes_for_request(length, p.tp, mnbt, block=BLOCK_SIZE)
     devices = sort_devices([d.cdi_id for d in p.devices])
     gpus = tuple(sorted({d.gpu.index for d in p.devices}))
     low_cc = min(d.gpu.compute_capability for d in p.devices) < BF16_COMPUTE_CAPABILITY
     dtype = "float16" if low_cc and meta.needs_16bit_compute and meta.quantization is None else None
-    if p.tp == 1:
-        group = InstanceGroup("KIND_GPU", 1, gpus)
-    else:
-        group = InstanceGroup("KIND_MODEL", 1, gpus)
+    group = InstanceGroup("KIND_GPU" if p.tp == 1 else "KIND_MODEL", 1, gpus)
     cost = p.cost(min(p.devices, key=lambda d: d.total))
     plan = ModelPlan(
         model=meta.source,
@@ -540,7 +630,7 @@ def _model_plan(p: _Placement) -> ModelPlan:
         instance_group=group,
         weights_bytes=meta.weights_bytes,
         kv_cache_bytes_per_token=per_token,
-        kv_cache_tokens=pool // per_token if per_token else 0,
+        kv_cache_tokens=kv_pool_tokens(pool, per_token),
         max_concurrency=round(pool / one_request, 2) if one_request else 0.0,
         devices=devices,
         extra={
@@ -550,7 +640,10 @@ def _model_plan(p: _Placement) -> ModelPlan:
             "weights_bytes_per_gpu": cost.weights,
             "non_kv_bytes_per_gpu": cost.inside,
             "context_bytes_per_gpu": cost.context,
+            "outside_bytes_per_gpu": cost.outside,
+            "margin_bytes_per_gpu": margin,
             "kv_cache_bytes_per_gpu": pool,
+            "vllm_version": p.profile.release,
         },
     )
     return replace(plan, reason=_fit_reason(p, plan))
@@ -581,28 +674,55 @@ def _fit_reason(p: _Placement, plan: ModelPlan) -> str:
         parts.append(f"full context {plan.max_model_len}")
     parts.append(
         f"utilization {plan.gpu_memory_utilization:.2f} leaves {format_bytes(plan.extra['kv_cache_bytes_per_gpu'])} "
-        f"of KV cache per GPU ({plan.kv_cache_tokens} tokens, {plan.max_concurrency:g} full-length requests)"
+        f"of KV cache per GPU ({plan.kv_cache_tokens} tokens, {plan.max_concurrency:g} full-length requests), "
+        f"{format_bytes(plan.extra['margin_bytes_per_gpu'])} of it kept as margin for vLLM {p.profile.release}"
     )
+    few = _few_requests_note(p, plan)
+    if few:
+        parts.append(few)
     if plan.dtype:
         parts.append("float16 because bfloat16 needs compute capability 8.0")
     return "; ".join(parts)
+
+
+def _few_requests_note(p: _Placement, plan: ModelPlan) -> str:
+    """ "fits, but only 1.3 requests at 131,072 tokens; 4 at 40,960" when it holds fewer than four."""
+    if plan.max_concurrency >= COMFORTABLE_CONCURRENCY:
+        return ""
+    note = f"fits, but only {plan.max_concurrency:g} requests at {plan.max_model_len:,} tokens"
+    pool = plan.extra["kv_cache_bytes_per_gpu"]
+    dev = min(p.devices, key=lambda d: d.total)
+    lo, hi = 0, plan.max_model_len
+    while hi - lo > 1:  # the longest context of which four fit in the pool
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if COMFORTABLE_CONCURRENCY * p.one_request(mid, dev) <= pool else (lo, mid)
+    four = lo // 1024 * 1024 if lo >= 2048 else lo
+    if four > 0:
+        note += f"; {COMFORTABLE_CONCURRENCY} at {four:,}"
+    return note
 
 
 # ---- when a model does not fit ------------------------------------------------------------
 
 
 def _empty_like(dev: _Device) -> _Device:
-    """The same device with nothing else on it (free = CUDA total)."""
-    return _Device(gpu=dev.gpu, total=dev.total, avail=dev.total - headroom_bytes(dev.gpu), usable=True)
+    """The same device with nothing else on it (free = CUDA total, less what is reserved)."""
+    return _Device(
+        gpu=dev.gpu,
+        total=dev.total,
+        avail=dev.total - headroom_bytes(dev.gpu) - dev.reserved,
+        usable=True,
+        reserved=dev.reserved,
+    )
 
 
-def _fits_empty(request: ModelRequest, devices: list[_Device], length: int) -> _Placement | None:
-    return _place(request, [_empty_like(d) for d in devices], length)
+def _fits_empty(request: ModelRequest, devices: list[_Device], length: int, profile: VllmProfile) -> _Placement | None:
+    return _place(request, [_empty_like(d) for d in devices], profile, length)
 
 
-def _misfit_plan(request: ModelRequest, devices: list[_Device], nothing_fixed: bool) -> ModelPlan:
+def _misfit_plan(request: ModelRequest, devices: list[_Device], nothing_fixed: bool, profile: VllmProfile) -> ModelPlan:
     meta = request.meta
-    reason, suggestions = _misfit_reason(request, devices, nothing_fixed)
+    reason, suggestions = _misfit_reason(request, devices, nothing_fixed, profile)
     return ModelPlan(
         model=meta.source,
         name=request.name,
@@ -622,7 +742,9 @@ def _misfit_plan(request: ModelRequest, devices: list[_Device], nothing_fixed: b
     )
 
 
-def _misfit_reason(request: ModelRequest, devices: list[_Device], nothing_fixed: bool) -> tuple[str, list[str]]:
+def _misfit_reason(
+    request: ModelRequest, devices: list[_Device], nothing_fixed: bool, profile: VllmProfile
+) -> tuple[str, list[str]]:
     meta = request.meta
     weights = format_bytes(meta.weights_bytes)
     usable = [d for d in devices if d.usable]
@@ -637,45 +759,51 @@ def _misfit_reason(request: ModelRequest, devices: list[_Device], nothing_fixed:
     size = format_bytes(biggest[0].total)
     floor = request.floor_len
     # Would it fit on empty GPUs of this machine, and with how many of the biggest kind?
-    empty_here = _fits_empty(request, usable, floor)
+    empty_here = _fits_empty(request, usable, floor, profile)
     if empty_here is None:
-        needed = _gpus_needed(request, biggest[0], floor)
+        needed = _gpus_needed(request, biggest[0], floor, profile)
         have = f"{count} GPU{'s' if count > 1 else ''} with {size}"
         if needed is None:
             reason = f"needs {weights} of weights; {have}; does not fit even on 8 such GPUs"
         else:
             reason = f"needs {weights} of weights; {have}; needs at least {needed} such GPUs"
             suggestions.append(f"more GPUs: {needed} x {biggest_name} (tensor_parallel_size {needed})")
-        shorter = _longest_placeable(request, [_empty_like(d) for d in usable])
+        shorter = _longest_placeable(request, [_empty_like(d) for d in usable], profile)
         if shorter is not None and shorter < floor:
             reason += f" at {floor} tokens of context"
             suggestions.insert(0, f"a shorter context: --max-model-len {shorter} fits")
         if meta.quantization is None:
             for bits, divisor in ((8, 2), (4, 4)):
                 small = _scaled(meta, meta.weights_bytes // divisor)
-                if _fits_empty(ModelRequest(small, request.name, request.max_model_len), usable, floor):
+                if _fits_empty(ModelRequest(small, request.name, request.max_model_len), usable, floor, profile):
                     suggestions.append(
                         f"{'an' if bits == 8 else 'a'} {bits}-bit quantized variant (about {format_bytes(small.weights_bytes)} of weights) fits"
                     )
                     break
         return reason, suggestions
     # It fits on empty GPUs: what else is on them keeps it out.
-    held = []
+    held: list[str] = []
     for d in usable:
         other = max(0, d.total - d.gpu.memory_free_bytes)
         models = [f[0].name for f in d.fixed] + [p.request.name for p in d.members]
-        bits = []
+        holders: list[str] = []
         if other > headroom_bytes(d.gpu):
-            bits.append(f"other processes use {format_bytes(other)}")
+            holders.append(f"other processes use {format_bytes(other)}")
         if models:
-            bits.append("models " + ", ".join(models))
-        if bits:
-            held.append(f"GPU {d.cdi_id}: " + " and ".join(bits))
+            holders.append("models " + ", ".join(models))
+        if holders:
+            held.append(f"GPU {d.cdi_id}: " + " and ".join(holders))
     reason = (
         f"needs {format_bytes(empty_here.pct_for(floor) / 100 * min(d.total for d in empty_here.devices))} "
         f"per GPU ({weights} of weights) but the GPUs are taken: " + ("; ".join(held) or "not enough free memory")
     )
-    shorter = _longest_placeable(request, devices)
+    if not profile.shares_gpus:
+        reason += (
+            f"; vLLM {profile.release} counts every process's memory against gpu_memory_utilization, "
+            "so each engine needs a GPU of its own"
+        )
+        suggestions.append("an image with vLLM 0.6.4 or newer (engines then share GPUs)")
+    shorter = _longest_placeable(request, devices, profile)
     if shorter is not None and shorter < floor:
         suggestions.append(f"a shorter context: --max-model-len {shorter} fits")
     if empty_here.tp > 1:
@@ -701,24 +829,21 @@ def _kinds(devices: list[_Device]) -> dict[str, list[_Device]]:
     return kinds
 
 
-def _gpus_needed(request: ModelRequest, like: _Device, length: int) -> int | None:
+def _gpus_needed(request: ModelRequest, like: _Device, length: int, profile: VllmProfile) -> int | None:
     """How many empty GPUs like `like` the model needs (tensor parallel), up to 8."""
-    for tp in _tp_options(request.meta):
-        clones = [
-            _Device(gpu=like.gpu, total=like.total, avail=like.total - headroom_bytes(like.gpu), usable=True)
-            for _ in range(tp)
-        ]
-        p = _place(request, clones, length)
+    for tp in _tp_options(kv_view(request.meta, profile)):
+        clones = [_empty_like(like) for _ in range(tp)]
+        p = _place(replace(request, tensor_parallel_size=None), clones, profile, length)
         if p is not None and p.tp == tp:
             return tp
     return None
 
 
-def _longest_placeable(request: ModelRequest, devices: list[_Device]) -> int | None:
+def _longest_placeable(request: ModelRequest, devices: list[_Device], profile: VllmProfile) -> int | None:
     """The longest context (>= 1024 tokens) with which the model could be placed, if any."""
 
     def attempt(length: int) -> bool:
-        return _place(request, [_clone(d) for d in devices], length) is not None
+        return _place(request, [_clone(d) for d in devices], profile, length) is not None
 
     lo, hi = 1024, request.floor_len
     if hi <= lo or not attempt(lo):
@@ -733,10 +858,16 @@ def _longest_placeable(request: ModelRequest, devices: list[_Device]) -> int | N
 def _clone(dev: _Device) -> _Device:
     """A copy that keeps what is already placed (their utilizations frozen as fixed budgets)."""
     copy = _Device(
-        gpu=dev.gpu, total=dev.total, avail=dev.avail, usable=dev.usable, note=dev.note, fixed=list(dev.fixed)
+        gpu=dev.gpu,
+        total=dev.total,
+        avail=dev.avail,
+        usable=dev.usable,
+        note=dev.note,
+        fixed=list(dev.fixed),
+        reserved=dev.reserved,
     )
     for p in dev.members:
-        copy.fixed.append((_PLACEHOLDER, p.pct, _budget_bytes(p.pct, dev.total) + p.cost(dev).context))
+        copy.fixed.append((_PLACEHOLDER, p.pct, p.footprint(dev)))
     return copy
 
 
@@ -770,27 +901,35 @@ def _budget(dev: _Device) -> GpuBudget:
     shares: list[EngineShare] = []
     for plan, pct, footprint in dev.fixed:
         weights = plan.weights_bytes // max(1, plan.tensor_parallel_size)
-        kv = min(footprint, plan.kv_cache_tokens * plan.kv_cache_bytes_per_token)
-        weights = min(weights, footprint - kv)
-        shares.append(EngineShare(plan.name, pct / 100, weights, kv, footprint - weights - kv, existing=True))
+        margin = min(footprint, int(plan.extra.get("margin_bytes_per_gpu", 0)))
+        pool = plan.kv_cache_tokens * plan.kv_cache_bytes_per_token
+        kv = max(0, min(footprint - margin, pool - margin))
+        weights = min(weights, footprint - kv - margin)
+        shares.append(
+            EngineShare(plan.name, pct / 100, weights, kv, footprint - weights - kv, existing=True, margin_bytes=margin)
+        )
     for p in dev.members:
         cost = p.cost(dev)
         budget = _budget_bytes(p.pct, dev.total)
-        kv = max(0, budget - cost.inside)
+        pool = max(0, budget - cost.inside)
+        margin_inside = min(pool, margin_bytes(cost))
+        kv = pool - margin_inside
         weights = min(cost.weights, budget)
+        margin = margin_inside + cost.graphs_outside
         shares.append(
             EngineShare(
                 p.request.name,
                 p.pct / 100,
                 weights,
                 kv,
-                budget + cost.context - weights - kv,
+                budget + cost.outside - weights - kv,
                 existing=p.existing is not None,
+                margin_bytes=margin,
             )
         )
     engines_bytes = sum(s.weights_bytes + s.kv_cache_bytes + s.overhead_bytes for s in shares)
     # Memory in use that is neither the driver's nor an engine of this plan.
-    other = max(0, dev.total - (dev.avail + headroom_bytes(gpu)))
+    other = max(0, dev.total - (dev.avail + dev.reserved + headroom_bytes(gpu)))
     free = max(0, gpu.memory_total_bytes - reserved - other - engines_bytes)
     return GpuBudget(
         device=dev.cdi_id,
@@ -808,6 +947,8 @@ def _budget(dev: _Device) -> GpuBudget:
         engines=tuple(shares),
         usable=dev.usable,
         note=dev.note,
+        margin_bytes=sum(s.margin_bytes for s in shares),
+        reserved_bytes=min(dev.reserved, free) if dev.usable else 0,
     )
 
 

@@ -71,7 +71,7 @@ def connect(env: Mapping[str, str] | None = None, *, timeout: int = 60) -> Any:
             if client.ping():
                 return client
             tried.append(f"{candidate.url} (no answer)")
-        except Exception as error:  # podman-py raises several connection error classes
+        except Exception as error:  # noqa: BLE001 - podman-py raises several connection error classes
             tried.append(f"{candidate.url} ({type(error).__name__})")
         client.close()
     raise ModelwizError(

@@ -11,11 +11,11 @@ import hashlib
 import json
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from wizard.container import DEFAULT_NAME, GRPC_PORT, HTTP_PORT, METRICS_PORT, LaunchSpec
+from wizard.container import LaunchSpec
 from wizard.errors import ModelwizError, UsageError
 from wizard.fsutil import atomic_write_text
 from wizard.gpus import GpuInventory, load_inventory
@@ -23,64 +23,12 @@ from wizard.image_switch import prepare_for_image
 from wizard.launch_inputs import LaunchInputs, read_launch_inputs
 from wizard.paths import cache_dir
 from wizard.progress import ProgressCallback, ignore_progress
+from wizard.serve_options import DEFAULTS, ServeOptions, running_options
+
+__all__ = ["DEFAULTS", "ServeOptions", "Serving", "running_options", "start_server"]
 
 if TYPE_CHECKING:
     from wizard.launcher import LaunchEvent, LaunchStatus, UpResult
-
-
-@dataclass(frozen=True)
-class ServeOptions:
-    """How to run the server. None: as the modelwiz server already serving this repository runs
-    (so a re-run keeps its name, ports, address and image), else the default."""
-
-    image: str | None = None  # default: the repository's image, else the newest this driver runs
-    name: str | None = None
-    listen: str | None = None
-    http_port: int | None = None
-    grpc_port: int | None = None
-    metrics_port: int | None = None
-    live_timeout_s: float = 900.0
-
-    def over(self, base: ServeOptions) -> ServeOptions:
-        """These options, with what they leave open taken from `base`."""
-        merged = {f.name: getattr(self, f.name) for f in fields(self)}
-        for key, value in merged.items():
-            if value is None:
-                merged[key] = getattr(base, key)
-        return ServeOptions(**merged)
-
-
-DEFAULTS = ServeOptions(
-    name=DEFAULT_NAME, listen="127.0.0.1", http_port=HTTP_PORT, grpc_port=GRPC_PORT, metrics_port=METRICS_PORT
-)
-
-
-def running_options(client: Any, repository: Path) -> ServeOptions | None:
-    """The options of the modelwiz container created for `repository`, if there is one."""
-    from wizard.container import LABEL_IMAGE, LABEL_MANAGED, LABEL_PORTS, LABEL_REPOSITORY
-
-    wanted = Path(repository).resolve()
-    # Filtered here: podman 4.3's label filter over the API matched nothing.
-    for container in client.containers.list(all=True, sparse=False):
-        labels = container.labels or {}
-        if labels.get(LABEL_MANAGED) != "true":
-            continue
-        if Path(labels.get(LABEL_REPOSITORY, "/nonexistent")).resolve() != wanted:
-            continue
-        listen, _, ports = labels.get(LABEL_PORTS, "").rpartition(":")
-        try:
-            http_port, grpc_port, metrics_port = (int(p) for p in ports.split(","))
-        except ValueError:
-            continue
-        return ServeOptions(
-            image=labels.get(LABEL_IMAGE) or None,
-            name=container.name,
-            listen=listen or None,
-            http_port=http_port,
-            grpc_port=grpc_port,
-            metrics_port=metrics_port,
-        )
-    return None
 
 
 @dataclass(frozen=True)
@@ -131,8 +79,8 @@ def start_server(
 
     `driver`: the host's NVIDIA driver version, checked against the image (None: not checked).
     `inputs`: what the repository asks for, when the caller has read it already."""
-    from wizard import launcher, podman_conn, preflight
-    from wizard.container import default_ulimits, launch_spec_for
+    from wizard import launcher, podman_conn
+    from wizard.launch_inputs import HostFacts, build_launch_spec
 
     changes = prepare_for_image(repository, options.image)  # model.json follows the image's vLLM
     for text in changes:
@@ -147,29 +95,7 @@ def start_server(
     on_event = reporter.on_event
     client = podman_conn.connect()
     try:
-        running = running_options(client, repository)
-        chosen = options.over(running.over(DEFAULTS) if running else DEFAULTS)
-        # The image: asked for, else the one already serving this repository, else the one the
-        # repository records (its model.json keys were checked against that image's vLLM).
-        image = chosen.image or inputs.image
-        spec = launch_spec_for(
-            repository,
-            models=inputs.models,
-            devices=inputs.devices,
-            image=preflight.choose_image(image, driver),
-            mount_point=inputs.mount_point,
-            name=chosen.name,
-            listen=chosen.listen,
-            http_port=chosen.http_port,
-            grpc_port=chosen.grpc_port,
-            metrics_port=chosen.metrics_port,
-            selinux_enforcing=preflight.selinux_enforcing(),
-        )
-        spec = replace(
-            spec,
-            ulimits=default_ulimits(rootless=podman_conn.is_rootless(client)),
-            selinux_label_disable=spec.selinux_label_disable or podman_conn.selinux_enabled(client),
-        )
+        spec = build_launch_spec(inputs, options, HostFacts.from_podman(client, repository, driver))
         fingerprints = {name: model_fingerprint(repository, name) for name in spec.models}
         existing = launcher.find_container(client, spec.name)
         before = loaded_record(spec.name, existing.id if existing else None)

@@ -158,12 +158,18 @@ def dump(value: dict | list) -> str:
     return "\n".join(out) + "\n"
 
 
+def printable(text: str) -> str:
+    """`text` for one comment line: what is not printable (line breaks YAML or systemd would
+    split on: \\r, \\x85, \\u2028; tabs; control characters a reader refuses) as Python escapes."""
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
+
+
 def comment(lines: Iterable[str]) -> str:
-    """`# ...` lines (empty input lines become a bare `#`)."""
+    """`# ...` lines (empty input lines become a bare `#`; a `\\n` starts another comment line)."""
     text = ""
     for line in lines:
         for part in line.split("\n"):
-            text += f"# {part}".rstrip() + "\n"
+            text += f"# {printable(part)}".rstrip() + "\n"
     return text
 
 

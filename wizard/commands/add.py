@@ -14,6 +14,7 @@ from wizard.gpus import load_inventory
 from wizard.progress_text import progress_printer
 from wizard.repository import remember_repository, resolve_repository
 from wizard.serve import Reporter, ServeOptions
+from wizard.serve_options import add_serve_arguments
 from wizard.session import AddSession
 
 HELP = "add models to the Triton model repository (plans all models together)"
@@ -29,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_repository_argument(parser)
     parser.add_argument("--name", help="the Triton model name (only with one MODEL)")
     parser.add_argument("--max-model-len", type=int, metavar="N", help="context length to plan for")
-    parser.add_argument("--image", metavar="TAG", help="Triton vLLM image for a new repository")
+    add_serve_arguments(parser, "add")
     parser.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
     parser.add_argument("--fill", action="store_true", help=FILL_HELP)
     parser.add_argument("--no-launch", action="store_true", help="stop after writing the repository")

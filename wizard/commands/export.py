@@ -7,10 +7,15 @@ import re
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from wizard.commands._repo_args import port_number
 from wizard.errors import UsageError
+from wizard.serve_options import Command, ServeOptions, add_serve_arguments
+
+if TYPE_CHECKING:
+    from wizard.export_facts import ServingFacts
 
 HELP = "write Kubernetes manifests or a systemd unit for the repository's Triton server"
 DESCRIPTION = (
@@ -22,21 +27,14 @@ DESCRIPTION = (
 )
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
+def _common(parser: argparse.ArgumentParser, which: Command) -> None:
     from wizard.cli import _global_options
     from wizard.commands._repo_args import add_repository_argument
 
     _global_options(parser, top=False)
     add_repository_argument(parser)
     parser.add_argument("--output", "-o", metavar="FILE", help="write to FILE (atomically) instead of stdout")
-    parser.add_argument(
-        "--image", metavar="REF", help="the Triton image (default: the one the repository's manifest records)"
-    )
-    parser.add_argument(
-        "--name",
-        metavar="NAME",
-        help="container name, as given to `modelwiz up` (default modelwiz-triton); also the Kubernetes object names",
-    )
+    add_serve_arguments(parser, which)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         description="Kubernetes manifests: PVC, ConfigMaps, Deployment (init containers download the "
         "weights at the pinned commits), Service. Apply with `kubectl apply -f FILE`.",
     )
-    _common(kube)
+    _common(kube, "export-kube")
     kube.add_argument("--namespace", metavar="NS", help="put every object in namespace NS")
     kube.add_argument(
         "--storage-class", metavar="SC", help="StorageClass of the weights volume (default: the cluster's default)"
@@ -57,6 +55,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="REF",
         help="image the download init containers run; it needs python3 and huggingface_hub "
         "(default: the Triton image, which has both)",
+    )
+    kube.add_argument(
+        "--openshift",
+        action="store_true",
+        help="leave the user ID to OpenShift (restricted-v2 runs the pod as an arbitrary UID); "
+        "default: run as the image's triton-server user (uid 1000)",
     )
     kube.add_argument(
         "--hf-secret",
@@ -71,16 +75,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         description="A Quadlet .container unit (podman >= 4.7), or a plain service running "
         "`podman run` for older podman, with the devices, mounts, ports and limits `modelwiz up` uses.",
     )
-    _common(systemd)
-    systemd.add_argument(
-        "--listen",
-        metavar="ADDR",
-        help="host address the ports are published on, as given to `modelwiz up` (default 127.0.0.1)",
-    )
-    for flag, what in (("--http-port", "HTTP"), ("--grpc-port", "gRPC"), ("--metrics-port", "metrics")):
-        systemd.add_argument(
-            flag, type=port_number, metavar="PORT", help=f"host {what} port, as given to `modelwiz up`"
-        )
+    _common(systemd, "export-systemd")
     systemd.add_argument(
         "--format",
         choices=("auto", "quadlet", "service"),
@@ -122,21 +117,27 @@ def _write(text: str, output: str | None) -> None:
     print(f"wrote {path}", file=sys.stderr)
 
 
-def _facts(args: argparse.Namespace):
+def _facts(args: argparse.Namespace) -> ServingFacts:
     from wizard.commands._repo_args import ask_repository
-    from wizard.export_facts import LaunchChoices, serving_facts
+    from wizard.export_facts import serving_facts
     from wizard.repository import Repository, resolve_repository
 
     root = resolve_repository(args.repository, ask=ask_repository)
-    choices = LaunchChoices(
-        image=args.image,
-        name=args.name,
-        listen=getattr(args, "listen", None),
-        http_port=getattr(args, "http_port", None),
-        grpc_port=getattr(args, "grpc_port", None),
-        metrics_port=getattr(args, "metrics_port", None),
-    )
-    return serving_facts(Repository.open(root), choices)
+    return serving_facts(Repository.open(root), ServeOptions.from_args(args))
+
+
+def _gpu_products(gpus_spec: str | None, devices: tuple[str, ...]) -> tuple[str, ...]:
+    """The product names of the GPUs the plans use (a MIG slice's parent GPU), from NVML or
+    --gpus; none when the GPUs cannot be read here (the export then pins no product)."""
+    from wizard.errors import ModelwizError
+    from wizard.gpus import load_inventory
+
+    try:
+        inventory = load_inventory(gpus_spec)
+    except ModelwizError:
+        return ()
+    indexes = {int(d.split(":")[0]) for d in devices if d.split(":")[0].isdigit()}
+    return tuple(sorted({g.name for g in inventory.gpus if g.index in indexes or not indexes}))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -148,9 +149,12 @@ def run(args: argparse.Namespace) -> int:
             storage_class=args.storage_class,
             init_image=args.init_image,
             hf_secret=args.hf_secret,
+            openshift=args.openshift,
         )
         check_options(options)  # bad flags fail before the repository is read
-        _write(render_kube(_facts(args), options), args.output)
+        facts = _facts(args)
+        options = replace(options, gpu_products=_gpu_products(args.gpus, facts.gpus))
+        _write(render_kube(facts, options), args.output)
         return 0
     from wizard.export_systemd import pick_format, render_systemd
 

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from wizard.gpus import GpuInventory
+    from wizard.images import ImageChoice
+    from wizard.planner import Plan
 
 HELP = "plan memory for models: tensor parallel size, context, gpu_memory_utilization"
 DESCRIPTION = (
@@ -23,10 +28,21 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _gib(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of GiB") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"{value:g} GiB: give 0 or more")
+    return value
+
+
 FILL_HELP = (
     "give the GPUs' leftover memory to the models as extra KV cache (more concurrent requests; a model "
-    "added later then re-plans these); by default each model gets what its context and concurrency need"
+    "added later then re-plans these); this is the default, the flag is kept for scripts that pass it"
 )
+RESERVE_HELP = "keep GIB of memory free on every GPU for models to be added later (default 0: use it all)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,6 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="context length for every model (default: the model's own limit, shortened to fit)",
     )
     parser.add_argument("--fill", action="store_true", help=FILL_HELP)
+    parser.add_argument("--reserve", type=_gib, default=0.0, metavar="GIB", help=RESERVE_HELP)
     parser.add_argument(
         "--image",
         metavar="REF",
@@ -51,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
     from wizard.model_meta import load_model_meta
     from wizard.naming import derive_name, unique_name
     from wizard.planner import ModelRequest, plan_models
+    from wizard.units import GiB
 
     inventory = load_inventory(args.gpus)
     requests = []
@@ -60,8 +78,17 @@ def run(args: argparse.Namespace) -> int:
         name = unique_name(derive_name(ref), taken)
         taken.add(name)
         requests.append(ModelRequest(meta=meta, name=name, max_model_len=args.max_model_len))
-    plan = plan_models(inventory, requests, fill=args.fill)
-    image, servable = image_record(plan, args.image)
+    choice, image = _choose_image(inventory, args.image)
+    # Plans are for the image's vLLM, and fill the GPUs (leftover memory becomes KV cache) less
+    # what --reserve keeps free.
+    plan = plan_models(
+        inventory,
+        requests,
+        fill=True,
+        reserve_bytes=int(args.reserve * GiB),
+        vllm_version=choice.info.vllm_release if choice is not None else None,
+    )
+    servable = choice is not None and _servable(plan, choice, image)
     if args.json:
         print(json.dumps({**plan.to_json(), "image": image}, indent=2))
     else:
@@ -72,25 +99,30 @@ def run(args: argparse.Namespace) -> int:
     return 0 if plan.fits and servable else 1
 
 
-def image_record(plan: Any, image_ref: str | None) -> tuple[dict[str, Any], bool]:
-    """The `"image"` of `plan --json` ({ref, vllm_version, engine, reason}), and whether that
-    image can serve the plan (a forced 25.03 cannot place replicas; no image runs on an old driver)."""
+def _choose_image(inventory: GpuInventory, image_ref: str | None) -> tuple[ImageChoice | None, dict[str, Any]]:
+    """The image the plan is for and the `"image"` of `plan --json` ({ref, vllm_version, engine,
+    reason}); no choice when no image runs on the driver (the record says why)."""
     from wizard import images
-    from wizard.model_config import serving_problems
-    from wizard.plan_types import sort_devices
 
-    inventory = plan.inventory
     try:
         if image_ref:
             choice = images.describe_choice(image_ref, inventory.driver_version, inventory.gpu_kind)
         else:
             choice = images.choose_image(inventory.driver_version, inventory.gpu_kind)
     except images.ImageError as error:
-        return images.no_image_record(error), False
+        return None, images.no_image_record(error)
+    return choice, choice.to_json()
+
+
+def _servable(plan: Plan, choice: ImageChoice, record: dict[str, Any]) -> bool:
+    """Whether the image can serve the plan (a forced 25.03 cannot place replicas); the reason
+    for a refusal is added to `record`."""
+    from wizard.model_config import serving_problems
+    from wizard.plan_types import sort_devices
+
     fitting = [m for m in plan.models if m.fits]
     devices = sort_devices([d for m in fitting for d in m.devices])
     problems = serving_problems(fitting, devices, choice.info)
-    record = choice.to_json()
     if problems:
         record["reason"] += "; cannot serve this plan: " + "; ".join(problems)
-    return record, not problems
+    return not problems

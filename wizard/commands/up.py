@@ -4,6 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
+
+from wizard.container import DEFAULT_NAME
+
+if TYPE_CHECKING:
+    from wizard.container import LaunchSpec
+    from wizard.launcher import UpResult
 
 HELP = "start Triton (podman, GPUs through CDI) and load the repository's models"
 DESCRIPTION = (
@@ -14,44 +21,19 @@ DESCRIPTION = (
 
 
 def add_name_argument(parser: argparse.ArgumentParser) -> None:
-    from wizard.container import DEFAULT_NAME
-
     parser.add_argument("--name", default=DEFAULT_NAME, help=f"container name (default {DEFAULT_NAME})")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from wizard.commands._repo_args import add_repository_argument, port_number
-    from wizard.container import DEFAULT_NAME, GRPC_PORT, HTTP_PORT, METRICS_PORT
+    from wizard.commands._repo_args import add_repository_argument
+    from wizard.serve_options import add_serve_arguments
 
     add_repository_argument(parser)
-    parser.add_argument(
-        "--image",
-        metavar="REF",
-        help="container image to run, used as given "
-        "(default: the one serving this repository, else the newest Triton vLLM image "
-        "this driver supports)",
-    )
-    kept = "default: as the server already running for this repository, else %s"
-    parser.add_argument("--name", help=kept % f"{DEFAULT_NAME}")
-    parser.add_argument(
-        "--listen",
-        metavar="ADDR",
-        help="host address to publish the ports on (" + kept % "127.0.0.1" + "; 0.0.0.0 exposes them)",
-    )
-    parser.add_argument("--http-port", type=port_number, metavar="PORT", help=kept % HTTP_PORT)
-    parser.add_argument("--grpc-port", type=port_number, metavar="PORT", help=kept % GRPC_PORT)
-    parser.add_argument("--metrics-port", type=port_number, metavar="PORT", help=kept % METRICS_PORT)
+    add_serve_arguments(parser, "up")
     parser.add_argument(
         "--yes", "-y", action="store_true", help="recreate a running container whose settings differ without asking"
     )
     parser.add_argument("--logs", action="store_true", help="print the container's log lines while waiting")
-    parser.add_argument(
-        "--timeout",
-        type=float,
-        default=900.0,
-        metavar="SECONDS",
-        help="how long to wait for Triton to come up (default 900)",
-    )
 
 
 def _confirm(assume_yes: bool):
@@ -75,15 +57,7 @@ def run(args: argparse.Namespace) -> int:
     err = sys.stderr
     say = lambda text: print(text, file=err)  # noqa: E731 - progress goes to stderr, results to stdout
     repository = resolve_repository(args.repository)
-    options = ServeOptions(
-        image=args.image,
-        name=args.name,
-        listen=args.listen,
-        http_port=args.http_port,
-        grpc_port=args.grpc_port,
-        metrics_port=args.metrics_port,
-        live_timeout_s=args.timeout,
-    )
+    options = ServeOptions.from_args(args)
     printer = progress_printer(err)
     try:
         serving = start_server(
@@ -115,16 +89,15 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def print_success(spec, result) -> None:
+def print_success(spec: LaunchSpec, result: UpResult) -> None:
     from wizard.triton_http import curl_example
 
-    host = spec.http_url.split("//", 1)[1].rsplit(":", 1)[0]
     verb = "kept running" if result.reused else "started"
     print(f"Triton {verb} as {spec.name}; models ready: {', '.join(spec.models)}")
     print(f"  HTTP     {spec.http_url}")
-    print(f"  gRPC     {host}:{spec.grpc_port}")
-    print(f"  metrics  http://{host}:{spec.metrics_port}/metrics")
+    print(f"  gRPC     {spec.grpc_address}")
+    print(f"  metrics  {spec.metrics_url}")
     first = spec.models[0]
     print("Try it:")
     print(f"  {curl_example(spec.http_url, first)}")
-    print(f"  modelwiz chat {first}" + (f" --name {spec.name}" if spec.name != "modelwiz-triton" else ""))
+    print(f"  modelwiz chat {first}" + (f" --name {spec.name}" if spec.name != DEFAULT_NAME else ""))
