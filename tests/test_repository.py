@@ -511,3 +511,15 @@ def test_a_model_whose_model_json_is_not_json_is_not_ready(tmp_path):
     model = Repository.open(root).model("one-7b")
     assert model.state == BROKEN and not model.ready
     assert any("model.json is not readable JSON" in p for p in model.problems)
+
+
+def test_a_deeply_nested_user_config_is_one_line(tmp_path, monkeypatch):
+    from wizard.paths import config_file
+    from wizard.repository import configured_repository
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "cfg"))
+    monkeypatch.delenv("MODEL_REPOSITORY", raising=False)
+    config_file().parent.mkdir(parents=True)
+    config_file().write_text("x = " + "[" * 50_000 + "]" * 50_000 + "\n")
+    with pytest.raises(ModelwizError, match="nested too deeply"):
+        configured_repository()

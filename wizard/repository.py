@@ -605,6 +605,8 @@ def configured_repository() -> Path | None:
         return None
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
         raise ModelwizError(f"cannot read {config_file()}: {error}", hint="fix the file or delete it") from None
+    except RecursionError:
+        raise ModelwizError(f"{config_file()} is nested too deeply to read", hint="fix the file or delete it") from None
     value = data.get("repository")
     return Path(value).expanduser() if isinstance(value, str) and value else None
 
