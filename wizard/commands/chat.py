@@ -123,6 +123,7 @@ def _questions(args: argparse.Namespace) -> Iterator[str]:
 def run(args: argparse.Namespace) -> int:
     from wizard.conversation import Conversation
     from wizard.errors import UsageError
+    from wizard.redact import redact_url
 
     if args.max_tokens < 1:
         raise UsageError("--max-tokens must be at least 1")
@@ -137,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
         where = f"{server.http} (/v2 generate_stream)"
     conversing = args.prompt is None and (args.interactive or sys.stdin.isatty())
     if conversing:
-        _say(f"chatting with {args.model} at {where}; {RESET} starts again, an empty line or Ctrl-D ends")
+        _say(f"chatting with {args.model} at {redact_url(where)}; {RESET} starts again, an empty line or Ctrl-D ends")
     for text in _questions(args):
         if text == RESET:
             conversation.reset()
