@@ -87,7 +87,8 @@ def test_add_serves_the_openai_api_that_the_sdk_and_chat_use(
         assert "echo: after reset (turn 1)" in out
         assert "tokens/s" in err
         # A completions-only model chats over /v2 with its own template rendered here.
-        assert main(["chat", "llama-chat", "--name", name, "--prompt", "hi"]) == 0
+        monkeypatch.setattr(sys, "stdin", io.StringIO("hi\n"))
+        assert main(["chat", "llama-chat", "--name", name, "-i"]) == 0
         out, err = capsys.readouterr()
         assert "<|start_header_id|>user<|end_header_id|>" in out and "hi" in out
         assert "its own chat template over /v2" in err

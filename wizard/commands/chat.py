@@ -130,13 +130,14 @@ def run(args: argparse.Namespace) -> int:
     server = _server(args)
     conversation = Conversation(system=args.system)
     reply: Reply
+    # Notes about the route go with a conversation; a one-shot prompt prints only the reply and its speed.
+    conversing = args.prompt is None and (args.interactive or sys.stdin.isatty())
     if server.openai:
         reply = _openai_replies(server, args)
         where = f"{server.openai} (chat completions)"
     else:
-        reply = _v2_replies(server, args)
+        reply = _v2_replies(server, args, _say if conversing else lambda text: None)
         where = f"{server.http} (/v2 generate_stream)"
-    conversing = args.prompt is None and (args.interactive or sys.stdin.isatty())
     if conversing:
         _say(f"chatting with {args.model} at {redact_url(where)}; {RESET} starts again, an empty line or Ctrl-D ends")
     for text in _questions(args):
@@ -180,7 +181,7 @@ def _openai_replies(server: Server, args: argparse.Namespace) -> Reply:
     return reply
 
 
-def _v2_replies(server: Server, args: argparse.Namespace) -> Reply:
+def _v2_replies(server: Server, args: argparse.Namespace, note: Callable[[str], None]) -> Reply:
     from wizard.chat_template import load_chat_template
     from wizard.errors import ModelwizError, UsageError
     from wizard.triton_http import TritonHttp, TritonHttpError, generate_body
@@ -197,11 +198,11 @@ def _v2_replies(server: Server, args: argparse.Namespace) -> Reply:
         )
     template: ChatTemplate | None = load_chat_template(server.weights) if server.weights else None
     if server.why_v2:
-        _say(f"{args.model}: {server.why_v2}")
+        note(f"{args.model}: {server.why_v2}")
     if template is not None:
-        _say(f"{args.model}: its own chat template over /v2 ({template.origin.name})")
+        note(f"{args.model}: its own chat template over /v2 ({template.origin.name})")
     else:
-        _say(f"{args.model}: no chat template here, so each message goes as raw text without the history")
+        note(f"{args.model}: no chat template here, so each message goes as raw text without the history")
 
     def reply(conversation: Conversation, text: str) -> tuple[str, str]:
         messages = conversation.ask(text)

@@ -96,8 +96,6 @@ def print_success(spec: LaunchSpec, result: UpResult) -> None:
     print(f"Triton {verb} as {spec.name}; models ready: {', '.join(spec.models)}")
     for line in render_endpoints(spec_endpoints(spec)):
         print(line)
-    for name, why in spec.completions_only:
-        print(f"  {name}: {why}")
     first = spec.models[0]
     print("Try it:")
     print(f"  modelwiz chat {first}" + (f" --name {spec.name}" if spec.name != DEFAULT_NAME else ""))
