@@ -41,7 +41,7 @@ EXPORT_STANDIN = Path(__file__).parent / "export_standin"
 
 
 @pytest.fixture(scope="session")
-def export_image(podman_service, standin_image, tmp_path_factory):
+def export_image(podman_service, standin_build, tmp_path_factory):
     """The stand-in plus the export's test programs, built once (cached by content)."""
     files = {
         "tritonserver-standin": (STANDIN_DIR / "tritonserver").read_bytes(),
@@ -50,7 +50,8 @@ def export_image(podman_service, standin_image, tmp_path_factory):
         # As in the NGC image: root and triton-server (uid 1000), nobody else.
         "passwd": b"root:x:0:0:root:/root:/bin/sh\ntriton-server:x:1000:1000::/home/triton-server:/bin/sh\n",
     }
-    base_id = podman_service.podman("image", "inspect", "--format", "{{.Id}}", standin_image).stdout.strip()
+    # FROM the content-named stand-in: the shared localhost/tritonserver:test tag may be another session's.
+    base_id = podman_service.podman("image", "inspect", "--format", "{{.Id}}", standin_build).stdout.strip()
     digest = hashlib.sha256(base_id.encode() + b"".join(files[k] for k in sorted(files))).hexdigest()[:16]
     tag = f"localhost/modelwiz-export-standin:{digest}"
     if podman_service.podman("image", "exists", tag, check=False).returncode != 0:
@@ -59,7 +60,7 @@ def export_image(podman_service, standin_image, tmp_path_factory):
             (context / name).write_bytes(data)
             (context / name).chmod(0o644 if name == "passwd" else 0o755)
         (context / "Containerfile").write_text(
-            f"FROM {standin_image}\nCOPY tritonserver-standin tritonserver python3 /usr/bin/\nCOPY passwd /etc/passwd\n"
+            f"FROM {standin_build}\nCOPY tritonserver-standin tritonserver python3 /usr/bin/\nCOPY passwd /etc/passwd\n"
         )
         podman_service.podman("build", "--pull=never", "-q", "-t", tag, str(context))
     return tag
