@@ -7,6 +7,7 @@ later still, inside the core functions that use them.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -14,18 +15,23 @@ from typing import TYPE_CHECKING
 
 from wizard import hub, launcher, podman_conn
 from wizard.add_flow import AddProposal, AddRequest, HubReader, bytes_to_download
+from wizard.catalog import CatalogModel, load_catalog
+from wizard.container import DEFAULT_NAME, LaunchSpec
 from wizard.errors import ModelwizError
 from wizard.gpus import GpuInventory, load_inventory
 from wizard.images import pick_image
+from wizard.naming import check_name
 from wizard.preflight import check_cdi
-from wizard.repository import Repository, configured_repository, remember_repository
-from wizard.serve import Reporter, ServeOptions
+from wizard.repository import DOWNLOADING, FOREIGN, READY, Repository, configured_repository, remember_repository
+from wizard.serve import Reporter, ServeOptions, driver_version, server_status, start_server
 from wizard.service import (
     Check,
     DeviceMemory,
     DiskCheck,
     Endpoints,
     ExistingModel,
+    GpuUse,
+    HomeModel,
     LaunchEvent,
     LogLine,
     ModelCandidate,
@@ -34,6 +40,8 @@ from wizard.service import (
     ModelState,
     PlanView,
     PullProgress,
+    ServerView,
+    ServingState,
     free_bytes_at,
     quick_fit,
 )
@@ -42,6 +50,78 @@ from wizard.units import format_bytes
 
 if TYPE_CHECKING:
     from wizard.progress import ProgressEvent
+
+
+LAUNCH_STATES: dict[str, ServingState] = {"load": "loading", "ready": "ready"}  # launcher stage -> state
+# Triton's model states (GET /v2/repository/index) as the wizard shows them; UNAVAILABLE is
+# "failed" when Triton gives a reason other than an unload.
+TRITON_STATES: dict[str, ServingState] = {"READY": "ready", "LOADING": "loading", "UNLOADING": "loading"}
+TRITON_UNLOADED = "unloaded"
+LOG_LINES = 200  # the server log's lines the home screen shows
+
+
+def _reporter(on_event: Callable[[LaunchEvent], None], cancel: threading.Event) -> Reporter:
+    """The launcher's callbacks as the wizard's launch events."""
+
+    def event(e: launcher.LaunchEvent) -> None:
+        if e.model and e.stage in LAUNCH_STATES:
+            on_event(ModelState(e.model, LAUNCH_STATES[e.stage], e.message))
+
+    return Reporter(
+        on_event=event,
+        on_progress=lambda p: on_event(PullProgress(p)),
+        on_log=lambda line: on_event(LogLine(line)),
+        cancel=cancel,
+    )
+
+
+@contextlib.contextmanager
+def _failed_model_reported(on_event: Callable[[LaunchEvent], None]) -> Iterator[None]:
+    """A launch error that names a model marks that model failed, then goes on up."""
+    try:
+        yield
+    except ModelwizError as error:
+        model = getattr(error, "model", None)
+        if model:
+            on_event(ModelState(model, "failed", error.message))
+        raise
+
+
+def _endpoints(spec: LaunchSpec) -> Endpoints:
+    return Endpoints(http=spec.http_url, grpc=spec.grpc_address, metrics=spec.metrics_url, models=tuple(spec.models))
+
+
+def endpoint_lines(http_url: str) -> tuple[tuple[str, str], ...]:
+    """The (label, url) lines the home screen and the exit summary show for a running server."""
+    return (("Triton HTTP (/v2)", http_url),)
+
+
+def serving_state(state: str, reason: str) -> tuple[ServingState, str]:
+    """Triton's state of a model (and its reason) as the wizard shows it."""
+    if state in TRITON_STATES:
+        return TRITON_STATES[state], ""
+    if state == "UNAVAILABLE" and reason and reason != TRITON_UNLOADED:
+        return "failed", reason
+    return "waiting", ""
+
+
+def catalog_candidate(model: CatalogModel, inventory: GpuInventory | None) -> ModelCandidate:
+    fit, note = quick_fit(model.weights_bytes, inventory)
+    return ModelCandidate(
+        repo_id=model.repo_id,
+        gated=model.gated,
+        parameters=model.parameters,
+        weights_bytes=model.weights_bytes,
+        fit=fit,
+        fit_note=note,
+    )
+
+
+def _folder_bytes(path: Path) -> int:
+    try:
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    except OSError:
+        return 0
 
 
 def _failed(key: str, title: str, error: Exception, blocks: str | None, status: str = "fail") -> Check:
@@ -185,7 +265,11 @@ class CoreService:
         )
 
     def popular_models(self, inventory: GpuInventory | None) -> list[ModelCandidate]:
-        return self.search_models("", inventory, limit=12)
+        """The Hub's most downloaded models; the built-in catalog when the Hub cannot be reached."""
+        try:
+            return self.search_models("", inventory, limit=12)
+        except (hub.HubUnreachable, hub.OfflineNotCached):
+            return self.catalog_models(inventory)
 
     def search_models(self, query: str, inventory: GpuInventory | None, *, limit: int = 20) -> list[ModelCandidate]:
         return [self._candidate(h, inventory) for h in hub.search_models(query, limit=limit)]
@@ -280,39 +364,142 @@ class CoreService:
 
     def launch(self, plan: PlanView, *, on_event: Callable[[LaunchEvent], None], cancel: threading.Event) -> Endpoints:
         session, proposal = self._planned(plan)
-        states: dict[str, str] = {"load": "loading", "ready": "ready"}
-
-        def event(e: launcher.LaunchEvent) -> None:
-            if e.model and e.stage in states:
-                on_event(ModelState(e.model, states[e.stage], e.message))
-
-        reporter = Reporter(
-            on_event=event,
-            on_progress=lambda p: on_event(PullProgress(p)),
-            on_log=lambda line: on_event(LogLine(line)),
-            cancel=cancel,
-        )
         names = tuple(n.plan.name for n in proposal.new)
         # A running server loads again the models whose budgets changed (and, by fingerprint,
         # any whose files changed since it loaded them).
         reload = tuple(c.new.name for c in proposal.changed)
-        try:
-            serving = session.launch(names, reload, self._serve_options or ServeOptions(), reporter)
-        except ModelwizError as error:
-            model = getattr(error, "model", None)
-            if model:
-                on_event(ModelState(model, "failed", error.message))
-            raise
-        spec = serving.spec
-        return Endpoints(
-            http=spec.http_url,
-            grpc=spec.grpc_address,
-            metrics=spec.metrics_url,
-            models=tuple(spec.models),
-        )
+        with _failed_model_reported(on_event):
+            serving = session.launch(names, reload, self._serve_options or ServeOptions(), _reporter(on_event, cancel))
+        return _endpoints(serving.spec)
 
     def generate_stream(self, endpoints: Endpoints, model: str, prompt: str) -> Iterator[str]:
         from wizard.triton_http import TritonHttp, generate_body
 
         for event in TritonHttp(endpoints.http).generate_stream(model, generate_body(prompt)):
             yield str(event.get("text_output", ""))
+
+    # -- the home screen ----------------------------------------------------------------------
+    def catalog_models(self, inventory: GpuInventory | None) -> list[ModelCandidate]:
+        return [catalog_candidate(m, inventory) for m in load_catalog()]
+
+    def server_status(self) -> ServerView:
+        try:
+            status = server_status(self.repository_path())
+        except ModelwizError as error:
+            return ServerView("unreachable", detail=error.one_line())
+        if status is None or not status.exists:
+            return ServerView("absent", detail="no server for this repository (or podman is not reachable)")
+        if status.state != "running" or not status.url:
+            return ServerView("stopped", status.name, status.image, detail=f"container {status.state}")
+        models = tuple(ModelState(m.name, *serving_state(m.state, m.reason)) for m in status.models)
+        ready = tuple(m.name for m in models if m.state == "ready")
+        return ServerView(
+            "running",
+            status.name,
+            status.image,
+            endpoints=Endpoints(http=status.url, grpc="", metrics="", models=ready),
+            lines=endpoint_lines(status.url),
+            models=models,
+            detail=status.error or "",
+        )
+
+    def home_models(self, server: ServerView) -> tuple[HomeModel, ...]:
+        if not self.repository_path().is_dir():
+            return ()
+        repo = self._open()
+        served = {m.name: m for m in server.models}
+        out = []
+        for model in repo.models():
+            entry = model.entry
+            source = entry.source if entry else model.name
+            plan = entry.plan if entry else None
+            if model.state == DOWNLOADING and entry is not None:
+                done = _folder_bytes(repo.weights_dir(entry))
+                out.append(
+                    HomeModel(model.name, source, "unfinished", "", plan, done, plan.weights_bytes if plan else None)
+                )
+            elif model.state in (READY, FOREIGN):
+                now = served.get(model.name)
+                if now is None or now.state == "waiting":
+                    out.append(HomeModel(model.name, source, "stopped", "", plan))
+                else:
+                    out.append(HomeModel(model.name, source, now.state, now.detail, plan))
+            else:
+                out.append(HomeModel(model.name, source, "problem", "; ".join(model.problems) or model.state, plan))
+        return tuple(out)
+
+    def gpu_use(self, inventory: GpuInventory) -> tuple[GpuUse, ...]:
+        """Planned: the memory vLLM may claim on each device (each engine's gpu_memory_utilization
+        of the device's CUDA total). In use now: NVML's used memory, read again on each call."""
+        plans = self._open().managed_plans() if self.repository_path().is_dir() else ()
+        now = (
+            {g.cdi_id: g.memory_used_bytes for g in load_inventory(None).devices} if inventory.source == "nvml" else {}
+        )
+        return tuple(
+            GpuUse(
+                device=g.cdi_id,
+                label=f"GPU {g.cdi_id} · {g.name}",
+                total=g.cuda_total_bytes,
+                planned=sum(
+                    round(p.gpu_memory_utilization * g.cuda_total_bytes) for p in plans if g.cdi_id in p.devices
+                ),
+                used_now=now.get(g.cdi_id),
+            )
+            for g in inventory.devices
+        )
+
+    def relaunch(self, *, on_event: Callable[[LaunchEvent], None], cancel: threading.Event) -> Endpoints:
+        """`modelwiz up` for the repository (the same `start_server`, with this run's options)."""
+        with _failed_model_reported(on_event):
+            serving = start_server(
+                self.repository_path(),
+                driver=driver_version(self.spec, lambda _note: None),
+                options=self._serve_options or ServeOptions(),
+                reporter=_reporter(on_event, cancel),
+            )
+        return _endpoints(serving.spec)
+
+    def reload_model(self, name: str) -> None:
+        from wizard.triton_http import TritonHttp, TritonHttpError
+
+        server = self.server_status()
+        if not server.running or server.endpoints is None:
+            raise ModelwizError("the server is not running", hint="launch it first (`modelwiz up`)")
+        try:
+            TritonHttp(server.endpoints.http).load(name)
+        except TritonHttpError as error:
+            raise ModelwizError(f"{name} did not load: {error}", hint="read the server log for the reason") from None
+
+    def remove_model(self, name: str, *, delete_weights: bool) -> tuple[str, ...]:
+        """What `modelwiz remove NAME` does: take it out under the repository lock, then free
+        its GPU memory when the server has it loaded."""
+        from wizard.commands.remove import unload_from_server
+
+        name = check_name(name)
+        repo = Repository.open(self.repository_path())
+        with repo.lock():
+            notes = Repository.open(repo.root).remove_model(name, delete_weights=delete_weights)
+        if unload_from_server(repo.root, name):
+            notes = (*notes, f"unloaded {name} from the running server")
+        return (*notes, f"removed {name} from {repo.root}")
+
+    def _container_name(self) -> str:
+        return self.server_status().name or DEFAULT_NAME
+
+    def stop_server(self) -> bool:
+        """What `modelwiz down` does, for this repository's container."""
+        name = self._container_name()
+        client = podman_conn.connect()
+        try:
+            return launcher.down(client, name)
+        finally:
+            client.close()
+
+    def server_log(self, lines: int = LOG_LINES) -> tuple[str, ...]:
+        name = self._container_name()
+        client = podman_conn.connect(timeout=5)
+        try:
+            container = launcher.find_container(client, name)
+            return () if container is None else tuple(launcher.log_tail(container, lines))
+        finally:
+            client.close()

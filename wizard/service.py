@@ -41,6 +41,11 @@ Fit = Literal["fits", "split", "no", "unknown"]
 Access = Literal["ok", "needs-login", "needs-request"]
 ServingState = Literal["waiting", "loading", "ready", "failed"]
 Gated = bool | Literal["auto", "manual"]  # True when only "gated" is known
+ServerState = Literal["running", "stopped", "absent", "unreachable"]
+# A repository model as the home screen shows it: serving (ready, loading), failed to load,
+# stopped (complete, not served now), unfinished (an add whose download did not finish), or a
+# problem on disk (broken, missing, an interrupted removal).
+HomeState = Literal["ready", "loading", "failed", "stopped", "unfinished", "problem"]
 
 
 @dataclass(frozen=True)
@@ -215,6 +220,47 @@ class Endpoints:
     models: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class ServerView:
+    """The repository's Triton server as the home screen shows it."""
+
+    state: ServerState  # absent: no container; unreachable: podman cannot be asked
+    name: str | None = None  # the container's name
+    image: str | None = None
+    endpoints: Endpoints | None = None  # where it answers, while running
+    lines: tuple[tuple[str, str], ...] = ()  # (label, url) endpoint lines to show, best first
+    models: tuple[ModelState, ...] = ()  # each model's state in the server
+    detail: str = ""  # podman's status text, or why it could not be asked
+
+    @property
+    def running(self) -> bool:
+        return self.state == "running"
+
+
+@dataclass(frozen=True)
+class HomeModel:
+    """One model of the repository with its state now."""
+
+    name: str
+    source: str
+    state: HomeState
+    reason: str = ""  # why it failed, what is wrong on disk
+    plan: ModelPlan | None = None
+    bytes_done: int | None = None  # unfinished: the weights on disk so far
+    bytes_total: int | None = None  # unfinished: the weights' size, when recorded
+
+
+@dataclass(frozen=True)
+class GpuUse:
+    """One device: the memory the repository's plans give its engines, and what is in use now."""
+
+    device: str  # CDI id
+    label: str  # "GPU 0 · NVIDIA H100 80GB HBM3"
+    total: int  # the memory CUDA sees (what gpu_memory_utilization is a fraction of)
+    planned: int
+    used_now: int | None = None  # NVML now; None for described GPUs
+
+
 # ---------------------------------------------------------------------------------------------
 # The protocol
 
@@ -278,6 +324,34 @@ class WizardService(Protocol):
 
     def generate_stream(self, endpoints: Endpoints, model: str, prompt: str) -> Iterator[str]:
         """The model's reply to `prompt`, piece by piece."""
+
+    # -- the home screen (a re-run) ------------------------------------------------------------
+    def catalog_models(self, inventory: GpuInventory | None) -> list[ModelCandidate]:
+        """The built-in catalog of popular models (no network): the model list's first answer."""
+
+    def server_status(self) -> ServerView:
+        """The repository's server now (never raises for podman being away: `unreachable`)."""
+
+    def home_models(self, server: ServerView) -> tuple[HomeModel, ...]:
+        """The repository's models, each with its state in `server` or on disk."""
+
+    def gpu_use(self, inventory: GpuInventory) -> tuple[GpuUse, ...]:
+        """Per device: planned by the repository's models, and in use now (NVML; None when described)."""
+
+    def relaunch(self, *, on_event: Callable[[LaunchEvent], None], cancel: threading.Event) -> Endpoints:
+        """Start the server for the repository as `modelwiz up` does (or load what is new)."""
+
+    def reload_model(self, name: str) -> None:
+        """Make the running server load `name` again."""
+
+    def remove_model(self, name: str, *, delete_weights: bool) -> tuple[str, ...]:
+        """Take `name` out of the repository as `modelwiz remove` does; the notes to show."""
+
+    def stop_server(self) -> bool:
+        """Stop and remove the server as `modelwiz down` does; False when there was none."""
+
+    def server_log(self, lines: int) -> tuple[str, ...]:
+        """The last `lines` of the server's log (empty when there is no server)."""
 
 
 # ---------------------------------------------------------------------------------------------
