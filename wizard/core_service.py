@@ -42,6 +42,7 @@ from wizard.service import (
     PullProgress,
     ServerView,
     ServingState,
+    endpoint_lines,
     free_bytes_at,
     quick_fit,
 )
@@ -89,11 +90,6 @@ def _failed_model_reported(on_event: Callable[[LaunchEvent], None]) -> Iterator[
 
 def _endpoints(spec: LaunchSpec) -> Endpoints:
     return Endpoints(http=spec.http_url, grpc=spec.grpc_address, metrics=spec.metrics_url, models=tuple(spec.models))
-
-
-def endpoint_lines(http_url: str) -> tuple[tuple[str, str], ...]:
-    """The (label, url) lines the home screen and the exit summary show for a running server."""
-    return (("Triton HTTP (/v2)", http_url),)
 
 
 def serving_state(state: str, reason: str) -> tuple[ServingState, str]:
@@ -393,12 +389,13 @@ class CoreService:
             return ServerView("stopped", status.name, status.image, detail=f"container {status.state}")
         models = tuple(ModelState(m.name, *serving_state(m.state, m.reason)) for m in status.models)
         ready = tuple(m.name for m in models if m.state == "ready")
+        endpoints = Endpoints(http=status.url, grpc="", metrics="", models=ready)
         return ServerView(
             "running",
             status.name,
             status.image,
-            endpoints=Endpoints(http=status.url, grpc="", metrics="", models=ready),
-            lines=endpoint_lines(status.url),
+            endpoints=endpoints,
+            lines=endpoint_lines(endpoints),
             models=models,
             detail=status.error or "",
         )

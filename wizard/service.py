@@ -388,6 +388,12 @@ def curl_command(endpoints: Endpoints, model: str, prompt: str = "What is Triton
     return curl_example(endpoints.http, model, prompt=prompt)
 
 
+def endpoint_lines(endpoints: Endpoints) -> tuple[tuple[str, str], ...]:
+    """Where the server answers, as (label, url) lines, best first."""
+    lines = (("Triton HTTP (/v2)", endpoints.http), ("gRPC", endpoints.grpc), ("metrics", endpoints.metrics))
+    return tuple((label, url) for label, url in lines if url)
+
+
 def free_bytes_at(path: Path) -> int:
     """Free space on the file system that holds `path` (or would, once created)."""
     probe = Path(path).resolve()
