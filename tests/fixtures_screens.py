@@ -683,6 +683,18 @@ def models_ready(app: App[int]) -> bool:
     return isinstance(app.screen, ModelsScreen) and bool(app.screen.results)
 
 
+def home_ready(app: App[Any]) -> bool:
+    """The home screen is up and its first look (server, models, GPUs) has landed."""
+    return screen_name(app) == "HomeScreen" and bool(app.screen.refreshed)  # type: ignore[attr-defined]
+
+
+async def home_to_models(pilot: Pilot[Any]) -> None:
+    """A re-run: from the home screen, `a` (add models) opens the model list."""
+    await wait_for(pilot, lambda: home_ready(pilot.app), groups=["home-poll"])
+    await pilot.press("a")
+    await wait_for(pilot, lambda: models_ready(pilot.app), groups=["search"])
+
+
 def plan_ready(app: App[int]) -> bool:
     return isinstance(app.screen, PlanScreen) and app.screen.plan is not None
 
@@ -735,6 +747,8 @@ __all__ = [
     "fake_backend",
     "first_matching",
     "go_to_download",
+    "home_ready",
+    "home_to_models",
     "machine_ready",
     "models_ready",
     "pick",
