@@ -385,3 +385,25 @@ def test_catalog_fills_the_list_when_the_hub_is_unreachable(monkeypatch):
     assert qwen.parameters == 7_615_616_512 and qwen.weights_bytes == 2 * 7_615_616_512 and qwen.fit == "fits"
     assert found[1].gated == "manual"
     assert next(c for c in found if c.repo_id == "Qwen/Qwen2.5-72B-Instruct").fit != "fits"
+
+
+async def test_model_list_shows_the_catalog_at_once_then_the_hub_replaces_it(monkeypatch):
+    import threading
+
+    from wizard import hub
+
+    answer = threading.Event()
+
+    def slow_search(query, *, limit=20):
+        answer.wait(10)
+        return [hub.HubSearchResult(repo_id="org/fresh", downloads=9, likes=0, gated=False)]
+
+    monkeypatch.setattr(hub, "search_models", slow_search)
+    app = build_app(CoreService(spec="H100-80GB"))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: screen_name(app) == "MachineScreen" and app.screen.checks_done)
+        await pilot.click("#continue")
+        await wait_for(pilot, lambda: screen_name(app) == "ModelsScreen" and bool(app.screen.results))
+        assert app.screen.results[0].repo_id == "Qwen/Qwen2.5-7B-Instruct"  # the built-in catalog, before the Hub
+        answer.set()
+        await wait_for(pilot, lambda: [c.repo_id for c in app.screen.results] == ["org/fresh"], groups=["search"])
