@@ -30,13 +30,14 @@ from screens.home_panels import ChatScreen, LogScreen, YesNoScreen
 from screens.messages import LaunchProgress
 from screens.step import error_text
 from wizard.errors import ModelwizError
+from wizard.plan_types import ModelPlan
 from wizard.service import GpuUse, HomeModel, LogLine, ModelState, PullProgress, ServerView, WizardService
-from wizard.units import format_bytes
-from wizard.wizard_flow import HomeResult, plan_line, resume_choice
+from wizard.units import GiB, format_bytes
+from wizard.wizard_flow import TOKENS_PER_K, HomeResult, plan_line, resume_choice
 from wizard.wizard_state import WizardState
 
 POLL_S = 2.0  # how often the server, models and GPU memory are read again
-BAR_WIDTH = 24
+BAR_WIDTH = 20
 STATE_LOOK: dict[str, tuple[str, str]] = {  # state -> (mark, style); the word itself carries the meaning
     "ready": ("●", "green"),
     "loading": ("◐", "yellow"),
@@ -114,9 +115,19 @@ def state_cell(model: HomeModel) -> Text:
     mark, style = STATE_LOOK[model.state]
     text = Text(f"{mark} {model.state}", style=style)
     if model.state == "unfinished" and model.bytes_done is not None:
-        total = f" / {format_bytes(model.bytes_total)}" if model.bytes_total else ""
-        text.append(f" {format_bytes(model.bytes_done)}{total}", style="")
+        if model.bytes_total:
+            done = format_bytes(model.bytes_done).removesuffix(" GiB") if model.bytes_total >= GiB else None
+            text.append(f" {done or format_bytes(model.bytes_done)}/{format_bytes(model.bytes_total)}", style="")
+        else:
+            text.append(f" {format_bytes(model.bytes_done)}", style="")
     return text
+
+
+def plan_cell(plan: ModelPlan | None) -> str:
+    """The plan in the table, short: tensor parallel, context (k tokens), memory share."""
+    if plan is None:
+        return "-"
+    return f"tp {plan.tensor_parallel_size} · {plan.max_model_len // TOKENS_PER_K}k · {plan.gpu_memory_utilization:.2f}"
 
 
 def detail_text(model: HomeModel | None) -> Text:
@@ -156,12 +167,12 @@ def gpus_text(gpus: Iterable[GpuUse]) -> Text:
         text.append(f"{use.label}\n", style="bold")
         text.append(f"  [{gpu_bar(use)}] planned {format_bytes(use.planned)} of {format_bytes(use.total)}")
         if use.used_now is None:
-            text.append(" · described GPU: no live use", style="dim")
+            text.append(" · described: no live use", style="dim")
         else:
-            text.append(f" · in use now {format_bytes(use.used_now)}")
+            text.append(f" · in use {format_bytes(use.used_now)}")
     if not text:
         return Text("no GPUs known: add models to describe them", style="dim")
-    text.append("\n█ in use now  ▒ planned  · free", style="dim")
+    text.append("\n█ in use now (NVML)  ▒ planned for the engines  · free", style="dim")
     return text
 
 
@@ -243,7 +254,7 @@ class HomeScreen(Screen[HomeResult]):
         row = table.cursor_row
         table.clear()
         for m in self.models:
-            table.add_row(m.name, state_cell(m), plan_line(m.plan) if m.plan else "-", key=m.name)
+            table.add_row(m.name, state_cell(m), plan_cell(m.plan), key=m.name)
         if self.models:
             table.move_cursor(row=min(row, len(self.models) - 1))
         self._show_detail()

@@ -67,12 +67,13 @@ async def test_rerun_opens_on_home_with_server_models_plan_and_gpus(rerun):
         assert "not running" in text_of(app, "#server") and "modelwiz up" in text_of(app, "#server")
         assert row_states(app) == {QWEN_NAME: "stopped"}
         table = app.screen.query_one("#models", DataTable)
-        assert str(table.get_row(QWEN_NAME)[2]) == "tp 1 · 32,768 tokens · util 0.45 · 3.0 at once"
+        assert str(table.get_row(QWEN_NAME)[2]) == "tp 1 · 32k · 0.45"
+        assert "plan  tp 1 · 32,768 tokens · util 0.45 · 3.0 at once" in text_of(app, "#detail")
         assert "launch with l" in text_of(app, "#detail")
         gpus = text_of(app, "#gpus")
         assert "GPU 0 · NVIDIA H100 80GB HBM3" in gpus and "planned 35.6 GiB of 79.2 GiB" in gpus  # 0.45 x 79.2
         assert "planned 0 B" in gpus  # GPU 1 carries nothing
-        assert "described GPU: no live use" in gpus
+        assert "described: no live use" in gpus
     assert ("existing_models",) in rerun.calls
 
 
@@ -250,7 +251,7 @@ async def test_resume_continues_the_unfinished_add_without_a_duplicate(rerun):
         await open_home(pilot)
         assert row_states(app) == {QWEN_NAME: "unfinished"}
         table = app.screen.query_one("#models", DataTable)
-        assert "↓ unfinished 3.0 GiB / 15.0 GiB" in str(table.get_row(QWEN_NAME)[1])
+        assert "↓ unfinished 3.0/15.0 GiB" in str(table.get_row(QWEN_NAME)[1])
         await pilot.press("r")
         await wait_for(pilot, lambda: screen_name(app) == "PlanScreen" and app.screen.plan is not None, groups=["plan"])
         plan = app.screen.plan
@@ -292,11 +293,11 @@ async def test_gpu_memory_in_use_now_is_read_again_while_open(rerun):
     app = build_app(rerun)
     async with app.run_test(size=SIZE) as pilot:
         await open_home(pilot)
-        assert "in use now 10.0 GiB" in text_of(app, "#gpus")
+        assert "· in use 10.0 GiB" in text_of(app, "#gpus")
         rerun.gpu_used = {"0": 40 * GiB}
         seen = app.screen.refreshed
         await wait_for(pilot, lambda: app.screen.refreshed > seen, groups=["home-poll"])  # the timer looks again
-        assert "in use now 40.0 GiB" in text_of(app, "#gpus")
+        assert "· in use 40.0 GiB" in text_of(app, "#gpus")
 
 
 async def test_quit_prints_what_is_needed_next(rerun):
@@ -340,11 +341,11 @@ async def test_home_over_the_real_core(tmp_path, fake_hub, fake_nvml, no_podman)
         await open_home(pilot)
         assert row_states(app) == {"tiny": "stopped"}  # no server: podman is not reachable
         gpus = text_of(app, "#gpus")
-        assert "GPU 0 · NVIDIA H100 80GB HBM3" in gpus and "in use now" in gpus and "planned" in gpus
+        assert "GPU 0 · NVIDIA H100 80GB HBM3" in gpus and "· in use 2." in gpus and "planned" in gpus
         nvml.gpus[0] = replace(nvml.gpus[0], used_by_processes=30 * 1024 * MiB)
         seen = app.screen.refreshed
         await wait_for(pilot, lambda: app.screen.refreshed > seen, groups=["home-poll"])
-        assert "in use now 30." in text_of(app, "#gpus")  # NVML read again
+        assert "· in use 30." in text_of(app, "#gpus")  # NVML read again
         await pilot.press("l")  # the same start_server as `modelwiz up`: podman is away
         await settle(pilot, lambda: "fix:" in notice(app))
         await pilot.press("g")
