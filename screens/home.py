@@ -33,7 +33,7 @@ from wizard.errors import ModelwizError
 from wizard.plan_types import ModelPlan
 from wizard.service import GpuUse, HomeModel, LogLine, ModelState, PullProgress, ServerView, WizardService
 from wizard.units import GiB, format_bytes
-from wizard.wizard_flow import TOKENS_PER_K, HomeResult, plan_line, resume_choice
+from wizard.wizard_flow import TOKENS_PER_K, HomeResult, first_look, plan_line, resume_choice
 from wizard.wizard_state import WizardState
 
 POLL_S = 2.0  # how often the server, models and GPU memory are read again
@@ -45,6 +45,7 @@ STATE_LOOK: dict[str, tuple[str, str]] = {  # state -> (mark, style); the word i
     "stopped": ("○", "dim"),
     "unfinished": ("↓", "cyan"),
     "problem": ("!", "red"),
+    "checking": ("…", "dim"),
 }
 
 
@@ -224,6 +225,7 @@ class HomeScreen(Screen[HomeResult]):
         table = self.query_one("#models", DataTable)
         table.add_columns("Model", "State", "Plan")
         table.focus()
+        self._show_models(first_look(self.state.existing))  # at once; the first look follows
         self.look()
         self.set_interval(POLL_S, self.look)
 
@@ -245,20 +247,24 @@ class HomeScreen(Screen[HomeResult]):
         self.post_message(HomeRefreshed(server, models, gpus))
 
     def on_home_refreshed(self, message: HomeRefreshed) -> None:
-        self.server, self.models, self.gpus = message.server, message.models, message.gpus
+        self.server, self.gpus = message.server, message.gpus
         self.app.server = message.server  # type: ignore[attr-defined] - the exit summary's look
         self.query_one("#server", Static).update(server_text(self.server))
         self.query_one("#endpoints", Static).update(endpoints_text(self.server))
         self.query_one("#gpus", Static).update(gpus_text(self.gpus))
+        self._show_models(message.models)
+        self.refreshed += 1
+
+    def _show_models(self, models: tuple[HomeModel, ...]) -> None:
+        self.models = models
         table = self.query_one("#models", DataTable)
         row = table.cursor_row
         table.clear()
-        for m in self.models:
+        for m in models:
             table.add_row(m.name, state_cell(m), plan_cell(m.plan), key=m.name)
-        if self.models:
-            table.move_cursor(row=min(row, len(self.models) - 1))
+        if models:
+            table.move_cursor(row=min(row, len(models) - 1))
         self._show_detail()
-        self.refreshed += 1
 
     @on(DataTable.RowHighlighted, "#models")
     def _row_changed(self) -> None:

@@ -159,13 +159,16 @@ class CoreService:
     def existing_models(self) -> tuple[ExistingModel, ...]:
         if not self.repository_path().is_dir():
             return ()
+        # The manifest and the folder names say it all: no config.pbtxt is parsed here (that loads
+        # protobuf), so a re-run's first screen is not kept waiting.
+        repo = self._open()
         out = []
-        for model in self._open().models():
-            entry = model.entry
+        for name in sorted(set(repo.folder_names()) | set(repo.manifest.names)):
+            entry = repo.manifest.get(name)
             out.append(
                 ExistingModel(
-                    name=model.name,
-                    source=entry.source if entry else model.name,
+                    name=name,
+                    source=entry.source if entry else name,
                     plan=entry.plan if entry else None,
                     revision=entry.revision if entry else None,
                     complete=entry.complete if entry else True,

@@ -43,9 +43,9 @@ ServingState = Literal["waiting", "loading", "ready", "failed"]
 Gated = bool | Literal["auto", "manual"]  # True when only "gated" is known
 ServerState = Literal["running", "stopped", "absent", "unreachable"]
 # A repository model as the home screen shows it: serving (ready, loading), failed to load,
-# stopped (complete, not served now), unfinished (an add whose download did not finish), or a
-# problem on disk (broken, missing, an interrupted removal).
-HomeState = Literal["ready", "loading", "failed", "stopped", "unfinished", "problem"]
+# stopped (complete, not served now), unfinished (an add whose download did not finish), a
+# problem on disk (broken, missing, an interrupted removal), or checking (not looked at yet).
+HomeState = Literal["ready", "loading", "failed", "stopped", "unfinished", "problem", "checking"]
 
 
 @dataclass(frozen=True)

@@ -329,6 +329,11 @@ def after_home(state: WizardState, result: HomeResult) -> tuple[WizardState, Ste
     return state, ("plan" if result.action == "resume" else "models")
 
 
+def first_look(existing: Sequence[ExistingModel]) -> tuple[HomeModel, ...]:
+    """The home screen's rows before its first look at the server: what the manifest says."""
+    return tuple(HomeModel(e.name, e.source, "checking" if e.complete else "unfinished", "", e.plan) for e in existing)
+
+
 def resume_choice(model: HomeModel) -> HomeResult:
     """Resume an unfinished add: its source again, with no name (the core's rule resumes it)."""
     if model.state != "unfinished":
