@@ -408,3 +408,17 @@ async def test_model_list_shows_the_catalog_at_once_then_the_hub_replaces_it(mon
         assert app.screen.results[0].repo_id == "Qwen/Qwen2.5-7B-Instruct"  # the built-in catalog, before the Hub
         answer.set()
         await wait_for(pilot, lambda: [c.repo_id for c in app.screen.results] == ["org/fresh"], groups=["search"])
+
+
+async def test_rerun_with_nothing_new_never_says_no_model_given(tmp_path, fake_hub, no_podman):
+    repo = tmp_path / "repo"
+    seeded_repository(repo, finished=True)
+    app = build_app(CoreService(spec=SEED_GPUS, repository=repo))
+    async with app.run_test(size=SIZE) as pilot:
+        await open_home(pilot)
+        await pilot.press("a")
+        await wait_for(pilot, lambda: screen_name(app) == "ModelsScreen")
+        await pilot.click("#continue")  # nothing picked: the guided steps end, back home
+        await open_home(pilot)
+        shown = " ".join(str(w.render()) for w in app.screen.query("Static"))
+        assert "no MODEL given" not in shown and row_states(app) == {"tiny": "stopped"}

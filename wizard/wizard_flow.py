@@ -136,7 +136,16 @@ def advance(state: WizardState, step: Step, answer: StepResult | Back) -> tuple[
     """The state and the step after `step` answered; None when the wizard is done."""
     if isinstance(answer, Back):
         return state, step_before(step) or STEPS[0]
+    if nothing_new(state, answer):
+        return fold(state, answer), None
     return fold(state, answer), step_after(step)
+
+
+def nothing_new(state: WizardState, answer: StepResult) -> bool:
+    """A re-run's model step answered with no new model: there is nothing to plan or download
+    (the repository's models are launched, reloaded and removed from the home screen, or with
+    `modelwiz up`), so the guided steps end there instead of planning nothing."""
+    return isinstance(answer, ModelsResult) and not answer.choices and bool(state.existing)
 
 
 def step_after(step: Step) -> Step | None:
