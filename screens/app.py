@@ -28,9 +28,9 @@ from wizard.wizard_flow import (
     Step,
     advance,
     after_home,
-    back_to_home,
     exit_summary,
     first_step,
+    goes_home,
     opening,
     opens_home,
     step_before,
@@ -78,32 +78,37 @@ class ModelWizApp(App[str]):
         except Exception as error:  # noqa: BLE001 - an unreadable repository is shown, not fatal
             self.notify(f"could not read the model repository: {error}", severity="warning")
         if not opens_home(state):
-            state = await self._steps(state, first_step(state), home=False)
-            self.leave(state)
-            return
+            state, home = await self._steps(state, first_step(state), entry=None)
+            if not home:
+                self.leave(state)
+                return
+            state = await self._reread(state)
         while True:
             self.state = state
             result = await self.push_screen_wait(self._home(state))
             state, step = after_home(state, result)
             if step is None:
                 break
-            state = await self._steps(state, step, home=True)
-            state = state.with_(existing=tuple(await asyncio.to_thread(self.service.existing_models)))
+            state, _home = await self._steps(state, step, entry=step)
+            state = await self._reread(state)
         self.leave(state)
 
-    async def _steps(self, state: WizardState, step: Step | None, *, home: bool) -> WizardState:
-        """The guided steps from `step` until the last one answers (or, started from the home
-        screen, until Back leaves the first of them)."""
-        entry = step
+    async def _reread(self, state: WizardState) -> WizardState:
+        return state.with_(existing=tuple(await asyncio.to_thread(self.service.existing_models)))
+
+    async def _steps(self, state: WizardState, step: Step | None, *, entry: Step | None) -> tuple[WizardState, bool]:
+        """The guided steps from `step` until the last one answers; True when Back leaves them
+        for the home screen (`wizard_flow.goes_home`)."""
         while step is not None:
             self.state = state
             self.step = step
             answer = await self.push_screen_wait(self._screen_for(step, state))
-            if home and entry is not None and back_to_home(entry, step, answer):
-                break
+            if goes_home(entry, step, answer):
+                self.state = state
+                return state, True
             state, step = advance(state, step, answer)
         self.state = state
-        return state
+        return state, False
 
     def _home(self, state: WizardState) -> Screen[HomeResult]:
         from screens.home import HomeScreen

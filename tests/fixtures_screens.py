@@ -334,6 +334,7 @@ class FakeService:
     ) -> None:
         self.calls.append(("download", choice.repo_id))
         m = self.model(choice.repo_id)
+        self._record(plan, choice, complete=False)  # as the core's fetch: recorded before the first byte
         files = m.file_list()
         total = sum(size for _, size in files)
         errors: list[BaseException] = []
@@ -390,6 +391,14 @@ class FakeService:
         thread.join()
         if errors:
             raise errors[0]
+        self._record(plan, choice, complete=True)
+
+    def _record(self, plan: PlanView, choice: ModelChoice, *, complete: bool) -> None:
+        """The repository now holds the pick under the name the plan gave it."""
+        name = plan.name_of(choice)
+        assert name is not None, "downloading a pick the plan did not name"
+        entry = ExistingModel(name, choice.repo_id, plan.model(name), choice.revision, complete)
+        self.existing = (*(e for e in self.existing if e.name != name), entry)
 
     def write_repository(self, plan: PlanView, choices: Sequence[ModelChoice]) -> None:
         self.calls.append(("write_repository", tuple(plan.name_of(c) for c in choices)))

@@ -161,8 +161,9 @@ async def test_launch_failure_shows_reason_and_retries(fake_backend):
         await wait_for(pilot, lambda: screen_name(app) == "DoneScreen")
 
 
-async def test_back_from_a_failed_launch_is_the_plan(fake_backend):
-    # The advice says "on the plan screen": Back goes there, without downloading again.
+async def test_back_from_a_failed_launch_is_the_home_screen(fake_backend):
+    # The downloads are in the repository: Back goes to the home screen (relaunch, log, remove),
+    # without downloading again, and the model is there, not a duplicate to refuse.
     fake_backend.launch_error = ModelwizError(
         "model failed to load: No available memory for the cache blocks",
         hint="lower its context length on the plan screen",
@@ -173,8 +174,9 @@ async def test_back_from_a_failed_launch_is_the_plan(fake_backend):
         await wait_for(pilot, lambda: screen_name(app) == "LaunchScreen" and not app.screen.running, groups=["launch"])
         downloads = [c for c in fake_backend.calls if c[0] == "download"]
         await pilot.click("#back")
-        await wait_for(pilot, lambda: screen_name(app) == "PlanScreen")
+        await wait_for(pilot, lambda: screen_name(app) == "HomeScreen" and app.screen.refreshed, groups=["home-poll"])
         assert [c for c in fake_backend.calls if c[0] == "download"] == downloads
+        assert [m.name for m in app.screen.models] == ["qwen2.5-7b-instruct"]
 
 
 async def test_rerun_adds_from_home_with_existing(fake_backend):

@@ -21,9 +21,12 @@ from tests.fixtures_screens import (
     SIZE,
     existing_llama_plan,
     home_ready,
+    pick,
     screen_name,
     seeded_repository,
     text_of,
+    to_models,
+    to_plan,
     unfinished,
     wait_for,
 )
@@ -422,3 +425,34 @@ async def test_rerun_with_nothing_new_never_says_no_model_given(tmp_path, fake_h
         await open_home(pilot)
         shown = " ".join(str(w.render()) for w in app.screen.query("Static"))
         assert "no MODEL given" not in shown and row_states(app) == {"tiny": "stopped"}
+
+
+async def test_back_from_a_failed_launch_lands_home_and_relaunches(tmp_path, fake_hub, monkeypatch):
+    """Over the real core: the downloaded model is in the repository, so Back from the failed
+    launch is the home screen (not a plan that calls its name taken), and `l` launches it."""
+    attempts = []
+
+    def start_server(repository, **kwargs):
+        attempts.append(repository)
+        raise ModelwizError("cannot reach the podman service", hint="start it: systemctl --user start podman.socket")
+
+    monkeypatch.setattr("wizard.session.start_server", start_server)
+    monkeypatch.setattr("wizard.core_service.start_server", start_server)
+    monkeypatch.setenv("CONTAINER_HOST", f"unix://{tmp_path}/no-podman.sock")
+    repo = tmp_path / "repo"
+    app = build_app(CoreService(spec=SEED_GPUS, repository=repo))
+    async with app.run_test(size=SIZE) as pilot:
+        await to_models(pilot)
+        await pick(pilot, "org/tiny")
+        await to_plan(pilot)
+        await pilot.click("#continue")
+        await wait_for(
+            pilot, lambda: screen_name(app) == "LaunchScreen" and not app.screen.running, groups=["download", "launch"]
+        )
+        await pilot.click("#back")
+        await open_home(pilot)
+        assert row_states(app) == {"tiny": "stopped"}
+        assert "already in the repository" not in notice(app)
+        await pilot.press("l")
+        await settle(pilot, lambda: "fix: start it: systemctl --user start podman.socket" in notice(app))
+    assert attempts == [repo]  # the failed podman check stopped the wizard's launch; `l` went to start_server

@@ -350,9 +350,12 @@ def resume_choice(model: HomeModel) -> HomeResult:
     return HomeResult("resume", (ModelChoice(model.source),))
 
 
-def back_to_home(entry: Step, step: Step, answer: StepResult | Back) -> bool:
-    """Back from the step the home screen started returns to the home screen."""
-    return isinstance(answer, Back) and step == entry
+def goes_home(entry: Step | None, step: Step, answer: StepResult | Back) -> bool:
+    """Back returns to the home screen from the step the home screen started (`entry`), and from
+    the launch: the picks are in the repository by then, so the home screen is where they are
+    relaunched (after a fix), their log read, or they are removed; planning them again as new
+    picks would only be refused as duplicates."""
+    return isinstance(answer, Back) and (step == entry or step == "launch")
 
 
 def plan_line(plan: ModelPlan | None) -> str:
