@@ -31,7 +31,7 @@ from screens.messages import LaunchProgress
 from screens.step import error_text
 from wizard.errors import ModelwizError
 from wizard.plan_types import ModelPlan
-from wizard.service import GpuUse, HomeModel, LogLine, ModelState, PullProgress, ServerView, WizardService
+from wizard.service import GpuUse, HomeModel, LaunchEvent, LogLine, ModelState, PullProgress, ServerView, WizardService
 from wizard.units import GiB, format_bytes
 from wizard.wizard_flow import TOKENS_PER_K, HomeResult, first_look, plan_line, resume_choice
 from wizard.wizard_state import WizardState
@@ -248,7 +248,7 @@ class HomeScreen(Screen[HomeResult]):
 
     def on_home_refreshed(self, message: HomeRefreshed) -> None:
         self.server, self.gpus = message.server, message.gpus
-        self.app.server = message.server  # type: ignore[attr-defined] - the exit summary's look
+        self.app.server = message.server  # type: ignore[attr-defined]  # the exit summary's look
         self.query_one("#server", Static).update(server_text(self.server))
         self.query_one("#endpoints", Static).update(endpoints_text(self.server))
         self.query_one("#gpus", Static).update(gpus_text(self.gpus))
@@ -304,7 +304,7 @@ class HomeScreen(Screen[HomeResult]):
         return chosen
 
     @work(thread=True, group="home-action", exit_on_error=False, description="Working")
-    def run_action(self, job: Callable[[], str]) -> None:
+    def run_job(self, job: Callable[[], str]) -> None:
         try:
             text = job()
         except Exception as error:  # noqa: BLE001 - every failure is a line with its fix
@@ -332,8 +332,11 @@ class HomeScreen(Screen[HomeResult]):
 
     @work(thread=True, exclusive=True, group="launch", exit_on_error=False, description="Launching")
     def launch(self, cancel: threading.Event) -> None:
+        def report(event: LaunchEvent) -> None:
+            self.post_message(LaunchProgress(event))
+
         try:
-            endpoints = self.service.relaunch(on_event=lambda e: self.post_message(LaunchProgress(e)), cancel=cancel)
+            endpoints = self.service.relaunch(on_event=report, cancel=cancel)
         except Exception as error:  # noqa: BLE001
             self.post_message(ActionFailed(error, look_again=True))  # the failed model shows its reason
             return
@@ -362,8 +365,13 @@ class HomeScreen(Screen[HomeResult]):
         model = self._needs(running=True)
         if model is not None:
             name = model.name
+
+            def reload() -> str:
+                self.service.reload_model(name)
+                return f"{name} loaded again"
+
             self.say(Text(f"loading {name}…", style="dim"))
-            self.run_action(lambda: (self.service.reload_model(name), f"{name} loaded again")[1])
+            self.run_job(reload)
 
     def action_remove(self) -> None:
         model = self._needs()
@@ -373,7 +381,7 @@ class HomeScreen(Screen[HomeResult]):
 
         def answer(yes: bool | None) -> None:
             if yes:
-                self.run_action(lambda: "; ".join(self.service.remove_model(name, delete_weights=True)))
+                self.run_job(lambda: "; ".join(self.service.remove_model(name, delete_weights=True)))
 
         self.app.push_screen(
             YesNoScreen(f"Remove {name} from the repository and delete its weights?", "Remove"), answer
@@ -382,7 +390,7 @@ class HomeScreen(Screen[HomeResult]):
     def action_stop(self) -> None:
         def answer(yes: bool | None) -> None:
             if yes:
-                self.run_action(
+                self.run_job(
                     lambda: (
                         "server stopped and removed (`modelwiz up` or l starts it again)"
                         if self.service.stop_server()

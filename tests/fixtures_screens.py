@@ -660,7 +660,7 @@ SIZE = (100, 30)
 TIMEOUT_S = 20.0
 
 
-async def wait_for(pilot: Pilot[int], predicate: Callable[[], object], *, groups: Sequence[str] = ()) -> None:
+async def wait_for(pilot: Pilot[Any], predicate: Callable[[], object], *, groups: Sequence[str] = ()) -> None:
     """Until `predicate()` holds: first let the workers of `groups` finish (the screen's thread
     workers: "machine", "search", "lookup", "plan", ...) and their messages be handled, then look."""
     deadline = time.monotonic() + TIMEOUT_S
@@ -684,11 +684,11 @@ def text_of(app: object, selector: str) -> str:
     return str(app.screen.query_one(selector, Static).render())  # type: ignore[attr-defined]
 
 
-def machine_ready(app: App[int]) -> bool:
+def machine_ready(app: App[Any]) -> bool:
     return isinstance(app.screen, MachineScreen) and app.screen.checks_done
 
 
-def models_ready(app: App[int]) -> bool:
+def models_ready(app: App[Any]) -> bool:
     return isinstance(app.screen, ModelsScreen) and bool(app.screen.results)
 
 
@@ -704,17 +704,17 @@ async def home_to_models(pilot: Pilot[Any]) -> None:
     await wait_for(pilot, lambda: models_ready(pilot.app), groups=["search"])
 
 
-def plan_ready(app: App[int]) -> bool:
+def plan_ready(app: App[Any]) -> bool:
     return isinstance(app.screen, PlanScreen) and app.screen.plan is not None
 
 
-async def to_models(pilot: Pilot[int]) -> None:
+async def to_models(pilot: Pilot[Any]) -> None:
     await wait_for(pilot, lambda: machine_ready(pilot.app), groups=["machine"])
     await pilot.click("#continue")
     await wait_for(pilot, lambda: models_ready(pilot.app), groups=["search"])
 
 
-async def pick(pilot: Pilot[int], query: str) -> None:
+async def pick(pilot: Pilot[Any], query: str) -> None:
     screen = pilot.app.screen
     assert isinstance(screen, ModelsScreen)
     screen.query_one("#search", Input).value = query
@@ -731,12 +731,12 @@ async def pick(pilot: Pilot[int], query: str) -> None:
     await wait_for(pilot, lambda: screen.pending is None, groups=["lookup"])
 
 
-async def to_plan(pilot: Pilot[int]) -> None:
+async def to_plan(pilot: Pilot[Any]) -> None:
     await pilot.click("#continue")
     await wait_for(pilot, lambda: plan_ready(pilot.app), groups=["plan"])
 
 
-async def go_to_download(pilot: Pilot[int]) -> None:
+async def go_to_download(pilot: Pilot[Any]) -> None:
     app = pilot.app
     await to_models(pilot)
     await pick(pilot, "qwen2.5-7b")

@@ -26,6 +26,7 @@ from wizard.repository import DOWNLOADING, FOREIGN, READY, Repository, configure
 from wizard.serve import Reporter, ServeOptions, driver_version, server_status, start_server
 from wizard.service import (
     Check,
+    CheckStatus,
     DeviceMemory,
     DiskCheck,
     Endpoints,
@@ -42,6 +43,7 @@ from wizard.service import (
     PullProgress,
     ServerView,
     ServingState,
+    Stage,
     endpoint_lines,
     free_bytes_at,
     quick_fit,
@@ -120,7 +122,7 @@ def _folder_bytes(path: Path) -> int:
         return 0
 
 
-def _failed(key: str, title: str, error: Exception, blocks: str | None, status: str = "fail") -> Check:
+def _failed(key: str, title: str, error: Exception, blocks: Stage | None, status: CheckStatus = "fail") -> Check:
     if isinstance(error, ModelwizError):
         return Check(key, title, status, error.message, error.hint, blocks)
     return Check(key, title, status, f"{type(error).__name__}: {error}", None, blocks)
@@ -181,7 +183,7 @@ class CoreService:
         return load_inventory(spec)
 
     def machine_checks(self, inventory: GpuInventory | None) -> Iterator[Check]:
-        rows: list[tuple[str, str, str | None, Callable[[], Check]]] = [
+        rows: list[tuple[str, str, Stage | None, Callable[[], Check]]] = [
             ("podman", "Podman", "launch", self._podman_row)
         ]
         if inventory is not None:
@@ -245,7 +247,7 @@ class CoreService:
     def _disk_row(self) -> Check:
         path = self.repository_path()
         free = free_bytes_at(path)
-        status = "ok" if free >= 20 * 1024**3 else "warn"
+        status: CheckStatus = "ok" if free >= 20 * 1024**3 else "warn"
         hint = None if status == "ok" else "free some space, or point the repository elsewhere"
         return Check("disk", "Disk", status, f"{format_bytes(free)} free at {path}", hint)
 
