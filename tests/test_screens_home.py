@@ -437,7 +437,7 @@ async def test_back_from_a_failed_launch_lands_home_and_relaunches(tmp_path, fak
         raise ModelwizError("cannot reach the podman service", hint="start it: systemctl --user start podman.socket")
 
     monkeypatch.setattr("wizard.session.start_server", start_server)
-    monkeypatch.setattr("wizard.core_service.start_server", start_server)
+    monkeypatch.setattr("wizard.serve.start_server", start_server)
     monkeypatch.setenv("CONTAINER_HOST", f"unix://{tmp_path}/no-podman.sock")
     repo = tmp_path / "repo"
     app = build_app(CoreService(spec=SEED_GPUS, repository=repo))

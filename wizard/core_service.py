@@ -1,8 +1,9 @@
 """`CoreService`: the wizard's `WizardService` over the core modules.
 
-It runs the same `wizard.session.AddSession` as `modelwiz add`. The UIs import this module only
-when the first screen has painted; the heavy libraries (huggingface_hub, podman, protobuf) load
-later still, inside the core functions that use them.
+It runs the same `wizard.session.AddSession` as `modelwiz add`. `modelwiz` imports it before the
+first frame, so the session, serve and launcher modules are imported inside the methods that use
+them (about 40 ms), and the heavy libraries (huggingface_hub, podman, protobuf) load later still,
+inside the core functions that use them.
 """
 
 from __future__ import annotations
@@ -13,8 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from wizard import hub, launcher, podman_conn
-from wizard.add_flow import AddProposal, AddRequest, HubReader, bytes_to_download
+from wizard import hub, podman_conn
 from wizard.catalog import CatalogModel, load_catalog
 from wizard.container import DEFAULT_NAME, LaunchSpec
 from wizard.errors import ModelwizError
@@ -23,7 +23,6 @@ from wizard.images import pick_image
 from wizard.naming import check_name
 from wizard.preflight import check_cdi
 from wizard.repository import DOWNLOADING, FOREIGN, READY, Repository, configured_repository, remember_repository
-from wizard.serve import Reporter, ServeOptions, driver_version, server_status, start_server
 from wizard.service import (
     Check,
     CheckStatus,
@@ -48,11 +47,14 @@ from wizard.service import (
     free_bytes_at,
     quick_fit,
 )
-from wizard.session import AddSession
 from wizard.units import format_bytes
 
 if TYPE_CHECKING:
+    from wizard import launcher
+    from wizard.add_flow import AddProposal, HubReader
     from wizard.progress import ProgressEvent
+    from wizard.serve import Reporter, ServeOptions
+    from wizard.session import AddSession
 
 
 LAUNCH_STATES: dict[str, ServingState] = {"load": "loading", "ready": "ready"}  # launcher stage -> state
@@ -65,6 +67,7 @@ LOG_LINES = 200  # the server log's lines the home screen shows
 
 def _reporter(on_event: Callable[[LaunchEvent], None], cancel: threading.Event) -> Reporter:
     """The launcher's callbacks as the wizard's launch events."""
+    from wizard.serve import Reporter
 
     def event(e: launcher.LaunchEvent) -> None:
         if e.model and e.stage in LAUNCH_STATES:
@@ -144,9 +147,18 @@ class CoreService:
         self.spec = spec
         self._repository = repository
         self._serve_options = serve_options  # None: as `modelwiz up`
-        self._reader = HubReader()  # every Hub lookup of this run: the details shown, then the plans
+        self._hub_reader: HubReader | None = None
         self._session: AddSession | None = None
         self._lock = threading.Lock()
+
+    @property
+    def _reader(self) -> HubReader:
+        """Every Hub lookup of this run: the details shown, then the plans."""
+        if self._hub_reader is None:
+            from wizard.add_flow import HubReader
+
+            self._hub_reader = HubReader()
+        return self._hub_reader
 
     # -- repository ---------------------------------------------------------------------------
     def repository_path(self) -> Path:
@@ -295,6 +307,8 @@ class CoreService:
     def session(self, inventory: GpuInventory) -> AddSession:
         """The add session for this repository on `inventory`: one per inventory the wizard read,
         so the running models are asked of podman once and each Hub model is looked up once."""
+        from wizard.session import AddSession
+
         with self._lock:
             if self._session is None or self._session.inventory is not inventory:
                 self._session = AddSession(self.repository_path(), inventory, reader=self._reader)
@@ -308,6 +322,8 @@ class CoreService:
     ) -> PlanView:
         """The joint plan, named by the core's one rule (`ModelChoice.name` None: resume an
         unfinished add of the same source, refuse a second copy of a finished one, else derive)."""
+        from wizard.add_flow import AddRequest
+
         requests = [AddRequest(c.repo_id, c.name, c.max_model_len, c.min_concurrency, c.revision) for c in choices]
         proposal = self.session(inventory).propose(requests, refuse=False, check_disk=False)
         labels = {g.cdi_id: g for g in inventory.devices}
@@ -333,6 +349,8 @@ class CoreService:
 
     # -- download -----------------------------------------------------------------------------
     def disk_check(self, plan: PlanView) -> DiskCheck:
+        from wizard.add_flow import bytes_to_download
+
         session, proposal = self._planned(plan)
         target = self.repository_path()
         needed = bytes_to_download(session.repo, proposal.new)
@@ -364,6 +382,8 @@ class CoreService:
         remember_repository(self.repository_path())
 
     def launch(self, plan: PlanView, *, on_event: Callable[[LaunchEvent], None], cancel: threading.Event) -> Endpoints:
+        from wizard.serve import ServeOptions
+
         session, proposal = self._planned(plan)
         names = tuple(n.plan.name for n in proposal.new)
         # A running server loads again the models whose budgets changed (and, by fingerprint,
@@ -384,6 +404,8 @@ class CoreService:
         return [catalog_candidate(m, inventory) for m in load_catalog()]
 
     def server_status(self) -> ServerView:
+        from wizard.serve import server_status
+
         try:
             status = server_status(self.repository_path())
         except ModelwizError as error:
@@ -452,6 +474,8 @@ class CoreService:
 
     def relaunch(self, *, on_event: Callable[[LaunchEvent], None], cancel: threading.Event) -> Endpoints:
         """`modelwiz up` for the repository (the same `start_server`, with this run's options)."""
+        from wizard.serve import ServeOptions, driver_version, start_server
+
         with _failed_model_reported(on_event):
             serving = start_server(
                 self.repository_path(),
@@ -490,6 +514,8 @@ class CoreService:
 
     def stop_server(self) -> bool:
         """What `modelwiz down` does, for this repository's container."""
+        from wizard import launcher
+
         name = self._container_name()
         client = podman_conn.connect()
         try:
@@ -498,6 +524,8 @@ class CoreService:
             client.close()
 
     def server_log(self, lines: int = LOG_LINES) -> tuple[str, ...]:
+        from wizard import launcher
+
         name = self._container_name()
         client = podman_conn.connect(timeout=5)
         try:
