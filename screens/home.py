@@ -218,7 +218,9 @@ class HomeScreen(Screen[HomeResult]):
             yield table
             yield Static("", id="detail")
             yield Static("", id="gpus")
-        yield Static("", id="notice")
+        notice = Static("", id="notice")
+        notice.display = False
+        yield notice
         yield Footer()
 
     def on_mount(self) -> None:
@@ -281,7 +283,9 @@ class HomeScreen(Screen[HomeResult]):
 
     # -- results of actions ----------------------------------------------------------------------
     def say(self, text: Text | str) -> None:
-        self.query_one("#notice", Static).update(text)
+        notice = self.query_one("#notice", Static)
+        notice.update(text)
+        notice.display = bool(str(text))
 
     def on_action_done(self, message: ActionDone) -> None:
         self.say(Text(message.text))
@@ -326,6 +330,9 @@ class HomeScreen(Screen[HomeResult]):
             self.say(error_text(error))
 
     def action_launch(self) -> None:
+        if any(w.group == "launch" and w.is_running for w in self.app.workers):
+            self.say("a launch is already running: its progress shows here")
+            return
         self._cancel = threading.Event()
         self.say(Text("launching… (the same as `modelwiz up`)", style="dim"))
         self.launch(self._cancel)
