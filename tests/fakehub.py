@@ -96,6 +96,12 @@ class FakeHub:
         self.gate = threading.Event()  # when cleared with hold_path set, GETs of that path wait
         self.gate.set()
         self.hold_path: str | None = None
+        # Fault injection (what a bad mirror, proxy or NIC does), for file requests (/resolve/):
+        self.corrupt: dict[str, int] = {}  # path -> how many GETs serve damaged bytes (same size, same ETag)
+        self.fail_status: int | None = None  # answer this status (500, 503...) ...
+        self.fail_times = 0  # ... to this many of the next file requests (HEAD and GET)
+        self.stall: set[str] = set()  # paths whose GET sends headers, then no body (until `unstall` or exit)
+        self.unstall = threading.Event()
         self._server: ThreadingHTTPServer | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -113,6 +119,7 @@ class FakeHub:
 
     def __exit__(self, *exc) -> None:
         self.gate.set()
+        self.unstall.set()
         assert self._server is not None
         self._server.shutdown()
         self._server.server_close()
@@ -144,6 +151,22 @@ class FakeHub:
                 and contains in r.path
                 and "/api/agent-harnesses" not in r.path
             ]
+
+    def take(self, table: dict[str, int], path: str) -> bool:
+        """Use up one of `table[path]`'s injected faults; True when there was one."""
+        with self._lock:
+            left = table.get(path, 0)
+            if left <= 0:
+                return False
+            table[path] = left - 1
+            return True
+
+    def take_failure(self) -> int | None:
+        with self._lock:
+            if self.fail_status is None or self.fail_times <= 0:
+                return None
+            self.fail_times -= 1
+            return self.fail_status
 
     def record(self, req: Request) -> None:
         with self._lock:
@@ -383,6 +406,9 @@ class _Handler(BaseHTTPRequestHandler):
         repo = repo.at(rev)
         if path not in repo.files:
             return self._error(404, "EntryNotFound", f"Entry not found: {path}", {"X-Repo-Commit": repo.sha})
+        failure = self.fake.take_failure()
+        if failure is not None:
+            return self._error(failure, None, "Internal Error - We're working hard to fix this as soon as possible!")
         data = repo.files[path]
         headers = {
             "X-Repo-Commit": repo.sha,
@@ -412,6 +438,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.end_headers()
             return
         body = data[start:end]
+        if self.fake.take(self.fake.corrupt, path):
+            flip = min(len(body), 4096)  # the first 4 KiB inverted: same length, same headers
+            body = bytes(b ^ 0xFF for b in body[:flip]) + body[flip:]
         cut = None
         with self.fake._lock:
             if path in self.fake.cut_after:
@@ -430,6 +459,11 @@ class _Handler(BaseHTTPRequestHandler):
         if cut is not None:
             self.wfile.write(body[:cut])
             self.wfile.flush()
+            self.close_connection = True
+            return
+        if path in self.fake.stall:
+            self.wfile.flush()
+            self.fake.unstall.wait(30)
             self.close_connection = True
             return
         delay = self.fake.throttle.get(path)

@@ -113,13 +113,18 @@ def model_dir(root: Path, name: str, *, total_size: int | None = None) -> Path:
 
 
 def write_real_model_folder(folder: Path, name: str) -> Path:
-    """A local model folder with `name`'s real config.json and its weights' size from an index
-    (metadata.total_size, no weights), as a sharded checkpoint's folder would give it."""
+    """A local model folder with `name`'s real config.json, its index (metadata.total_size) and one
+    shard whose safetensors header holds the real parameter counts but no data (the size is read
+    from the header; a folder without any weight file is refused as a model)."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.json").write_text((CONFIGS / name / "config.json").read_text())
-    total = sum(count * _SIZES[dtype] for dtype, count in parameters(name).items())
+    counts = parameters(name)
+    total = sum(count * _SIZES[dtype] for dtype, count in counts.items())
+    shard = "model-00001-of-00001.safetensors"
+    tensors = {f"weights.{dtype}": (dtype, [count]) for dtype, count in counts.items()}
+    write_safetensors(folder / shard, tensors, with_data=False)
     (folder / "model.safetensors.index.json").write_text(
-        json.dumps({"metadata": {"total_size": total}, "weight_map": {}})
+        json.dumps({"metadata": {"total_size": total}, "weight_map": dict.fromkeys(tensors, shard)})
     )
     return folder
 

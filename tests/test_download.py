@@ -15,7 +15,7 @@ from tests.fakehub import FakeRepo
 from tests.fixtures_hub import GOOD_TOKEN, OTHER_TOKEN
 from wizard import download as dl
 from wizard import hub
-from wizard.errors import Cancelled, ModelwizError
+from wizard.errors import Cancelled, ModelwizError, UsageError
 
 
 def sha256(path: Path) -> str:
@@ -212,6 +212,11 @@ def test_cancel_keeps_finished_files_and_a_rerun_completes(fake_hub, tmp_path, s
     assert outcome and isinstance(outcome[0], Cancelled), outcome
     assert "run the same command again" in outcome[0].one_line()
     assert not (dest / big).exists() and no_partials(dest) and not dl.is_complete(dest)
+    # What it says is kept is what is on disk: whole files only (the stalled one is deleted).
+    kept = sum(p.stat().st_size for p in dest.iterdir() if p.is_file())
+    from wizard.units import format_bytes
+
+    assert f"{format_bytes(kept)} of" in outcome[0].message
     assert (dest / "config.json").exists()  # finished files are kept
     fake_hub.hold_path = None
     gets = len(fake_hub.requests("GET", "/config.json"))
@@ -302,3 +307,252 @@ def test_same_size_files_of_a_new_commit_are_fetched_again(fake_hub, tmp_path):
     result = dl.download_model("org/tiny", dest)
     assert result.fetched_bytes == len(old)  # only the changed file
     assert_identical(dest, repo, result.files) and dl.is_complete(dest)
+
+
+# -- integrity: every file is checked against the Hub's hash ----------------------------------------
+SHARD = "model-00001-of-00002.safetensors"
+
+
+def test_corrupt_lfs_file_is_refused_and_redownloaded(fake_hub, tmp_path):
+    """A mirror serves shard 1 damaged once (right size, right ETag): it is hashed, refused, fetched again."""
+    repo = fake_hub.repos["org/tiny"]
+    fake_hub.corrupt[SHARD] = 1
+    dest = tmp_path / "d"
+    result = dl.download_model("org/tiny", dest)
+    assert len(fake_hub.requests("GET", SHARD)) == 2
+    assert_identical(dest, repo, result.files) and dl.is_complete(dest)
+    assert dl.read_marker(dest)["hashes"][SHARD] == hashlib.sha256(repo.files[SHARD]).hexdigest()
+    assert dl.verify_folder(dest).ok
+
+
+def test_a_hub_that_keeps_serving_corrupt_bytes_fails_and_keeps_nothing_bad(fake_hub, tmp_path):
+    repo = fake_hub.repos["org/tiny"]
+    fake_hub.corrupt[SHARD] = 99
+    dest = tmp_path / "d"
+    with pytest.raises(dl.CorruptFile) as info:
+        dl.download_model("org/tiny", dest)
+    line = info.value.one_line()
+    assert SHARD in line and "damaged" in line and "run again" in line
+    assert not dl.is_complete(dest) and not (dest / SHARD).exists() and no_partials(dest)
+    # The Hub is fixed: the rerun fetches the shard (and only what is missing), byte-identical.
+    fake_hub.corrupt.clear()
+    kept = [p.name for p in dest.iterdir() if p.is_file()]
+    before = {name: len(fake_hub.requests("GET", f"/{name}")) for name in kept}
+    result = dl.download_model("org/tiny", dest)
+    assert {name: len(fake_hub.requests("GET", f"/{name}")) for name in kept} == before
+    assert_identical(dest, repo, result.files) and dl.is_complete(dest)
+
+
+def test_corrupt_small_file_is_caught_by_its_git_blob_id(fake_hub, tmp_path):
+    repo = fake_hub.repos["org/tiny"]
+    assert not repo.is_lfs("tokenizer.json")
+    fake_hub.corrupt["tokenizer.json"] = 1
+    result = dl.download_model("org/tiny", tmp_path / "d")
+    assert len(fake_hub.requests("GET", "/tokenizer.json")) == 2
+    assert_identical(tmp_path / "d", repo, result.files)
+
+
+def test_a_file_a_killed_run_left_unverified_is_hashed_before_it_counts(fake_hub, tmp_path):
+    """Killed after huggingface_hub moved a (damaged) file into place, before it was hashed: the
+    rerun finds its recorded etag right, hashes it anyway, and fetches it again."""
+    repo = fake_hub.repos["org/tiny"]
+    dest = tmp_path / "d"
+    dl.download_model("org/tiny", dest)
+    (dest / dl.MARKER).unlink()
+    (dest / dl.VERIFIED).unlink()
+    with open(dest / SHARD, "r+b") as f:
+        f.seek(100)
+        f.write(b"\x00\x01\x02")
+    plan = dl.plan_download("org/tiny", dest)
+    assert SHARD in plan.present and SHARD not in plan.verified
+    gets = len(fake_hub.requests("GET", SHARD))
+    result = dl.download_model("org/tiny", dest)
+    assert len(fake_hub.requests("GET", SHARD)) == gets + 1
+    assert_identical(dest, repo, result.files) and dl.is_complete(dest)
+    assert len(fake_hub.requests("GET", "/config.json")) == 1  # the good files were hashed, not fetched
+
+
+def test_bit_flip_on_disk_is_named_by_verify_and_repaired(fake_hub, tmp_path, capsys):
+    from wizard.cli import main
+
+    repo = fake_hub.repos["org/tiny"]
+    dest = tmp_path / "d"
+    dl.download_model("org/tiny", dest)
+    assert main(["verify", "--folder", str(dest)]) == 0
+    assert "all good" in capsys.readouterr().out
+    with open(dest / SHARD, "r+b") as f:
+        f.seek(5000)
+        byte = f.read(1)
+        f.seek(5000)
+        f.write(bytes([byte[0] ^ 1]))
+    assert dl.download_model("org/tiny", dest).fetched_bytes == 0  # a download trusts its finished folder
+    assert main(["verify", "--folder", str(dest)]) == 1
+    err = capsys.readouterr().err
+    assert f"{SHARD} does not match the Hub's hash" in err and "verify --repair" in err
+    assert err.count("modelwiz: error:") == 1
+    assert main(["verify", "--folder", str(dest), "--repair"]) == 0
+    assert "repaired" in capsys.readouterr().out
+    assert_identical(dest, repo, dl.read_marker(dest)["files"])
+    assert main(["verify", "--folder", str(dest)]) == 0
+
+
+def test_verify_of_a_folder_without_a_finished_download_says_so(fake_hub, tmp_path, capsys):
+    from wizard.cli import main
+
+    (tmp_path / "x").mkdir()
+    assert main(["verify", "--folder", str(tmp_path / "x")]) == 1
+    assert "holds no finished modelwiz download" in capsys.readouterr().err
+
+
+# -- the --to folder ---------------------------------------------------------------------------------
+def test_download_to_a_folder_with_the_users_files_is_refused(fake_hub, tmp_path):
+    dest = tmp_path / "d"
+    dest.mkdir()
+    (dest / "notes.txt").write_text("mine")
+    (dest / "config.json").write_text('{"mine": true}')
+    with pytest.raises(UsageError) as info:
+        dl.download_model("org/tiny", dest)
+    assert "is not empty (it holds config.json, notes.txt)" in info.value.one_line()
+    assert (dest / "config.json").read_text() == '{"mine": true}'
+    assert not fake_hub.requests("GET", "/resolve/")
+
+
+def test_download_to_a_folder_holding_another_model_is_refused(fake_hub, tmp_path):
+    dest = tmp_path / "d"
+    dl.download_model("org/tiny", dest)
+    with pytest.raises(UsageError, match="holds a download of org/tiny, not org/odd-arch"):
+        dl.download_model("org/odd-arch", dest)
+    assert dl.is_complete(dest) and not (dest / "model.safetensors").exists()
+
+
+def test_a_new_revision_of_the_same_model_leaves_no_stale_files(fake_hub, tmp_path):
+    """Resuming into the same folder is allowed; files of the earlier commit that the new one lacks
+    (an old shard index beside a new single file, which vLLM would read) are deleted."""
+    dest = tmp_path / "d"
+    dl.download_model("org/tiny", dest)
+    repo = fake_hub.repos["org/tiny"]
+    single = {k: v for k, v in repo.files.items() if "safetensors" not in k}
+    single["model.safetensors"] = repo.files[SHARD]
+    fake_hub.add(FakeRepo("org/tiny", single))
+    result = dl.download_model("org/tiny", dest)
+    weights = sorted(p.name for p in dest.iterdir() if "safetensors" in p.name)
+    assert weights == ["model.safetensors"] and dl.is_complete(dest) and result.sha == fake_hub.repos["org/tiny"].sha
+
+
+def test_an_unwritable_to_folder_is_one_line(fake_hub, tmp_path):
+    dest = tmp_path / "ro"
+    dest.mkdir()
+    os.chmod(dest, 0o555)
+    if os.access(dest / ".", os.W_OK) and os.geteuid() == 0:
+        # root writes anywhere: use a path below a regular file instead, which no one can create
+        (tmp_path / "file").write_text("x")
+        dest = tmp_path / "file" / "sub"
+    with pytest.raises(ModelwizError) as info:
+        dl.download_model("org/tiny", dest)
+    assert type(info.value) in (ModelwizError, UsageError)
+    assert "choose" in info.value.one_line() and "unexpected" not in info.value.one_line()
+
+
+# -- Hub failures: each with its own cause -----------------------------------------------------------
+def test_a_hub_server_error_is_reported_as_the_servers_not_the_networks(fake_hub, tmp_path, monkeypatch):
+    from huggingface_hub.utils import _http
+
+    fast_time = types.SimpleNamespace(**{k: getattr(time, k) for k in dir(time) if not k.startswith("_")})
+    fast_time.sleep = lambda s: None
+    monkeypatch.setattr(_http, "time", fast_time)  # no backoff sleeps between huggingface_hub's retries
+    fake_hub.fail_status, fake_hub.fail_times = 500, 1000
+    with pytest.raises(hub.HubUnreachable) as info:
+        dl.download_model("org/tiny", tmp_path / "d")
+    line = info.value.one_line()
+    assert "server error (HTTP 500)" in line and "check the network" not in line
+    fake_hub.fail_times = 0
+    dl.download_model("org/tiny", tmp_path / "d")
+    assert dl.is_complete(tmp_path / "d")
+
+
+def test_a_stalled_body_is_a_timeout_not_a_network_outage(fake_hub, tmp_path, small_chunks, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_DOWNLOAD_TIMEOUT", 0.3)
+    fake_hub.stall.add(SHARD)
+    with pytest.raises(hub.HubUnreachable) as info:
+        dl.download_model("org/tiny", tmp_path / "d")
+    assert "stopped sending data" in info.value.one_line() and "timed out" in info.value.one_line()
+    assert not dl.is_complete(tmp_path / "d")
+
+
+def test_disk_full_during_a_download_says_disk_full(fake_hub, tmp_path):
+    import errno
+
+    error = OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "d" / SHARD))
+    line = hub.translate_error(error, "org/tiny").one_line()
+    assert line.startswith("the disk is full") and "free some space" in line and "kept" in line
+
+
+def test_credentials_in_hf_endpoint_are_never_shown(fake_hub, tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    secret = fake_hub.endpoint.replace("http://", "http://mirroruser:MiRrOrPaSs@")
+    monkeypatch.setattr(constants, "ENDPOINT", secret)
+    assert "MiRrOrPaSs" not in hub.access_url("org/tiny-gated")
+    assert hub.access_url("org/tiny-gated").startswith("http://***@127.0.0.1:")
+    for error in (hub.translate_error(ConnectionError(), "org/x"), hub.GatedNotLoggedIn("org/tiny-gated")):
+        assert "MiRrOrPaSs" not in error.one_line() and "mirroruser" not in error.one_line()
+    monkeypatch.setattr(constants, "ENDPOINT", "http://u:PASS@127.0.0.1:1")
+    hub._REACHED.clear()
+    with pytest.raises(hub.HubUnreachable) as info:
+        hub.ensure_reachable("look up org/x")
+    assert "PASS" not in info.value.one_line() and "127.0.0.1:1" in info.value.one_line()
+
+
+def test_a_folder_left_by_a_refused_download_takes_another_model(fake_hub, tmp_path):
+    dest = tmp_path / "d"
+    with pytest.raises(hub.ModelNotFound):
+        dl.download_model("org/missing", dest)
+    dl.download_model("org/tiny", dest)
+    assert dl.is_complete(dest) and dl.held_model(dest) == "org/tiny"
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 200 KiB file system (tmpfs); skipped where mounting is not allowed (not root)."""
+    import subprocess
+
+    mount = tmp_path / "small"
+    mount.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=200k", "tmpfs", str(mount)]).returncode:
+        pytest.skip("mounting a small tmpfs needs root")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_disk_that_fills_up_mid_download_says_disk_full(fake_hub, tmp_path, small_disk, monkeypatch):
+    # The up-front space check passes (the disk filled up after it, as another writer would do it).
+    monkeypatch.setattr(dl, "_disk_free", lambda path: 10**12)
+    dest = small_disk / "d"
+    with pytest.raises(ModelwizError) as info:
+        dl.download_model("org/tiny", dest)
+    line = info.value.one_line()
+    assert line.startswith("the disk is full") and "free some space" in line and "unexpected" not in line
+    assert not dl.is_complete(dest) and no_partials(dest)
+
+
+def test_a_read_only_to_folder_is_one_line(fake_hub, tmp_path):
+    """An existing --to folder modelwiz cannot write (a read-only file system here; for a plain
+    user, another user's folder) is refused in one line, not 'unexpected PermissionError'."""
+    import subprocess
+
+    mount = tmp_path / "ro"
+    mount.mkdir()
+    if (
+        os.geteuid() != 0
+        or subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(mount)]).returncode
+    ):
+        pytest.skip("mounting a read-only tmpfs needs root")
+    try:
+        with pytest.raises(ModelwizError) as info:
+            dl.download_model("org/tiny", mount)
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+    line = info.value.one_line()
+    assert line.startswith(f"cannot write to {mount}: Read-only file system") and "choose a folder" in line

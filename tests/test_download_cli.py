@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.fakehub import FakeRepo, safetensors_bytes
 from tests.fixtures_hub import GOOD_TOKEN, llama_config
 from wizard import download as dl
@@ -139,3 +141,31 @@ def test_terminal_bar_redraws_one_line_and_plain_mode_prints_lines():
     printer(ProgressEvent("download x", 60, 100, files_done=2, files_total=2))
     assert len(plain.getvalue().splitlines()) == 4  # same file count, within the interval: no line
     assert "ETA 5s" in describe(events[1]) and "w.safetensors" in describe(events[1])
+
+
+@pytest.mark.parametrize(
+    ("fault", "said"), [("500", "server error (HTTP 500)"), ("drop", "kept dropping")], ids=["500", "drop"]
+)
+def test_hub_retry_chatter_never_reaches_the_terminal(hub_env, tmp_path, fake_hub, fault, said):
+    """huggingface_hub resets its logger level when imported; a persistent 500 used to print ~90
+    retry lines (a dropping connection ~96) and end with 'check the network'. Now: one line that
+    says what happened."""
+    if fault == "500":
+        fake_hub.fail_status, fake_hub.fail_times = 500, 10_000
+    else:
+        big = "model-00001-of-00002.safetensors"
+        fake_hub.cut_after[big], fake_hub.cut_times[big] = 0, 10_000
+    proc = modelwiz(["download", "org/tiny", "--to", str(tmp_path / "d")], hub_env)
+    assert proc.returncode == 1
+    lines = [line for line in proc.stderr.splitlines() if "/8 files" not in line]  # progress lines aside
+    assert len(lines) == 1, proc.stderr
+    assert said in lines[0] and "check the network" not in lines[0].split(";")[0]
+
+
+def test_credentials_in_hf_endpoint_never_reach_stderr(hub_env, tmp_path, fake_hub):
+    env = dict(hub_env, HF_ENDPOINT=fake_hub.endpoint.replace("http://", "http://u:PaSsWoRd@"))
+    proc = modelwiz(["download", "org/tiny-gated", "--to", str(tmp_path / "g")], env)
+    assert proc.returncode == 1 and "***@127.0.0.1" in proc.stderr and "PaSsWoRd" not in proc.stderr
+    env["HF_ENDPOINT"] = "http://u:PaSsWoRd@127.0.0.1:1"
+    proc = modelwiz(["download", "org/tiny", "--to", str(tmp_path / "h")], env)
+    assert proc.returncode == 1 and "PaSsWoRd" not in proc.stderr + proc.stdout, proc.stderr

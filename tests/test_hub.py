@@ -224,3 +224,32 @@ def test_behind_a_proxy_the_reachability_probe_steps_aside(fake_hub, monkeypatch
     monkeypatch.delenv("HTTP_PROXY")
     with pytest.raises(hub.HubUnreachable):
         hub.ensure_reachable("look up org/tiny")
+
+
+def test_a_hub_config_json_nested_too_deeply_is_bad_input(fake_hub):
+    from tests.fakehub import FakeRepo, safetensors_bytes
+
+    fake_hub.add(
+        FakeRepo(
+            "org/deep",
+            {"config.json": b"[" * 100_000, "model.safetensors": safetensors_bytes({"w": ("F16", [4])})},
+        )
+    )
+    with pytest.raises(UsageError, match="nested too deeply"):
+        hub.lookup_model("org/deep")
+
+
+def test_a_404_500_chain_from_a_head_request_is_told_as_the_servers_error(fake_hub, monkeypatch):
+    """huggingface_hub wraps a failed HEAD in LocalEntryNotFoundError; the cause is what is reported."""
+    import time as _time
+    import types
+
+    from huggingface_hub.utils import _http
+
+    fast = types.SimpleNamespace(**{k: getattr(_time, k) for k in dir(_time) if not k.startswith("_")})
+    fast.sleep = lambda s: None
+    monkeypatch.setattr(_http, "time", fast)
+    fake_hub.fail_status, fake_hub.fail_times = 503, 1000
+    with pytest.raises(hub.HubUnreachable) as info:
+        hub.lookup_model("org/tiny")
+    assert "server error (HTTP 503)" in info.value.one_line()

@@ -356,7 +356,12 @@ def test_triton_http_unreachable():
 
 
 def test_parse_sse_multiline_and_trailing():
-    assert list(parse_sse([b'data: {"a":1}\r\n', b"\r\n", b": comment\n", b"data: plain\n"])) == [
+    assert list(parse_sse([b'data: {"a":1}\r\n', b"\r\n", b": comment\n", b'data: {"b":\n', b"data: 2}\n", b"\n"])) == [
         {"a": 1},
-        {"text_output": "plain"},
+        {"b": 2},
     ]
+    # A trailing event without its blank line was cut off; text that is not JSON is not Triton's.
+    with pytest.raises(TritonHttpError, match="cut off"):
+        list(parse_sse([b'data: {"a":1}\r\n', b"\r\n", b'data: {"text_output": "hel\n']))
+    with pytest.raises(TritonHttpError, match="not JSON"):
+        list(parse_sse([b"data: plain\n", b"\n"]))

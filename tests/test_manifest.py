@@ -84,3 +84,31 @@ def test_file_paths_that_escape_are_refused(tmp_path):
     path.write_text(path.read_text().replace('"config.pbtxt"', '"../../etc/passwd"'))
     with pytest.raises(ManifestError, match="would leave the model folder"):
         load_manifest(tmp_path)
+
+
+# ---- hand-corrupted manifests: one line naming the entry, never a crash -------------------------
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "said"),
+    [
+        ("gpu_memory_utilization = 0.9", "gpu_memory_utilization = nan", "gpu_memory_utilization = nan"),
+        ("gpu_memory_utilization = 0.9", "gpu_memory_utilization = inf", "gpu_memory_utilization = inf"),
+        ('devices = ["0"]', 'devices = ["../../x"]', "'../../x', which is not a GPU index"),
+    ],
+)
+def test_hand_corrupted_plan_values_are_named(tmp_path, old, new, said):
+    plan = replace(make_plan("a", dtype=None), gpu_memory_utilization=0.9, devices=("0",))
+    save_manifest(tmp_path, Manifest().with_model(ManifestModel("a", "org/a", "A", plan)))
+    text = manifest_path(tmp_path).read_text()
+    assert old in text, text
+    manifest_path(tmp_path).write_text(text.replace(old, new))
+    with pytest.raises(ManifestError) as info:
+        load_manifest(tmp_path)
+    assert said in info.value.one_line() and "model 'a'" in info.value.one_line()
+
+
+def test_a_deeply_nested_manifest_is_refused_in_one_line(tmp_path):
+    manifest_path(tmp_path).write_text("x = " + "[" * 50_000 + "]" * 50_000 + "\n")
+    with pytest.raises(ManifestError, match="nested too deeply"):
+        load_manifest(tmp_path)

@@ -261,3 +261,55 @@ def test_load_model_meta_hub_id_goes_through_wizard_hub(monkeypatch):
     assert m.weights_bytes == 8_030_261_248 * 2
     with pytest.raises(ModelwizError, match="has no config.json"):
         load_model_meta("someone/gguf-only")
+
+
+# ---- nonsense configs are refused naming the field and value (exit 2) ---------------------------
+
+
+@pytest.mark.parametrize(
+    ("edit", "named"),
+    [
+        ({"num_key_value_heads": 0}, "num_key_value_heads = 0"),
+        ({"num_key_value_heads": 3}, "num_key_value_heads = 3"),  # does not divide 32 heads
+        ({"max_position_embeddings": 0}, "max_position_embeddings = 0"),
+        ({"max_position_embeddings": -1}, "max_position_embeddings = -1"),
+        ({"max_position_embeddings": float("inf")}, "max_position_embeddings = inf"),
+        ({"num_attention_heads": 30, "num_key_value_heads": 30}, "num_attention_heads = 30"),  # 4096 / 30
+        ({"hidden_size": 10**30}, "hidden_size = 1000000000000000000000000000000"),
+        ({"num_hidden_layers": 10**18}, "num_hidden_layers = 1000000000000000000"),
+        ({"hidden_size": 0}, "hidden_size = 0"),
+    ],
+)
+def test_nonsense_configs_are_refused_naming_the_field_and_value(edit, named):
+    cfg = {**config("Llama-2-7b-hf"), **edit}
+    with pytest.raises(UsageError) as info:
+        ModelMeta.from_config(cfg, source="m", parameters_by_dtype=parameters("Llama-2-7b-hf"))
+    assert named in info.value.one_line() and "config.json" in info.value.one_line()
+    assert info.value.exit_code == 2
+
+
+def test_an_infinite_length_from_a_local_config_json_is_refused(tmp_path):
+    """`1e400` parses as inf: it used to end in an OverflowError."""
+    text = json.dumps(config("Qwen2.5-0.5B")).replace(
+        '"max_position_embeddings": 32768', '"max_position_embeddings": 1e400'
+    )
+    assert "1e400" in text
+    (tmp_path / "config.json").write_text(text)
+    write_safetensors(tmp_path / "model.safetensors", {"x": ("BF16", [10])})
+    with pytest.raises(UsageError, match="max_position_embeddings = inf"):
+        ModelMeta.from_local_dir(tmp_path)
+
+
+def test_a_deeply_nested_config_json_is_bad_input_not_a_crash(tmp_path):
+    (tmp_path / "config.json").write_text("[" * 100_000)
+    with pytest.raises(UsageError, match="nested too deeply"):
+        ModelMeta.from_local_dir(tmp_path)
+
+
+def test_one_dtype_table_for_the_hub_and_the_planner():
+    """hub.estimate_weight_bytes uses model_meta's table (FP4 and FP8 variants included)."""
+    from wizard import hub, model_meta
+
+    assert not hasattr(hub, "_DTYPE_BYTES")
+    assert hub.DTYPE_BYTES is model_meta.DTYPE_BYTES
+    assert hub.estimate_weight_bytes({"F4": 10, "F8_E4M3FN": 10, "BF16": 10}) == 5 + 10 + 20

@@ -91,7 +91,7 @@ def test_existing_models_get_new_container_ids_when_the_device_set_grows(tmp_pat
     root = tmp_path / "repo"
     add(root, "org/first-7b", inventory=describe("H100-80GB"))
     assert Repository.open(root).used_devices() == ("0",)
-    proposal, result = add(root, "org/a-70b", inventory=describe("4xH100-80GB"))
+    proposal, _result = add(root, "org/a-70b", inventory=describe("4xH100-80GB"))
     assert proposal.warnings == ()
     repo = check_consistent(root)
     assert repo.used_devices() == ("0", "1", "2", "3")
@@ -233,7 +233,7 @@ def test_crash_between_writes_leaves_old_or_new_files(tmp_path, monkeypatch, fai
     assert crashed == (fail_at <= calls["n"])
     assert not [p for p in root.rglob("*") if fsutil.is_temp_file(p.name)]
     repo = Repository.open(root)  # the manifest always loads
-    for path, data in old.items():
+    for path, _data in old.items():
         if path.name in ("config.pbtxt", "model.json"):
             entry = repo.manifest.get("first-7b")
             assert repo.file_status(entry, path.relative_to(root / "first-7b").as_posix()) == "ok"
@@ -322,3 +322,204 @@ def test_finishing_an_interrupted_add_with_a_new_model_lists_it_once(tmp_path):
     assert sorted(names) == ["a-7b", "b-7b", "c-7b"]
     assert [n.plan.name for n in proposal.new] == ["b-7b", "c-7b"] and [n.resume for n in proposal.new] == [True, False]
     check_consistent(root)
+
+
+# -- one writer at a time, whoever runs it ----------------------------------------------------------
+def test_the_lock_lives_in_the_repository_and_holds_across_caches(tmp_path, monkeypatch):
+    """`sudo modelwiz add` beside `modelwiz add` (different users, HOMEs, caches) take one lock."""
+    import subprocess
+    import sys
+
+    root = tmp_path / "repo"
+    add(root, "org/one-7b")
+    lock = root / ".modelwiz.lock"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, os, sys, time\n"
+            f"fd = os.open({str(lock)!r}, os.O_RDONLY | os.O_CREAT)\n"
+            "fcntl.flock(fd, fcntl.LOCK_EX)\nprint('held', flush=True)\nsys.stdin.read()\n",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "HOME": str(tmp_path / "other-home"), "XDG_CACHE_HOME": str(tmp_path / "other-cache")},
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "my-cache"))
+        with pytest.raises(ModelwizError, match="another modelwiz is changing"):
+            with Repository.open(root).lock():
+                pass
+    finally:
+        holder.stdin.close()
+        holder.wait(10)
+    with Repository.open(root).lock():
+        assert lock.exists()
+
+
+def test_two_writers_lose_no_manifest_update(tmp_path):
+    """Both processes opened the repository before either wrote: the second one's change is made
+    on the manifest as the first one left it (re-read under the lock), so nothing falls out."""
+    from dataclasses import replace
+
+    root = tmp_path / "repo"
+    add(root, "org/one-7b", "org/two-7b")
+    first, second = Repository.open(root), Repository.open(root)
+    with first.lock():
+        first.record(replace(first.manifest.get("one-7b"), revision="a" * 40))
+    with second.lock():
+        assert second.manifest.get("one-7b").revision == "a" * 40
+        second.record(replace(second.manifest.get("two-7b"), revision="b" * 40))
+    manifest = load_manifest(root)
+    assert [m.revision for m in manifest.models] == ["a" * 40, "b" * 40]
+
+
+# -- names -------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["modelwiz.toml", "notes.txt"])
+def test_a_name_that_is_a_file_in_the_repository_is_refused(tmp_path, name):
+    root = tmp_path / "repo"
+    add(root, "org/one-7b")
+    (root / "notes.txt").write_text("mine")
+    before = (root / "modelwiz.toml").read_text()
+    with pytest.raises(UsageError, match="already has a model named"):
+        add(root, AddRequest("org/two-7b", name=name))
+    assert (root / "modelwiz.toml").read_text() == before  # no phantom entry
+    assert (root / "notes.txt").read_text() == "mine"
+    add(root, "org/two-7b")  # a plain add afterwards works
+    assert "two-7b" in load_manifest(root).names
+
+
+@pytest.mark.parametrize("name", ["beta\n", "beta\r", "\nbeta", "be\nta", "beta "])
+def test_a_name_with_a_line_break_or_space_is_refused(tmp_path, name):
+    from wizard.naming import check_name
+
+    with pytest.raises(UsageError, match="not a usable model name"):
+        check_name(name)
+
+
+# -- removing a symlinked weights folder -------------------------------------------------------------
+def test_remove_of_a_symlinked_weights_folder_removes_the_link_not_the_files(tmp_path):
+    import shutil
+
+    root = tmp_path / "repo"
+    add(root, "org/one-7b", "org/two-7b")
+    entry = Repository.open(root).manifest.get("one-7b")
+    weights = root / "one-7b" / entry.weights
+    outside = tmp_path / "bigdisk" / "one-7b"
+    outside.parent.mkdir()
+    shutil.move(weights, outside)
+    weights.symlink_to(outside)
+    assert Repository.open(root).model("one-7b").ready
+    notes = Repository.open(root).remove_model("one-7b", delete_weights=True)
+    assert not weights.is_symlink() and not (root / "one-7b").exists()
+    assert (outside / "config.json").is_file()  # what the link pointed to is untouched
+    assert any("removed the link" in n and str(outside) in n for n in notes)
+    assert load_manifest(root).names == ("two-7b",)
+    check_consistent(root)
+
+
+# -- crash injection around every replace, rename, unlink and rmdir ----------------------------------
+class Crash(Exception):
+    """Stands for a kill at that point: nothing after it runs."""
+
+
+def _count_mutations(monkeypatch, root, fail_at, *, after):
+    """Make the fail_at-th replace/rename/unlink/rmdir/rmtree under `root` raise Crash, before or
+    after it happens. Returns the call counter."""
+    import shutil
+
+    calls = {"n": 0}
+
+    def wrap(module, name):
+        real = getattr(module, name)
+
+        def flaky(*args, **kwargs):
+            if not any(str(a).startswith(str(root)) for a in args[:2]):
+                return real(*args, **kwargs)
+            calls["n"] += 1
+            mine = calls["n"]
+            if mine == fail_at and not after:
+                raise Crash(name)
+            result = real(*args, **kwargs)
+            if mine == fail_at and after:
+                raise Crash(name)
+            return result
+
+        monkeypatch.setattr(module, name, flaky)
+
+    for name in ("replace", "rename", "unlink", "rmdir"):
+        wrap(os, name)
+    wrap(shutil, "rmtree")
+    return calls
+
+
+@pytest.mark.parametrize("after", [False, True], ids=["before", "after"])
+@pytest.mark.parametrize("fail_at", range(1, 16))
+def test_a_crash_at_any_step_of_remove_loses_nothing_and_a_rerun_finishes(tmp_path, monkeypatch, fail_at, after):
+    root = tmp_path / "repo"
+    add(root, "org/one-7b", "org/two-7b")
+    with monkeypatch.context() as patch:
+        calls = _count_mutations(patch, root, fail_at, after=after)
+        try:
+            Repository.open(root).remove_model("one-7b", delete_weights=True)
+            crashed = False
+        except Crash:
+            crashed = True
+    assert crashed == (fail_at <= calls["n"])
+    repo = Repository.open(root)  # the manifest always loads
+    two = repo.model("two-7b")
+    assert two is not None and two.ready
+    one = repo.model("one-7b")
+    if one is not None and one.ready:  # never listed ready without its files and whole weights
+        assert (one.path / "config.pbtxt").is_file() and (repo.weights_dir(one.entry) / "model.safetensors").is_file()
+    if repo.manifest.get("one-7b") is not None:
+        repo.remove_model("one-7b", delete_weights=True)
+    assert load_manifest(root).names == ("two-7b",) and not (root / "one-7b").exists()
+    check_consistent(root)
+
+
+@pytest.mark.parametrize("after", [False, True], ids=["before", "after"])
+@pytest.mark.parametrize("fail_at", range(1, 14))
+def test_a_crash_at_any_step_of_add_loses_nothing_and_a_rerun_finishes(tmp_path, monkeypatch, fail_at, after):
+    root = tmp_path / "repo"
+    add(root, "org/one-7b")
+    with monkeypatch.context() as patch:
+        calls = _count_mutations(patch, root, fail_at, after=after)
+        try:
+            add(root, "org/two-7b")
+            crashed = False
+        except Crash:
+            crashed = True
+    assert crashed == (fail_at <= calls["n"])
+    repo = Repository.open(root)
+    assert repo.model("one-7b").ready
+    two = repo.model("two-7b")
+    if two is not None and two.ready:  # never listed ready without its files and whole weights
+        assert (two.path / "config.pbtxt").is_file() and (repo.weights_dir(two.entry) / "model.safetensors").is_file()
+    if not (two is not None and two.entry is not None and two.entry.complete):
+        add(root, "org/two-7b")  # the same command again finishes the job
+    repo = check_consistent(root)
+    assert sorted(m.name for m in repo.models() if m.ready) == ["one-7b", "two-7b"]
+
+
+def test_a_model_whose_model_json_is_not_json_is_not_ready(tmp_path):
+    root = tmp_path / "repo"
+    add(root, "org/one-7b")
+    (root / "one-7b/1/model.json").write_text('{"model": "/x", ')
+    model = Repository.open(root).model("one-7b")
+    assert model.state == BROKEN and not model.ready
+    assert any("model.json is not readable JSON" in p for p in model.problems)
+
+
+def test_a_deeply_nested_user_config_is_one_line(tmp_path, monkeypatch):
+    from wizard.paths import config_file
+    from wizard.repository import configured_repository
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "cfg"))
+    monkeypatch.delenv("MODEL_REPOSITORY", raising=False)
+    config_file().parent.mkdir(parents=True)
+    config_file().write_text("x = " + "[" * 50_000 + "]" * 50_000 + "\n")
+    with pytest.raises(ModelwizError, match="nested too deeply"):
+        configured_repository()

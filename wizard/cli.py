@@ -8,17 +8,21 @@ and `run(args) -> int`. Command modules import heavy libraries inside `run`, so 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 from typing import NoReturn
 
 from wizard import __version__
 from wizard.errors import ModelwizError, UsageError
 from wizard.gpus import DRIVER_ENV, check_driver_version
+from wizard.redact import redact_text
 
 PROG = "modelwiz"
+HF_VERBOSITY_ENV = "HF_HUB_VERBOSITY"  # read by huggingface_hub when it is imported
 
 # Subcommands, in the order `--help` lists them. The names are a contract: keep them.
 COMMANDS = (
@@ -33,6 +37,7 @@ COMMANDS = (
     "down",
     "chat",
     "export",
+    "verify",
 )
 
 
@@ -92,8 +97,60 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _report(error: ModelwizError) -> int:
-    print(f"{PROG}: error: {error.one_line()}", file=sys.stderr)
+    print(f"{PROG}: error: {redact_text(error.one_line())}", file=sys.stderr)
     return error.exit_code
+
+
+_SHORT_PATH = 160  # a path longer than this (a symlink loop's) is cut in messages
+
+
+def _short(path: object) -> str:
+    text = str(path)
+    return text if len(text) <= _SHORT_PATH else f"{text[:_SHORT_PATH]}..."
+
+
+def _raised_in(error: BaseException, package: str) -> bool:
+    """Whether `error` was raised from inside `package` (its traceback passes through it)."""
+    tb = error.__traceback__
+    while tb is not None:
+        module = str(tb.tb_frame.f_globals.get("__name__", ""))
+        if module == package or module.startswith(package + "."):
+            return True
+        tb = tb.tb_next
+    return False
+
+
+def explain(error: Exception) -> ModelwizError | None:
+    """Known failures that reach the top without a modelwiz message: their cause and fix."""
+    podman_errors = sys.modules.get("podman.errors")
+    api_error = podman_errors is not None and isinstance(error, podman_errors.APIError)
+    garbled = isinstance(error, (ValueError, KeyError, TypeError)) and _raised_in(error, "podman")
+    if api_error or garbled:
+        return ModelwizError(
+            f"the podman service answered something that is not the podman API ({_short(error)})",
+            hint="check that CONTAINER_HOST points at a podman socket, or restart the service"
+            " (`systemctl --user restart podman.socket`)",
+        )
+    if isinstance(error, RecursionError):
+        return UsageError(
+            "a file modelwiz reads (config.json, modelwiz.toml) is nested too deeply to be real",
+            hint="fix or replace the file (see --debug for which one)",
+        )
+    if isinstance(error, OSError) and error.errno is not None:
+        where = _short(error.filename) if error.filename else "a file"
+        if error.errno == errno.ELOOP:
+            return UsageError(
+                f"too many levels of symbolic links at {where}",
+                hint="a link points back into its own folder: remove it, then run again",
+            )
+        if error.errno in (errno.ENOSPC, errno.EDQUOT):
+            return ModelwizError(f"the disk is full ({where})", hint="free some space, then run again")
+        if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            return ModelwizError(
+                f"cannot use {where}: {error.strerror}",
+                hint="check its permissions, or choose a folder you can write to",
+            )
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -107,8 +164,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.basicConfig(level=logging.DEBUG, format="%(asctime)s %(name)s %(message)s")
     else:
         # Libraries' retry chatter ("Retrying in 2s [Retry 1/5]") is not for the terminal: modelwiz
-        # reports the outcome in one line.
+        # reports the outcome in one line. huggingface_hub sets its logger's level when it is
+        # imported (utils/logging.py, _configure_library_root_logger, from HF_HUB_VERBOSITY), which
+        # happens later, so the level is given there too.
+        os.environ.setdefault(HF_VERBOSITY_ENV, "error")
         logging.getLogger("huggingface_hub").setLevel(logging.ERROR)
+        # Its warnings.warn notes too ("Not enough free disk space..."): the error that follows says it.
+        warnings.filterwarnings("ignore", module=r"huggingface_hub(\.|$)")
     try:
         if args.driver is not None:
             # Read where the inventory is loaded (wizard.gpus.load_inventory), like $MODELWIZ_GPUS.
@@ -136,6 +198,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as error:  # a bug: say so in one line, keep the traceback for --debug
         if args.debug:
             raise
+        known = explain(error)
+        if known is not None:
+            return _report(known)
         return _report(
             ModelwizError(
                 f"unexpected {type(error).__name__}: {error}",

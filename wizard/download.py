@@ -11,8 +11,14 @@ How it works, and why:
 - Resume is per file: huggingface_hub 2.x cannot continue a partial file across processes, so a
   re-run keeps every finished file (checked by size and by huggingface_hub's metadata/etag) and
   re-fetches only unfinished ones. Temp files a killed run left behind are deleted first.
-- `dest/.cache/modelwiz/complete.json` (the commit sha and the file list with sizes) is written
-  atomically as the very last step, and removed before a download starts; `is_complete` trusts
+- Integrity: every file is hashed in its download worker right after it arrives (still in the page
+  cache) and compared with the Hub's content hash: the sha256 for LFS files, the git blob id for
+  the others (the ids `model_info(files_metadata=True)` lists). huggingface_hub 2.x checks only the
+  size. A file that does not match is deleted and fetched once more, then the download fails.
+  Verified hashes are recorded in `dest/.cache/modelwiz/verified.json` as they come, so a resumed
+  run re-hashes only files that a killed run left unverified; `modelwiz verify` re-checks them.
+- `dest/.cache/modelwiz/complete.json` (the commit sha, the file list with sizes and hashes) is
+  written atomically as the very last step, and removed before a download starts; `is_complete` trusts
   only it, so a half-done folder never counts as a model.
 - Progress: a `tqdm_class` of our own (huggingface_hub has no callback API) feeds one
   thread-safe tracker that emits `ProgressEvent`s (bytes done/total across files, current file,
@@ -23,19 +29,21 @@ How it works, and why:
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import json
 import os
 import shutil
 import threading
 import time
+from collections.abc import Mapping
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from wizard.errors import Cancelled, ModelwizError, UsageError
-from wizard.fsutil import atomic_write_text, fsync_dir
+from wizard.fsutil import atomic_write_text, fsync_dir, hub_content_hash
 from wizard.progress import ProgressCallback, ProgressEvent, RateMeter, ignore_progress
 from wizard.units import format_bytes
 
@@ -45,11 +53,14 @@ if TYPE_CHECKING:
 STATE_DIR = Path(".cache") / "modelwiz"
 MARKER = STATE_DIR / "complete.json"
 LOCK = STATE_DIR / "lock"
+VERIFIED = STATE_DIR / "verified.json"  # repo path -> content hash checked after it arrived
+STARTED = STATE_DIR / "download.json"  # which model this folder holds (written before any byte)
 HF_STATE_DIR = Path(".cache") / "huggingface"
 MARKER_VERSION = 1
 DISK_MARGIN_BYTES = 64 * 1024**2  # keep this much free beyond the download itself
 MAX_WORKERS = 8  # as huggingface_hub's snapshot_download / `hf download`
 EMIT_INTERVAL_S = 0.1  # at most ~10 progress events a second (plus file ends)
+FETCH_ATTEMPTS = 2  # a file whose bytes do not match the Hub's hash is fetched once more
 
 # -- file selection ----------------------------------------------------------------------------------
 # What vLLM reads from a model folder (HF format): config, tokenizer, generation config, weights,
@@ -104,7 +115,7 @@ def select_files(files: dict[str, int]) -> tuple[dict[str, int], tuple[str, ...]
     hf_st = [p for p in top if _matches(p, _SAFETENSORS) and not _matches(p, _MISTRAL_NATIVE)]
     if hf_st:
         weights: tuple[str, ...] = _SAFETENSORS
-        exclude: tuple[str, ...] = _MISTRAL_NATIVE + ("params.json", "tekken.json")
+        exclude: tuple[str, ...] = (*_MISTRAL_NATIVE, "params.json", "tekken.json")
     elif any(_matches(p, _MISTRAL_NATIVE) for p in top):
         weights, exclude = _MISTRAL_NATIVE, ()
     elif any(_matches(p, _PYTORCH) for p in top):
@@ -133,6 +144,12 @@ class DownloadPlan:
     free_bytes: int  # free space on dest's filesystem now
     revision: str | None = None
     etags: dict[str, str] = field(default_factory=dict)  # repo path -> the Hub's etag, to check files on disk
+    verified: frozenset[str] = frozenset()  # present files whose hash was checked already
+
+    @property
+    def hashes(self) -> dict[str, str]:
+        """The content hash the Hub lists for each selected file (its etag: sha256 or git blob id)."""
+        return {p: self.etags[p] for p in self.files if p in self.etags}
 
     @property
     def total_bytes(self) -> int:
@@ -158,7 +175,7 @@ def _disk_free(path: Path) -> int:
     return shutil.disk_usage(probe).free
 
 
-def _present_files(dest: Path, files: dict[str, int], etags: dict[str, str], sha: str) -> frozenset[str]:
+def _present_files(dest: Path, files: dict[str, int], etags: Mapping[str, str], sha: str) -> frozenset[str]:
     """Files already whole in dest *and the same content as the Hub's*: right size, and
     huggingface_hub's metadata for it names the file's current etag (sha256 for LFS files, the git
     blob id otherwise), or, where the Hub gave no etag, the commit being fetched. Same-size files
@@ -173,7 +190,7 @@ def _present_files(dest: Path, files: dict[str, int], etags: dict[str, str], sha
             lines = (meta_dir / f"{path}.metadata").read_text(encoding="utf-8").splitlines()
         except OSError:
             continue
-        commit, etag = (lines + ["", ""])[:2]
+        commit, etag = ([*lines, "", ""])[:2]
         expected = etags.get(path)
         if (expected and etag.strip() == expected) or (not expected and commit.strip() == sha):
             present.add(path)
@@ -189,10 +206,10 @@ def plan_download(repo_id: str, dest: Path, *, revision: str | None = None, toke
     repo_id = check_repo_id(repo_id)
     try:
         info = HfApi().model_info(repo_id, revision=revision, files_metadata=True, token=token)
-    except Exception as error:
+    except Exception as error:  # noqa: BLE001 - every library failure becomes one line
         raise translate_error(error, repo_id, revision=revision) from None
     sizes = {s.rfilename: int(s.size or 0) for s in (info.siblings or [])}
-    return _plan(repo_id, Path(dest), info.sha, sizes, file_etags(info.siblings), revision)
+    return _plan(repo_id, Path(dest), str(info.sha or ""), sizes, file_etags(info.siblings), revision)
 
 
 def plan_from_model(model: HubModel, dest: Path) -> DownloadPlan:
@@ -204,17 +221,25 @@ def _plan(
     repo_id: str, dest: Path, sha: str, sizes: dict[str, int], etags: dict[str, str], revision: str | None
 ) -> DownloadPlan:
     files, skipped = select_files(sizes)
+    present = _present_files(dest, files, etags, sha)
     return DownloadPlan(
         repo_id=repo_id,
         dest=dest,
         sha=sha,
         files=files,
         skipped=skipped,
-        present=_present_files(dest, files, etags, sha),
+        present=present,
         free_bytes=_disk_free(dest),
         revision=revision,
         etags=etags,
+        verified=_verified(dest, present, etags),
     )
+
+
+def _verified(dest: Path, present: frozenset[str], etags: Mapping[str, str]) -> frozenset[str]:
+    """The present files whose hash an earlier run checked (recorded in dest) and the Hub still lists."""
+    recorded = read_verified(dest)
+    return frozenset(p for p in present if p in etags and recorded.get(p) == etags[p])
 
 
 def check_disk(plan: DownloadPlan) -> None:
@@ -263,6 +288,7 @@ def _write_marker(dest: Path, plan: DownloadPlan) -> None:
         "revision": plan.revision,
         "sha": plan.sha,
         "files": plan.files,
+        "hashes": plan.hashes,
         "total_bytes": plan.total_bytes,
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
@@ -277,6 +303,122 @@ def _remove_marker(dest: Path) -> None:
     except FileNotFoundError:
         return
     fsync_dir((dest / MARKER).parent)
+
+
+def read_verified(dest: Path) -> dict[str, str]:
+    """The hashes checked so far (repo path -> content hash), as recorded in dest."""
+    try:
+        data = json.loads((Path(dest) / VERIFIED).read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {str(k): v for k, v in data.items() if isinstance(v, str)}
+
+
+class CorruptFile(ModelwizError):
+    """A file's bytes do not hash to what the Hub lists for it."""
+
+
+class _Verifier:
+    """Checks each arrived file against the Hub's hash and records the good ones (thread-safe)."""
+
+    def __init__(self, plan: DownloadPlan, dest: Path) -> None:
+        self.plan = plan
+        self.dest = dest
+        self._lock = threading.Lock()
+        self._done = {p: h for p, h in read_verified(dest).items() if plan.etags.get(p) == h}
+
+    def check(self, path: str) -> str | None:
+        """None when `path` on disk is what the Hub has (and records it), else its actual hash.
+        Files the Hub lists no hash for are trusted by their size."""
+        expected = self.plan.etags.get(path)
+        if expected is None:
+            return None
+        actual = hub_content_hash(self.dest / path, expected)
+        if actual is not None and actual != expected:
+            return actual
+        with self._lock:
+            self._done[path] = expected
+            # Not fsync'd: losing it in a power cut only means hashing those files again.
+            text = json.dumps(self._done, indent=1, sort_keys=True) + "\n"
+            atomic_write_text(self.dest / VERIFIED, text, durable=False)
+        return None
+
+    def discard(self, path: str) -> None:
+        self.discard_in(self.dest, path)
+        with self._lock:
+            self._done.pop(path, None)
+
+    @staticmethod
+    def discard_in(dest: Path, path: str) -> None:
+        """Delete a bad copy of `path`, and huggingface_hub's record of it, so no run trusts it."""
+        for stale in (dest / path, dest / HF_STATE_DIR / "download" / f"{path}.metadata"):
+            with contextlib.suppress(FileNotFoundError):
+                stale.unlink()
+
+
+def held_model(dest: Path) -> str | None:
+    """The Hub model an earlier modelwiz download into `dest` was fetching, or None."""
+    for record in (STARTED, MARKER):
+        try:
+            data = json.loads((Path(dest) / record).read_text(encoding="utf-8"))
+        except (OSError, ValueError, RecursionError):
+            continue
+        if isinstance(data, dict) and isinstance(data.get("repo_id"), str):
+            return data["repo_id"]
+    return None
+
+
+def check_target(dest: Path, repo_id: str) -> None:
+    """Refuse a folder that holds anything but an earlier download of `repo_id` (which resumes):
+    files of the user's would be overwritten, and another model's files would be mixed in (vLLM
+    reads an old shard index left beside a new single-file model)."""
+    try:
+        entries = sorted(os.listdir(dest))
+    except FileNotFoundError:
+        return
+    except OSError as error:
+        raise ModelwizError(
+            f"cannot read {dest}: {error.strerror}", hint="choose a folder you can write to for --to"
+        ) from None
+    if not entries or (entries == [HF_STATE_DIR.parts[0]] and read_marker(dest) is None):
+        return  # empty, or only the state of an attempt that fetched nothing at the top
+    held = held_model(dest)
+    if held == repo_id:
+        return
+    if held is None and (Path(dest) / LOCK).exists():
+        return  # an unfinished download by an older modelwiz, which recorded nothing more
+    if held is not None:
+        raise UsageError(
+            f"{dest} holds a download of {held}, not {repo_id}",
+            hint="choose another --to folder, or delete that one first",
+        )
+    shown = ", ".join(entries[:5]) + (f" and {len(entries) - 5} more" if len(entries) > 5 else "")
+    raise UsageError(
+        f"{dest} is not empty (it holds {shown})",
+        hint="choose a new or empty folder for --to; only an earlier download of the same model is resumed there",
+    )
+
+
+def _record_start(dest: Path, plan: DownloadPlan) -> None:
+    """Say which model this folder holds (before any byte), and delete files an earlier download of
+    it (another revision) left that the new one does not have."""
+    earlier: dict = {}
+    for record in (MARKER, STARTED):
+        try:
+            data = json.loads((dest / record).read_text(encoding="utf-8"))
+        except (OSError, ValueError, RecursionError):
+            continue
+        if isinstance(data, dict) and isinstance(data.get("files"), dict):
+            earlier.update(data["files"])
+    for path in earlier:
+        if path not in plan.files and "/" not in path and not path.startswith("."):
+            with contextlib.suppress(FileNotFoundError, IsADirectoryError):
+                (dest / path).unlink()
+    data = {"repo_id": plan.repo_id, "revision": plan.revision, "sha": plan.sha, "files": plan.files}
+    (dest / STARTED).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(dest / STARTED, json.dumps(data, indent=1, sort_keys=True) + "\n")
 
 
 class _DestLock:
@@ -358,6 +500,12 @@ class _Tracker:
     @property
     def done_bytes(self) -> int:
         return sum(self._bytes.values())
+
+    @property
+    def kept_bytes(self) -> int:
+        """Bytes of the files that are whole on disk (what a cancel keeps)."""
+        with self._lock:
+            return sum(self.plan.files[p] for p in self._done_files)
 
     def advance(self, path: str, file_bytes: int) -> None:
         """`path` has `file_bytes` on disk now (from a progress bar; may go back on a restart)."""
@@ -503,22 +651,28 @@ def download_model(
         raise UsageError(f"{dest} exists and is not a folder", hint="choose a folder for --to")
     if is_offline():
         return _offline_result(repo_id, dest, revision, on_progress)
+    check_target(dest, repo_id)
     try:
-        dest.mkdir(parents=True, exist_ok=True)
+        (dest / STATE_DIR).mkdir(parents=True, exist_ok=True)
+        if held_model(dest) is None:
+            atomic_write_text(dest / STARTED, json.dumps({"repo_id": repo_id, "files": {}}) + "\n")
     except OSError as error:
         raise ModelwizError(
-            f"cannot create {dest}: {error.strerror}", hint="choose a folder you can write to"
+            f"cannot write to {dest}: {error.strerror}", hint="choose a folder you can write to for --to"
         ) from None
     with _DestLock(dest):
         if plan is None:
             plan = plan_download(repo_id, dest, revision=revision, token=token)
         else:
+            present = _present_files(dest, plan.files, plan.etags, plan.sha)
             plan = replace(
                 plan,
                 dest=dest,
-                present=_present_files(dest, plan.files, plan.etags, plan.sha),
+                present=present,
                 free_bytes=_disk_free(dest),
+                verified=_verified(dest, present, plan.etags),
             )
+        _record_start(dest, plan)
         marker = read_marker(dest)
         if marker and marker.get("sha") == plan.sha and marker["files"] == plan.files and is_complete(dest):
             stop = threading.Event()
@@ -555,7 +709,7 @@ CHUNK_BYTES = 1024 * 1024
 def _fetch_all(plan, dest, on_progress, cancel, token, max_workers) -> int:
     from huggingface_hub import constants, hf_hub_download
 
-    from wizard.hub import translate_error
+    from wizard.hub import hub_endpoint, redact_url, translate_error
 
     constants.DOWNLOAD_CHUNK_SIZE = min(constants.DOWNLOAD_CHUNK_SIZE, CHUNK_BYTES)
 
@@ -567,13 +721,33 @@ def _fetch_all(plan, dest, on_progress, cancel, token, max_workers) -> int:
     # Biggest first: the long files start early, the small ones fill the gaps.
     todo.sort(key=lambda p: -plan.files[p])
 
+    verifier = _Verifier(plan, dest)
+    todo += [p for p in plan.present if p in plan.etags and p not in plan.verified]
+
     def fetch(path: str) -> None:
         if tracker.should_stop():
             raise _Stop()
-        hf_hub_download(
-            plan.repo_id, path, revision=plan.sha, local_dir=dest, token=token, tqdm_class=tracker.bar_class(path)
+        if path in plan.present:  # whole on disk, but not checked yet (a killed run's last files)
+            if verifier.check(path) is None:
+                tracker.file_done(path)
+                return
+            verifier.discard(path)
+        actual = None
+        for _attempt in range(FETCH_ATTEMPTS):
+            hf_hub_download(
+                plan.repo_id, path, revision=plan.sha, local_dir=dest, token=token, tqdm_class=tracker.bar_class(path)
+            )
+            actual = verifier.check(path)
+            if actual is None:
+                tracker.file_done(path)
+                return
+            verifier.discard(path)
+        raise CorruptFile(
+            f"{path} of {plan.repo_id} arrived damaged {FETCH_ATTEMPTS} times: its hash is {actual},"
+            f" the Hub lists {plan.etags[path]}",
+            hint=f"{redact_url(hub_endpoint())} (or a proxy on the way) serves bad bytes; run again later,"
+            " or check HF_ENDPOINT and proxy settings (finished files are kept)",
         )
-        tracker.file_done(path)
 
     pool = ThreadPoolExecutor(max_workers=max(1, max_workers), thread_name_prefix="modelwiz-download")
     futures = [pool.submit(fetch, p) for p in todo]
@@ -592,13 +766,14 @@ def _fetch_all(plan, dest, on_progress, cancel, token, max_workers) -> int:
         pool.shutdown(wait=True, cancel_futures=True)
     cancelled = isinstance(failure, (_Stop, KeyboardInterrupt)) or (cancel is not None and cancel.is_set())
     if failure is not None or cancelled:
-        kept = tracker.done_bytes
+        kept = tracker.kept_bytes  # whole files only: partial ones are deleted
         if cancelled:
             raise Cancelled(
                 f"download of {plan.repo_id} stopped; {format_bytes(kept)} of {format_bytes(plan.total_bytes)}"
                 f" kept in {dest}",
                 hint="run the same command again to resume",
             )
+        assert failure is not None  # not cancelled: a worker failed
         error = translate_error(failure, plan.repo_id, revision=plan.revision)
         if not error.hint or "again" not in error.hint:
             error.hint = ((error.hint + "; ") if error.hint else "") + "finished files are kept: run again to resume"
@@ -618,6 +793,74 @@ def _verify(plan: DownloadPlan, dest: Path) -> None:
                 f"{path} in {dest} has {format_bytes(actual)}, the Hub says {format_bytes(size)}",
                 hint="run again to fetch it again",
             )
+
+
+@dataclass(frozen=True)
+class FolderCheck:
+    """What `verify_folder` found: every file listed when the download finished, re-hashed."""
+
+    folder: Path
+    checked: tuple[str, ...] = ()  # files whose content matched the recorded hash
+    sized: tuple[str, ...] = ()  # files with no recorded hash, checked by size only
+    bad: tuple[tuple[str, str], ...] = ()  # (file, what is wrong with it)
+    bytes: int = 0
+    repo_id: str = ""  # what was downloaded, at which commit
+    sha: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.bad
+
+
+def verify_folder(dest: Path) -> FolderCheck:
+    """Re-check a finished download against what was recorded: each file's size, and its content
+    hash where the Hub listed one. Raises ModelwizError when `dest` holds no finished download."""
+    dest = Path(dest)
+    marker = read_marker(dest)
+    if marker is None:
+        raise ModelwizError(
+            f"{dest} holds no finished modelwiz download, so nothing was recorded to check against",
+            hint="run `modelwiz download` (or `modelwiz add`) to finish it first",
+        )
+    recorded = marker.get("hashes")
+    hashes = recorded if isinstance(recorded, dict) else read_verified(dest)
+    checked, sized, bad = [], [], []
+    total = 0
+    for path, size in sorted(marker["files"].items()):
+        target = dest / path
+        try:
+            actual_size = target.stat().st_size
+        except OSError:
+            bad.append((path, "is missing"))
+            continue
+        total += actual_size
+        if actual_size != size:
+            bad.append((path, f"has {format_bytes(actual_size)}, {format_bytes(size)} were downloaded"))
+            continue
+        expected = hashes.get(path)
+        if not isinstance(expected, str):
+            sized.append(path)
+            continue
+        try:
+            actual = hub_content_hash(target, expected)
+        except OSError as error:
+            bad.append((path, f"cannot be read ({error.strerror})"))
+            continue
+        if actual is not None and actual != expected:
+            bad.append((path, "does not match the Hub's hash (its bytes changed)"))
+        else:
+            checked.append(path)
+    return FolderCheck(
+        dest, tuple(checked), tuple(sized), tuple(bad), total, str(marker.get("repo_id") or ""), str(marker["sha"])
+    )
+
+
+def forget_bad_files(check: FolderCheck) -> None:
+    """Delete the damaged files `check` found, so the next download of the folder fetches them."""
+    for path, _why in check.bad:
+        _Verifier.discard_in(check.folder, path)
+    if check.bad:
+        _remove_marker(check.folder)
 
 
 def _offline_result(repo_id: str, dest: Path, revision: str | None, on_progress: ProgressCallback) -> DownloadResult:

@@ -8,6 +8,7 @@ worst a temp file (`.NAME.modelwiz-tmp-XXXX`) is left behind, which readers igno
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import tempfile
@@ -24,7 +25,7 @@ def is_temp_file(name: str) -> bool:
 
 def remove_stale_temps(folder: Path | str) -> list[str]:
     """Delete temp files a crashed write left in `folder` (not recursive); returns their names."""
-    removed = []
+    removed: list[str] = []
     try:
         names = os.listdir(folder)
     except (FileNotFoundError, NotADirectoryError):
@@ -53,10 +54,12 @@ def fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def atomic_write_bytes(path: Path | str, data: bytes, *, mode: int | None = None) -> None:
+def atomic_write_bytes(path: Path | str, data: bytes, *, mode: int | None = None, durable: bool = True) -> None:
     """Write `data` to `path` so that readers see the old content or the new, never a mix.
 
     The file keeps the mode of the file it replaces; a new file gets `mode` (default 0o644).
+    `durable=False` skips the fsyncs: for a record that is only a shortcut (after a power loss it
+    may be empty, and readers then redo the work), written often on a hot path.
     """
     path = Path(path)
     folder = path.parent
@@ -70,20 +73,22 @@ def atomic_write_bytes(path: Path | str, data: bytes, *, mode: int | None = None
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                os.fsync(handle.fileno())
         os.chmod(tmp_name, mode)
         os.replace(tmp_name, path)
     except BaseException:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
-        except FileNotFoundError:
-            pass
         raise
-    fsync_dir(folder)
+    if durable:
+        fsync_dir(folder)
 
 
-def atomic_write_text(path: Path | str, text: str, *, encoding: str = "utf-8", mode: int | None = None) -> None:
-    atomic_write_bytes(path, text.encode(encoding), mode=mode)
+def atomic_write_text(
+    path: Path | str, text: str, *, encoding: str = "utf-8", mode: int | None = None, durable: bool = True
+) -> None:
+    atomic_write_bytes(path, text.encode(encoding), mode=mode, durable=durable)
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -95,12 +100,9 @@ def sha256_text(text: str) -> str:
 
 
 def sha256_file(path: Path | str) -> str:
-    """The hex sha256 of a file's content, read in chunks."""
-    digest = hashlib.sha256()
+    """The hex sha256 of a file's content (hashlib reads it in chunks, without the GIL)."""
     with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def file_sha256_or_none(path: Path | str) -> str | None:
@@ -109,3 +111,23 @@ def file_sha256_or_none(path: Path | str) -> str | None:
         return sha256_file(path)
     except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
         return None
+
+
+def git_blob_id_file(path: Path | str) -> str:
+    """The git blob id of a file (sha1 over `blob <size>\\0` and the content): what the Hub lists
+    as the id of a file not stored with LFS."""
+    digest = hashlib.sha1(b"blob %d\0" % os.stat(path).st_size)
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def hub_content_hash(path: Path | str, expected: str) -> str | None:
+    """The hash of `path` in the form of `expected`: a sha256 (64 hex digits, LFS files) or a git
+    blob id (40, other files). None when `expected` is neither (nothing to compare with)."""
+    if len(expected) == 64:
+        return sha256_file(path)
+    if len(expected) == 40:
+        return git_blob_id_file(path)
+    return None

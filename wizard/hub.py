@@ -8,34 +8,17 @@ below, each one line that says what to do.
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 from dataclasses import dataclass, field
 from typing import Literal
 
 from wizard.errors import ModelwizError, UsageError
+from wizard.model_meta import DTYPE_BYTES
+from wizard.redact import redact_host, redact_url
 
 TOKENS_URL = "https://huggingface.co/settings/tokens"
-
-# Bytes per parameter for the dtypes safetensors headers use.
-_DTYPE_BYTES = {
-    "F64": 8,
-    "I64": 8,
-    "U64": 8,
-    "F32": 4,
-    "I32": 4,
-    "U32": 4,
-    "F16": 2,
-    "BF16": 2,
-    "I16": 2,
-    "U16": 2,
-    "F8_E4M3": 1,
-    "F8_E5M2": 1,
-    "F8_E8M0": 1,
-    "I8": 1,
-    "U8": 1,
-    "BOOL": 1,
-}
 
 
 # -- errors ------------------------------------------------------------------------------------------
@@ -94,11 +77,17 @@ class HubUnreachable(HubError):
     """The network or the Hub is down."""
 
 
-def access_url(repo_id: str) -> str:
-    """The model page, where a gated model's access request form is."""
+def hub_endpoint() -> str:
+    """The Hub URL huggingface_hub talks to (HF_ENDPOINT), possibly with credentials: never show
+    it without `redact_url`."""
     from huggingface_hub import constants
 
-    return f"{constants.ENDPOINT.rstrip('/')}/{repo_id}"
+    return str(constants.ENDPOINT)
+
+
+def access_url(repo_id: str) -> str:
+    """The model page, where a gated model's access request form is (credentials redacted)."""
+    return f"{redact_url(hub_endpoint()).rstrip('/')}/{repo_id}"
 
 
 def is_offline() -> bool:
@@ -131,6 +120,14 @@ def translate_error(error: BaseException, repo_id: str, *, revision: str | None 
 
     if isinstance(error, ModelwizError):
         return error
+    cause = error.__cause__
+    if (
+        isinstance(error, hf.LocalEntryNotFoundError)
+        and not is_offline()
+        and isinstance(cause, (hf.HfHubHTTPError, httpx2.TransportError))
+    ):
+        # huggingface_hub wraps a failed HEAD ("cannot find the file in the cache"): the cause says why.
+        return translate_error(cause, repo_id, revision=revision)
     if isinstance(error, hf.OfflineModeIsEnabled) or (isinstance(error, hf.LocalEntryNotFoundError) and is_offline()):
         return OfflineNotCached(
             f"offline mode (HF_HUB_OFFLINE=1) and {repo_id} is not on this machine",
@@ -169,16 +166,43 @@ def translate_error(error: BaseException, repo_id: str, *, revision: str | None 
             )
         if status is not None and status >= 500:
             return HubUnreachable(
-                f"the Hub answered {status} for {repo_id}",
-                hint="try again later (status: https://status.huggingface.co)",
+                f"the Hub at {_host()} has a server error (HTTP {status}) for {repo_id}",
+                hint="the network is fine, the server is not: try again in a few minutes"
+                " (status: https://status.huggingface.co, or ask whoever runs HF_ENDPOINT's mirror)",
             )
         return HubError(
             f"the Hub refused the request for {repo_id} (HTTP {status})", hint="run again with --debug for details"
         )
-    if isinstance(error, (httpx2.TransportError, hf.LocalEntryNotFoundError, ConnectionError, TimeoutError)):
+    if isinstance(error, (httpx2.TimeoutException, TimeoutError)):
+        return HubUnreachable(
+            f"{_host()} stopped sending data for {repo_id} (timed out)",
+            hint="the Hub or the network is stalled; run again later (finished files are kept)",
+        )
+    if isinstance(error, httpx2.RemoteProtocolError):
+        return HubUnreachable(
+            f"the connection to {_host()} kept dropping while fetching {repo_id}",
+            hint="check the network (and HF_ENDPOINT / proxy settings), then run again (finished files are kept)",
+        )
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        where = f" ({error.filename})" if error.filename else ""
+        return ModelwizError(
+            f"the disk is full{where} while downloading {repo_id}",
+            hint="free some space (or choose a folder on a bigger disk), then run again: finished files are kept",
+        )
+    if isinstance(error, OSError) and error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return ModelwizError(
+            f"cannot write {error.filename or 'the download folder'}: {error.strerror}",
+            hint="choose a folder you can write to",
+        )
+    if isinstance(error, (httpx2.TransportError, hf.LocalEntryNotFoundError, ConnectionError)):
         return HubUnreachable(
             f"cannot reach {_host()} to fetch {repo_id}",
             hint="check the network (and HF_ENDPOINT / proxy settings), then run again",
+        )
+    if isinstance(error, RecursionError):
+        return HubError(
+            f"the Hub sent JSON for {repo_id} that is nested too deeply to read",
+            hint="this is not a usable model repo; choose another model",
         )
     return HubError(
         f"{type(error).__name__} while talking to the Hub about {repo_id}", hint="run again with --debug for details"
@@ -225,11 +249,7 @@ def ensure_reachable(what: str) -> None:
 
 
 def _host() -> str:
-    from urllib.parse import urlsplit
-
-    from huggingface_hub import constants
-
-    return urlsplit(constants.ENDPOINT).netloc or constants.ENDPOINT
+    return redact_host(hub_endpoint())
 
 
 def _whoami_name() -> str | None:
@@ -238,7 +258,7 @@ def _whoami_name() -> str | None:
         from huggingface_hub import HfApi
 
         return HfApi().whoami().get("name")
-    except Exception:
+    except Exception:  # noqa: BLE001 - only a nicety in a message; never fails the caller
         return None
 
 
@@ -253,7 +273,7 @@ def vllm_architectures() -> dict[str, tuple[str, str]]:
     for line in lines:
         if not line or line.startswith("#") or line.startswith("architecture\t"):
             continue
-        arch, kind, last = (line.split("\t") + ["", ""])[:3]
+        arch, kind, last = ([*line.split("\t"), "", ""])[:3]
         table[arch] = (kind, last)
     return table
 
@@ -282,7 +302,7 @@ def estimate_weight_bytes(parameters_by_dtype: dict[str, int] | None) -> int | N
     """Bytes the weights take, from safetensors parameter counts per dtype."""
     if not parameters_by_dtype:
         return None
-    return sum(n * _DTYPE_BYTES.get(dtype.upper(), 2) for dtype, n in parameters_by_dtype.items())
+    return int(sum(n * DTYPE_BYTES.get(dtype.upper(), 2) for dtype, n in parameters_by_dtype.items()))
 
 
 # -- lookup ------------------------------------------------------------------------------------------
@@ -364,7 +384,7 @@ def lookup_model(repo_id: str, *, revision: str | None = None, token: str | None
             api.auth_check(repo_id, token=tok)
         config = _fetch_config(repo_id, revision or "main", tok)
         params = _parameters(api, info, tok)
-    except Exception as error:
+    except Exception as error:  # noqa: BLE001 - every library failure becomes one line
         raise translate_error(error, repo_id, revision=revision) from None
     files = {s.rfilename: int(s.size or 0) for s in (info.siblings or [])}
     return _build(repo_id, info.sha, revision, files, config, params, info=info)
@@ -381,7 +401,7 @@ def _build(repo_id, sha, revision, files, config, params, *, info=None, offline=
     return HubModel(
         repo_id=repo_id,
         sha=sha,
-        gated=getattr(info, "gated", False) or False,
+        gated=_gated(getattr(info, "gated", False)),
         private=bool(getattr(info, "private", False)),
         files=files,
         config=config,
@@ -399,6 +419,13 @@ def _build(repo_id, sha, revision, files, config, params, *, info=None, offline=
         offline=offline,
         etags=file_etags(getattr(info, "siblings", None)),
     )
+
+
+def _gated(value: object) -> Literal[False, "auto", "manual"]:
+    """The Hub's `gated` field: False, "auto" or "manual" (any other true value counts as manual)."""
+    if not value:
+        return False
+    return "auto" if value == "auto" else "manual"
 
 
 def file_etags(siblings) -> dict[str, str]:
@@ -434,6 +461,11 @@ def _read_json(path) -> dict | None:
             data = json.load(f)
     except (OSError, ValueError):
         return None
+    except RecursionError:
+        raise UsageError(
+            "the model's config.json on the Hub is nested too deeply to be a real config",
+            hint="this repo is not a usable model; choose another",
+        ) from None
     return data if isinstance(data, dict) else None
 
 
@@ -510,13 +542,13 @@ def search_models(query: str, *, limit: int = 20) -> list[HubSearchResult]:
                     repo_id=m.id,
                     downloads=int(m.downloads or 0),
                     likes=int(m.likes or 0),
-                    gated=m.gated or False,
+                    gated=_gated(m.gated),
                     parameters=int(st.total) if st and st.total else None,
                     parameters_by_dtype=by_dtype,
                     pipeline_tag=m.pipeline_tag,
                 )
             )
-    except Exception as error:
+    except Exception as error:  # noqa: BLE001 - every library failure becomes one line
         raise translate_error(error, f"search {query!r}") from None
     results.sort(key=lambda r: r.downloads, reverse=True)
     return results
@@ -554,7 +586,7 @@ def auth_status() -> AuthStatus:
         if error.response is not None and error.response.status_code == 401:
             return AuthStatus(False, source=source, token_invalid=True, message=InvalidToken(source).one_line())
         raise translate_error(error, "whoami") from None
-    except Exception as error:
+    except Exception as error:  # noqa: BLE001 - every library failure becomes one line
         raise translate_error(error, "whoami") from None
     user = info.get("name")
     where = "HF_TOKEN" if source == "env" else "the saved token"
@@ -591,13 +623,13 @@ def save_token(token: str) -> str:
     try:
         from huggingface_hub import HfApi
 
-        user = HfApi().whoami(token=token).get("name")
+        user = str(HfApi().whoami(token=token).get("name") or "")
         login(token=token, add_to_git_credential=False, skip_if_logged_in=False)
     except HfHubHTTPError as error:
         if error.response is not None and error.response.status_code == 401:
             raise InvalidToken() from None
         raise translate_error(error, "whoami") from None
-    except Exception as error:
+    except Exception as error:  # noqa: BLE001 - every library failure becomes one line
         raise translate_error(error, "whoami") from None
     finally:
         hf_logger.setLevel(level)

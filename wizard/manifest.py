@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -82,7 +82,7 @@ class Manifest:
     def with_model(self, model: ManifestModel) -> Manifest:
         """Add `model`, or replace the entry with its name (keeping its position)."""
         if self.get(model.name) is None:
-            return replace(self, models=self.models + (model,))
+            return replace(self, models=(*self.models, model))
         return replace(self, models=tuple(model if m.name == model.name else m for m in self.models))
 
     def without_model(self, name: str) -> Manifest:
@@ -163,6 +163,7 @@ def _model_from(name: str, data: Any, where: Path) -> ManifestModel:
         plan = ModelPlan.from_json({**data["plan"], "name": name})
     except (KeyError, TypeError, ValueError) as error:
         raise bad(f"plan is incomplete ({type(error).__name__}: {error})") from None
+    _check_plan(plan, bad)
     revision = data.get("revision")
     return ManifestModel(
         name=name,
@@ -176,6 +177,24 @@ def _model_from(name: str, data: Any, where: Path) -> ManifestModel:
     )
 
 
+_DEVICE_RE = re.compile(r"[0-9]+(:[0-9]+)?")  # a GPU index, or GPU:MIG for a MIG device
+
+
+def _check_plan(plan: ModelPlan, bad: Callable[[str], ManifestError]) -> None:
+    """Numbers and device ids a hand edit may have broken (nan, inf, a path for a GPU)."""
+    util = plan.gpu_memory_utilization
+    if not (math.isfinite(util) and 0 < util <= 1):
+        raise bad(f"plan.gpu_memory_utilization = {util!r} is not a fraction between 0 and 1")
+    for key in ("tensor_parallel_size", "max_model_len"):
+        if getattr(plan, key) < 1:
+            raise bad(f"plan.{key} = {getattr(plan, key)!r} must be at least 1")
+    if not math.isfinite(plan.max_concurrency):
+        raise bad(f"plan.max_concurrency = {plan.max_concurrency!r} is not a number")
+    for device in plan.devices:
+        if not _DEVICE_RE.fullmatch(device):
+            raise bad(f"plan.devices holds {device!r}, which is not a GPU index")
+
+
 def parse_manifest(text: str, where: Path) -> Manifest:
     import tomlkit
 
@@ -184,6 +203,8 @@ def parse_manifest(text: str, where: Path) -> Manifest:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise ManifestError(f"{where} is not valid TOML: {error}", hint=hint) from None
+    except RecursionError:
+        raise ManifestError(f"{where} is nested too deeply to be a manifest", hint=hint) from None
     version = data.get("version", MANIFEST_VERSION)
     if not isinstance(version, int) or version < 1:
         raise ManifestError(f"{where}: version {version!r} is not a manifest version", hint=hint)
@@ -249,11 +270,8 @@ def _sync_table(table: Any, data: Mapping[str, Any], owned: tuple[str, ...] | No
 def render_manifest(manifest: Manifest) -> str:
     import tomlkit
 
-    doc = manifest.document
-    if doc is None:
-        doc = tomlkit.parse(_HEADER)
-    else:
-        doc = tomlkit.parse(tomlkit.dumps(doc))  # a copy: Manifest stays immutable
+    # A copy of the user's document (Manifest stays immutable), or a new one.
+    doc = tomlkit.parse(_HEADER if manifest.document is None else tomlkit.dumps(manifest.document))
     top: dict[str, Any] = {"version": manifest.version, "image": manifest.image, "mount_point": manifest.mount_point}
     _sync_table(doc, {k: v for k, v in top.items() if v is not None}, _TOP_KEYS)
     if "models" not in doc:

@@ -59,6 +59,15 @@ def container_ids(plan: ModelPlan, repository_devices: Sequence[str]) -> tuple[i
     return tuple(out)
 
 
+def comment_text(value: str) -> str:
+    """`value` made safe for a `#` comment: a comment ends at the line break, so one in a folder
+    name would let the rest be read as configuration. Every character that is not printable
+    (line breaks, control characters, U+2028...) and the backslash are written as escapes."""
+    return "".join(
+        ch if ch.isprintable() and ch != "\\" else ch.encode("unicode_escape").decode("ascii") for ch in value
+    )
+
+
 def mig_problem(plan: ModelPlan) -> str | None:
     """One engine over several MIG slices: CUDA enumerates a single MIG device per process
     (NVIDIA MIG user guide, "CUDA Device Enumeration"), so a tensor-parallel engine cannot span them."""
@@ -106,13 +115,14 @@ def refuse_unservable(plans: Sequence[ModelPlan], repository_devices: Sequence[s
 
 def render_config_pbtxt(plan: ModelPlan, repository_devices: Sequence[str], *, vllm_version: str | None = None) -> str:
     """config.pbtxt for `plan`; `repository_devices` are all devices the repository's models use,
-    `vllm_version` the vLLM of the image that will serve it (metrics are reported only on V1)."""
+    `vllm_version` the vLLM of the image that will serve it (metrics are reported only on V1).
+    Text from a user, a path or the Hub appears only in comments, through `comment_text`."""
     problem = mig_problem(plan)
     if problem:
         raise ConfigError(problem)
     group = plan.instance_group
     lines = [
-        f"# Written by modelwiz for {plan.model}. Edits are kept: modelwiz then writes its own",
+        f"# Written by modelwiz for {comment_text(plan.model)}. Edits are kept: modelwiz then writes its own",
         "# version beside this file as config.pbtxt.modelwiz-new instead of replacing it.",
         'backend: "vllm"',
         "# vLLM batches requests itself; Triton must not.",
@@ -134,13 +144,13 @@ def render_config_pbtxt(plan: ModelPlan, repository_devices: Sequence[str], *, v
     lines.append("  {")
     if group.kind == "KIND_GPU":
         ids = container_ids(plan, repository_devices)
-        host = ", ".join(plan_devices(plan))
+        host = comment_text(", ".join(plan_devices(plan)))
         lines.append(f"    # host device(s) {host}, numbered as the container sees them")
         lines.append(f"    count: {group.count}")
         lines.append("    kind: KIND_GPU")
         lines.append(f"    gpus: [ {', '.join(str(i) for i in ids)} ]")
     elif group.kind == "KIND_MODEL":
-        host = ", ".join(plan_devices(plan)) or "planned"
+        host = comment_text(", ".join(plan_devices(plan))) or "planned"
         lines.append(
             f"    # one engine over {plan.tensor_parallel_size} GPU(s) (host device(s) {host}); vLLM places it"
         )

@@ -145,7 +145,7 @@ class ModelMeta:
 
     def kv_bytes_per_token_per_layer(self, tp: int, kv_dtype_bytes: int = 2) -> int:
         """KV bytes one token costs in one attention layer, on each GPU of a tp group."""
-        if self.is_mla:  # one latent vector, on every rank (not divided by tp)
+        if self.kv_lora_rank is not None:  # MLA: one latent vector, on every rank (not divided by tp)
             return (self.kv_lora_rank + (self.qk_rope_head_dim or 0)) * kv_dtype_bytes
         return 2 * max(1, self.num_kv_heads // tp) * self.head_dim * kv_dtype_bytes
 
@@ -164,7 +164,7 @@ class ModelMeta:
         per_layer = self.kv_bytes_per_token_per_layer(tp, kv_dtype_bytes)
         full = math.ceil(length / block) * block * per_layer * self.full_attention_layers
         sliding = 0
-        if self.sliding_window_layers:
+        if self.sliding_window_layers and self.sliding_window is not None:
             tokens = min(self.sliding_window - 1 + max_num_batched_tokens, length)
             sliding = (math.ceil(tokens / block) + 1) * block * per_layer * self.sliding_window_layers
         return full + sliding
@@ -193,13 +193,20 @@ class ModelMeta:
         hidden = _positive_int(text, ("hidden_size", "n_embd", "d_model", "dim"), source)
         kv_heads = heads
         for key in _KV_HEAD_KEYS:
-            if isinstance(text.get(key), int) and text[key] > 0:
-                kv_heads = text[key]
+            if key in text and text[key] is not None:
+                kv_heads = _positive_int(text, (key,), source)
                 break
+        _check_plausible(text, source)
+        if heads % kv_heads:
+            raise _nonsense(source, _first_key(text, _KV_HEAD_KEYS), kv_heads, f"it must divide the {heads} heads")
         head_dim = text.get("head_dim")
         if not isinstance(head_dim, int) or head_dim <= 0:
             head_dim = text.get("hidden_size_per_head")
         if not isinstance(head_dim, int) or head_dim <= 0:
+            if hidden % heads:
+                raise _nonsense(
+                    source, "num_attention_heads", heads, f"it must divide hidden_size {hidden} (or give head_dim)"
+                )
             head_dim = hidden // heads
         kv_lora_rank = text.get("kv_lora_rank")
         mla = model_type in _MLA_MODEL_TYPES and isinstance(kv_lora_rank, int) and kv_lora_rank > 0
@@ -236,7 +243,7 @@ class ModelMeta:
             weights_source=weights_source,
             torch_dtype=torch_dtype,
             quantization=quantization,
-            kv_lora_rank=int(kv_lora_rank) if mla else None,
+            kv_lora_rank=kv_lora_rank if mla and isinstance(kv_lora_rank, int) else None,
             qk_rope_head_dim=int(text.get("qk_rope_head_dim") or 0) if mla else None,
             sliding_window=window,
             sliding_window_layers=window_layers,
@@ -277,7 +284,7 @@ def derive_max_model_len(text_config: Mapping[str, Any]) -> int:
     lengths = [
         v
         for k in _MAX_LEN_KEYS
-        if isinstance(v := text_config.get(k), (int, float)) and not isinstance(v, bool) and v > 0
+        if isinstance(v := text_config.get(k), (int, float)) and not isinstance(v, bool) and 0 < v < math.inf
     ]
     derived = float(min(lengths)) if lengths else float(_DEFAULT_MAX_LEN)
     rope = text_config.get("rope_scaling") or text_config.get("rope_parameters")
@@ -374,11 +381,50 @@ def _text_config(config: dict[str, Any]) -> dict[str, Any]:
     return config
 
 
+def _nonsense(source: str, key: str, value: Any, why: str) -> UsageError:
+    return UsageError(
+        f"{source}: config.json has {key} = {value!r}; {why}",
+        hint="fix that value in config.json (compare with the model's original config)",
+    )
+
+
+def _first_key(config: Mapping[str, Any], keys: tuple[str, ...]) -> str:
+    return next((k for k in keys if k in config), keys[0])
+
+
+# Beyond these no real transformer goes (the largest today: hidden 25600, 160 layers, 128 heads,
+# contexts of ~10M tokens); a config beyond them is damaged, and planning it would only blame
+# the weights.
+_PLAUSIBLE_MAX = {
+    "hidden_size": 1 << 18,
+    "num_hidden_layers": 1 << 12,
+    "num_attention_heads": 1 << 14,
+    "intermediate_size": 1 << 22,
+    "vocab_size": 1 << 24,
+}
+
+
+def _check_plausible(text: Mapping[str, Any], source: str) -> None:
+    """Refuse values no real model has, naming the field (exit 2)."""
+    for key, limit in _PLAUSIBLE_MAX.items():
+        value = text.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and not 0 < value <= limit:
+            raise _nonsense(source, key, value, f"it must be between 1 and {limit}")
+    for key in _MAX_LEN_KEYS:
+        value = text.get(key)
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            continue
+        if not math.isfinite(value) or (key == "max_position_embeddings" and value <= 0):
+            raise _nonsense(source, key, value, "the context length must be a positive number")
+
+
 def _positive_int(config: Mapping[str, Any], keys: tuple[str, ...], source: str) -> int:
     for key in keys:
         value = config.get(key)
         if isinstance(value, int) and not isinstance(value, bool) and value > 0:
             return value
+        if value is not None:
+            raise _nonsense(source, key, value, "it must be a positive whole number")
     raise UsageError(
         f"{source}: config.json has no {keys[0]}",
         hint="this does not look like a transformer language model vLLM can serve",
@@ -470,6 +516,10 @@ def _read_json(path: Path, *, what: str) -> dict[str, Any]:
         ) from None
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise UsageError(f"{path} is not readable JSON ({exc})", hint="download the file again") from None
+    except RecursionError:
+        raise UsageError(
+            f"{path} is nested too deeply to be a model's {what}", hint="replace it with the model's real file"
+        ) from None
     if not isinstance(data, dict):
         raise UsageError(f"{path} is not a JSON object", hint="download the file again")
     return data

@@ -8,7 +8,7 @@ from wizard.errors import UsageError
 
 # Triton takes the folder name as the model name; keep to what every tool (URLs, shells, k8s
 # ConfigMap keys) handles without quoting.
-_VALID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
+_VALID = re.compile(r"[a-z0-9][a-z0-9._-]{0,127}")  # fullmatch: `$` would accept a final newline
 _RESERVED = {".", "..", "1"}
 
 
@@ -21,7 +21,7 @@ def derive_name(source: str) -> str:
 
 def check_name(name: str) -> str:
     """Return `name` if it is a safe, valid Triton model name; else raise UsageError."""
-    if name in _RESERVED or not _VALID.match(name) or ".." in name:
+    if name in _RESERVED or not _VALID.fullmatch(name) or ".." in name:
         raise UsageError(
             f"{name!r} is not a usable model name",
             hint="use lowercase letters, digits, '.', '_' and '-', starting with a letter or digit",

@@ -16,6 +16,8 @@ Rules this module keeps:
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import json
 import os
 import shutil
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -56,6 +58,8 @@ from wizard.plan_types import ModelPlan, sort_devices
 NEW_SUFFIX = ".modelwiz-new"
 REMOVED_SUFFIX = ".modelwiz-removed"
 REPOSITORY_ENV = "MODEL_REPOSITORY"
+LOCK_NAME = ".modelwiz.lock"  # flock'd by whoever changes the repository
+LOCK_MODE = 0o644  # readable is enough for another user to take the lock
 
 # Model states as listed.
 READY = "ready"  # complete: weights and files in place
@@ -109,6 +113,41 @@ def _weights_complete_default(path: Path) -> bool:
         return False
 
 
+def _acquire(path: Path) -> int | None:
+    """An fd holding an exclusive flock on `path` (created if missing), or None when another
+    process holds it. Retries when the file was replaced while we waited (a remover unlinked it)."""
+    while True:
+        fd = os.open(path, os.O_RDONLY | os.O_CREAT, LOCK_MODE)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        try:
+            same = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            return fd
+        os.close(fd)
+
+
+def _model_json_problems(path: Path) -> list[str]:
+    """A hand-edited model.json that vLLM's backend could not even read (it json.loads it)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as error:
+        return [f"{MODEL_JSON} is not readable JSON ({type(error).__name__})"]
+    return [] if isinstance(data, dict) else [f"{MODEL_JSON} is not a JSON object"]
+
+
+def _only_entry(folder: Path, name: str) -> bool:
+    try:
+        return os.listdir(folder) == [name]
+    except OSError:
+        return False
+
+
 def check_weights_folder(name: str) -> str:
     """A weights folder name that stays inside the model folder and is not a Triton version."""
     if (
@@ -139,28 +178,33 @@ def weights_folder_for(source: str) -> str:
 def repository_lock(root: Path) -> Iterator[None]:
     """Hold the repository at `root` for one change (plan, download, write) at a time. Two modelwiz
     processes adding at once would each plan into the same free memory and save over each
-    other's manifest. The lock file lives in the user cache, so nothing is written into the
-    repository before the change itself."""
-    import fcntl
-    import hashlib
-
-    from wizard.paths import cache_dir
-
-    key = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:16]
-    path = cache_dir() / "locks" / f"{key}.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise ModelwizError(
-                f"another modelwiz is changing {root} right now",
-                hint="wait for it to finish, then run again",
-            ) from None
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    other's manifest. The lock file lives in the repository itself, so every user and every cache
+    (`sudo modelwiz add` beside `modelwiz add`) takes the same one; whoever holds it reads the
+    manifest after taking it. A repository this creates is removed again when nothing else was
+    written into it."""
+    root = Path(root)
+    created = not root.exists()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        fd = _acquire(root / LOCK_NAME)
+    except OSError as error:
+        raise ModelwizError(
+            f"cannot lock {root / LOCK_NAME}: {error.strerror}",
+            hint="check that the repository folder is writable",
+        ) from None
+    if fd is None:
+        raise ModelwizError(
+            f"another modelwiz is changing {root} right now",
+            hint="wait for it to finish, then run again",
+        )
+    try:
+        yield
+    finally:
+        if created and _only_entry(root, LOCK_NAME):
+            with contextlib.suppress(OSError):
+                (root / LOCK_NAME).unlink()
+                root.rmdir()
+        os.close(fd)
 
 
 class Repository:
@@ -185,13 +229,12 @@ class Repository:
             root = Path.cwd() / root
         if root.exists() and not root.is_dir():
             raise UsageError(f"{root} is not a folder", hint="give --repository a folder")
-        if not root.exists():
-            if not create:
-                raise UsageError(
-                    f"model repository {root} does not exist",
-                    hint="check --repository / $MODEL_REPOSITORY, or add a model with `modelwiz add`",
-                )
-            # Created on the first save, so a refused add leaves nothing behind.
+        # A missing one is created on the first save, so a refused add leaves nothing behind.
+        if not root.exists() and not create:
+            raise UsageError(
+                f"model repository {root} does not exist",
+                hint="check --repository / $MODEL_REPOSITORY, or add a model with `modelwiz add`",
+            )
         manifest = load_manifest(root) or Manifest()
         return cls(root, manifest, weights_complete=weights_complete)
 
@@ -206,9 +249,13 @@ class Repository:
             ) from None
 
     # ------------------------------------------------------------------ paths
-    def lock(self) -> contextlib.AbstractContextManager[None]:
-        """Hold this repository for one change (see `repository_lock`)."""
-        return repository_lock(self.root)
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold this repository for one change (see `repository_lock`), with the manifest re-read
+        once held, so the change starts from what the last writer saved."""
+        with repository_lock(self.root):
+            self.manifest = load_manifest(self.root) or Manifest()
+            yield
 
     def model_dir(self, name: str) -> Path:
         return self.root / name
@@ -236,7 +283,13 @@ class Repository:
         return path
 
     def taken_names(self) -> frozenset[str]:
-        return frozenset(self.folder_names()) | frozenset(self.manifest.names)
+        """Names a new model cannot take: every entry of the repository folder (files such as
+        modelwiz.toml included, since the model folder could not be made) and the manifest's."""
+        try:
+            entries = frozenset(os.listdir(self.root))
+        except (FileNotFoundError, NotADirectoryError):
+            entries = frozenset()
+        return entries | frozenset(self.manifest.names)
 
     def managed_plans(self) -> tuple[ModelPlan, ...]:
         """The plans of modelwiz's models (what a joint plan must keep room for)."""
@@ -265,7 +318,7 @@ class Repository:
         return tuple(self._inspect(name) for name in names)
 
     def model(self, name: str) -> RepoModel | None:
-        if name not in self.taken_names():
+        if name not in set(self.folder_names()) | set(self.manifest.names):
             return None
         return self._inspect(name)
 
@@ -312,6 +365,8 @@ class Repository:
                 problems.append(f"{rel} is missing")
             if (path / (rel + NEW_SUFFIX)).exists():
                 waiting.append(rel + NEW_SUFFIX)
+        if MODEL_JSON in edited:
+            problems.extend(_model_json_problems(path / MODEL_JSON))
         if entry.state == STATE_REMOVING:
             state = REMOVING
         elif entry.state != STATE_COMPLETE:
@@ -420,7 +475,7 @@ class Repository:
 
         # (3) commit: pending hashes become the files', complete models are marked
         manifest = self.manifest
-        for entry, targets, pending in planned:
+        for entry, _targets, pending in planned:
             files = {k: v for k, v in entry.files.items() if k in (CONFIG_FILE, MODEL_JSON)}
             files.update(pending)
             updated = replace(entry, files=files, pending={})
@@ -482,18 +537,22 @@ class Repository:
             if own_new.exists() and self._is_own(entry, rel + NEW_SUFFIX, own_new):
                 own_new.unlink()
         weights = self.weights_dir(entry)
-        if delete_weights:
+        if delete_weights and weights.is_symlink():
+            target = os.readlink(weights)
+            weights.unlink()  # the link only: what it points to is not modelwiz's to delete
+            notes.append(f"{weights} was a link to {target}: removed the link, the files there are kept")
+        elif delete_weights:
             if weights.exists():
                 shutil.rmtree(weights)
         elif weights.exists():
             notes.append(f"weights kept in {weights}")
         for sub in (folder / "1", folder):
-            try:
+            with contextlib.suppress(OSError):
                 sub.rmdir()  # only when empty: anything else there stays
-            except OSError:
-                pass
-        self.save(self.manifest.without_model(name))
+        # The others are renumbered while this entry still says `removing` (its devices no longer
+        # count), so a crash before the last save leaves a rerun to finish, never stale GPU ids.
         notes.extend(self.refresh_after_removal())
+        self.save(self.manifest.without_model(name))
         return tuple(notes)
 
     def refresh_after_removal(self) -> tuple[str, ...]:
@@ -546,6 +605,8 @@ def configured_repository() -> Path | None:
         return None
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
         raise ModelwizError(f"cannot read {config_file()}: {error}", hint="fix the file or delete it") from None
+    except RecursionError:
+        raise ModelwizError(f"{config_file()} is nested too deeply to read", hint="fix the file or delete it") from None
     value = data.get("repository")
     return Path(value).expanduser() if isinstance(value, str) and value else None
 

@@ -157,25 +157,49 @@ class TritonHttp:
             conn.close()
 
 
+MAX_EVENT_BYTES = 16 * 1024 * 1024  # no generate_stream event comes near this
+
+
 def parse_sse(lines: Any) -> Iterator[Any]:
-    """Decode `data:` events from an iterable of byte lines (an HTTP response, a list)."""
+    """Decode `data:` events from an iterable of byte lines (an HTTP response, a list).
+
+    Raises TritonHttpError for a stream that is not what Triton sends: an event that is not a JSON
+    object, an event cut off by the end of the stream (no blank line after it), a line beyond
+    MAX_EVENT_BYTES, or a stream that ends without any event."""
     data: list[str] = []
+    size = 0
+    seen = False
     for raw in lines:
+        size += len(raw)
+        if size > MAX_EVENT_BYTES:
+            raise TritonHttpError(f"the server sent an event longer than {MAX_EVENT_BYTES // 2**20} MiB")
         line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
         if line.startswith("data:"):
             data.append(line[5:].lstrip(" "))
-        elif line == "" and data:
-            yield _decode_event("\n".join(data))
-            data = []
+        elif line == "":
+            size = 0
+            if data:
+                seen = True
+                yield _decode_event("\n".join(data))
+                data = []
     if data:
-        yield _decode_event("\n".join(data))
+        raise TritonHttpError(f"the reply stream was cut off in the middle of an event: {_preview(chr(10).join(data))}")
+    if not seen:
+        raise TritonHttpError("the server ended the reply stream without sending any event")
 
 
-def _decode_event(text: str) -> Any:
+def _preview(text: str) -> str:
+    return repr(text[:80] + ("..." if len(text) > 80 else ""))
+
+
+def _decode_event(text: str) -> dict[str, Any]:
     try:
-        return json.loads(text)
-    except ValueError:
-        return {"text_output": text}
+        event = json.loads(text)
+    except (ValueError, RecursionError):
+        raise TritonHttpError(f"the server sent an event that is not JSON: {_preview(text)}") from None
+    if not isinstance(event, dict):
+        raise TritonHttpError(f"the server sent an event that is not a JSON object: {_preview(text)}")
+    return event
 
 
 def _quote(name: str) -> str:

@@ -56,6 +56,7 @@ def _stream(http, model: str, body: dict) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from wizard.errors import ModelwizError, UsageError
+    from wizard.redact import redact_url
     from wizard.triton_http import TritonHttp, TritonHttpError, generate_body
 
     if args.max_tokens < 1:
@@ -77,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
             prompt = args.prompt if args.prompt is not None else sys.stdin.read().strip() or DEFAULT_PROMPT
             _stream(http, args.model, generate_body(prompt, max_tokens=args.max_tokens, temperature=args.temperature))
             return 0
-        print(f"chatting with {args.model} at {url}; an empty line or Ctrl-D ends", file=sys.stderr)
+        print(f"chatting with {args.model} at {redact_url(url)}; an empty line or Ctrl-D ends", file=sys.stderr)
         while True:
             try:
                 prompt = input("> ").strip()

@@ -10,15 +10,22 @@ from wizard.errors import UsageError
 HELP = "download a Hugging Face model (only what vLLM needs) into a folder, resumably"
 DESCRIPTION = (
     "Download the config, tokenizer and safetensors weights of a Hugging Face model into DIR, "
-    "straight from the Hub (no second copy in the HF cache). A progress bar on a terminal, plain "
-    "lines otherwise. Interrupted? Run the same command again: finished files are kept. Uses the "
+    "straight from the Hub (no second copy in the HF cache). Every file is checked against the Hub's "
+    "sha256 (git blob id for small files); `modelwiz verify --folder DIR` checks them again later. "
+    "A progress bar on a terminal, plain lines otherwise. Interrupted? Run the same command again: finished files are kept. Uses the "
     "token huggingface_hub knows (HF_TOKEN or `modelwiz login`); honours HF_ENDPOINT and HF_HUB_OFFLINE."
 )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", metavar="MODEL", help="Hub model id, e.g. Qwen/Qwen2.5-0.5B-Instruct")
-    parser.add_argument("--to", metavar="DIR", required=True, help="folder to download into (created if missing)")
+    parser.add_argument(
+        "--to",
+        metavar="DIR",
+        required=True,
+        help="folder to download into (created if missing; an existing one must be empty or hold an earlier "
+        "download of the same model, which is resumed)",
+    )
     parser.add_argument("--revision", metavar="REV", default=None, help="branch, tag or commit (default: main)")
 
 
