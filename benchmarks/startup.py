@@ -1,8 +1,16 @@
-"""Time from process start to the first painted frame: `modelwiz` vs a bare Textual app.
+"""Time from process start to the first *useful* screen: `modelwiz` vs a bare Textual app.
 
-Each program runs in a pseudo-terminal (80x24); the clock stops when a marker text of its first
-frame appears in the terminal output. Both run alternately in the same session, several times;
-the script prints the medians and the ratio (target: modelwiz / bare <= 1.3).
+Each program runs in a pseudo-terminal (80x24); the clock stops when a marker text appears in the
+terminal output. Measured, alternately in the same session, several times:
+
+- bare: a Textual app that shows one label (the baseline);
+- first run: `modelwiz --gpus 2xH100-80GB` over an empty repository, until the machine screen
+  shows the GPUs (not the splash);
+- re-run: the same over a repository that holds a model, until the home screen lists it (podman
+  unreachable, so its server look fails at once: the lower bound of a real re-run);
+- the splash (first frame), for reference.
+
+It prints the medians and each useful screen's ratio to the bare app (target: <= 1.5).
 
     python3 benchmarks/startup.py [--runs 7]
 """
@@ -66,6 +74,17 @@ def first_paint_seconds(argv: list[str], marker: bytes, env: dict[str, str], tim
         os.close(master)
 
 
+TARGET = 1.5
+HOME_MODEL = "bench-model"
+# A model folder modelwiz did not write: listed by the repository (so the re-run opens on the home
+# screen) without any download or Hub lookup.
+HOME_MODEL_CONFIG = f'name: "{HOME_MODEL}"\nbackend: "vllm"\ninstance_group [ {{ kind: KIND_MODEL }} ]\n'
+
+
+def median_ms(times: list[float]) -> str:
+    return f"median {statistics.median(times) * 1000:.0f} ms (min {min(times) * 1000:.0f})"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=7)
@@ -84,21 +103,31 @@ def main() -> int:
     env.pop("TEXTUAL", None)
     modelwiz = [sys.executable, "-m", "wizard", "--gpus", "2xH100-80GB"]
     bare = [sys.executable, "-c", BARE_APP]
-    # one warm-up each, so both read their .pyc files from the page cache
-    first_paint_seconds(modelwiz, b"GPU workstation", env)
+    first_env = dict(env, MODEL_REPOSITORY=f"{home}/empty-repo", CONTAINER_HOST=f"unix://{home}/no-podman.sock")
+    rerun_env = dict(first_env, MODEL_REPOSITORY=f"{home}/repo")
+    model_dir = Path(home) / "repo" / HOME_MODEL
+    model_dir.mkdir(parents=True)
+    (model_dir / "config.pbtxt").write_text(HOME_MODEL_CONFIG)
+    gpus, listed = b"H100 80GB", HOME_MODEL.encode()
+    # one warm-up each, so every run reads its .pyc files from the page cache
+    first_paint_seconds(modelwiz, gpus, first_env)
+    first_paint_seconds(modelwiz, listed, rerun_env)
     first_paint_seconds(bare, b"bare-textual-ready", env)
-    wiz_times, bare_times, machine_times = [], [], []
+    bare_times, splash_times, machine_times, home_times = [], [], [], []
     for _ in range(args.runs):
-        wiz_times.append(first_paint_seconds(modelwiz, b"GPU workstation", env))
         bare_times.append(first_paint_seconds(bare, b"bare-textual-ready", env))
-        machine_times.append(first_paint_seconds(modelwiz, b"Checks", env))
-    wiz, base = statistics.median(wiz_times), statistics.median(bare_times)
+        splash_times.append(first_paint_seconds(modelwiz, b"GPU workstation", first_env))
+        machine_times.append(first_paint_seconds(modelwiz, gpus, first_env))
+        home_times.append(first_paint_seconds(modelwiz, listed, rerun_env))
+    base = statistics.median(bare_times)
+    machine, home_screen = statistics.median(machine_times), statistics.median(home_times)
     print(f"runs: {args.runs} each, 80x24 pty, Python {sys.version.split()[0]}")
-    print(f"modelwiz first paint: median {wiz * 1000:.0f} ms (min {min(wiz_times) * 1000:.0f})")
-    print(f"bare Textual label:   median {base * 1000:.0f} ms (min {min(bare_times) * 1000:.0f})")
-    print(f"modelwiz machine screen painted: median {statistics.median(machine_times) * 1000:.0f} ms")
-    print(f"ratio: {wiz / base:.2f} (target <= 1.3)")
-    return 0 if wiz / base <= 1.3 else 1
+    print(f"bare Textual label:                {median_ms(bare_times)}")
+    print(f"modelwiz splash (first frame):     {median_ms(splash_times)}")
+    print(f"first run, machine screen's GPUs:  {median_ms(machine_times)}  ratio {machine / base:.2f}")
+    print(f"re-run, home screen's models:      {median_ms(home_times)}  ratio {home_screen / base:.2f}")
+    print(f"target: each ratio <= {TARGET}")
+    return 0 if max(machine, home_screen) / base <= TARGET else 1
 
 
 if __name__ == "__main__":

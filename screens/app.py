@@ -21,15 +21,29 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
 from screens.step import StepScreen
-from wizard.service import WizardService
-from wizard.wizard_flow import STEPS, Step, advance, first_step, opening, step_before
+from wizard.service import ServerView, WizardService
+from wizard.wizard_flow import (
+    STEPS,
+    HomeResult,
+    Step,
+    advance,
+    after_home,
+    exit_summary,
+    first_step,
+    goes_home,
+    opening,
+    opens_home,
+    step_before,
+)
 from wizard.wizard_state import WizardState
 
 # Worker groups that mean "something is running that quitting would interrupt".
 BUSY_GROUPS = frozenset({"download", "launch"})
 
 
-class ModelWizApp(App[int]):
+class ModelWizApp(App[str]):
+    """Exits with the summary to print on the normal screen (`run_app` prints it)."""
+
     CSS_PATH = "app.tcss"
     TITLE = "modelwiz"
     SUB_TITLE = "GPU workstation → Triton + vLLM"
@@ -44,6 +58,7 @@ class ModelWizApp(App[int]):
         self.args = args
         self.state = WizardState(spec=getattr(args, "gpus", None) or service.spec)
         self.step: Step = STEPS[0]
+        self.server: ServerView | None = None  # the home screen's last look at the server
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -62,14 +77,47 @@ class ModelWizApp(App[int]):
             state = await asyncio.to_thread(opening, self.service, state)
         except Exception as error:  # noqa: BLE001 - an unreadable repository is shown, not fatal
             self.notify(f"could not read the model repository: {error}", severity="warning")
-        step: Step | None = first_step(state)
+        if not opens_home(state):
+            state, home = await self._steps(state, first_step(state), entry=None)
+            if not home:
+                self.leave(state)
+                return
+            state = await self._reread(state)
+        while True:
+            self.state = state
+            result = await self.push_screen_wait(self._home(state))
+            state, step = after_home(state, result)
+            if step is None:
+                break
+            state, _home = await self._steps(state, step, entry=step)
+            state = await self._reread(state)
+        self.leave(state)
+
+    async def _reread(self, state: WizardState) -> WizardState:
+        return state.with_(existing=tuple(await asyncio.to_thread(self.service.existing_models)))
+
+    async def _steps(self, state: WizardState, step: Step | None, *, entry: Step | None) -> tuple[WizardState, bool]:
+        """The guided steps from `step` until the last one answers; True when Back leaves them
+        for the home screen (`wizard_flow.goes_home`)."""
         while step is not None:
             self.state = state
             self.step = step
             answer = await self.push_screen_wait(self._screen_for(step, state))
+            if goes_home(entry, step, answer):
+                self.state = state
+                return state, True
             state, step = advance(state, step, answer)
         self.state = state
-        self.exit(0)
+        return state, False
+
+    def _home(self, state: WizardState) -> Screen[HomeResult]:
+        from screens.home import HomeScreen
+
+        return HomeScreen(self.service, state)
+
+    def leave(self, state: WizardState) -> None:
+        self.state = state
+        self.exit(exit_summary(self.server, state.endpoints))
 
     def _screen_for(self, step: Step, state: WizardState) -> StepScreen[Any]:
         screen: type[StepScreen[Any]]
@@ -93,7 +141,7 @@ class ModelWizApp(App[int]):
 
     def action_request_quit(self) -> None:
         if not self.busy():
-            self.exit(0)
+            self.leave(self.state)
             return
         from screens.confirm import ConfirmScreen
 
@@ -103,7 +151,7 @@ class ModelWizApp(App[int]):
                     stop = getattr(screen, "stop_work", None)
                     if stop is not None:
                         stop()
-                self.exit(0)
+                self.leave(self.state)
 
         self.push_screen(
             ConfirmScreen("Something is still running. Quit anyway? (finished downloads are kept)"),
@@ -112,6 +160,10 @@ class ModelWizApp(App[int]):
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
+        home_commands = getattr(screen, "home_commands", None)
+        if home_commands is not None:
+            yield from home_commands()
+            return
         if step_before(self.step) is not None:
             yield SystemCommand("Back", "Go back one step", lambda: screen.run_action("back"))
         yield SystemCommand("Continue", "Go on to the next step", lambda: screen.run_action("next"))
@@ -125,5 +177,7 @@ def run_app(args: argparse.Namespace) -> int:
     from wizard.core_service import CoreService
 
     app = build_app(CoreService(spec=getattr(args, "gpus", None)), args)
-    app.run()
+    summary = app.run()
+    if summary and not app.return_code:
+        print(summary, end="")  # on the normal screen, after the full-screen UI is gone
     return app.return_code or 0

@@ -100,6 +100,7 @@ class ModelsScreen(StepScreen[ModelsResult]):
             self.query_one("#existing-box").display = False
         self._refresh_picks()
         self.query_one("#search", Input).focus()
+        self.post_message(SearchResults("", self.service.catalog_models(self.state.inventory)))  # until the Hub answers
         self.search("")
 
     # -- searching ----------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,8 @@ from wizard.service import (
     Endpoints,
     ExistingModel,
     Gated,
+    GpuUse,
+    HomeModel,
     LaunchEvent,
     LogLine,
     ModelCandidate,
@@ -48,7 +50,9 @@ from wizard.service import (
     ModelState,
     PlanView,
     PullProgress,
+    ServerView,
     WizardService,
+    endpoint_lines,
     quick_fit,
 )
 from wizard.units import GiB, MiB
@@ -107,6 +111,12 @@ class FakeService:
     repository: Path = Path("/tmp/modelwiz-fake-repo")
     calls: list[tuple[object, ...]] = field(default_factory=list)
     downloaded: dict[str, int] = field(default_factory=dict)  # repo_id -> bytes on disk (resume)
+    # -- the server, for the home screen (see the block at the end of the class)
+    server_running: bool = False
+    serving: dict[str, ModelState] = field(default_factory=dict)  # name -> state in the server
+    gpu_used: dict[str, int] | None = None  # CDI id -> bytes NVML reports in use; None: described GPUs
+    log: tuple[str, ...] = ()
+    reload_error: str | None = None  # the reason Triton gives when a load fails
 
     # -- helpers --------------------------------------------------------------------------------
     def model(self, repo_id: str) -> FakeModel:
@@ -324,6 +334,7 @@ class FakeService:
     ) -> None:
         self.calls.append(("download", choice.repo_id))
         m = self.model(choice.repo_id)
+        self._record(plan, choice, complete=False)  # as the core's fetch: recorded before the first byte
         files = m.file_list()
         total = sum(size for _, size in files)
         errors: list[BaseException] = []
@@ -380,6 +391,14 @@ class FakeService:
         thread.join()
         if errors:
             raise errors[0]
+        self._record(plan, choice, complete=True)
+
+    def _record(self, plan: PlanView, choice: ModelChoice, *, complete: bool) -> None:
+        """The repository now holds the pick under the name the plan gave it."""
+        name = plan.name_of(choice)
+        assert name is not None, "downloading a pick the plan did not name"
+        entry = ExistingModel(name, choice.repo_id, plan.model(name), choice.revision, complete)
+        self.existing = (*(e for e in self.existing if e.name != name), entry)
 
     def write_repository(self, plan: PlanView, choices: Sequence[ModelChoice]) -> None:
         self.calls.append(("write_repository", tuple(plan.name_of(c) for c in choices)))
@@ -418,16 +437,122 @@ class FakeService:
         thread.join()
         if errors:
             raise errors[0]
+        return self._serve(p.name for p in plan.models)
+
+    def _serve(self, names: Iterable[str]) -> Endpoints:
+        """The server is up with `names` ready (what a launch leaves behind)."""
+        self.server_running = True
+        for name in names:
+            self.serving[name] = ModelState(name, "ready")
         return Endpoints(
-            "http://127.0.0.1:8000",
-            "127.0.0.1:8001",
-            "http://127.0.0.1:8002/metrics",
-            tuple(p.name for p in plan.models),
+            "http://127.0.0.1:8000", "127.0.0.1:8001", "http://127.0.0.1:8002/metrics", tuple(self.serving)
         )
 
     def generate_stream(self, endpoints: Endpoints, model: str, prompt: str) -> Iterator[str]:
         self.calls.append(("generate", model, prompt))
         yield from ("Triton ", "serves ", "models.")
+
+    # -- the home screen (CoreService's block of the same name) ---------------------------------
+    def catalog_models(self, inventory: GpuInventory | None) -> list[ModelCandidate]:
+        return self._candidates(sorted(self.models, key=lambda m: -m.downloads), inventory)
+
+    def server_status(self) -> ServerView:
+        self.calls.append(("server_status",))
+        if not self.server_running:
+            return ServerView("absent", detail="no server for this repository (or podman is not reachable)")
+        endpoints = Endpoints(
+            "http://127.0.0.1:8000", "", "", tuple(n for n, s in self.serving.items() if s.state == "ready")
+        )
+        return ServerView(
+            "running",
+            "modelwiz-triton",
+            "nvcr.io/nvidia/tritonserver:25.09-vllm-python-py3",
+            endpoints=endpoints,
+            lines=endpoint_lines(endpoints),
+            models=tuple(self.serving.values()),
+        )
+
+    def home_models(self, server: ServerView) -> tuple[HomeModel, ...]:
+        served = {m.name: m for m in server.models}
+        out = []
+        for e in sorted(self.existing, key=lambda e: e.name):
+            if not e.complete:
+                total = e.plan.weights_bytes if e.plan else None
+                out.append(
+                    HomeModel(e.name, e.source, "unfinished", "", e.plan, self.downloaded.get(e.source, 0), total)
+                )
+                continue
+            now = served.get(e.name)
+            if now is None or now.state == "waiting":
+                out.append(HomeModel(e.name, e.source, "stopped", "", e.plan))
+            else:
+                out.append(HomeModel(e.name, e.source, now.state, now.detail, e.plan))
+        return tuple(out)
+
+    def gpu_use(self, inventory: GpuInventory) -> tuple[GpuUse, ...]:
+        plans = [e.plan for e in self.existing if e.plan is not None]
+        return tuple(
+            GpuUse(
+                g.cdi_id,
+                f"GPU {g.cdi_id} · {g.name}",
+                g.cuda_total_bytes,
+                sum(round(p.gpu_memory_utilization * g.cuda_total_bytes) for p in plans if g.cdi_id in p.devices),
+                None if self.gpu_used is None else self.gpu_used.get(g.cdi_id, 0),
+            )
+            for g in inventory.devices
+        )
+
+    def relaunch(self, *, on_event: Callable[[LaunchEvent], None], cancel: threading.Event) -> Endpoints:
+        self.calls.append(("relaunch",))
+        if not self.podman_ok:
+            raise ModelwizError(
+                "cannot reach the podman service", hint="start it: systemctl --user enable --now podman.socket"
+            )
+        names = [e.name for e in self.existing if e.complete]
+        if not names:
+            raise UsageError(
+                f"no model in {self.repository} is ready to serve",
+                hint="add one with `modelwiz add MODEL` (a model still downloading is never loaded)",
+            )
+        for name in names:
+            on_event(ModelState(name, "loading"))
+        if self.launch_error is not None:
+            self.server_running = True
+            self.serving[names[-1]] = ModelState(names[-1], "failed", "CUDA out of memory")
+            on_event(ModelState(names[-1], "failed", "CUDA out of memory"))
+            raise self.launch_error
+        for name in names:
+            on_event(ModelState(name, "ready"))
+        return self._serve(names)
+
+    def reload_model(self, name: str) -> None:
+        self.calls.append(("reload", name))
+        if not self.server_running:
+            raise ModelwizError("the server is not running", hint="launch it first (`modelwiz up`)")
+        if self.reload_error is not None:
+            self.serving[name] = ModelState(name, "failed", self.reload_error)
+            raise ModelwizError(f"{name} did not load: {self.reload_error}", hint="read the server log for the reason")
+        self.serving[name] = ModelState(name, "ready")
+
+    def remove_model(self, name: str, *, delete_weights: bool) -> tuple[str, ...]:
+        self.calls.append(("remove", name, delete_weights))
+        if not any(e.name == name for e in self.existing):
+            raise UsageError(f"no model {name!r} in {self.repository}", hint="see `modelwiz status` for the names")
+        self.existing = tuple(e for e in self.existing if e.name != name)
+        notes: tuple[str, ...] = ()
+        if self.serving.pop(name, None) is not None:
+            notes = (f"unloaded {name} from the running server",)
+        return (*notes, f"removed {name} from {self.repository}")
+
+    def stop_server(self) -> bool:
+        self.calls.append(("stop",))
+        was = self.server_running
+        self.server_running = False
+        self.serving.clear()
+        return was
+
+    def server_log(self, lines: int) -> tuple[str, ...]:
+        return self.log[-lines:] if self.server_running else ()
 
 
 def existing_llama_plan() -> ExistingModel:
@@ -535,7 +660,7 @@ SIZE = (100, 30)
 TIMEOUT_S = 20.0
 
 
-async def wait_for(pilot: Pilot[int], predicate: Callable[[], object], *, groups: Sequence[str] = ()) -> None:
+async def wait_for(pilot: Pilot[Any], predicate: Callable[[], object], *, groups: Sequence[str] = ()) -> None:
     """Until `predicate()` holds: first let the workers of `groups` finish (the screen's thread
     workers: "machine", "search", "lookup", "plan", ...) and their messages be handled, then look."""
     deadline = time.monotonic() + TIMEOUT_S
@@ -559,25 +684,37 @@ def text_of(app: object, selector: str) -> str:
     return str(app.screen.query_one(selector, Static).render())  # type: ignore[attr-defined]
 
 
-def machine_ready(app: App[int]) -> bool:
+def machine_ready(app: App[Any]) -> bool:
     return isinstance(app.screen, MachineScreen) and app.screen.checks_done
 
 
-def models_ready(app: App[int]) -> bool:
+def models_ready(app: App[Any]) -> bool:
     return isinstance(app.screen, ModelsScreen) and bool(app.screen.results)
 
 
-def plan_ready(app: App[int]) -> bool:
+def home_ready(app: App[Any]) -> bool:
+    """The home screen is up and its first look (server, models, GPUs) has landed."""
+    return screen_name(app) == "HomeScreen" and bool(app.screen.refreshed)  # type: ignore[attr-defined]
+
+
+async def home_to_models(pilot: Pilot[Any]) -> None:
+    """A re-run: from the home screen, `a` (add models) opens the model list."""
+    await wait_for(pilot, lambda: home_ready(pilot.app), groups=["home-poll"])
+    await pilot.press("a")
+    await wait_for(pilot, lambda: models_ready(pilot.app), groups=["search"])
+
+
+def plan_ready(app: App[Any]) -> bool:
     return isinstance(app.screen, PlanScreen) and app.screen.plan is not None
 
 
-async def to_models(pilot: Pilot[int]) -> None:
+async def to_models(pilot: Pilot[Any]) -> None:
     await wait_for(pilot, lambda: machine_ready(pilot.app), groups=["machine"])
     await pilot.click("#continue")
     await wait_for(pilot, lambda: models_ready(pilot.app), groups=["search"])
 
 
-async def pick(pilot: Pilot[int], query: str) -> None:
+async def pick(pilot: Pilot[Any], query: str) -> None:
     screen = pilot.app.screen
     assert isinstance(screen, ModelsScreen)
     screen.query_one("#search", Input).value = query
@@ -594,12 +731,12 @@ async def pick(pilot: Pilot[int], query: str) -> None:
     await wait_for(pilot, lambda: screen.pending is None, groups=["lookup"])
 
 
-async def to_plan(pilot: Pilot[int]) -> None:
+async def to_plan(pilot: Pilot[Any]) -> None:
     await pilot.click("#continue")
     await wait_for(pilot, lambda: plan_ready(pilot.app), groups=["plan"])
 
 
-async def go_to_download(pilot: Pilot[int]) -> None:
+async def go_to_download(pilot: Pilot[Any]) -> None:
     app = pilot.app
     await to_models(pilot)
     await pick(pilot, "qwen2.5-7b")
@@ -619,6 +756,8 @@ __all__ = [
     "fake_backend",
     "first_matching",
     "go_to_download",
+    "home_ready",
+    "home_to_models",
     "machine_ready",
     "models_ready",
     "pick",

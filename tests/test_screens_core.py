@@ -16,7 +16,7 @@ from tests.fixtures_nvml import h100
 from tests.fixtures_screens import (
     SEED_GPUS,
     SIZE,
-    models_ready,
+    home_to_models,
     pick,
     plan_ready,
     screen_name,
@@ -81,7 +81,7 @@ async def test_rerun_over_the_real_core_resumes_an_unfinished_add(tmp_path, fake
     seeded_repository(repo, finished=False)
     app = build_app(CoreService(spec=SEED_GPUS, repository=repo))
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: models_ready(app))  # a re-run opens on the models
+        await home_to_models(pilot)  # a re-run opens on the home screen; `a` adds models
         assert "tiny  (org/tiny)  unfinished" in text_of(app, "#existing")
         await pick(pilot, "org/tiny")
         await to_plan(pilot)
@@ -95,7 +95,7 @@ async def test_rerun_over_the_real_core_refuses_a_finished_duplicate_until_named
     seeded_repository(repo, finished=True)
     app = build_app(CoreService(spec=SEED_GPUS, repository=repo))
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: models_ready(app))
+        await home_to_models(pilot)
         await pick(pilot, "org/tiny")
         await pilot.click("#continue")
         await wait_for(

@@ -11,6 +11,7 @@ from tests.fixtures_screens import (
     SIZE,
     existing_llama_plan,
     go_to_download,
+    home_to_models,
     pick,
     screen_name,
     text_of,
@@ -160,8 +161,9 @@ async def test_launch_failure_shows_reason_and_retries(fake_backend):
         await wait_for(pilot, lambda: screen_name(app) == "DoneScreen")
 
 
-async def test_back_from_a_failed_launch_is_the_plan(fake_backend):
-    # The advice says "on the plan screen": Back goes there, without downloading again.
+async def test_back_from_a_failed_launch_is_the_home_screen(fake_backend):
+    # The downloads are in the repository: Back goes to the home screen (relaunch, log, remove),
+    # without downloading again, and the model is there, not a duplicate to refuse.
     fake_backend.launch_error = ModelwizError(
         "model failed to load: No available memory for the cache blocks",
         hint="lower its context length on the plan screen",
@@ -172,15 +174,16 @@ async def test_back_from_a_failed_launch_is_the_plan(fake_backend):
         await wait_for(pilot, lambda: screen_name(app) == "LaunchScreen" and not app.screen.running, groups=["launch"])
         downloads = [c for c in fake_backend.calls if c[0] == "download"]
         await pilot.click("#back")
-        await wait_for(pilot, lambda: screen_name(app) == "PlanScreen")
+        await wait_for(pilot, lambda: screen_name(app) == "HomeScreen" and app.screen.refreshed, groups=["home-poll"])
         assert [c for c in fake_backend.calls if c[0] == "download"] == downloads
+        assert [m.name for m in app.screen.models] == ["qwen2.5-7b-instruct"]
 
 
-async def test_rerun_lands_on_models_with_existing(fake_backend):
+async def test_rerun_adds_from_home_with_existing(fake_backend):
     fake_backend.existing = (existing_llama_plan(),)
     app = build_app(fake_backend)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: screen_name(app) == "ModelsScreen" and app.screen.results, groups=["search"])
+        await home_to_models(pilot)
         assert "qwen2.5-7b-instruct" in text_of(app, "#existing")
         await pick(pilot, "Mistral")
         assert app.screen.choices[0].name is None  # the core names it
@@ -191,8 +194,8 @@ async def test_rerun_lands_on_models_with_existing(fake_backend):
         assert gpu0.weights >= 15 * 1024**3  # the existing model's weights are on GPU 0
         await pilot.press("escape")
         await wait_for(pilot, lambda: screen_name(app) == "ModelsScreen")
-        await pilot.press("escape")
-        await wait_for(pilot, lambda: screen_name(app) == "MachineScreen")
+        await pilot.press("escape")  # Back from the first step the home screen started: home again
+        await wait_for(pilot, lambda: screen_name(app) == "HomeScreen")
 
 
 async def test_quit_asks_while_downloading(fake_backend):

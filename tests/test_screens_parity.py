@@ -21,6 +21,7 @@ from tests.fixtures_screens import (
     existing_llama_plan,
     first_matching,
     go_to_download,
+    home_to_models,
     pick,
     screen_name,
     text_of,
@@ -112,7 +113,7 @@ async def test_tui_rerun_resumes_an_unfinished_model_under_its_name(fake_backend
     fake_backend.existing = (unfinished(existing_llama_plan()),)
     app = build_app(fake_backend)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: screen_name(app) == "ModelsScreen" and bool(app.screen.results))
+        await home_to_models(pilot)
         assert f"{QWEN_NAME}  ({QWEN})  unfinished: pick it again to resume" in text_of(app, "#existing")
         await pick(pilot, "qwen2.5-7b")
         await to_plan(pilot)
@@ -148,7 +149,7 @@ async def test_tui_rerun_refuses_a_finished_duplicate_until_it_is_named(fake_bac
     fake_backend.existing = (existing_llama_plan(),)
     app = build_app(fake_backend)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: screen_name(app) == "ModelsScreen" and bool(app.screen.results))
+        await home_to_models(pilot)
         await pick(pilot, "qwen2.5-7b")
         await pilot.click("#continue")
         await wait_for(

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures_screens import SEED_GPUS, seeded_repository
+
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
 # A tmux server of this test run's own: sessions of other runs on the machine never see its keys.
@@ -47,8 +49,8 @@ def wait_for_text(session: str, text: str, timeout: float = 20.0) -> str:
     raise AssertionError(f"{text!r} never appeared; screen:\n{screen}")
 
 
-def test_real_binary_to_plan_screen(tmp_path, hub_env):
-    session = f"modelwiz-e2e-{tmp_path.name}"
+def start(session: str, tmp_path: Path, hub_env: dict[str, str], args: str, **extra: str) -> None:
+    """`python3 -m wizard ARGS` in a 100x30 tmux pane (kept 30 s after it exits, to read)."""
     env = {
         **{
             k: hub_env[k]
@@ -68,6 +70,7 @@ def test_real_binary_to_plan_screen(tmp_path, hub_env):
         "HF_HOME": f"{tmp_path}/hf",
         "MODEL_REPOSITORY": f"{tmp_path}/repo",
         "TERM": "xterm-256color",
+        **extra,
     }
     command = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
     tmux(
@@ -79,8 +82,13 @@ def test_real_binary_to_plan_screen(tmp_path, hub_env):
         "100",
         "-y",
         "30",
-        f"env {command} {shlex.quote(sys.executable)} -m wizard --gpus 2xH100-80GB; sleep 30",
+        f"env {command} {shlex.quote(sys.executable)} -m wizard {args}; sleep 30",
     )
+
+
+def test_real_binary_to_plan_screen(tmp_path, hub_env):
+    session = f"modelwiz-e2e-{tmp_path.name}"
+    start(session, tmp_path, hub_env, "--gpus 2xH100-80GB")
     try:
         wait_for_text(session, "Checks")
         wait_for_text(session, "Disk")
@@ -103,5 +111,24 @@ def test_real_binary_to_plan_screen(tmp_path, hub_env):
         screen = wait_for_text(session, "GPU 0 · NVIDIA H100 80GB HBM3")  # the bars mount just after
         assert "KIND_GPU" in screen and "tiny-chat" in screen
         tmux("send-keys", "-t", session, "q")
+    finally:
+        subprocess.run(["tmux", "-L", SERVER, "kill-server"], capture_output=True, timeout=10)
+
+
+def test_real_binary_rerun_lands_on_home_and_prints_the_way_on(tmp_path, hub_env):
+    """A repository with a model (written by the real add session): the re-run opens on the home
+    screen; launching without podman says why and the fix; quitting prints what to run next."""
+    seeded_repository(tmp_path / "repo", finished=True)
+    session = f"modelwiz-e2e-home-{tmp_path.name}"
+    start(session, tmp_path, hub_env, f"--gpus {SEED_GPUS}", CONTAINER_HOST=f"unix://{tmp_path}/no-podman.sock")
+    try:
+        wait_for_text(session, "not running")
+        screen = wait_for_text(session, "tiny")
+        assert "stopped" in screen and "GPU 0" in screen and "planned" in screen
+        tmux("send-keys", "-t", session, "l")
+        wait_for_text(session, "fix:")  # the way forward, not a dead end
+        tmux("send-keys", "-t", session, "q")
+        screen = wait_for_text(session, "The server is not running: `modelwiz up` starts it.")
+        assert "modelwiz status" in screen  # printed on the normal screen, after the UI is gone
     finally:
         subprocess.run(["tmux", "-L", SERVER, "kill-server"], capture_output=True, timeout=10)

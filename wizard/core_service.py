@@ -1,31 +1,37 @@
 """`CoreService`: the wizard's `WizardService` over the core modules.
 
-It runs the same `wizard.session.AddSession` as `modelwiz add`. The UIs import this module only
-when the first screen has painted; the heavy libraries (huggingface_hub, podman, protobuf) load
-later still, inside the core functions that use them.
+It runs the same `wizard.session.AddSession` as `modelwiz add`. `modelwiz` imports it before the
+first frame, so the session, serve and launcher modules are imported inside the methods that use
+them (about 40 ms), and the heavy libraries (huggingface_hub, podman, protobuf) load later still,
+inside the core functions that use them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from wizard import hub, launcher, podman_conn
-from wizard.add_flow import AddProposal, AddRequest, HubReader, bytes_to_download
+from wizard import hub, podman_conn
+from wizard.catalog import CatalogModel, load_catalog
+from wizard.container import DEFAULT_NAME, LaunchSpec
 from wizard.errors import ModelwizError
 from wizard.gpus import GpuInventory, load_inventory
 from wizard.images import pick_image
+from wizard.naming import check_name
 from wizard.preflight import check_cdi
-from wizard.repository import Repository, configured_repository, remember_repository
-from wizard.serve import Reporter, ServeOptions
+from wizard.repository import DOWNLOADING, FOREIGN, READY, Repository, configured_repository, remember_repository
 from wizard.service import (
     Check,
+    CheckStatus,
     DeviceMemory,
     DiskCheck,
     Endpoints,
     ExistingModel,
+    GpuUse,
+    HomeModel,
     LaunchEvent,
     LogLine,
     ModelCandidate,
@@ -34,17 +40,99 @@ from wizard.service import (
     ModelState,
     PlanView,
     PullProgress,
+    ServerView,
+    ServingState,
+    Stage,
+    endpoint_lines,
     free_bytes_at,
     quick_fit,
 )
-from wizard.session import AddSession
 from wizard.units import format_bytes
 
 if TYPE_CHECKING:
+    from wizard import launcher
+    from wizard.add_flow import AddProposal, HubReader
     from wizard.progress import ProgressEvent
+    from wizard.serve import Reporter, ServeOptions
+    from wizard.session import AddSession
 
 
-def _failed(key: str, title: str, error: Exception, blocks: str | None, status: str = "fail") -> Check:
+LAUNCH_STATES: dict[str, ServingState] = {"load": "loading", "ready": "ready"}  # launcher stage -> state
+# Triton's model states (GET /v2/repository/index) as the wizard shows them; UNAVAILABLE is
+# "failed" when Triton gives a reason other than an unload.
+TRITON_STATES: dict[str, ServingState] = {"READY": "ready", "LOADING": "loading", "UNLOADING": "loading"}
+TRITON_UNLOADED = "unloaded"
+LOG_LINES = 200  # the server log's lines the home screen shows
+
+
+def _reporter(on_event: Callable[[LaunchEvent], None], cancel: threading.Event) -> Reporter:
+    """The launcher's callbacks as the wizard's launch events."""
+    from wizard.serve import Reporter
+
+    def event(e: launcher.LaunchEvent) -> None:
+        if e.model and e.stage in LAUNCH_STATES:
+            on_event(ModelState(e.model, LAUNCH_STATES[e.stage], e.message))
+
+    return Reporter(
+        on_event=event,
+        on_progress=lambda p: on_event(PullProgress(p)),
+        on_log=lambda line: on_event(LogLine(line)),
+        cancel=cancel,
+    )
+
+
+@contextlib.contextmanager
+def _failed_model_reported(on_event: Callable[[LaunchEvent], None]) -> Iterator[None]:
+    """A launch error that names a model marks that model failed, then goes on up."""
+    try:
+        yield
+    except ModelwizError as error:
+        model = getattr(error, "model", None)
+        if model:
+            on_event(ModelState(model, "failed", error.message))
+        raise
+
+
+def _endpoints(spec: LaunchSpec) -> Endpoints:
+    return Endpoints(
+        http=spec.http_url,
+        grpc=spec.grpc_address,
+        metrics=spec.metrics_url,
+        models=tuple(spec.models),
+        openai=spec.openai_url,
+        completions_only=tuple(name for name, _ in spec.completions_only),
+    )
+
+
+def serving_state(state: str, reason: str) -> tuple[ServingState, str]:
+    """Triton's state of a model (and its reason) as the wizard shows it."""
+    if state in TRITON_STATES:
+        return TRITON_STATES[state], ""
+    if state == "UNAVAILABLE" and reason and reason != TRITON_UNLOADED:
+        return "failed", reason
+    return "waiting", ""
+
+
+def catalog_candidate(model: CatalogModel, inventory: GpuInventory | None) -> ModelCandidate:
+    fit, note = quick_fit(model.weights_bytes, inventory)
+    return ModelCandidate(
+        repo_id=model.repo_id,
+        gated=model.gated,
+        parameters=model.parameters,
+        weights_bytes=model.weights_bytes,
+        fit=fit,
+        fit_note=note,
+    )
+
+
+def _folder_bytes(path: Path) -> int:
+    try:
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    except OSError:
+        return 0
+
+
+def _failed(key: str, title: str, error: Exception, blocks: Stage | None, status: CheckStatus = "fail") -> Check:
     if isinstance(error, ModelwizError):
         return Check(key, title, status, error.message, error.hint, blocks)
     return Check(key, title, status, f"{type(error).__name__}: {error}", None, blocks)
@@ -66,9 +154,18 @@ class CoreService:
         self.spec = spec
         self._repository = repository
         self._serve_options = serve_options  # None: as `modelwiz up`
-        self._reader = HubReader()  # every Hub lookup of this run: the details shown, then the plans
+        self._hub_reader: HubReader | None = None
         self._session: AddSession | None = None
         self._lock = threading.Lock()
+
+    @property
+    def _reader(self) -> HubReader:
+        """Every Hub lookup of this run: the details shown, then the plans."""
+        if self._hub_reader is None:
+            from wizard.add_flow import HubReader
+
+            self._hub_reader = HubReader()
+        return self._hub_reader
 
     # -- repository ---------------------------------------------------------------------------
     def repository_path(self) -> Path:
@@ -83,13 +180,16 @@ class CoreService:
     def existing_models(self) -> tuple[ExistingModel, ...]:
         if not self.repository_path().is_dir():
             return ()
+        # The manifest and the folder names say it all: no config.pbtxt is parsed here (that loads
+        # protobuf), so a re-run's first screen is not kept waiting.
+        repo = self._open()
         out = []
-        for model in self._open().models():
-            entry = model.entry
+        for name in sorted(set(repo.folder_names()) | set(repo.manifest.names)):
+            entry = repo.manifest.get(name)
             out.append(
                 ExistingModel(
-                    name=model.name,
-                    source=entry.source if entry else model.name,
+                    name=name,
+                    source=entry.source if entry else name,
                     plan=entry.plan if entry else None,
                     revision=entry.revision if entry else None,
                     complete=entry.complete if entry else True,
@@ -102,7 +202,7 @@ class CoreService:
         return load_inventory(spec)
 
     def machine_checks(self, inventory: GpuInventory | None) -> Iterator[Check]:
-        rows: list[tuple[str, str, str | None, Callable[[], Check]]] = [
+        rows: list[tuple[str, str, Stage | None, Callable[[], Check]]] = [
             ("podman", "Podman", "launch", self._podman_row)
         ]
         if inventory is not None:
@@ -166,7 +266,7 @@ class CoreService:
     def _disk_row(self) -> Check:
         path = self.repository_path()
         free = free_bytes_at(path)
-        status = "ok" if free >= 20 * 1024**3 else "warn"
+        status: CheckStatus = "ok" if free >= 20 * 1024**3 else "warn"
         hint = None if status == "ok" else "free some space, or point the repository elsewhere"
         return Check("disk", "Disk", status, f"{format_bytes(free)} free at {path}", hint)
 
@@ -185,7 +285,11 @@ class CoreService:
         )
 
     def popular_models(self, inventory: GpuInventory | None) -> list[ModelCandidate]:
-        return self.search_models("", inventory, limit=12)
+        """The Hub's most downloaded models; the built-in catalog when the Hub cannot be reached."""
+        try:
+            return self.search_models("", inventory, limit=12)
+        except (hub.HubUnreachable, hub.OfflineNotCached):
+            return self.catalog_models(inventory)
 
     def search_models(self, query: str, inventory: GpuInventory | None, *, limit: int = 20) -> list[ModelCandidate]:
         return [self._candidate(h, inventory) for h in hub.search_models(query, limit=limit)]
@@ -210,6 +314,8 @@ class CoreService:
     def session(self, inventory: GpuInventory) -> AddSession:
         """The add session for this repository on `inventory`: one per inventory the wizard read,
         so the running models are asked of podman once and each Hub model is looked up once."""
+        from wizard.session import AddSession
+
         with self._lock:
             if self._session is None or self._session.inventory is not inventory:
                 self._session = AddSession(self.repository_path(), inventory, reader=self._reader)
@@ -223,6 +329,8 @@ class CoreService:
     ) -> PlanView:
         """The joint plan, named by the core's one rule (`ModelChoice.name` None: resume an
         unfinished add of the same source, refuse a second copy of a finished one, else derive)."""
+        from wizard.add_flow import AddRequest
+
         requests = [AddRequest(c.repo_id, c.name, c.max_model_len, c.min_concurrency, c.revision) for c in choices]
         proposal = self.session(inventory).propose(requests, refuse=False, check_disk=False)
         labels = {g.cdi_id: g for g in inventory.devices}
@@ -248,6 +356,8 @@ class CoreService:
 
     # -- download -----------------------------------------------------------------------------
     def disk_check(self, plan: PlanView) -> DiskCheck:
+        from wizard.add_flow import bytes_to_download
+
         session, proposal = self._planned(plan)
         target = self.repository_path()
         needed = bytes_to_download(session.repo, proposal.new)
@@ -279,42 +389,160 @@ class CoreService:
         remember_repository(self.repository_path())
 
     def launch(self, plan: PlanView, *, on_event: Callable[[LaunchEvent], None], cancel: threading.Event) -> Endpoints:
+        from wizard.serve import ServeOptions
+
         session, proposal = self._planned(plan)
-        states: dict[str, str] = {"load": "loading", "ready": "ready"}
-
-        def event(e: launcher.LaunchEvent) -> None:
-            if e.model and e.stage in states:
-                on_event(ModelState(e.model, states[e.stage], e.message))
-
-        reporter = Reporter(
-            on_event=event,
-            on_progress=lambda p: on_event(PullProgress(p)),
-            on_log=lambda line: on_event(LogLine(line)),
-            cancel=cancel,
-        )
         names = tuple(n.plan.name for n in proposal.new)
         # A running server loads again the models whose budgets changed (and, by fingerprint,
         # any whose files changed since it loaded them).
         reload = tuple(c.new.name for c in proposal.changed)
-        try:
-            serving = session.launch(names, reload, self._serve_options or ServeOptions(), reporter)
-        except ModelwizError as error:
-            model = getattr(error, "model", None)
-            if model:
-                on_event(ModelState(model, "failed", error.message))
-            raise
-        spec = serving.spec
-        return Endpoints(
-            http=spec.http_url,
-            grpc=spec.grpc_address,
-            metrics=spec.metrics_url,
-            models=tuple(spec.models),
-            openai=spec.openai_url,
-            completions_only=tuple(name for name, _ in spec.completions_only),
-        )
+        with _failed_model_reported(on_event):
+            serving = session.launch(names, reload, self._serve_options or ServeOptions(), _reporter(on_event, cancel))
+        return _endpoints(serving.spec)
 
     def generate_stream(self, endpoints: Endpoints, model: str, prompt: str) -> Iterator[str]:
         from wizard.triton_http import TritonHttp, generate_body
 
         for event in TritonHttp(endpoints.http).generate_stream(model, generate_body(prompt)):
             yield str(event.get("text_output", ""))
+
+    # -- the home screen ----------------------------------------------------------------------
+    def catalog_models(self, inventory: GpuInventory | None) -> list[ModelCandidate]:
+        return [catalog_candidate(m, inventory) for m in load_catalog()]
+
+    def server_status(self) -> ServerView:
+        from wizard.serve import server_status
+
+        try:
+            status = server_status(self.repository_path())
+        except ModelwizError as error:
+            return ServerView("unreachable", detail=error.one_line())
+        if status is None or not status.exists:
+            return ServerView("absent", detail="no server for this repository (or podman is not reachable)")
+        if status.state != "running" or not status.url:
+            return ServerView("stopped", status.name, status.image, detail=f"container {status.state}")
+        models = tuple(ModelState(m.name, *serving_state(m.state, m.reason)) for m in status.models)
+        ready = tuple(m.name for m in models if m.state == "ready")
+        endpoints = Endpoints(
+            http=status.url,
+            grpc=status.grpc_address or "",
+            metrics=status.metrics_url or "",
+            models=ready,
+            openai=status.openai_url,
+        )
+        return ServerView(
+            "running",
+            status.name,
+            status.image,
+            endpoints=endpoints,
+            lines=endpoint_lines(endpoints),
+            models=models,
+            detail=status.error or "",
+        )
+
+    def home_models(self, server: ServerView) -> tuple[HomeModel, ...]:
+        if not self.repository_path().is_dir():
+            return ()
+        repo = self._open()
+        served = {m.name: m for m in server.models}
+        out = []
+        for model in repo.models():
+            entry = model.entry
+            source = entry.source if entry else model.name
+            plan = entry.plan if entry else None
+            if model.state == DOWNLOADING and entry is not None:
+                done = _folder_bytes(repo.weights_dir(entry))
+                out.append(
+                    HomeModel(model.name, source, "unfinished", "", plan, done, plan.weights_bytes if plan else None)
+                )
+            elif model.state in (READY, FOREIGN):
+                now = served.get(model.name)
+                if now is None or now.state == "waiting":
+                    out.append(HomeModel(model.name, source, "stopped", "", plan))
+                else:
+                    out.append(HomeModel(model.name, source, now.state, now.detail, plan))
+            else:
+                out.append(HomeModel(model.name, source, "problem", "; ".join(model.problems) or model.state, plan))
+        return tuple(out)
+
+    def gpu_use(self, inventory: GpuInventory) -> tuple[GpuUse, ...]:
+        """Planned: the memory vLLM may claim on each device (each engine's gpu_memory_utilization
+        of the device's CUDA total). In use now: NVML's used memory, read again on each call."""
+        plans = self._open().managed_plans() if self.repository_path().is_dir() else ()
+        now = (
+            {g.cdi_id: g.memory_used_bytes for g in load_inventory(None).devices} if inventory.source == "nvml" else {}
+        )
+        return tuple(
+            GpuUse(
+                device=g.cdi_id,
+                label=f"GPU {g.cdi_id} · {g.name}",
+                total=g.cuda_total_bytes,
+                planned=sum(
+                    round(p.gpu_memory_utilization * g.cuda_total_bytes) for p in plans if g.cdi_id in p.devices
+                ),
+                used_now=now.get(g.cdi_id),
+            )
+            for g in inventory.devices
+        )
+
+    def relaunch(self, *, on_event: Callable[[LaunchEvent], None], cancel: threading.Event) -> Endpoints:
+        """`modelwiz up` for the repository (the same `start_server`, with this run's options)."""
+        from wizard.serve import ServeOptions, driver_version, start_server
+
+        with _failed_model_reported(on_event):
+            serving = start_server(
+                self.repository_path(),
+                driver=driver_version(self.spec, lambda _note: None),
+                options=self._serve_options or ServeOptions(),
+                reporter=_reporter(on_event, cancel),
+            )
+        return _endpoints(serving.spec)
+
+    def reload_model(self, name: str) -> None:
+        from wizard.triton_http import TritonHttp, TritonHttpError
+
+        server = self.server_status()
+        if not server.running or server.endpoints is None:
+            raise ModelwizError("the server is not running", hint="launch it first (`modelwiz up`)")
+        try:
+            TritonHttp(server.endpoints.http).load(name)
+        except TritonHttpError as error:
+            raise ModelwizError(f"{name} did not load: {error}", hint="read the server log for the reason") from None
+
+    def remove_model(self, name: str, *, delete_weights: bool) -> tuple[str, ...]:
+        """What `modelwiz remove NAME` does: take it out under the repository lock, then free
+        its GPU memory when the server has it loaded."""
+        from wizard.commands.remove import unload_from_server
+
+        name = check_name(name)
+        repo = Repository.open(self.repository_path())
+        with repo.lock():
+            notes = Repository.open(repo.root).remove_model(name, delete_weights=delete_weights)
+        if unload_from_server(repo.root, name):
+            notes = (*notes, f"unloaded {name} from the running server")
+        return (*notes, f"removed {name} from {repo.root}")
+
+    def _container_name(self) -> str:
+        return self.server_status().name or DEFAULT_NAME
+
+    def stop_server(self) -> bool:
+        """What `modelwiz down` does, for this repository's container."""
+        from wizard import launcher
+
+        name = self._container_name()
+        client = podman_conn.connect()
+        try:
+            return launcher.down(client, name)
+        finally:
+            client.close()
+
+    def server_log(self, lines: int = LOG_LINES) -> tuple[str, ...]:
+        from wizard import launcher
+
+        name = self._container_name()
+        client = podman_conn.connect(timeout=5)
+        try:
+            container = launcher.find_container(client, name)
+            return () if container is None else tuple(launcher.log_tail(container, lines))
+        finally:
+            client.close()

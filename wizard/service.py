@@ -41,6 +41,11 @@ Fit = Literal["fits", "split", "no", "unknown"]
 Access = Literal["ok", "needs-login", "needs-request"]
 ServingState = Literal["waiting", "loading", "ready", "failed"]
 Gated = bool | Literal["auto", "manual"]  # True when only "gated" is known
+ServerState = Literal["running", "stopped", "absent", "unreachable"]
+# A repository model as the home screen shows it: serving (ready, loading), failed to load,
+# stopped (complete, not served now), unfinished (an add whose download did not finish), a
+# problem on disk (broken, missing, an interrupted removal), or checking (not looked at yet).
+HomeState = Literal["ready", "loading", "failed", "stopped", "unfinished", "problem", "checking"]
 
 
 @dataclass(frozen=True)
@@ -217,6 +222,47 @@ class Endpoints:
     completions_only: tuple[str, ...] = ()  # models that do not chat at /v1/chat/completions
 
 
+@dataclass(frozen=True)
+class ServerView:
+    """The repository's Triton server as the home screen shows it."""
+
+    state: ServerState  # absent: no container; unreachable: podman cannot be asked
+    name: str | None = None  # the container's name
+    image: str | None = None
+    endpoints: Endpoints | None = None  # where it answers, while running
+    lines: tuple[tuple[str, str], ...] = ()  # (label, url) endpoint lines to show, best first
+    models: tuple[ModelState, ...] = ()  # each model's state in the server
+    detail: str = ""  # podman's status text, or why it could not be asked
+
+    @property
+    def running(self) -> bool:
+        return self.state == "running"
+
+
+@dataclass(frozen=True)
+class HomeModel:
+    """One model of the repository with its state now."""
+
+    name: str
+    source: str
+    state: HomeState
+    reason: str = ""  # why it failed, what is wrong on disk
+    plan: ModelPlan | None = None
+    bytes_done: int | None = None  # unfinished: the weights on disk so far
+    bytes_total: int | None = None  # unfinished: the weights' size, when recorded
+
+
+@dataclass(frozen=True)
+class GpuUse:
+    """One device: the memory the repository's plans give its engines, and what is in use now."""
+
+    device: str  # CDI id
+    label: str  # "GPU 0 · NVIDIA H100 80GB HBM3"
+    total: int  # the memory CUDA sees (what gpu_memory_utilization is a fraction of)
+    planned: int
+    used_now: int | None = None  # NVML now; None for described GPUs
+
+
 # ---------------------------------------------------------------------------------------------
 # The protocol
 
@@ -281,6 +327,34 @@ class WizardService(Protocol):
     def generate_stream(self, endpoints: Endpoints, model: str, prompt: str) -> Iterator[str]:
         """The model's reply to `prompt`, piece by piece."""
 
+    # -- the home screen (a re-run) ------------------------------------------------------------
+    def catalog_models(self, inventory: GpuInventory | None) -> list[ModelCandidate]:
+        """The built-in catalog of popular models (no network): the model list's first answer."""
+
+    def server_status(self) -> ServerView:
+        """The repository's server now (never raises for podman being away: `unreachable`)."""
+
+    def home_models(self, server: ServerView) -> tuple[HomeModel, ...]:
+        """The repository's models, each with its state in `server` or on disk."""
+
+    def gpu_use(self, inventory: GpuInventory) -> tuple[GpuUse, ...]:
+        """Per device: planned by the repository's models, and in use now (NVML; None when described)."""
+
+    def relaunch(self, *, on_event: Callable[[LaunchEvent], None], cancel: threading.Event) -> Endpoints:
+        """Start the server for the repository as `modelwiz up` does (or load what is new)."""
+
+    def reload_model(self, name: str) -> None:
+        """Make the running server load `name` again."""
+
+    def remove_model(self, name: str, *, delete_weights: bool) -> tuple[str, ...]:
+        """Take `name` out of the repository as `modelwiz remove` does; the notes to show."""
+
+    def stop_server(self) -> bool:
+        """Stop and remove the server as `modelwiz down` does; False when there was none."""
+
+    def server_log(self, lines: int) -> tuple[str, ...]:
+        """The last `lines` of the server's log (empty when there is no server)."""
+
 
 # ---------------------------------------------------------------------------------------------
 # Pure helpers both UIs use
@@ -318,6 +392,17 @@ def curl_command(endpoints: Endpoints, model: str, prompt: str = "What is Triton
     if endpoints.openai:
         return openai_curl(endpoints.openai, model, chat=model not in endpoints.completions_only, prompt=prompt)
     return curl_example(endpoints.http, model, prompt=prompt)
+
+
+def endpoint_lines(endpoints: Endpoints) -> tuple[tuple[str, str], ...]:
+    """Where the server answers, as (label, url) lines, best first."""
+    lines = (
+        ("OpenAI API (/v1)", endpoints.openai or ""),
+        ("Triton HTTP (/v2)", endpoints.http),
+        ("gRPC", endpoints.grpc),
+        ("metrics", endpoints.metrics),
+    )
+    return tuple((label, url) for label, url in lines if url)
 
 
 def free_bytes_at(path: Path) -> int:

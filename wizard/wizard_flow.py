@@ -16,18 +16,23 @@ from typing import Literal
 
 from wizard.errors import ModelwizError, UsageError
 from wizard.gpus import GpuInventory
+from wizard.plan_types import ModelPlan
 from wizard.progress import ProgressEvent
 from wizard.service import (
     Check,
     Endpoints,
     ExistingModel,
+    HomeModel,
     LaunchEvent,
     ModelChoice,
     ModelDetails,
     PlanView,
+    ServerView,
     Stage,
     WizardService,
     blocking,
+    curl_command,
+    endpoint_lines,
 )
 from wizard.wizard_state import WizardState
 
@@ -131,7 +136,16 @@ def advance(state: WizardState, step: Step, answer: StepResult | Back) -> tuple[
     """The state and the step after `step` answered; None when the wizard is done."""
     if isinstance(answer, Back):
         return state, step_before(step) or STEPS[0]
+    if nothing_new(state, answer):
+        return fold(state, answer), None
     return fold(state, answer), step_after(step)
+
+
+def nothing_new(state: WizardState, answer: StepResult) -> bool:
+    """A re-run's model step answered with no new model: there is nothing to plan or download
+    (the repository's models are launched, reloaded and removed from the home screen, or with
+    `modelwiz up`), so the guided steps end there instead of planning nothing."""
+    return isinstance(answer, ModelsResult) and not answer.choices and bool(state.existing)
 
 
 def step_after(step: Step) -> Step | None:
@@ -288,3 +302,93 @@ def plan_for(service: WizardService, state: WizardState, choices: Sequence[Model
     if state.inventory is None:
         raise ModelwizError("there are no GPUs to plan for", hint="go back to the machine step and describe them")
     return service.plan(state.inventory, choices, state.existing)
+
+
+# ---------------------------------------------------------------------------------------------
+# The home screen: a re-run opens on it (the repository has models); the guided steps start
+# from it and come back to it.
+
+HomeAction = Literal["add", "resume", "quit"]
+
+
+@dataclass(frozen=True)
+class HomeResult:
+    """What the home screen hands to the flow: start the guided steps, or leave."""
+
+    action: HomeAction
+    choices: tuple[ModelChoice, ...] = ()  # resume: the unfinished adds, sent with no name
+
+
+def opens_home(state: WizardState) -> bool:
+    """A run over a repository that has models opens on the home screen; a first run on the steps."""
+    return bool(state.existing)
+
+
+def after_home(state: WizardState, result: HomeResult) -> tuple[WizardState, Step | None]:
+    """The state and the guided step a home action starts; None: leave the wizard.
+
+    Adding starts at the model list; resuming goes straight to the plan with the unfinished
+    add's source (the core resumes it under its name, keeping what is on disk). Without GPUs
+    known (NVML failed), both start at the machine step, which says why."""
+    if result.action == "quit":
+        return state, None
+    state = state.with_(choices=result.choices, plan=None, endpoints=None)
+    if state.inventory is None:
+        return state, "machine"
+    return state, ("plan" if result.action == "resume" else "models")
+
+
+def first_look(existing: Sequence[ExistingModel]) -> tuple[HomeModel, ...]:
+    """The home screen's rows before its first look at the server: what the manifest says."""
+    return tuple(HomeModel(e.name, e.source, "checking" if e.complete else "unfinished", "", e.plan) for e in existing)
+
+
+def resume_choice(model: HomeModel) -> HomeResult:
+    """Resume an unfinished add: its source again, with no name (the core's rule resumes it)."""
+    if model.state != "unfinished":
+        raise UsageError(f"{model.name} is not an unfinished download", hint="pick a row marked unfinished")
+    return HomeResult("resume", (ModelChoice(model.source),))
+
+
+def goes_home(entry: Step | None, step: Step, answer: StepResult | Back) -> bool:
+    """Back returns to the home screen from the step the home screen started (`entry`), and from
+    the launch: the picks are in the repository by then, so the home screen is where they are
+    relaunched (after a fix), their log read, or they are removed; planning them again as new
+    picks would only be refused as duplicates."""
+    return isinstance(answer, Back) and (step == entry or step == "launch")
+
+
+def plan_line(plan: ModelPlan | None) -> str:
+    """A model's plan in one line: tensor parallel, context, memory share, concurrency."""
+    if plan is None:
+        return "not planned by modelwiz"
+    return (
+        f"tp {plan.tensor_parallel_size} · {plan.max_model_len:,} tokens · "
+        f"util {plan.gpu_memory_utilization:.2f} · {plan.max_concurrency:.1f} at once"
+    )
+
+
+def exit_summary(server: ServerView | None, endpoints: Endpoints | None) -> str:
+    """What the wizard prints on the normal screen as it leaves: where the server answers, a
+    request to try, and the commands for later. `server` is the home screen's last look;
+    `endpoints` what a launch in this run returned."""
+    lines: list[str] = []
+    if endpoints is None and server is not None and server.running:
+        endpoints = server.endpoints
+    if endpoints is None:
+        lines.append("The server is not running: `modelwiz up` starts it.")
+        lines.append("  modelwiz status    the models and their plans")
+        return "\n".join(lines) + "\n"
+    name = server.name if server is not None and server.name else None
+    lines.append("Triton is running" + (f" as {name}" if name else "") + ":")
+    shown = server.lines if server is not None and server.running and server.lines else endpoint_lines(endpoints)
+    width = max(len(label) for label, _ in shown)
+    lines.extend(f"  {label:<{width}}  {url}" for label, url in shown)
+    model = endpoints.models[0] if endpoints.models else None
+    if model:
+        lines.append("Try it:")
+        lines.append(f"  {curl_command(endpoints, model)}")
+        lines.append(f"  modelwiz chat {model}")
+    lines.append("  modelwiz status    the models and the server")
+    lines.append("  modelwiz down      stop the server")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,138 @@
+"""The home screen's panels over it: a yes/no question, a chat with one model, the server log."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import ClassVar
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, Log, Static
+
+from screens.messages import ReplyChunk, ReplyFinished, StepFailed
+from screens.step import error_text
+from wizard.service import Endpoints, WizardService
+
+PANEL_CSS = """
+%s {
+    align: center middle;
+    & > Vertical {
+        width: 90%%;
+        max-width: 120;
+        height: auto;
+        max-height: 90%%;
+        border: thick $accent;
+        background: $surface;
+        padding: 0 1;
+    }
+    & Horizontal { height: auto; align-horizontal: right; }
+    & Button { margin-left: 1; }
+}
+"""
+
+
+class YesNoScreen(ModalScreen[bool]):
+    """A question with the action's own word on its button (Esc or n: no)."""
+
+    DEFAULT_CSS = PANEL_CSS % "YesNoScreen"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape,n", "answer(False)", "No"),
+        Binding("y", "answer(True)", "Yes"),
+    ]
+
+    def __init__(self, question: str, verb: str) -> None:
+        super().__init__()
+        self.question = question
+        self.verb = verb
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label(self.question)
+            with Horizontal():
+                yield Button(f"{self.verb} (y)", variant="error", id="yes")
+                yield Button("Cancel (n)", variant="primary", id="no")
+
+    def on_mount(self) -> None:
+        self.query_one("#no", Button).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "yes")
+
+    def action_answer(self, value: bool) -> None:
+        self.dismiss(value)
+
+
+class LogScreen(ModalScreen[None]):
+    """The server's last log lines (Esc closes)."""
+
+    DEFAULT_CSS = PANEL_CSS % "LogScreen" + "LogScreen Log { height: 20; }"
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "dismiss", "Close")]
+
+    def __init__(self, lines: Sequence[str]) -> None:
+        super().__init__()
+        self.lines = tuple(lines)
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label(f"The server's last {len(self.lines)} log lines (Esc closes)")
+            yield Log(id="log", auto_scroll=True)
+
+    def on_mount(self) -> None:
+        self.query_one("#log", Log).write_lines(self.lines)
+
+
+class ChatScreen(ModalScreen[None]):
+    """A prompt and the model's streamed reply, over the server's generate endpoint (Esc closes)."""
+
+    DEFAULT_CSS = PANEL_CSS % "ChatScreen" + "ChatScreen #reply-box { height: auto; max-height: 16; }"
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "dismiss", "Close")]
+
+    def __init__(self, service: WizardService, endpoints: Endpoints, model: str) -> None:
+        super().__init__()
+        self.service = service
+        self.endpoints = endpoints
+        self.model = model
+        self.reply = ""
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label(f"Chat with {self.model} (Esc closes)")
+            yield Input(placeholder="Ask something and press Enter", id="prompt")
+            with VerticalScroll(id="reply-box"):
+                yield Static("", id="reply")
+
+    def on_mount(self) -> None:
+        self.query_one("#prompt", Input).focus()
+
+    @on(Input.Submitted, "#prompt")
+    def ask(self, event: Input.Submitted) -> None:
+        prompt = event.value.strip()
+        if not prompt:
+            return
+        self.reply = ""
+        self.query_one("#reply", Static).update(Text("…", style="dim"))
+        self.stream(prompt)
+
+    @work(thread=True, exclusive=True, group="reply", exit_on_error=False, description="Asking the model")
+    def stream(self, prompt: str) -> None:
+        try:
+            for piece in self.service.generate_stream(self.endpoints, self.model, prompt):
+                self.post_message(ReplyChunk(piece))
+        except Exception as error:  # noqa: BLE001 - shown in place of the reply
+            self.post_message(StepFailed(error))
+            return
+        self.post_message(ReplyFinished())
+
+    def on_reply_chunk(self, message: ReplyChunk) -> None:
+        self.reply += message.text
+        self.query_one("#reply", Static).update(Text(self.reply))
+
+    def on_reply_finished(self, _message: ReplyFinished) -> None:
+        self.query_one("#reply", Static).update(Text(self.reply or "(empty reply)"))
+
+    def on_step_failed(self, message: StepFailed) -> None:
+        self.query_one("#reply", Static).update(error_text(message.error))
