@@ -396,6 +396,7 @@ def plan_models(
     fill: bool = False,
     reserve_bytes: int = 0,
     vllm_version: str | None = None,
+    keep: Collection[str] = (),
 ) -> Plan:
     """Plan `requests` on `inventory`.
 
@@ -413,6 +414,8 @@ def plan_models(
     reserve_bytes: keep this much free on every GPU (for models to be added later).
     vllm_version: the vLLM release the engines will run (default: the newest image's); the
         non-KV terms and margins are that release's (wizard/vllm_memory.py).
+    keep: names of existing models whose budgets stay as they are even with `replan_existing`
+        (a budget the user set by hand); the others are planned again around them.
     Plan.models lists the requests in their order, then (when re-planned) the existing models.
     """
     if reserve_bytes < 0:
@@ -421,13 +424,15 @@ def plan_models(
     profile = profile_for(version)
     names = [r.name for r in requests]
     existing_fitting = [p for p in existing if p.fits]
-    taken = set() if replan_existing else {p.name for p in existing}
+    taken = {p.name for p in existing if not replan_existing or p.name in keep}
     for name in names:
         if names.count(name) > 1 or name in taken:
             raise UsageError(f"two models are named {name!r}", hint="give each model its own name")
     all_requests: list[tuple[ModelRequest, ModelPlan | None]] = [(r, None) for r in requests]
     if replan_existing:
         for plan in existing:
+            if plan.name in keep:
+                continue
             meta = (existing_meta or {}).get(plan.name)
             if meta is None:
                 raise UsageError(
@@ -439,8 +444,8 @@ def plan_models(
         _check_request(request)
 
     devices = _devices(inventory, existing_fitting, existing_running, reserve_bytes)
-    if not replan_existing:
-        for plan in existing_fitting:
+    for plan in existing_fitting:
+        if not replan_existing or plan.name in keep:
             for dev in devices:
                 if dev.cdi_id in plan.devices:
                     pct = round(plan.gpu_memory_utilization * 100)
@@ -467,7 +472,9 @@ def plan_models(
         if i in placements:
             models.append(_model_plan(placements[i]))
         else:
-            models.append(_misfit_plan(request, devices, replan_existing or not existing_fitting, profile))
+            models.append(
+                _misfit_plan(request, devices, (replan_existing and not keep) or not existing_fitting, profile)
+            )
     changes = _changes(models, existing) if replan_existing else ()
     return Plan(
         models=tuple(models),

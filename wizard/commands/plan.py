@@ -28,7 +28,7 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _gib(text: str) -> float:
+def gib_argument(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
@@ -54,7 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="context length for every model (default: the model's own limit, shortened to fit)",
     )
     parser.add_argument("--fill", action="store_true", help=FILL_HELP)
-    parser.add_argument("--reserve", type=_gib, default=0.0, metavar="GIB", help=RESERVE_HELP)
+    parser.add_argument("--reserve", type=gib_argument, default=0.0, metavar="GIB", help=RESERVE_HELP)
     parser.add_argument(
         "--image",
         metavar="REF",
