@@ -82,6 +82,7 @@ def fake_plan_models(
     reserve_bytes=0,
     vllm_version=None,
     keep=(),
+    calibration=None,
 ):
     devices = [d.cdi_id for d in inventory.devices]
     total = {d.cdi_id: d.cuda_total_bytes for d in inventory.devices}

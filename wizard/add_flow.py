@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal, Protocol
 
+from wizard.calibration import Calibration, load_calibration
 from wizard.download import DownloadPlan, DownloadResult, download_model, plan_from_model
 from wizard.engine_args import resolve_version
 from wizard.errors import ModelwizError, UsageError
@@ -159,6 +160,7 @@ class Planner(Protocol):
         reserve_bytes: int = 0,
         vllm_version: str | None = None,
         keep: Collection[str] = (),
+        calibration: Calibration | None = None,
     ) -> Plan: ...
 
 
@@ -428,6 +430,7 @@ def prepare_add(
                 )
             )
         on_event(AddEvent("plan", "planning all models together"))
+        calibration = load_calibration()  # what launches on this machine measured
         plan = planner(
             inventory,
             model_requests,
@@ -437,6 +440,7 @@ def prepare_add(
             reserve_bytes=reserve_bytes,
             existing_running=existing_running,
             vllm_version=vllm_version,
+            calibration=calibration,
         )
         if not plan.fits and existing:
             on_event(AddEvent("plan", "no room with the current budgets; planning all models again"))
@@ -454,6 +458,7 @@ def prepare_add(
                     existing_running=existing_running,
                     vllm_version=vllm_version,
                     keep=keep,
+                    calibration=calibration,
                 )
 
             replanned = replan(edited)
