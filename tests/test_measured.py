@@ -214,3 +214,42 @@ def test_a_broken_measured_table_is_a_manifest_error(tmp_path, bad):
     path.write_text(text.replace('state = "complete"', f'state = "complete"\n{bad}', 1))
     with pytest.raises(ManifestError, match="measured is not a table of numbers"):
         load_manifest(root)
+
+
+@pytest.mark.podman
+def test_up_over_real_podman_records_what_vllm_measured_and_the_next_plan_is_calibrated(
+    tmp_path, podman_service, podman_client, standin_image, cdi_gpus, monkeypatch, capsys
+):
+    """The stand-in Triton prints vllm PR #17122's real load lines for each model it loads;
+    `modelwiz up` reads them from the container's log as each model loads."""
+    import wizard.container
+    from tests.fixtures_podman import free_port, sandbox_ulimits
+    from tests.fixtures_repository import write_model_folder
+
+    monkeypatch.setattr(wizard.container, "default_ulimits", lambda rootless: sandbox_ulimits())
+    monkeypatch.setenv("CONTAINER_HOST", podman_service.url)
+    repo = tmp_path / "r"
+    first, second = write_model_folder(tmp_path / "first"), write_model_folder(tmp_path / "second")
+    gpus = ["--gpus", "H100-80GB"]
+    assert main(["add", str(first), str(second), "--repository", str(repo), *gpus, "--yes", "--no-launch"]) == 0
+    capsys.readouterr()
+    assert main(["status", "--repository", str(repo), "--json"]) == 0
+    assert [m["measured"] for m in json.loads(capsys.readouterr().out)["models"]] == [None, None]
+    name = podman_service.container_name()
+    ports = ["--http-port", str(free_port()), "--grpc-port", str(free_port()), "--metrics-port", str(free_port())]
+    try:
+        assert main(["up", "--repository", str(repo), "--image", standin_image, "--name", name, *ports]) == 0
+        err = capsys.readouterr().err
+        assert "first: vLLM made 158,656 tokens of KV cache" in err  # far below a tiny model's plan
+        assert main(["status", "--repository", str(repo), "--json"]) == 0
+        rows = json.loads(capsys.readouterr().out)["models"]
+        expected = {"weights_bytes": int(14.9889 * GiB), "kv_cache_tokens": 158_656, "max_concurrency": 4.84}
+        assert {m["name"]: m["measured"] for m in rows} == {"first": expected, "second": expected}
+        assert all("158,656 tokens" in m["measured_warning"] for m in rows)
+    finally:
+        assert main(["down", "--name", name]) == 0
+    assert len(load_calibration().launches) == 2
+    capsys.readouterr()
+    assert main(["plan", str(first), *gpus, "--json"]) == 0
+    [model] = json.loads(capsys.readouterr().out)["models"]
+    assert "calibrated from 2 launches on this machine" in model["reason"]
