@@ -253,3 +253,17 @@ def test_up_over_real_podman_records_what_vllm_measured_and_the_next_plan_is_cal
     assert main(["plan", str(first), *gpus, "--json"]) == 0
     [model] = json.loads(capsys.readouterr().out)["models"]
     assert "calibrated from 2 launches on this machine" in model["reason"]
+
+
+def test_a_hand_edited_budget_is_measured_as_served_and_does_not_calibrate(tmp_path, capsys):
+    _folder, root = _added(tmp_path)
+    model_json = root / "l8" / "1" / "model.json"
+    model_json.write_text(json.dumps({**json.loads(model_json.read_text()), "gpu_memory_utilization": 0.6}))
+    log = ModelLoadLog()
+    for line in ["I1129 10:00:01.000000 1 model_lifecycle.cc:473] loading: l8:1", *V1_085]:
+        log.line(line)
+    assert record_measurements(root, log.reports(), {"l8"}) == []  # its plan is not what ran: no warning
+    assert load_manifest(root).get("l8").measured["gpu_memory_utilization"] == 0.6
+    assert load_calibration().launches == ()
+    assert main(["status", "--repository", str(root)]) == 0
+    assert "at utilization 0.60, not the plan's 0.95" in capsys.readouterr().out

@@ -340,7 +340,7 @@ def choose_image(repo: Repository, inventory: GpuInventory, image_ref: str | Non
     return info
 
 
-def _as_served(repo: Repository, plan: ModelPlan) -> ModelPlan:
+def as_served(repo: Repository, plan: ModelPlan) -> ModelPlan:
     """The plan with the budget its model.json really has: a hand edit may have changed it, and
     the GPU memory the server uses is what the file says."""
     entry = repo.manifest.get(plan.name)
@@ -405,7 +405,7 @@ def prepare_add(
     image = choose_image(repo, inventory, image_ref)
     vllm_version = image.vllm_release
     resolve_version(vllm_version)  # refuses a vLLM modelwiz cannot write model.json for
-    existing = tuple(_as_served(repo, p) for p in repo.managed_plans())
+    existing = tuple(as_served(repo, p) for p in repo.managed_plans())
     edited = {p.name for p in existing if _file_status(repo, p.name, MODEL_JSON) == "edited"}
     resumed_names = {r.name for r in resume}
     new: list[NewModel] = []

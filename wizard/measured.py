@@ -12,6 +12,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import replace
 from pathlib import Path
 
+from wizard.add_flow import as_served
 from wizard.calibration import Launch, launch_factor, record_launches
 from wizard.errors import ModelwizError
 from wizard.manifest import ManifestModel
@@ -77,7 +78,7 @@ def describe_measured(entry: ManifestModel) -> str:
         parts.append(f"{measured['max_concurrency']:g} full-length requests (plan {plan.max_concurrency:g})")
     text = "measured " + ", ".join(parts)
     if not _same_budget(entry):
-        text += f" at utilization {measured['gpu_memory_utilization']:.2f} (the plan has changed since)"
+        text += f" at utilization {measured['gpu_memory_utilization']:.2f}, not the plan's {plan.gpu_memory_utilization:.2f}"
     return text
 
 
@@ -119,7 +120,8 @@ def record_measurements(repository: Path, reports: Mapping[str, VllmLoadReport],
                 entry = repo.manifest.get(name)
                 if entry is None:
                     continue  # not modelwiz's model
-                entry = replace(entry, measured=measured_table(report, entry.plan))
+                # the budget it ran with: model.json's, which a hand edit may have changed
+                entry = replace(entry, measured=measured_table(report, as_served(repo, entry.plan)))
                 repo.record(entry)
                 if repo.file_status(entry, MODEL_JSON) != "edited" and (launch := _launch(entry, report)):
                     launches.append(launch)
