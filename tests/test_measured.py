@@ -267,3 +267,23 @@ def test_a_hand_edited_budget_is_measured_as_served_and_does_not_calibrate(tmp_p
     assert load_calibration().launches == ()
     assert main(["status", "--repository", str(root)]) == 0
     assert "at utilization 0.60, not the plan's 0.95" in capsys.readouterr().out
+
+
+def test_loads_the_follower_missed_are_read_from_the_log_again():
+    from wizard.measured import caught_up
+
+    whole = ["I1129 10:00:01.000000 1 model_lifecycle.cc:473] loading: first:1", *V1_085]
+    whole += ["I1129 10:00:02.000000 1 model_lifecycle.cc:473] loading: second:1", *V0_064]
+    follower = ModelLoadLog()
+    for line in whole[:4]:  # stopped before the second model's lines came
+        follower.line(line)
+    reads = []
+
+    def read_log():
+        reads.append(1)
+        return whole
+
+    found = caught_up(follower.reports(), {"first", "second"}, read_log)
+    assert (found["first"].kv_cache_tokens, found["second"].kv_cache_tokens) == (158_656, 1478 * 16)
+    assert reads == [1]
+    assert caught_up(found, {"first", "second"}, read_log) == found and reads == [1]  # nothing missing: not read

@@ -8,7 +8,8 @@ The manifest entry's `measured` table holds the last load's figures per GPU of t
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+import time
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import replace
 from pathlib import Path
 
@@ -19,8 +20,11 @@ from wizard.manifest import ManifestModel
 from wizard.model_config import MODEL_JSON
 from wizard.plan_types import ModelPlan
 from wizard.repository import Repository, repository_lock
-from wizard.vllm_log import VllmLoadReport
+from wizard.vllm_log import ModelLoadLog, VllmLoadReport
 
+CATCH_UP_LINES = 20_000  # of the server's log read again for loads the follower missed
+CATCH_UP_TRIES = 3
+CATCH_UP_WAIT_S = 0.5
 SHOWN = ("weights_bytes", "kv_cache_tokens", "max_concurrency")  # `status --json`'s "measured"
 LOW_KV_FRACTION = 0.9  # below this share of the planned KV cache, status warns
 
@@ -80,6 +84,27 @@ def describe_measured(entry: ManifestModel) -> str:
     if not _same_budget(entry):
         text += f" at utilization {measured['gpu_memory_utilization']:.2f}, not the plan's {plan.gpu_memory_utilization:.2f}"
     return text
+
+
+def caught_up(
+    reports: Mapping[str, VllmLoadReport], loaded: Collection[str], read_log: Callable[[], list[str]]
+) -> dict[str, VllmLoadReport]:
+    """`reports` from the log follower, completed from the log itself for the models it missed.
+
+    The follower streams the log and is stopped as soon as the last model is ready, so the last
+    lines can still be on their way; `read_log` reads the server's recent log once more (a few
+    tries, briefly apart). The latest load of each model counts."""
+    found = dict(reports)
+    for attempt in range(CATCH_UP_TRIES):
+        if not set(loaded) - set(found):
+            break
+        if attempt:
+            time.sleep(CATCH_UP_WAIT_S)
+        log = ModelLoadLog()
+        for line in read_log():
+            log.line(line)
+        found = {**log.reports(), **reports}
+    return found
 
 
 def _launch(entry: ManifestModel, report: VllmLoadReport) -> Launch | None:

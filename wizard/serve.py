@@ -81,7 +81,7 @@ def start_server(
     `inputs`: what the repository asks for, when the caller has read it already."""
     from wizard import launcher, podman_conn
     from wizard.launch_inputs import HostFacts, build_launch_spec
-    from wizard.measured import record_measurements
+    from wizard.measured import CATCH_UP_LINES, caught_up, record_measurements
     from wizard.vllm_log import ModelLoadLog
 
     changes = prepare_for_image(repository, options.image)  # model.json follows the image's vLLM
@@ -132,8 +132,11 @@ def start_server(
             if container is not None:
                 same = existing is not None and existing.id == container.id
                 record_loaded(spec.name, container.id, {**(before if same else {}), **loaded_now})
-            for note in record_measurements(repository, load_log.reports(), loaded_now):
-                on_event(launcher.LaunchEvent("warning", note))
+                reports = caught_up(
+                    load_log.reports(), loaded_now, lambda: launcher.log_tail(container, CATCH_UP_LINES)
+                )
+                for note in record_measurements(repository, reports, loaded_now):
+                    on_event(launcher.LaunchEvent("warning", note))
     finally:
         client.close()
     return Serving(spec, result)
