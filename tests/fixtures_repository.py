@@ -81,6 +81,8 @@ def fake_plan_models(
     fill=False,
     reserve_bytes=0,
     vllm_version=None,
+    keep=(),
+    calibration=None,
 ):
     devices = [d.cdi_id for d in inventory.devices]
     total = {d.cdi_id: d.cuda_total_bytes for d in inventory.devices}
@@ -88,7 +90,7 @@ def fake_plan_models(
     out: list[ModelPlan] = []
     for plan in existing:
         util = plan.gpu_memory_utilization
-        if replan_existing:
+        if replan_existing and plan.name not in keep:
             util = round(plan.weights_bytes * 1.25 / total[plan.devices[0]] + 0.05, 2)
             plan = replace(plan, gpu_memory_utilization=util, reason="re-planned")
         for d in plan.devices:

@@ -229,7 +229,12 @@ class FakeService:
         return names
 
     def plan(
-        self, inventory: GpuInventory, choices: Sequence[ModelChoice], existing: Sequence[ExistingModel] = ()
+        self,
+        inventory: GpuInventory,
+        choices: Sequence[ModelChoice],
+        existing: Sequence[ExistingModel] = (),
+        *,
+        reserve_bytes: int = 0,
     ) -> PlanView:
         """A small, honest planner: each model on the device with the most room, TP when needed."""
         self.calls.append(("plan", tuple(choices)))

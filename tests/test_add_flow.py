@@ -332,7 +332,8 @@ def test_a_hand_edited_budget_is_respected(tmp_path):
     root = tmp_path / "repo"
     inventory = describe("L40S")
     repo = Repository.open(root, create=True)
-    execute_add(repo, prepare_add(repo, [AddRequest(str(big))], inventory=inventory))
+    # Room kept free (the GPUs are filled by default) so that the hand edit below raises the budget.
+    execute_add(repo, prepare_add(repo, [AddRequest(str(big))], inventory=inventory, reserve_bytes=20 * 1024**3))
     model_json = root / "l8" / "1" / "model.json"
     engine = json.loads(model_json.read_text())
     assert engine["gpu_memory_utilization"] < 0.9

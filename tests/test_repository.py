@@ -6,7 +6,7 @@ import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
-from tests.fixtures_repository import GPU_CAP, FakeDownloader, FakeReader, fake_plan_models
+from tests.fixtures_repository import FakeDownloader, FakeReader, fake_plan_models
 from wizard import fsutil
 from wizard.add_flow import AddRequest, execute_add, prepare_add
 from wizard.errors import ModelwizError, UsageError
@@ -14,6 +14,7 @@ from wizard.gpus import describe
 from wizard.manifest import load_manifest
 from wizard.model_config import validate_model_json, vllm_problems
 from wizard.plan_types import container_gpu_ids
+from wizard.planner import MAX_UTILIZATION_PER_GPU
 from wizard.repository import BROKEN, DOWNLOADING, FOREIGN, READY, Repository
 
 INV = describe("2xH100-80GB")
@@ -59,7 +60,7 @@ def check_consistent(root: Path):
         assert data["gpu_memory_utilization"] == entry.plan.gpu_memory_utilization
         for rel in ("config.pbtxt", "1/model.json"):
             assert repo.file_status(entry, rel) == "ok"
-    assert all(total <= GPU_CAP + 1e-9 for total in per_gpu.values()), per_gpu
+    assert all(total <= MAX_UTILIZATION_PER_GPU + 1e-9 for total in per_gpu.values()), per_gpu
     return repo
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal, Protocol
 
+from wizard.calibration import Calibration, load_calibration
 from wizard.download import DownloadPlan, DownloadResult, download_model, plan_from_model
 from wizard.engine_args import resolve_version
 from wizard.errors import ModelwizError, UsageError
@@ -30,6 +31,7 @@ from wizard.manifest import STATE_COMPLETE, ManifestModel
 from wizard.model_config import MODEL_JSON, plan_devices, refuse_unservable
 from wizard.model_meta import ModelMeta, load_model_meta, meta_from_hub
 from wizard.naming import check_name, derive_name, unique_name
+from wizard.plan_render import plan_summary
 from wizard.plan_types import ModelPlan
 from wizard.planner import ModelRequest, Plan, plan_models
 from wizard.progress import ProgressCallback, ignore_progress
@@ -158,6 +160,8 @@ class Planner(Protocol):
         fill: bool = False,
         reserve_bytes: int = 0,
         vllm_version: str | None = None,
+        keep: Collection[str] = (),
+        calibration: Calibration | None = None,
     ) -> Plan: ...
 
 
@@ -337,7 +341,7 @@ def choose_image(repo: Repository, inventory: GpuInventory, image_ref: str | Non
     return info
 
 
-def _as_served(repo: Repository, plan: ModelPlan) -> ModelPlan:
+def as_served(repo: Repository, plan: ModelPlan) -> ModelPlan:
     """The plan with the budget its model.json really has: a hand edit may have changed it, and
     the GPU memory the server uses is what the file says."""
     entry = repo.manifest.get(plan.name)
@@ -349,6 +353,15 @@ def _as_served(repo: Repository, plan: ModelPlan) -> ModelPlan:
     except (OSError, ValueError, KeyError, TypeError):
         return plan
     return replace(plan, gpu_memory_utilization=util) if 0 < util <= 1 else plan
+
+
+def _edited_refusal(repo: Repository, name: str) -> ModelwizError:
+    return ModelwizError(
+        f"fitting the new models needs a smaller budget for {name}, whose model.json "
+        "was edited by hand; modelwiz does not change it",
+        hint=f"lower gpu_memory_utilization in {repo.model_dir(name) / MODEL_JSON} yourself, "
+        "or move modelwiz's version (model.json.modelwiz-new) over it, then run again",
+    )
 
 
 def _refusal(plan: Plan) -> ModelwizError:
@@ -372,7 +385,8 @@ def prepare_add(
     on_event: EventCallback = ignore_event,
     refuse: bool = True,
     check_disk: bool = True,
-    fill: bool = False,
+    fill: bool = True,
+    reserve_bytes: int = 0,
     existing_running: bool | frozenset[str] = False,
 ) -> AddProposal:
     """Resolve names, plan jointly with the repository's models, and check disk space.
@@ -380,8 +394,11 @@ def prepare_add(
     `reader` (default: a fresh HubReader) gives each model's metadata and download plan; pass the
     same one to re-plan without asking the Hub again. `refuse=False` returns a proposal that does
     not fit (`.fits` false, reasons in the plans) instead of raising, for a UI that lets the user
-    change it; `check_disk=False` skips the disk check. `fill` and `existing_running` are the
-    planner's (leftover memory to KV cache; the deployed models are running now)."""
+    change it; `check_disk=False` skips the disk check. `fill`, `reserve_bytes` and
+    `existing_running` are the planner's (leftover memory to KV cache, less what is kept free per
+    GPU; the deployed models are running now). When the new models need room, the models already
+    there are planned again (and shown as changed), except those whose model.json was edited by
+    hand: their budgets are kept, never shrunk."""
     reader = reader if reader is not None else HubReader()
     resolved = resolve_requests(repo, requests)
     fresh = [r for r in resolved if r.resume is None]
@@ -389,7 +406,7 @@ def prepare_add(
     image = choose_image(repo, inventory, image_ref)
     vllm_version = image.vllm_release
     resolve_version(vllm_version)  # refuses a vLLM modelwiz cannot write model.json for
-    existing = tuple(_as_served(repo, p) for p in repo.managed_plans())
+    existing = tuple(as_served(repo, p) for p in repo.managed_plans())
     edited = {p.name for p in existing if _file_status(repo, p.name, MODEL_JSON) == "edited"}
     resumed_names = {r.name for r in resume}
     new: list[NewModel] = []
@@ -414,30 +431,53 @@ def prepare_add(
                 )
             )
         on_event(AddEvent("plan", "planning all models together"))
+        calibration = load_calibration()  # what launches on this machine measured
         plan = planner(
             inventory,
             model_requests,
             existing=existing,
             replan_existing=False,
             fill=fill,
+            reserve_bytes=reserve_bytes,
             existing_running=existing_running,
             vllm_version=vllm_version,
+            calibration=calibration,
         )
         if not plan.fits and existing:
             on_event(AddEvent("plan", "no room with the current budgets; planning all models again"))
-            existing_meta = {p.name: _existing_meta(repo, reader, p.name) for p in existing}
-            replanned = planner(
-                inventory,
-                model_requests,
-                existing=existing,
-                replan_existing=True,
-                existing_meta=existing_meta,
-                fill=fill,
-                existing_running=existing_running,
-                vllm_version=vllm_version,
-            )
+            existing_meta = {p.name: _existing_meta(repo, reader, p.name) for p in existing if p.name not in edited}
+
+            def replan(keep: Collection[str]) -> Plan:
+                return planner(
+                    inventory,
+                    model_requests,
+                    existing=existing,
+                    replan_existing=True,
+                    existing_meta=existing_meta,
+                    fill=fill,
+                    reserve_bytes=reserve_bytes,
+                    existing_running=existing_running,
+                    vllm_version=vllm_version,
+                    keep=keep,
+                    calibration=calibration,
+                )
+
+            replanned = replan(edited)
             if replanned.fits:
                 plan = replanned
+            elif edited:
+                for p in existing:
+                    if p.name in edited:
+                        existing_meta[p.name] = _existing_meta(repo, reader, p.name)
+                # Would it fit if the hand-set budgets could shrink? Then they are what keeps it out.
+                unbound = {m.name: m for m in replan(()).models}
+                shrunk = [
+                    p.name
+                    for p in existing
+                    if p.name in edited and p.name in unbound and _budget(unbound[p.name]) != _budget(p)
+                ]
+                if shrunk and all(m.fits for m in unbound.values()):
+                    raise _edited_refusal(repo, shrunk[0])
         if not plan.fits and refuse:
             raise _refusal(plan)
         planned = plan
@@ -450,12 +490,7 @@ def prepare_add(
             if updated is None or _budget(updated) == _budget(old):
                 kept.append(old)
             elif old.name in edited:
-                raise ModelwizError(
-                    f"fitting the new models needs a smaller budget for {old.name}, whose model.json "
-                    "was edited by hand; modelwiz does not change it",
-                    hint=f"lower gpu_memory_utilization in {repo.model_dir(old.name) / MODEL_JSON} yourself, "
-                    "or move modelwiz's version (model.json.modelwiz-new) over it, then run again",
-                )
+                raise _edited_refusal(repo, old.name)
             else:
                 changed.append(BudgetChange(old, replace(updated, model=old.model)))
         for r in fresh:
@@ -641,18 +676,6 @@ def _merge_reports(first: WriteReport, second: WriteReport) -> WriteReport:
 # ------------------------------------------------------------------------------------ text
 
 
-def plan_summary(plan: ModelPlan) -> str:
-    """`TP 1, util 0.45, max_model_len 4096, KIND_GPU on 0` (one line for lists)."""
-    where = ", ".join(plan_devices(plan)) or "?"
-    text = (
-        f"TP {plan.tensor_parallel_size}, util {plan.gpu_memory_utilization:.2f}, "
-        f"max_model_len {plan.max_model_len}, {plan.instance_group.kind} on {where}"
-    )
-    if plan.dtype:
-        text += f", {plan.dtype}"
-    return text
-
-
 def describe_proposal(proposal: AddProposal) -> list[str]:
     """The lines to show before asking for confirmation."""
     lines = [
@@ -664,6 +687,9 @@ def describe_proposal(proposal: AddProposal) -> list[str]:
     for change in proposal.changed:
         lines.append(f"  CHANGE {change.new.name}: {plan_summary(change.old)}")
         lines.append(f"     to {' ' * len(change.new.name)} {plan_summary(change.new)}")
+        old_util, new_util = change.old.gpu_memory_utilization, change.new.gpu_memory_utilization
+        how = "shrinks" if new_util < old_util else "grows" if new_util > old_util else "changes"
+        lines.append(f"     {change.new.name}'s budget {how}; a running server will reload it")
     for plan in proposal.kept:
         lines.append(f"  keep {plan.name}: {plan_summary(plan)}")
     if proposal.download_bytes is not None:

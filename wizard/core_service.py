@@ -326,13 +326,17 @@ class CoreService:
         inventory: GpuInventory,
         choices: Sequence[ModelChoice],
         existing: Sequence[ExistingModel] = (),  # the repository itself is the source of truth
+        *,
+        reserve_bytes: int = 0,
     ) -> PlanView:
         """The joint plan, named by the core's one rule (`ModelChoice.name` None: resume an
         unfinished add of the same source, refuse a second copy of a finished one, else derive)."""
         from wizard.add_flow import AddRequest
 
         requests = [AddRequest(c.repo_id, c.name, c.max_model_len, c.min_concurrency, c.revision) for c in choices]
-        proposal = self.session(inventory).propose(requests, refuse=False, check_disk=False)
+        proposal = self.session(inventory).propose(
+            requests, refuse=False, check_disk=False, reserve_bytes=reserve_bytes
+        )
         labels = {g.cdi_id: g for g in inventory.devices}
         devices = tuple(
             DeviceMemory(

@@ -497,6 +497,7 @@ def up(
     on_event: EventCallback = _ignore,
     on_progress: ProgressCallback = ignore_progress,
     on_log: LogCallback | None = None,
+    observe_log: LogCallback | None = None,
     confirm: ConfirmCallback = _refuse,
     reload: Iterable[str] = (),
     cancel: threading.Event | None = None,
@@ -506,6 +507,7 @@ def up(
 ) -> UpResult:
     """Bring Triton up as `spec` describes and load its models; see the module docstring.
 
+    `observe_log`: also called with each log line (the log is followed when either is given).
     `reload`: models whose files changed (a re-plan gave them another budget). A running server
     unloads them first and loads them again in turn, so no engine keeps an outdated budget.
     `cancel`: checked between steps and while waiting (a model load under way finishes first);
@@ -558,7 +560,13 @@ def up(
         on_event(LaunchEvent("container", f"starting {spec.name}"))
         container, spec = _create_and_start(client, spec, on_event)
 
-    follower = LogFollower(container, on_log, since=int(time.time()) if reuse else None).start() if on_log else None
+    sinks = [sink for sink in (on_log, observe_log) if sink is not None]
+
+    def each_line(line: str) -> None:
+        for sink in sinks:
+            sink(line)
+
+    follower = LogFollower(container, each_line, since=int(time.time()) if reuse else None).start() if sinks else None
     try:
         _wait_live(container, http, timeout_s=live_timeout_s, poll_s=poll_s, stop=stop)
         on_event(LaunchEvent("live", f"Triton is live at {spec.http_url}"))

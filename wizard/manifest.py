@@ -40,7 +40,7 @@ _HEADER = (
 )
 _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
 _TOP_KEYS = ("version", "image", "mount_point")
-_MODEL_KEYS = ("source", "revision", "weights", "state", "plan", "files", "pending")
+_MODEL_KEYS = ("source", "revision", "weights", "state", "plan", "files", "pending", "measured")
 
 
 class ManifestError(ModelwizError):
@@ -57,6 +57,7 @@ class ManifestModel:
     revision: str | None = None  # the Hub commit sha (None for a local folder)
     files: Mapping[str, str] = field(default_factory=dict)  # relative path -> sha256
     pending: Mapping[str, str] = field(default_factory=dict)  # about to be written
+    measured: Mapping[str, float] = field(default_factory=dict)  # what vLLM reported at the last load
 
     @property
     def complete(self) -> bool:
@@ -124,6 +125,8 @@ def _model_data(model: ManifestModel) -> dict[str, Any]:
     }
     if not data["pending"]:
         del data["pending"]
+    if model.measured:
+        data["measured"] = dict(sorted(model.measured.items()))
     return {k: v for k, v in data.items() if v is not None}
 
 
@@ -164,6 +167,11 @@ def _model_from(name: str, data: Any, where: Path) -> ManifestModel:
     except (KeyError, TypeError, ValueError) as error:
         raise bad(f"plan is incomplete ({type(error).__name__}: {error})") from None
     _check_plan(plan, bad)
+    measured = data.get("measured", {})
+    if not isinstance(measured, dict) or not all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) for v in measured.values()
+    ):
+        raise bad("measured is not a table of numbers")
     revision = data.get("revision")
     return ManifestModel(
         name=name,
@@ -174,6 +182,7 @@ def _model_from(name: str, data: Any, where: Path) -> ManifestModel:
         revision=str(revision) if revision else None,
         files=hashes["files"],
         pending=hashes["pending"],
+        measured={str(k): v for k, v in measured.items()},
     )
 
 

@@ -1,6 +1,6 @@
 """Every path modelwiz reads or writes outside a model repository comes from here.
 
-Tests redirect these through the environment (XDG_CONFIG_HOME, XDG_CACHE_HOME, HF_HOME) or by
+Tests redirect these through the environment (XDG_CONFIG_HOME, XDG_CACHE_HOME, XDG_DATA_HOME, HF_HOME) or by
 monkeypatching the functions.
 """
 
@@ -33,6 +33,13 @@ def config_dir() -> Path:
 
 def config_file() -> Path:
     return config_dir() / "config.toml"
+
+
+def data_dir() -> Path:
+    """What modelwiz learns on this machine (the launches' calibration)."""
+    from platformdirs import user_data_path
+
+    return user_data_path(APP_NAME)
 
 
 def cache_dir() -> Path:

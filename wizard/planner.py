@@ -37,6 +37,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from wizard.calibration import Adjustment, Calibration
 from wizard.errors import UsageError
 from wizard.gpus import Gpu, GpuInventory
 from wizard.images import image_table
@@ -229,9 +230,15 @@ def headroom_bytes(gpu: Gpu) -> int:
 
 
 def engine_cost(
-    meta: ModelMeta, tp: int, cuda_total_bytes: int, profile: VllmProfile, gpu_name: str = ""
+    meta: ModelMeta,
+    tp: int,
+    cuda_total_bytes: int,
+    profile: VllmProfile,
+    gpu_name: str = "",
+    scale: float = 1.0,
 ) -> EngineCost:
-    """Non-KV memory of one engine on each GPU of its tp group, with the batch limits the plan sets."""
+    """Non-KV memory of one engine on each GPU of its tp group, with the batch limits the plan sets
+    (`scale`: this machine's calibration of the measured terms, wizard/calibration.py)."""
     mnbt, seqs = batch_limits(cuda_total_bytes)
     return vllm_engine_cost(
         meta,
@@ -240,6 +247,7 @@ def engine_cost(
         max_num_batched_tokens=mnbt,
         max_num_seqs=seqs,
         peer_to_peer=has_peer_to_peer(gpu_name),
+        scale=scale,
     )
 
 
@@ -273,7 +281,13 @@ class _Placement:
         return kv_view(self.request.meta, self.profile)
 
     def cost(self, dev: _Device) -> EngineCost:
-        return engine_cost(self.request.meta, self.tp, dev.total, self.profile, dev.gpu.name)
+        return engine_cost(self.request.meta, self.tp, dev.total, self.profile, dev.gpu.name, dev.scale)
+
+    @property
+    def adjustment(self) -> Adjustment | None:
+        """The calibration its devices use (the one from the most launches)."""
+        found = [d.adjustment for d in self.devices if d.adjustment is not None]
+        return max(found, key=lambda a: a.launches) if found else None
 
     def one_request(self, length: int, dev: _Device) -> int:
         mnbt, _ = batch_limits(dev.total)
@@ -313,6 +327,11 @@ class _Device:
     fixed: list[tuple[ModelPlan, int, int]] = field(default_factory=list)  # plan, pct, bytes
     reserved: int = 0  # kept free on request, already taken out of `avail`
     members: list[_Placement] = field(default_factory=list)
+    adjustment: Adjustment | None = None  # what launches on this machine measured (calibration)
+
+    @property
+    def scale(self) -> float:
+        return self.adjustment.factor if self.adjustment is not None else 1.0
 
     @property
     def cdi_id(self) -> str:
@@ -341,6 +360,8 @@ def _devices(
     existing: Sequence[ModelPlan],
     existing_running: bool | Collection[str],
     reserve_bytes: int = 0,
+    calibration: Calibration | None = None,
+    release: str = "",
 ) -> list[_Device]:
     def running(plan: ModelPlan) -> bool:
         if isinstance(existing_running, bool):
@@ -370,6 +391,7 @@ def _devices(
                 usable=usable,
                 note=note,
                 reserved=reserve_bytes,
+                adjustment=calibration.adjustment(gpu.name, release) if calibration is not None else None,
             )
         )
     return out
@@ -396,6 +418,8 @@ def plan_models(
     fill: bool = False,
     reserve_bytes: int = 0,
     vllm_version: str | None = None,
+    keep: Collection[str] = (),
+    calibration: Calibration | None = None,
 ) -> Plan:
     """Plan `requests` on `inventory`.
 
@@ -413,6 +437,10 @@ def plan_models(
     reserve_bytes: keep this much free on every GPU (for models to be added later).
     vllm_version: the vLLM release the engines will run (default: the newest image's); the
         non-KV terms and margins are that release's (wizard/vllm_memory.py).
+    keep: names of existing models whose budgets stay as they are even with `replan_existing`
+        (a budget the user set by hand); the others are planned again around them.
+    calibration: what launches on this machine measured (wizard/calibration.py): on a GPU model
+        and vLLM release it has launches for, the measured terms are scaled to match them.
     Plan.models lists the requests in their order, then (when re-planned) the existing models.
     """
     if reserve_bytes < 0:
@@ -421,13 +449,15 @@ def plan_models(
     profile = profile_for(version)
     names = [r.name for r in requests]
     existing_fitting = [p for p in existing if p.fits]
-    taken = set() if replan_existing else {p.name for p in existing}
+    taken = {p.name for p in existing if not replan_existing or p.name in keep}
     for name in names:
         if names.count(name) > 1 or name in taken:
             raise UsageError(f"two models are named {name!r}", hint="give each model its own name")
     all_requests: list[tuple[ModelRequest, ModelPlan | None]] = [(r, None) for r in requests]
     if replan_existing:
         for plan in existing:
+            if plan.name in keep:
+                continue
             meta = (existing_meta or {}).get(plan.name)
             if meta is None:
                 raise UsageError(
@@ -438,9 +468,9 @@ def plan_models(
     for request, _ in all_requests:
         _check_request(request)
 
-    devices = _devices(inventory, existing_fitting, existing_running, reserve_bytes)
-    if not replan_existing:
-        for plan in existing_fitting:
+    devices = _devices(inventory, existing_fitting, existing_running, reserve_bytes, calibration, profile.release)
+    for plan in existing_fitting:
+        if not replan_existing or plan.name in keep:
             for dev in devices:
                 if dev.cdi_id in plan.devices:
                     pct = round(plan.gpu_memory_utilization * 100)
@@ -467,7 +497,9 @@ def plan_models(
         if i in placements:
             models.append(_model_plan(placements[i]))
         else:
-            models.append(_misfit_plan(request, devices, replan_existing or not existing_fitting, profile))
+            models.append(
+                _misfit_plan(request, devices, (replan_existing and not keep) or not existing_fitting, profile)
+            )
     changes = _changes(models, existing) if replan_existing else ()
     return Plan(
         models=tuple(models),
@@ -617,7 +649,8 @@ def _model_plan(p: _Placement) -> ModelPlan:
     low_cc = min(d.gpu.compute_capability for d in p.devices) < BF16_COMPUTE_CAPABILITY
     dtype = "float16" if low_cc and meta.needs_16bit_compute and meta.quantization is None else None
     group = InstanceGroup("KIND_GPU" if p.tp == 1 else "KIND_MODEL", 1, gpus)
-    cost = p.cost(min(p.devices, key=lambda d: d.total))
+    cost_gpu = min(p.devices, key=lambda d: d.total)
+    cost = p.cost(cost_gpu)
     plan = ModelPlan(
         model=meta.source,
         name=request.name,
@@ -644,6 +677,10 @@ def _model_plan(p: _Placement) -> ModelPlan:
             "margin_bytes_per_gpu": margin,
             "kv_cache_bytes_per_gpu": pool,
             "vllm_version": p.profile.release,
+            "gpu_name": cost_gpu.gpu.name,
+            # the terms a launch calibrates (activation + non-torch), and the scale they carry
+            "calibrated_bytes_per_gpu": cost.activation + cost.non_torch,
+            "calibration_factor": cost_gpu.scale,
         },
     )
     return replace(plan, reason=_fit_reason(p, plan))
@@ -677,6 +714,12 @@ def _fit_reason(p: _Placement, plan: ModelPlan) -> str:
         f"of KV cache per GPU ({plan.kv_cache_tokens} tokens, {plan.max_concurrency:g} full-length requests), "
         f"{format_bytes(plan.extra['margin_bytes_per_gpu'])} of it kept as margin for vLLM {p.profile.release}"
     )
+    adjustment = p.adjustment
+    if adjustment is not None:
+        launches = f"{adjustment.launches} launch{'es' if adjustment.launches > 1 else ''}"
+        parts.append(
+            f"calibrated from {launches} on this machine (activation and non-torch memory x{adjustment.factor:g})"
+        )
     few = _few_requests_note(p, plan)
     if few:
         parts.append(few)

@@ -81,6 +81,8 @@ def start_server(
     `inputs`: what the repository asks for, when the caller has read it already."""
     from wizard import launcher, podman_conn
     from wizard.launch_inputs import HostFacts, build_launch_spec
+    from wizard.measured import CATCH_UP_LINES, caught_up, record_measurements
+    from wizard.vllm_log import ModelLoadLog
 
     changes = prepare_for_image(repository, options.image)  # model.json follows the image's vLLM
     for text in changes:
@@ -101,6 +103,7 @@ def start_server(
         before = loaded_record(spec.name, existing.id if existing else None)
         changed = {name for name, fp in fingerprints.items() if name in before and before[name] != fp}
         loaded_now: dict[str, str] = {}
+        load_log = ModelLoadLog()  # what vLLM measured as each model loaded
 
         def watch(event: LaunchEvent) -> None:
             # A model loaded by this run (not one found ready) is serving these files now.
@@ -116,6 +119,7 @@ def start_server(
                 on_event=watch,
                 on_progress=reporter.on_progress,
                 on_log=reporter.on_log,
+                observe_log=load_log.line,
                 confirm=reporter.confirm,
                 reload=sorted(set(reload) | changed),
                 cancel=reporter.cancel,
@@ -128,6 +132,11 @@ def start_server(
             if container is not None:
                 same = existing is not None and existing.id == container.id
                 record_loaded(spec.name, container.id, {**(before if same else {}), **loaded_now})
+                reports = caught_up(
+                    load_log.reports(), loaded_now, lambda: launcher.log_tail(container, CATCH_UP_LINES)
+                )
+                for note in record_measurements(repository, reports, loaded_now):
+                    on_event(launcher.LaunchEvent("warning", note))
     finally:
         client.close()
     return Serving(spec, result)

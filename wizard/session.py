@@ -49,6 +49,8 @@ from wizard.serve import Reporter, ServeOptions, Serving, models_holding_gpu_mem
 class AddSession:
     """One add into the repository at `root` on the GPUs of `inventory` (see the module docstring).
 
+    `fill` (the default) gives each used GPU's leftover memory to its models as KV cache, less
+    `reserve_bytes` kept free per GPU for models added later.
     `planner`, `reader` and `downloader` default to the real ones (the planner, a HubReader, the
     Hub download); `on_event` hears each step. Thread-safe for the wizard's plan workers."""
 
@@ -58,7 +60,8 @@ class AddSession:
         inventory: GpuInventory,
         *,
         image_ref: str | None = None,
-        fill: bool = False,
+        fill: bool = True,
+        reserve_bytes: int = 0,
         planner: Planner = plan_models,
         reader: ModelReader | None = None,
         downloader: Downloader = download_model,
@@ -68,6 +71,7 @@ class AddSession:
         self.inventory = inventory
         self.image_ref = image_ref
         self.fill = fill
+        self.reserve_bytes = reserve_bytes
         self.planner = planner
         self.reader: ModelReader = reader if reader is not None else HubReader()
         self.downloader = downloader
@@ -106,11 +110,19 @@ class AddSession:
         return running
 
     # -- the steps --------------------------------------------------------------------------------
-    def propose(self, requests: Sequence[AddRequest], *, refuse: bool = True, check_disk: bool = True) -> AddProposal:
+    def propose(
+        self,
+        requests: Sequence[AddRequest],
+        *,
+        refuse: bool = True,
+        check_disk: bool = True,
+        reserve_bytes: int | None = None,
+    ) -> AddProposal:
         """Name, plan jointly with the repository's models, and pin each Hub model's commit.
 
         `refuse=False`: a proposal that does not fit is returned (for a UI that lets the user
-        change it) instead of raised; `check_disk=False`: no refusal for disk space."""
+        change it) instead of raised; `check_disk=False`: no refusal for disk space;
+        `reserve_bytes`: memory to keep free per GPU for this proposal (None: the session's)."""
         return prepare_add(
             self.repo,
             requests,
@@ -122,6 +134,7 @@ class AddSession:
             refuse=refuse,
             check_disk=check_disk,
             fill=self.fill,
+            reserve_bytes=self.reserve_bytes if reserve_bytes is None else reserve_bytes,
             existing_running=self.running,
         )
 

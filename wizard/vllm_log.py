@@ -28,6 +28,7 @@ of them, so the smallest pool wins, while sizes per GPU keep the first value see
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from typing import Literal
@@ -204,3 +205,35 @@ def parse_vllm_log(lines: str | Iterable[str], *, block_size: int = DEFAULT_BLOC
     if collector.peak_torch and isinstance(weights, int):
         collector.first("activation_bytes", max(0, collector.peak_torch - weights))
     return VllmLoadReport(**collector.values)  # type: ignore[arg-type]
+
+
+# Triton logs each model load it starts (src/model_lifecycle.cc: `LOG_INFO << "loading: " <<
+# model_name << ":" << version`, quoted in newer releases: `"loading: tiny:1"`).
+_TRITON_LOADING = re.compile(r"model_lifecycle\.cc:\d+\]\s*\"?loading: ([^\s:\"']+):\d+")
+
+
+class ModelLoadLog:
+    """Triton's log, line by line, split by model: what follows Triton's `loading: NAME:1` line
+    belongs to NAME until the next model's load starts (modelwiz loads one model at a time).
+    Thread-safe to feed from a log follower while another thread reads the reports."""
+
+    def __init__(self, *, block_size: int = DEFAULT_BLOCK_SIZE) -> None:
+        self.block_size = block_size
+        self._lines: dict[str, list[str]] = {}
+        self._current: str | None = None
+        self._lock = threading.Lock()
+
+    def line(self, text: str) -> None:
+        with self._lock:
+            if match := _TRITON_LOADING.search(text):
+                self._current = match.group(1)
+                self._lines[self._current] = []  # a model loaded again: only its last load counts
+            elif self._current is not None:
+                self._lines[self._current].append(text)
+
+    def reports(self) -> dict[str, VllmLoadReport]:
+        """Each model's measurements, for models whose load printed any."""
+        with self._lock:
+            sections = {name: list(lines) for name, lines in self._lines.items()}
+        found = {name: parse_vllm_log(lines, block_size=self.block_size) for name, lines in sections.items()}
+        return {name: report for name, report in found.items() if not report.empty}

@@ -242,14 +242,16 @@ def engine_cost(
     max_num_batched_tokens: int,
     max_num_seqs: int,
     peer_to_peer: bool = True,
+    scale: float = 1.0,
 ) -> EngineCost:
-    """Non-KV memory of one engine on each GPU of its tp group."""
+    """Non-KV memory of one engine on each GPU of its tp group. `scale` multiplies the measured
+    terms (activation and non-torch), as launches on this machine calibrated them."""
     weights = weights_per_gpu(meta, tp)
     graphs = cuda_graph_bytes(weights, tp)
     return EngineCost(
         weights=weights,
-        activation=activation_bytes(meta, tp, max_num_batched_tokens, max_num_seqs, profile),
-        non_torch=non_torch_bytes(tp, profile, peer_to_peer),
+        activation=int(scale * activation_bytes(meta, tp, max_num_batched_tokens, max_num_seqs, profile)),
+        non_torch=int(scale * non_torch_bytes(tp, profile, peer_to_peer)),
         cuda_graphs=graphs if profile.graphs_in_budget else 0,
         context=context_bytes(tp),
         graphs_outside=0 if profile.graphs_in_budget else graphs,

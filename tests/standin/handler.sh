@@ -63,12 +63,19 @@ first_gpu_placement() {  # r25.03: torch.cuda.set_device, then vLLM's worker tak
     done
 }
 
+vllm_load_lines() {  # what vLLM prints as an engine starts: real lines of vllm PR #17122 (V1, L40S)
+    echo "INFO 04-24 16:33:00 [gpu_model_runner.py:1316] Model loading took 14.9889 GiB and 3.652170 seconds" >&2
+    echo "INFO 04-24 16:33:13 [kv_cache_utils.py:634] GPU KV cache size: 158,656 tokens" >&2
+    echo "INFO 04-24 16:33:13 [kv_cache_utils.py:637] Maximum concurrency for 32,768 tokens per request: 4.84x" >&2
+}
+
 load_model() {
     m="$1"
     if [ -e "$S/loading" ]; then echo "OVERLAP $m with $(cat "$S/loading")" >> "$S/loads"; fi
     echo "$m" > "$S/loading"
     echo "start $m" >> "$S/loads"
     log I "model_lifecycle.cc:473] loading: $m:1"
+    vllm_load_lines
     sleep "$LOAD_SECONDS"
     dir="$STANDIN_REPO/$m"
     err=""

@@ -7,7 +7,7 @@ import sys
 
 from wizard.add_flow import AddEvent, AddRequest, describe_proposal
 from wizard.commands._repo_args import add_repository_argument, ask_repository, ask_yes_no, interactive
-from wizard.commands.plan import FILL_HELP
+from wizard.commands.plan import FILL_HELP, RESERVE_HELP, gib_argument
 from wizard.commands.up import print_success
 from wizard.errors import Cancelled, UsageError
 from wizard.gpus import load_inventory
@@ -16,6 +16,7 @@ from wizard.repository import remember_repository, resolve_repository
 from wizard.serve import Reporter, ServeOptions
 from wizard.serve_options import add_serve_arguments
 from wizard.session import AddSession
+from wizard.units import GiB
 
 HELP = "add models to the Triton model repository (plans all models together)"
 DESCRIPTION = (
@@ -33,6 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_serve_arguments(parser, "add")
     parser.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
     parser.add_argument("--fill", action="store_true", help=FILL_HELP)
+    parser.add_argument("--reserve", type=gib_argument, default=0.0, metavar="GIB", help=RESERVE_HELP)
     parser.add_argument("--no-launch", action="store_true", help="stop after writing the repository")
 
 
@@ -45,7 +47,14 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("adding models needs a confirmation", hint="pass --yes to go ahead without asking")
     root = resolve_repository(args.repository, ask=ask_repository)
     requests = [AddRequest(m, args.name, args.max_model_len) for m in args.models]
-    session = AddSession(root, load_inventory(args.gpus), image_ref=args.image, fill=args.fill, on_event=_show)
+    # The GPUs are filled by default (--fill is the default, kept for scripts); --reserve keeps room.
+    session = AddSession(
+        root,
+        load_inventory(args.gpus),
+        image_ref=args.image,
+        reserve_bytes=int(args.reserve * GiB),
+        on_event=_show,
+    )
     # One change at a time: planned against the manifest as it is, saved before anyone else plans.
     with session.locked() as repo:
         proposal = session.propose(requests)

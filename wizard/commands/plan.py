@@ -28,7 +28,7 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _gib(text: str) -> float:
+def gib_argument(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
@@ -54,7 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="context length for every model (default: the model's own limit, shortened to fit)",
     )
     parser.add_argument("--fill", action="store_true", help=FILL_HELP)
-    parser.add_argument("--reserve", type=_gib, default=0.0, metavar="GIB", help=RESERVE_HELP)
+    parser.add_argument("--reserve", type=gib_argument, default=0.0, metavar="GIB", help=RESERVE_HELP)
     parser.add_argument(
         "--image",
         metavar="REF",
@@ -64,6 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from wizard.calibration import load_calibration
     from wizard.gpus import load_inventory
     from wizard.model_meta import load_model_meta
     from wizard.naming import derive_name, unique_name
@@ -80,13 +81,14 @@ def run(args: argparse.Namespace) -> int:
         requests.append(ModelRequest(meta=meta, name=name, max_model_len=args.max_model_len))
     choice, image = _choose_image(inventory, args.image)
     # Plans are for the image's vLLM, and fill the GPUs (leftover memory becomes KV cache) less
-    # what --reserve keeps free.
+    # what --reserve keeps free; launches on this machine calibrate them.
     plan = plan_models(
         inventory,
         requests,
         fill=True,
         reserve_bytes=int(args.reserve * GiB),
         vllm_version=choice.info.vllm_release if choice is not None else None,
+        calibration=load_calibration(),
     )
     servable = choice is not None and _servable(plan, choice, image)
     if args.json:

@@ -20,8 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from wizard.add_flow import plan_summary
+    from wizard.plan_render import plan_summary
     from wizard.endpoints import render_endpoints
+    from wizard.measured import describe_measured, measured_json, measured_warning
     from wizard.plan_types import ModelPlan
     from wizard.repo_status import collect_status
     from wizard.repository import Repository, resolve_repository
@@ -30,6 +31,11 @@ def run(args: argparse.Namespace) -> int:
     status = collect_status(repo)
     # "image" stays the recorded reference; "image_info" says what it runs and whether this driver does.
     status["image_info"] = image_info(status["image"], args.gpus)
+    # Per model, what vLLM measured at its last load (null: not loaded by modelwiz since it was added).
+    for row in status["models"]:
+        entry = repo.manifest.get(row["name"]) if row["managed"] else None
+        row["measured"] = measured_json(entry)
+        row["measured_warning"] = measured_warning(entry)
     if args.json:
         print(json.dumps(status, indent=2))
         return 0
@@ -59,6 +65,11 @@ def run(args: argparse.Namespace) -> int:
             revision = (row["revision"] or "local")[:12]
             print(f"  from {row['source']} @ {revision}")
             print(f"  plan {plan_summary(ModelPlan.from_json(row['plan']))}")
+            entry = repo.manifest.get(row["name"])
+            if entry is not None and entry.measured:
+                print(f"  {describe_measured(entry)}")
+            if row["measured_warning"]:
+                print(f"  warning: {row['measured_warning']}")
         else:
             print("  not made by modelwiz (left untouched)")
         if row["config"]:
