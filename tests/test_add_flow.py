@@ -189,7 +189,7 @@ def _status_json(repo: Path, capsys) -> str:
 )
 def test_bad_input_exits_2_with_one_line(tmp_path, capsys, argv):
     argv = argv + (["--repository", str(tmp_path / "r")] if "--repository" not in argv else [])
-    rc = main(argv + ["--gpus", "H100-80GB"])
+    rc = main([*argv, "--gpus", "H100-80GB"])
     err = capsys.readouterr().err
     assert rc == 2, err
     assert err.count("\n") == 1 and "Traceback" not in err

@@ -210,7 +210,7 @@ def test_from_local_dir_uses_index_when_shards_are_missing(tmp_path):
 
 
 def test_damaged_local_dirs_give_one_line_usage_errors(tmp_path):
-    with pytest.raises(UsageError, match="has no config.json"):
+    with pytest.raises(UsageError, match=r"has no config\.json"):
         ModelMeta.from_local_dir(tmp_path)
     (tmp_path / "config.json").write_text("{not json")
     with pytest.raises(UsageError, match="not readable JSON"):
@@ -259,7 +259,7 @@ def test_load_model_meta_hub_id_goes_through_wizard_hub(monkeypatch):
     m = load_model_meta("meta-llama/Llama-3.1-8B")
     assert calls == ["meta-llama/Llama-3.1-8B"] and m.source == "meta-llama/Llama-3.1-8B"
     assert m.weights_bytes == 8_030_261_248 * 2
-    with pytest.raises(ModelwizError, match="has no config.json"):
+    with pytest.raises(ModelwizError, match=r"has no config\.json"):
         load_model_meta("someone/gguf-only")
 
 

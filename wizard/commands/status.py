@@ -20,9 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from wizard.plan_render import plan_summary
     from wizard.endpoints import render_endpoints
     from wizard.measured import describe_measured, measured_json, measured_warning
+    from wizard.plan_render import plan_summary
     from wizard.plan_types import ModelPlan
     from wizard.repo_status import collect_status
     from wizard.repository import Repository, resolve_repository
