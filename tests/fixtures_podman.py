@@ -118,10 +118,6 @@ def host_ulimits():
     return HostFacts.local().ulimits
 
 
-# The name some tests still import (they used to replace modelwiz's limits with it).
-sandbox_ulimits = host_ulimits
-
-
 @pytest.fixture(scope="session")
 def podman_service(tmp_path_factory):
     if not shutil.which("podman"):

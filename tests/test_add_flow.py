@@ -115,11 +115,9 @@ def test_cli_add_then_add_again_into_the_running_server(
 ):
     """The product's re-run path for real: add + up, then `add` loads the new model into the
     running server (same container, no restart), reloading models whose budgets changed."""
-    import wizard.container
-    from tests.fixtures_podman import free_port, sandbox_ulimits
+    from tests.fixtures_podman import free_port
     from wizard.triton_http import TritonHttp
 
-    monkeypatch.setattr(wizard.container, "default_ulimits", lambda rootless: sandbox_ulimits())
     monkeypatch.setenv("CONTAINER_HOST", podman_service.url)
     repo = tmp_path / "r"
     first, second = write_model_folder(tmp_path / "first"), write_model_folder(tmp_path / "second")

@@ -102,11 +102,9 @@ def test_cancelled_download_keeps_the_model_unfinished(backend, fake_hub, tmp_pa
 
 @pytest.mark.podman
 def test_launch_and_talk_to_the_model(tmp_path, fake_hub, podman_service, standin_image, cdi_gpus, monkeypatch):
-    import wizard.container
-    from tests.fixtures_podman import free_port, sandbox_ulimits
+    from tests.fixtures_podman import free_port
     from wizard.serve import ServeOptions
 
-    monkeypatch.setattr(wizard.container, "default_ulimits", lambda rootless: sandbox_ulimits())
     monkeypatch.setenv("CONTAINER_HOST", podman_service.url)
     options = ServeOptions(
         image=standin_image,
@@ -194,3 +192,16 @@ def test_the_wizard_applies_changed_budgets_before_the_first_download(tmp_path):
     backend.write_repository(view, [choice])
     after = Repository.open(root).manifest.get("tiny")
     assert after.complete and after.files == entry.files  # not re-recorded, not fetched again
+
+
+def test_a_prompt_the_server_cannot_answer_is_one_line_not_a_crash(tmp_path):
+    """generate_stream speaks the wizard's errors (a ModelwizError with a fix), never TritonHttpError."""
+    from tests.fixtures_podman import free_port
+    from wizard.errors import ModelwizError
+    from wizard.service import Endpoints
+
+    service = CoreService(spec="L4", repository=tmp_path / "repo")
+    nowhere = Endpoints(http=f"http://127.0.0.1:{free_port()}", grpc="", metrics="")
+    with pytest.raises(ModelwizError, match="tiny failed to answer") as caught:
+        "".join(service.generate_stream(nowhere, "tiny", "hello"))
+    assert caught.value.hint and "server log" in caught.value.hint

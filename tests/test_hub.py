@@ -253,3 +253,19 @@ def test_a_404_500_chain_from_a_head_request_is_told_as_the_servers_error(fake_h
     with pytest.raises(hub.HubUnreachable) as info:
         hub.lookup_model("org/tiny")
     assert "server error (HTTP 503)" in info.value.one_line()
+
+
+def test_config_comes_from_the_commit_model_info_named_even_when_main_moves(fake_hub):
+    """model_info names commit A; if main moves to B before config.json is read, the config is A's
+    (the planner's metadata and the pinned download must describe the same commit)."""
+    import json
+
+    from tests.fixtures_hub import llama_config, tiny_model_files
+
+    old_sha = fake_hub.repos["org/tiny"].sha
+    bigger = json.loads(llama_config())
+    bigger["num_key_value_heads"] = 4
+    fake_hub.push("org/tiny", tiny_model_files(config=json.dumps(bigger).encode()))
+    config = hub._fetch_config("org/tiny", "main", None, sha=old_sha)
+    assert config is not None and config["num_key_value_heads"] == 2
+    assert hub._fetch_config("org/tiny", "main", None)["num_key_value_heads"] == 4

@@ -405,10 +405,15 @@ class CoreService:
         return _endpoints(serving.spec)
 
     def generate_stream(self, endpoints: Endpoints, model: str, prompt: str) -> Iterator[str]:
-        from wizard.triton_http import TritonHttp, generate_body
+        from wizard.triton_http import TritonHttp, TritonHttpError, generate_body
 
-        for event in TritonHttp(endpoints.http).generate_stream(model, generate_body(prompt)):
-            yield str(event.get("text_output", ""))
+        try:
+            for event in TritonHttp(endpoints.http).generate_stream(model, generate_body(prompt)):
+                yield str(event.get("text_output", ""))
+        except TritonHttpError as error:
+            raise ModelwizError(
+                f"{model} failed to answer: {error}", hint="read the server log for the reason (`modelwiz status`)"
+            ) from None
 
     # -- the home screen ----------------------------------------------------------------------
     def catalog_models(self, inventory: GpuInventory | None) -> list[ModelCandidate]:

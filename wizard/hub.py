@@ -12,6 +12,7 @@ import errno
 import functools
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 from wizard.errors import ModelwizError, UsageError
@@ -99,7 +100,6 @@ def is_offline() -> bool:
 def token_source() -> Literal["env", "file"] | None:
     """Where huggingface_hub finds its token: `HF_TOKEN` env, the saved token file, or nowhere."""
     import os
-    from pathlib import Path
 
     from huggingface_hub import constants
 
@@ -382,7 +382,7 @@ def lookup_model(repo_id: str, *, revision: str | None = None, token: str | None
         info = api.model_info(repo_id, revision=revision, files_metadata=True, token=tok)
         if info.gated:
             api.auth_check(repo_id, token=tok)
-        config = _fetch_config(repo_id, revision or "main", tok)
+        config = _fetch_config(repo_id, revision or "main", tok, sha=info.sha)
         params = _parameters(api, info, tok)
     except Exception as error:  # noqa: BLE001 - every library failure becomes one line
         raise translate_error(error, repo_id, revision=revision) from None
@@ -442,14 +442,17 @@ def file_etags(siblings) -> dict[str, str]:
     return out
 
 
-def _fetch_config(repo_id: str, revision: str, token) -> dict | None:
+def _fetch_config(repo_id: str, revision: str, token, *, sha: str | None = None) -> dict | None:
     """config.json (a few KB, kept in the HF cache under the revision's ref, so an offline lookup
-    can use it)."""
+    can use it) of commit `sha`: when the branch moved since model_info named the commit, the
+    file is fetched again at that commit, so the metadata and the planned download agree."""
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import RemoteEntryNotFoundError
 
     try:
         path = hf_hub_download(repo_id, "config.json", revision=revision, token=token)
+        if sha and Path(path).parent.name != sha:  # the cache's layout: snapshots/<commit>/config.json
+            path = hf_hub_download(repo_id, "config.json", revision=sha, token=token)
     except RemoteEntryNotFoundError:
         return None
     return _read_json(path)
@@ -496,7 +499,6 @@ def _lookup_cached(repo_id: str, revision: str | None) -> HubModel:
             f"offline mode (HF_HUB_OFFLINE=1) and {repo_id} was never looked up on this machine",
             hint="unset HF_HUB_OFFLINE, or use a model folder that is already on disk",
         )
-    from pathlib import Path
 
     sha = Path(path).parent.name
     return _build(repo_id, sha, revision, {}, _read_json(path), None, offline=True)

@@ -16,13 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from wizard.container import DEFAULT_HTTP_URL
+
 if TYPE_CHECKING:
     from wizard.chat_template import ChatTemplate
     from wizard.conversation import Conversation
 
 HELP = "chat with a model: a streamed conversation, or one prompt"
 DEFAULT_PROMPT = "In one paragraph, what is NVIDIA Triton Inference Server?"
-DEFAULT_HTTP_URL = "http://127.0.0.1:8000"
 RESET = "/reset"
 
 
