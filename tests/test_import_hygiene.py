@@ -37,3 +37,16 @@ def test_core_modules_import_no_ui():
 def test_first_screen_imports_nothing_heavy():
     modules = loaded_after("import screens.app, screens.machine, screens.step, wizard.service")
     assert [m for m in modules if any(m == h or m.startswith(h + ".") for h in HEAVY)] == []
+
+
+def test_the_wizard_path_imports_no_command_module():
+    """`modelwiz` without a command builds its parser without importing a command's core (they
+    cost the first paint tens of milliseconds); `modelwiz add ...` imports exactly `add`."""
+    modules = loaded_after(
+        "from wizard.cli import build_parser\nbuild_parser(['--gpus', 'H100']).parse_args(['--gpus', 'H100'])"
+    )
+    assert [m for m in modules if m.startswith("wizard.commands.")] == []
+    assert "wizard.add_flow" not in modules and "wizard.planner" not in modules
+    modules = loaded_after("from wizard.cli import build_parser\nbuild_parser(['add', '--help'])")
+    assert "wizard.commands.add" in modules
+    assert {"wizard.commands.export", "wizard.commands.verify", "wizard.commands.gpus"}.isdisjoint(modules)

@@ -21,7 +21,7 @@ from wizard.serve_options import DEFAULTS, LAYER_ORDER, ServeOptions, add_serve_
 
 
 def sub_parser(*path: str) -> argparse.ArgumentParser:
-    parser = build_parser()
+    parser = build_parser(path)
     for name in path:
         action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
         parser = action.choices[name]

@@ -24,21 +24,24 @@ from wizard.redact import redact_text
 PROG = "modelwiz"
 HF_VERBOSITY_ENV = "HF_HUB_VERBOSITY"  # read by huggingface_hub when it is imported
 
-# Subcommands, in the order `--help` lists them. The names are a contract: keep them.
-COMMANDS = (
-    "gpus",
-    "plan",
-    "download",
-    "login",
-    "add",
-    "remove",
-    "status",
-    "up",
-    "down",
-    "chat",
-    "export",
-    "verify",
-)
+# Subcommands, in the order `--help` lists them, with their one-line help. The names are a
+# contract: keep them. Each lives in `wizard/commands/<name>.py` (`add_arguments`, `run`, and an
+# optional longer `DESCRIPTION`), imported only when its name is on the command line, so that the
+# wizard (no command) paints without importing every command's core modules.
+COMMANDS: dict[str, str] = {
+    "gpus": "list the GPUs (NVML, or --gpus SPEC) as a table or --json",
+    "plan": "plan memory for models: tensor parallel size, context, gpu_memory_utilization",
+    "download": "download a Hugging Face model (only what vLLM needs) into a folder, resumably",
+    "login": "save a Hugging Face access token (hidden input, or piped on stdin); --status shows who you are",
+    "add": "add models to the Triton model repository (plans all models together)",
+    "remove": "take a model out of the model repository",
+    "status": "list the model repository's models with their plans and state",
+    "up": "start Triton (podman, GPUs through CDI) and load the repository's models",
+    "down": "stop and remove the Triton container",
+    "chat": "chat with a model: a streamed conversation, or one prompt",
+    "export": "write Kubernetes manifests or a systemd unit for the repository's Triton server",
+    "verify": "check downloaded weights against the Hub's hashes recorded when they were fetched",
+}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -72,7 +75,9 @@ def _global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser for `argv` (default: this process's arguments): every command is listed, and
+    the commands named in `argv` get their arguments."""
     parser = _Parser(
         prog=PROG,
         description="Set up NVIDIA Triton Inference Server with the vLLM backend: find the GPUs, "
@@ -87,9 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _global_options(parser, top=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for name in COMMANDS:
+    named = set(argv if argv is not None else sys.argv[1:])
+    for name, help_text in COMMANDS.items():
+        if name not in named:  # listed by --help; its arguments are only needed when it runs
+            sub.add_parser(name, help=help_text)
+            continue
         module = importlib.import_module(f"wizard.commands.{name}")
-        cmd = sub.add_parser(name, help=module.HELP, description=getattr(module, "DESCRIPTION", module.HELP))
+        cmd = sub.add_parser(name, help=help_text, description=getattr(module, "DESCRIPTION", help_text))
         _global_options(cmd, top=False)
         module.add_arguments(cmd)
         cmd.set_defaults(run=module.run)
@@ -154,7 +163,7 @@ def explain(error: Exception) -> ModelwizError | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     if args.gpus is None:
         args.gpus = os.environ.get("MODELWIZ_GPUS") or None

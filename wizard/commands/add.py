@@ -18,7 +18,6 @@ from wizard.serve_options import add_serve_arguments
 from wizard.session import AddSession
 from wizard.units import GiB
 
-HELP = "add models to the Triton model repository (plans all models together)"
 DESCRIPTION = (
     "Plan MODEL(s) together with the models already in the repository, confirm, download the "
     "weights, write config.pbtxt and 1/model.json, then start or update the server. MODEL is a "

@@ -22,7 +22,6 @@ if TYPE_CHECKING:
     from wizard.chat_template import ChatTemplate
     from wizard.conversation import Conversation
 
-HELP = "chat with a model: a streamed conversation, or one prompt"
 DEFAULT_PROMPT = "In one paragraph, what is NVIDIA Triton Inference Server?"
 RESET = "/reset"
 

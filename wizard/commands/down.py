@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-HELP = "stop and remove the Triton container"
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from wizard.commands.up import add_name_argument

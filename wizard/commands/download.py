@@ -7,7 +7,6 @@ import sys
 
 from wizard.errors import UsageError
 
-HELP = "download a Hugging Face model (only what vLLM needs) into a folder, resumably"
 DESCRIPTION = (
     "Download the config, tokenizer and safetensors weights of a Hugging Face model into DIR, "
     "straight from the Hub (no second copy in the HF cache). Every file is checked against the Hub's "

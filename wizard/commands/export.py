@@ -17,7 +17,6 @@ from wizard.serve_options import Command, ServeOptions, add_serve_arguments
 if TYPE_CHECKING:
     from wizard.export_facts import ServingFacts
 
-HELP = "write Kubernetes manifests or a systemd unit for the repository's Triton server"
 DESCRIPTION = (
     "Export the Triton server that `modelwiz up` runs for this repository: `kube` writes a "
     "PersistentVolumeClaim, a ConfigMap per model, a Deployment (init containers download the "

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-HELP = "save a Hugging Face access token (hidden input, or piped on stdin); --status shows who you are"
 DESCRIPTION = (
     "Paste a Hugging Face access token (https://huggingface.co/settings/tokens); it is checked with "
     "the Hub and saved where huggingface_hub keeps it (the same place as `hf auth login`). The token "

@@ -11,7 +11,6 @@ if TYPE_CHECKING:
     from wizard.images import ImageChoice
     from wizard.planner import Plan
 
-HELP = "plan memory for models: tensor parallel size, context, gpu_memory_utilization"
 DESCRIPTION = (
     "Plan how MODELs (Hugging Face repo ids, or local folders with config.json and weights) fit on "
     "the GPUs, without downloading weights. Exit 0 when every model fits, 1 when one does not."

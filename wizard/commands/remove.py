@@ -8,8 +8,6 @@ import sys
 from wizard.commands._repo_args import add_repository_argument, ask_yes_no, interactive
 from wizard.errors import UsageError
 
-HELP = "take a model out of the model repository"
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("name", metavar="NAME", help="the model name (see `modelwiz status`)")

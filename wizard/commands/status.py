@@ -11,8 +11,6 @@ from wizard.commands._repo_args import add_repository_argument
 if TYPE_CHECKING:
     from wizard.endpoints import EndpointsView
 
-HELP = "list the model repository's models with their plans and state"
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_repository_argument(parser)

@@ -12,7 +12,6 @@ if TYPE_CHECKING:
     from wizard.container import LaunchSpec
     from wizard.launcher import UpResult
 
-HELP = "start Triton (podman, GPUs through CDI) and load the repository's models"
 DESCRIPTION = (
     "Start NVIDIA Triton Inference Server in podman with the repository mounted read-only and the "
     "planned GPUs passed through CDI, then load the models one at a time and wait until each is "

@@ -12,7 +12,6 @@ from wizard.errors import ModelwizError
 if TYPE_CHECKING:
     from wizard.download import FolderCheck
 
-HELP = "check downloaded weights against the Hub's hashes recorded when they were fetched"
 DESCRIPTION = (
     "Re-read every weight file of the repository's models (or of a `modelwiz download` folder with "
     "--folder) and compare it with the size and content hash (sha256, or git blob id for small files) "
