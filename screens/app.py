@@ -18,7 +18,7 @@ from textual import work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Static
+from textual.widgets import Footer, Header, Input, Static, TextArea
 
 from screens.step import StepScreen
 from wizard.service import WizardService
@@ -27,15 +27,23 @@ from wizard.wizard_state import WizardState
 
 # Worker groups that mean "something is running that quitting would interrupt".
 BUSY_GROUPS = frozenset({"download", "launch"})
+QUIT_QUESTION = "Quit modelwiz?"
+QUIT_WHILE_BUSY = (
+    "Something is still running. Quit anyway? Finished files are kept, and running modelwiz again"
+    " picks up where it stopped."
+)
 
 
 class ModelWizApp(App[int]):
     CSS_PATH = "app.tcss"
     TITLE = "modelwiz"
     SUB_TITLE = "GPU workstation → Triton + vLLM"
+    # Ctrl-C and Ctrl-Q quit from anywhere (priority: before any widget, an Input's copy included);
+    # q is an ordinary binding, so a focused Input types it instead (`check_action` hides it then).
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("q", "request_quit", "Quit"),
+        Binding("q", "quit_key", "Quit"),
         Binding("ctrl+q", "request_quit", "Quit", show=False, priority=True),
+        Binding("ctrl+c", "request_quit", "Quit", show=False, priority=True),
     ]
 
     def __init__(self, service: WizardService, args: argparse.Namespace | None = None) -> None:
@@ -91,11 +99,24 @@ class ModelWizApp(App[int]):
     def busy(self) -> bool:
         return any(w.group in BUSY_GROUPS and w.is_running for w in self.workers)
 
-    def action_request_quit(self) -> None:
-        if not self.busy():
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "quit_key" and isinstance(self.focused, (Input, TextArea)):
+            return None  # shown disabled: the key is the Input's (Ctrl-C / Ctrl-Q still quit)
+        return True
+
+    def action_quit_key(self) -> None:
+        self.action_request_quit()
+
+    def action_request_quit(self, *, ask: bool = False) -> None:
+        """Quit; ask first when work is running (what is done is kept) or when `ask` says so."""
+        from screens.confirm import ConfirmScreen
+
+        if isinstance(self.screen, ConfirmScreen):
+            return  # the question is already on screen
+        busy = self.busy()
+        if not busy and not ask:
             self.exit(0)
             return
-        from screens.confirm import ConfirmScreen
 
         def answer(quit_now: bool | None) -> None:
             if quit_now:
@@ -105,10 +126,8 @@ class ModelWizApp(App[int]):
                         stop()
                 self.exit(0)
 
-        self.push_screen(
-            ConfirmScreen("Something is still running. Quit anyway? (finished downloads are kept)"),
-            answer,
-        )
+        question = QUIT_WHILE_BUSY if busy else QUIT_QUESTION
+        self.push_screen(ConfirmScreen(question), answer)
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)

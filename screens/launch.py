@@ -133,7 +133,7 @@ class LaunchScreen(StepScreen[LaunchResult]):
 
     def action_back(self) -> None:
         if self.running:
-            self.notify("The server is starting; wait for it, or press q to quit", severity="warning")
+            self.notify("The server is starting; wait for it, or press Ctrl+Q to quit", severity="warning")
             return
         self.dismiss(BACK)  # to the plan (wizard_flow.step_before): the downloads are done
 
