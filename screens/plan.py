@@ -66,11 +66,14 @@ class ModelCard(Vertical):
                     placeholder="auto",
                     id=f"len-{self.index}",
                     classes="len",
+                    compact=True,
                 )
                 yield Label("concurrency")
-                yield Input(str(self.choice.min_concurrency), id=f"conc-{self.index}", classes="conc")
+                yield Input(str(self.choice.min_concurrency), id=f"conc-{self.index}", classes="conc", compact=True)
                 yield Label("name")
-                yield Input(self.choice.name or "", placeholder="auto", id=f"name-{self.index}", classes="name")
+                yield Input(
+                    self.choice.name or "", placeholder="auto", id=f"name-{self.index}", classes="name", compact=True
+                )
         yield Static(classes="verdict")
 
 

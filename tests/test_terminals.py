@@ -75,7 +75,7 @@ def test_no_stdin_exits_2_with_the_non_interactive_command(tmp_path):
 
 
 def test_term_dumb_gets_the_plain_wizard(tmp_path):
-    code, out = run_on_a_terminal(
+    _, out = run_on_a_terminal(
         "--gpus", "L4", stdin_is_terminal=True, env={"TERM": "dumb", "HF_HUB_OFFLINE": "1"}, until=b"== Models"
     )
     assert b"== Machine" in out, out.decode(errors="replace")
