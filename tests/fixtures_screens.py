@@ -219,7 +219,12 @@ class FakeService:
         return names
 
     def plan(
-        self, inventory: GpuInventory, choices: Sequence[ModelChoice], existing: Sequence[ExistingModel] = ()
+        self,
+        inventory: GpuInventory,
+        choices: Sequence[ModelChoice],
+        existing: Sequence[ExistingModel] = (),
+        *,
+        reserve_bytes: int = 0,
     ) -> PlanView:
         """A small, honest planner: each model on the device with the most room, TP when needed."""
         self.calls.append(("plan", tuple(choices)))
@@ -243,13 +248,24 @@ class FakeService:
             fits, reason = True, ""
             suggestions: tuple[str, ...] = ()
             order = sorted(devices, key=lambda g: g.cuda_total_bytes - sum(used[g.cdi_id]), reverse=True)
-            tp = 1
-            while tp <= len(order):
-                room = [int(g.cuda_total_bytes * 0.9) - sum(used[g.cdi_id]) - GiB for g in order[:tp]]
-                need_kv = length * c.min_concurrency * m.kv_per_token // tp
-                if min(room) >= m.weights_bytes // tp + need_kv:
-                    break
-                tp *= 2
+
+            def fewest_gpus(length: int, c: ModelChoice = c, m: FakeModel = m, order: list = order) -> int:
+                # a power of two; > len(order) when nothing fits
+                tp = 1
+                while tp <= len(order):
+                    room = [
+                        int(g.cuda_total_bytes * 0.9) - sum(used[g.cdi_id]) - GiB - reserve_bytes for g in order[:tp]
+                    ]
+                    need_kv = length * c.min_concurrency * m.kv_per_token // tp
+                    if min(room) >= m.weights_bytes // tp + need_kv:
+                        break
+                    tp *= 2
+                return tp
+
+            tp = fewest_gpus(length)
+            while c.max_model_len is None and tp > len(order) and length > 1024:
+                length //= 2  # auto: as the planner, the longest context that fits
+                tp = fewest_gpus(length)
             if length > m.max_position:
                 fits, reason = False, f"context {length} is longer than the model's {m.max_position}"
                 suggestions = (f"set the context length to {m.max_position} or less",)
@@ -260,11 +276,16 @@ class FakeService:
                     f"needs {(m.weights_bytes + length * c.min_concurrency * m.kv_per_token) // GiB} GiB; "
                     f"the GPUs have {sum(int(g.cuda_total_bytes * 0.9) for g in devices) // GiB} GiB"
                 )
-                suggestions = ("shorten the context length", "use a quantized variant")
+                shorter = length // 2
+                while shorter > 1024 and fewest_gpus(shorter) > len(order):
+                    shorter //= 2
+                suggestions = ("use a quantized variant",)
+                if fewest_gpus(shorter) <= len(order):  # worded as the planner words it
+                    suggestions = (f"a shorter context: --max-model-len {shorter} fits", *suggestions)
             chosen = order[:tp]
             kv_tokens = 0
             if fits:
-                least = min(int(g.cuda_total_bytes * 0.9) - sum(used[g.cdi_id]) - GiB for g in chosen)
+                least = min(int(g.cuda_total_bytes * 0.9) - sum(used[g.cdi_id]) - GiB - reserve_bytes for g in chosen)
                 want = max(length * c.min_concurrency * m.kv_per_token // tp, length * m.kv_per_token * 4 // tp)
                 kv_budget = min(least - m.weights_bytes // tp, want)
                 kv_tokens = kv_budget // m.kv_per_token

@@ -220,6 +220,8 @@ class CoreService:
         inventory: GpuInventory,
         choices: Sequence[ModelChoice],
         existing: Sequence[ExistingModel] = (),  # the repository itself is the source of truth
+        *,
+        reserve_bytes: int = 0,
     ) -> PlanView:
         """The joint plan, named by the core's one rule (`ModelChoice.name` None: resume an
         unfinished add of the same source, refuse a second copy of a finished one, else derive)."""

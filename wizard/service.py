@@ -245,10 +245,13 @@ class WizardService(Protocol):
         inventory: GpuInventory,
         choices: Sequence[ModelChoice],
         existing: Sequence[ExistingModel] = (),
+        *,
+        reserve_bytes: int = 0,
     ) -> PlanView:
         """Plan the picks with the repository's models. Names picks that have none (`PlanView.names`):
         an unfinished add of the same source is resumed under its name; a finished one is refused
-        (UsageError: give a name to add another copy)."""
+        (UsageError: give a name to add another copy). The GPUs' leftover memory goes to the models
+        as KV cache, less `reserve_bytes` kept free on each GPU for models added later."""
 
     def disk_check(self, plan: PlanView) -> DiskCheck:
         """Room for what `plan`'s new models still need to fetch."""

@@ -75,6 +75,7 @@ class ModelsResult:
 class PlanResult:
     choices: tuple[ModelChoice, ...]
     plan: PlanView
+    reserve_bytes: int = 0
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,7 @@ def fold(state: WizardState, result: StepResult) -> WizardState:
     if isinstance(result, ModelsResult):
         return state.with_(choices=result.choices)
     if isinstance(result, PlanResult):
-        return state.with_(choices=result.choices, plan=result.plan)
+        return state.with_(choices=result.choices, plan=result.plan, reserve_bytes=result.reserve_bytes)
     if isinstance(result, LaunchResult):
         return state.with_(endpoints=result.endpoints)
     return state
@@ -283,8 +284,12 @@ def write_and_launch(
     return service.launch(state.plan, on_event=report, cancel=cancel)
 
 
-def plan_for(service: WizardService, state: WizardState, choices: Sequence[ModelChoice]) -> PlanView:
-    """The core's plan for `choices` with the repository's models, on the state's GPUs."""
+def plan_for(
+    service: WizardService, state: WizardState, choices: Sequence[ModelChoice], *, reserve_bytes: int | None = None
+) -> PlanView:
+    """The core's plan for `choices` with the repository's models, on the state's GPUs, keeping
+    `reserve_bytes` (None: the state's) free on each GPU."""
     if state.inventory is None:
         raise ModelwizError("there are no GPUs to plan for", hint="go back to the machine step and describe them")
-    return service.plan(state.inventory, choices, state.existing)
+    reserve = state.reserve_bytes if reserve_bytes is None else reserve_bytes
+    return service.plan(state.inventory, choices, state.existing, reserve_bytes=reserve)

@@ -23,6 +23,7 @@ class WizardState:
     existing: tuple[ExistingModel, ...] = ()
     choices: tuple[ModelChoice, ...] = ()
     plan: PlanView | None = None
+    reserve_bytes: int = 0  # kept free on every GPU for models added later (the plan step's choice)
     endpoints: Endpoints | None = None
 
     def with_(self, **changes: object) -> WizardState:
