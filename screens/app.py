@@ -44,6 +44,7 @@ class ModelWizApp(App[int]):
         Binding("q", "quit_key", "Quit"),
         Binding("ctrl+q", "request_quit", "Quit", show=False, priority=True),
         Binding("ctrl+c", "request_quit", "Quit", show=False, priority=True),
+        Binding("ctrl+l", "log_in", "Log in to Hugging Face", show=False),
     ]
 
     def __init__(self, service: WizardService, args: argparse.Namespace | None = None) -> None:
@@ -129,8 +130,22 @@ class ModelWizApp(App[int]):
         question = QUIT_WHILE_BUSY if busy else QUIT_QUESTION
         self.push_screen(ConfirmScreen(question), answer)
 
+    def action_log_in(self) -> None:
+        """`modelwiz login` without leaving: a password field, saved through the core."""
+        from screens.login import LoginScreen
+
+        if isinstance(self.screen, LoginScreen):
+            return
+
+        def logged_in(user: str | None) -> None:
+            if user:
+                self.notify(f"Logged in to Hugging Face as {user}; gated models can be picked now")
+
+        self.push_screen(LoginScreen(self.service), logged_in)
+
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
+        yield SystemCommand("Log in to Hugging Face", "Save a Hugging Face token (Ctrl+L)", self.action_log_in)
         if step_before(self.step) is not None:
             yield SystemCommand("Back", "Go back one step", lambda: screen.run_action("back"))
         yield SystemCommand("Continue", "Go on to the next step", lambda: screen.run_action("next"))

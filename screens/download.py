@@ -41,6 +41,10 @@ def progress_text(event: ProgressEvent) -> Text:
 
 
 WAITING = "waiting for the models before it"
+DOWNLOADED_ONLY = (
+    "Downloaded, and the model repository is written. Fix what the plan said stops the launch,"
+    " then `modelwiz up` launches it."
+)
 NOT_STARTED = "not started"
 
 
@@ -112,10 +116,14 @@ class DownloadScreen(StepScreen[DownloadResult]):
             yield Button("Back", id="back")
             yield Button("Cancel", id="cancel", variant="warning")
             yield Button("Resume", id="resume", variant="primary")
+            yield Button("Finish", id="finish", variant="primary")
         yield from self.compose_footer()
 
     def on_mount(self) -> None:
+        # The total is known before a byte moves (no pulsing bar while the first file starts).
+        self.query_one("#overall", ProgressBar).update(total=self.overall_total() or None, progress=0)
         self.query_one("#problem").display = False
+        self.query_one("#finish").display = False
         self.start()
 
     def start(self) -> None:
@@ -186,7 +194,20 @@ class DownloadScreen(StepScreen[DownloadResult]):
                 )
             )
             return
+        if not self.state.launch:  # download only: say what is next, leave when the user has read it
+            problem = self.query_one("#problem", Static)
+            problem.update(Text(DOWNLOADED_ONLY, style="bold green"))
+            problem.display = True
+            self.query_one("#cancel").display = False
+            self.query_one("#finish").display = True
+            self.query_one("#finish", Button).focus()
+            return
         self.dismiss(DownloadResult())
+
+    @on(Button.Pressed, "#finish")
+    def finish(self) -> None:
+        if not self.running:
+            self.dismiss(DownloadResult())
 
     def on_step_failed(self, message: StepFailed) -> None:
         self.running = False

@@ -20,7 +20,7 @@ from screens.widgets.memory_bar import MemoryBar, MemoryLegend
 from wizard.errors import ModelwizError
 from wizard.plan_render import KEEP_FREE_BYTES, Tone, model_card, suggested_context
 from wizard.plan_types import ModelPlan
-from wizard.service import ModelChoice, PlanView, WizardService
+from wizard.service import Check, CheckStatus, ModelChoice, PlanView, WizardService
 from wizard.units import format_bytes
 from wizard.wizard_flow import (
     PlanResult,
@@ -34,6 +34,37 @@ from wizard.wizard_flow import (
 from wizard.wizard_state import WizardState
 
 REPLAN_DELAY_S = 0.25
+DOWNLOAD_AND_LAUNCH = "Download & launch"
+DOWNLOAD_ONLY = "Download only"
+CHECK_MARKS: dict[CheckStatus, tuple[str, str]] = {"ok": ("✔", "green"), "warn": ("!", "yellow"), "fail": ("✖", "red")}
+
+
+def readiness_text(rows: tuple[Check, ...]) -> Text:
+    """What the launch needs, a line each, with the fix under what would stop it."""
+    text = Text()
+    for row in rows:
+        mark, colour = CHECK_MARKS[row.status]
+        if text:
+            text.append("\n")
+        text.append(f"{mark} ", style=f"bold {colour}")
+        text.append(f"{row.title}: ", style="bold")
+        text.append(row.summary)
+        if row.hint and not row.ok:
+            text.append("\n  fix: ", style="bold")
+            text.append(row.hint)
+    if launch_blocked(rows):
+        text.append(
+            f"\nThe launch would stop here: fix it and press Check again, or choose {DOWNLOAD_ONLY}"
+            " (then `modelwiz up` launches).",
+            style="bold yellow",
+        )
+    return text
+
+
+def launch_blocked(rows: tuple[Check, ...]) -> bool:
+    return any(r.status == "fail" and r.blocks == "launch" for r in rows)
+
+
 TONE_STYLES: dict[Tone, str] = {
     "good": "bold green",
     "bad": "bold red",
@@ -100,6 +131,7 @@ class PlanScreen(StepScreen[PlanResult]):
         self.reserve_bytes = state.reserve_bytes
         self.longest_auto: dict[int, int] = {}  # card -> the longest context planned while on "auto"
         self.fix: tuple[int, int] | None = None  # (card, context length) the `u` action applies
+        self.readiness: tuple[Check, ...] = ()
         self._timer: Timer | None = None
 
     def compose(self) -> ComposeResult:
@@ -116,13 +148,17 @@ class PlanScreen(StepScreen[PlanResult]):
                 yield ModelCard(None, e.name, e.source, index=-1 - self.state.existing.index(e))
             for i, c in enumerate(self.choices):
                 yield ModelCard(c, c.name, c.repo_id, index=i)
+            yield Static("Before launch", classes="section-title")
+            yield Static(Text("checking…", style="dim"), id="readiness")
             yield Static(id="problem", classes="hint")
         with Horizontal(classes="actions"):
             yield Button("Back", id="back")
-            yield Button("Download & launch", id="continue", variant="primary", disabled=True)
+            yield Button("Check again", id="recheck")
+            yield Button(DOWNLOAD_AND_LAUNCH, id="continue", variant="primary", disabled=True)
         yield from self.compose_footer()
 
     def on_mount(self) -> None:
+        self.query_one("#recheck").display = False
         self.replan()
 
     # -- editing ------------------------------------------------------------------------------
@@ -231,6 +267,7 @@ class PlanScreen(StepScreen[PlanResult]):
         if self.fix is not None:
             fixed = self.query_one(f"#card-{self.fix[0]}", ModelCard)
             use.label = f"u: use {self.fix[1]:,} tokens for {fixed.border_title}"
+        self.check_launch(plan)
         problem = self.query_one("#problem", Static)
         if plan.fits:
             problem.update("")
@@ -239,6 +276,30 @@ class PlanScreen(StepScreen[PlanResult]):
                 Text("Some models do not fit: change their settings, or go back and pick others.", style="bold red")
             )
         self.query_one("#continue", Button).disabled = not can_go_on(plan, self.choices, self.state)
+
+    @work(thread=True, exclusive=True, group="readiness", exit_on_error=False, description="Checking the launch")
+    def check_launch(self, plan: PlanView) -> None:
+        if self.state.inventory is None:
+            return
+        try:
+            rows = self.service.launch_readiness(self.state.inventory, plan)
+        except Exception as error:  # noqa: BLE001 - shown, the plan stays usable
+            self.app.call_from_thread(self.query_one("#readiness", Static).update, error_text(error))
+            return
+        self.app.call_from_thread(self._show_readiness, rows)
+
+    def _show_readiness(self, rows: tuple[Check, ...]) -> None:
+        self.readiness = rows
+        self.query_one("#readiness", Static).update(readiness_text(rows))
+        blocked = launch_blocked(rows)
+        self.query_one("#continue", Button).label = DOWNLOAD_ONLY if blocked else DOWNLOAD_AND_LAUNCH
+        self.query_one("#recheck").display = blocked
+
+    @on(Button.Pressed, "#recheck")
+    def recheck(self) -> None:
+        if self.plan is not None:
+            self.query_one("#readiness", Static).update(Text("checking…", style="dim"))
+            self.check_launch(self.plan)
 
     def on_step_failed(self, message: StepFailed) -> None:
         self.query_one("#problem", Static).update(error_text(message.error))
@@ -254,7 +315,8 @@ class PlanScreen(StepScreen[PlanResult]):
         ):
             self.notify("The plan does not fit yet", severity="warning")
             return
-        self.dismiss(PlanResult(tuple(self.choices), self.plan, self.reserve_bytes))
+        launch = not launch_blocked(self.readiness)
+        self.dismiss(PlanResult(tuple(self.choices), self.plan, self.reserve_bytes, launch))
 
     @on(Button.Pressed, "#back")
     def back_pressed(self) -> None:

@@ -29,6 +29,7 @@ from screens.plan import PlanScreen
 from wizard.core_service import CoreService
 from wizard.errors import Cancelled, ModelwizError, UsageError
 from wizard.gpus import GpuInventory, NvmlError, describe
+from wizard.hub import InvalidToken
 from wizard.naming import derive_name, unique_name
 from wizard.plan_types import InstanceGroup, ModelPlan
 from wizard.progress import ProgressEvent
@@ -100,7 +101,10 @@ class FakeService:
     existing: tuple[ExistingModel, ...] = ()
     disk_free: int = 2000 * GiB
     podman_ok: bool = True
+    cdi_ok: bool = True
+    image_here: bool = True
     logged_in: bool = True
+    valid_token: str = "hf_valid_token"
     launch_error: ModelwizError | None = None
     download_error: ModelwizError | None = None
     file_permits: threading.Semaphore | None = None  # when set: each file waits for a permit
@@ -445,6 +449,40 @@ class FakeService:
             "http://127.0.0.1:8002/metrics",
             tuple(p.name for p in plan.models),
         )
+
+    def launch_readiness(self, inventory: GpuInventory, plan: PlanView) -> tuple[Check, ...]:
+        self.calls.append(("launch_readiness",))
+        devices = sorted({d for m in plan.models if m.fits for d in m.devices})
+        podman = next(c for c in self.machine_checks(inventory) if c.key == "podman")
+        cdi = (
+            Check("cdi", "GPU access (CDI)", "ok", f"nvidia.com/gpu={','.join(devices)} declared")
+            if self.cdi_ok
+            else Check(
+                "cdi",
+                "GPU access (CDI)",
+                "fail",
+                f"no CDI spec declares nvidia.com/gpu={','.join(devices)}",
+                "run `sudo nvidia-ctk cdi generate --output=/etc/cdi/nvidia.yaml`",
+                "launch",
+            )
+        )
+        image = "nvcr.io/nvidia/tritonserver:25.09-vllm-python-py3"
+        pulled = (
+            Check("image", "Triton image", "ok", f"{image} is on this machine")
+            if self.image_here
+            else Check("image", "Triton image", "warn", f"{image} is not on this machine: the launch pulls it first")
+        )
+        return (podman, cdi, pulled)
+
+    def log_in(self, token: str) -> str:
+        """As wizard.hub.save_token: refuses an empty token (UsageError) and one the Hub rejects."""
+        self.calls.append(("log_in",))  # never the token itself
+        if not token.strip():
+            raise UsageError("no token given", hint="paste a token from https://huggingface.co/settings/tokens")
+        if token.strip() != self.valid_token:
+            raise InvalidToken()
+        self.logged_in = True
+        return "tester"
 
     def generate_stream(self, endpoints: Endpoints, model: str, prompt: str) -> Iterator[str]:
         self.calls.append(("generate", model, prompt))

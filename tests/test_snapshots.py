@@ -31,6 +31,7 @@ async def _to_plan(pilot):
     await to_models(pilot)
     await pick(pilot, "qwen2.5-7b")
     await to_plan(pilot)
+    await wait_for(pilot, lambda: "checking" not in str(pilot.app.screen.query_one("#readiness").render()))
 
 
 def test_plan_screen(snap_compare, fake_backend):

@@ -76,6 +76,7 @@ class PlanResult:
     choices: tuple[ModelChoice, ...]
     plan: PlanView
     reserve_bytes: int = 0
+    launch: bool = True  # False: download and write the repository only
 
 
 @dataclass(frozen=True)
@@ -103,7 +104,9 @@ def fold(state: WizardState, result: StepResult) -> WizardState:
     if isinstance(result, ModelsResult):
         return state.with_(choices=result.choices)
     if isinstance(result, PlanResult):
-        return state.with_(choices=result.choices, plan=result.plan, reserve_bytes=result.reserve_bytes)
+        return state.with_(
+            choices=result.choices, plan=result.plan, reserve_bytes=result.reserve_bytes, launch=result.launch
+        )
     if isinstance(result, LaunchResult):
         return state.with_(endpoints=result.endpoints)
     return state
@@ -132,7 +135,10 @@ def advance(state: WizardState, step: Step, answer: StepResult | Back) -> tuple[
     """The state and the step after `step` answered; None when the wizard is done."""
     if isinstance(answer, Back):
         return state, step_before(step) or STEPS[0]
-    return fold(state, answer), step_after(step)
+    state = fold(state, answer)
+    if step == "download" and not state.launch:
+        return state, None  # download only: the repository is written, `modelwiz up` launches it
+    return state, step_after(step)
 
 
 def step_after(step: Step) -> Step | None:
@@ -253,6 +259,8 @@ def download_all(
             on_progress(index, event)
 
         service.download(plan, choice, on_progress=report, cancel=cancel)
+    if not state.launch:
+        service.write_repository(plan, choices)  # ready for `modelwiz up` once the launch can run
 
 
 def check_stage(checks: Sequence[Check], stage: Stage) -> None:
