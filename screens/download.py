@@ -67,6 +67,7 @@ class ModelDownload(Vertical):
 
     def on_mount(self) -> None:
         self.query_one(".model-bar", ProgressBar).display = False
+        self.query_one(".file-bar", ProgressBar).display = False
 
     def stopped(self) -> None:
         """The downloads stopped (cancel or failure): no stale rate, ETA or "waiting"."""
