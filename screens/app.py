@@ -18,7 +18,7 @@ from textual import work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Static
+from textual.widgets import Footer, Header, Input, Static, TextArea
 
 from screens.step import StepScreen
 from wizard.service import ServerView, WizardService
@@ -39,6 +39,11 @@ from wizard.wizard_state import WizardState
 
 # Worker groups that mean "something is running that quitting would interrupt".
 BUSY_GROUPS = frozenset({"download", "launch"})
+QUIT_QUESTION = "Quit modelwiz?"
+QUIT_WHILE_BUSY = (
+    "Something is still running. Quit anyway? Finished files are kept, and running modelwiz again"
+    " picks up where it stopped."
+)
 
 
 class ModelWizApp(App[str]):
@@ -47,9 +52,13 @@ class ModelWizApp(App[str]):
     CSS_PATH = "app.tcss"
     TITLE = "modelwiz"
     SUB_TITLE = "GPU workstation → Triton + vLLM"
+    # Ctrl-C and Ctrl-Q quit from anywhere (priority: before any widget, an Input's copy included);
+    # q is an ordinary binding, so a focused Input types it instead (`check_action` hides it then).
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("q", "request_quit", "Quit"),
+        Binding("q", "quit_key", "Quit"),
         Binding("ctrl+q", "request_quit", "Quit", show=False, priority=True),
+        Binding("ctrl+c", "request_quit", "Quit", show=False, priority=True),
+        Binding("ctrl+l", "log_in", "Log in to Hugging Face", show=False),
     ]
 
     def __init__(self, service: WizardService, args: argparse.Namespace | None = None) -> None:
@@ -79,9 +88,11 @@ class ModelWizApp(App[str]):
             self.notify(f"could not read the model repository: {error}", severity="warning")
         if not opens_home(state):
             state, home = await self._steps(state, first_step(state), entry=None)
-            if not home:
+            if not home and state.launch:  # the steps ended (Done): leave with the summary
                 self.leave(state)
                 return
+            # Back to the home screen, or "download only": the models are in the repository,
+            # and the home screen launches them once what blocked the launch is fixed.
             state = await self._reread(state)
         while True:
             self.state = state
@@ -139,11 +150,24 @@ class ModelWizApp(App[str]):
     def busy(self) -> bool:
         return any(w.group in BUSY_GROUPS and w.is_running for w in self.workers)
 
-    def action_request_quit(self) -> None:
-        if not self.busy():
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "quit_key" and isinstance(self.focused, (Input, TextArea)):
+            return None  # shown disabled: the key is the Input's (Ctrl-C / Ctrl-Q still quit)
+        return True
+
+    def action_quit_key(self) -> None:
+        self.action_request_quit()
+
+    def action_request_quit(self, *, ask: bool = False) -> None:
+        """Quit; ask first when work is running (what is done is kept) or when `ask` says so."""
+        from screens.confirm import ConfirmScreen
+
+        if isinstance(self.screen, ConfirmScreen):
+            return  # the question is already on screen
+        busy = self.busy()
+        if not busy and not ask:
             self.leave(self.state)
             return
-        from screens.confirm import ConfirmScreen
 
         def answer(quit_now: bool | None) -> None:
             if quit_now:
@@ -153,13 +177,25 @@ class ModelWizApp(App[str]):
                         stop()
                 self.leave(self.state)
 
-        self.push_screen(
-            ConfirmScreen("Something is still running. Quit anyway? (finished downloads are kept)"),
-            answer,
-        )
+        question = QUIT_WHILE_BUSY if busy else QUIT_QUESTION
+        self.push_screen(ConfirmScreen(question), answer)
+
+    def action_log_in(self) -> None:
+        """`modelwiz login` without leaving: a password field, saved through the core."""
+        from screens.login import LoginScreen
+
+        if isinstance(self.screen, LoginScreen):
+            return
+
+        def logged_in(user: str | None) -> None:
+            if user:
+                self.notify(f"Logged in to Hugging Face as {user}; gated models can be picked now")
+
+        self.push_screen(LoginScreen(self.service), logged_in)
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
+        yield SystemCommand("Log in to Hugging Face", "Save a Hugging Face token (Ctrl+L)", self.action_log_in)
         home_commands = getattr(screen, "home_commands", None)
         if home_commands is not None:
             yield from home_commands()

@@ -1,4 +1,4 @@
-"""A yes/no question over the current screen."""
+"""A yes/no question over the current screen; the question wraps, so it fits an 80x24 terminal."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Label
+from textual.widgets import Button, Static
 
 
 class ConfirmScreen(ModalScreen[bool]):
@@ -16,8 +16,8 @@ class ConfirmScreen(ModalScreen[bool]):
     ConfirmScreen {
         align: center middle;
         & > Vertical {
-            width: 60;
-            max-width: 90%;
+            width: 64;
+            max-width: 100%;
             height: auto;
             border: thick $warning;
             background: $surface;
@@ -29,6 +29,7 @@ class ConfirmScreen(ModalScreen[bool]):
             margin-top: 1;
         }
         & Button { margin-left: 1; }
+        & #question { width: 1fr; height: auto; }
     }
     """
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -43,7 +44,7 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Label(self.question)
+            yield Static(self.question, id="question", markup=False)
             with Horizontal():
                 yield Button("Quit", variant="error", id="yes")
                 yield Button("Stay", variant="primary", id="no")

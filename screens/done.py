@@ -116,12 +116,18 @@ class DoneScreen(StepScreen[DoneResult]):
 
     @on(Button.Pressed, "#copy")
     def action_copy_curl(self) -> None:
-        self.app.copy_to_clipboard(self.query_one("#curl", TextArea).text)
-        self.notify("curl command copied")
+        curl = self.query_one("#curl", TextArea).text
+        # App.copy_to_clipboard only sends OSC 52: whether it arrives is the terminal's choice.
+        self.app.copy_to_clipboard(curl)
+        self.notify(
+            f"{curl}\n\nSent to the terminal's clipboard; if it does not paste, select it in the box above.",
+            title="curl command",
+            markup=False,
+        )
 
     @on(Button.Pressed, "#finish")
     def action_next(self) -> None:
         self.dismiss(DoneResult())
 
     def action_back(self) -> None:
-        self.notify("The server keeps running; `modelwiz down` stops it. Press q to leave.")
+        self.notify("The server keeps running; `modelwiz down` stops it. Press Finish or Ctrl+Q to leave.")

@@ -40,6 +40,14 @@ def progress_text(event: ProgressEvent) -> Text:
     return text
 
 
+WAITING = "waiting for the models before it"
+DOWNLOADED_ONLY = (
+    "Downloaded, and the model repository is written. Fix what the plan said stops the launch,"
+    " then launch it from the home screen (l) or with `modelwiz up`."
+)
+NOT_STARTED = "not started"
+
+
 class ModelDownload(Vertical):
     """One model: its bar, and the file being fetched."""
 
@@ -47,16 +55,35 @@ class ModelDownload(Vertical):
         super().__init__(classes="model-download", id=f"dl-{index}")
         self.border_title = name or choice.repo_id
         self.border_subtitle = choice.repo_id
+        self.last: ProgressEvent | None = None
 
     def compose(self) -> ComposeResult:
+        # The bar appears with the first progress: an unknown total would pulse while nothing moves.
         yield ProgressBar(show_eta=False, classes="model-bar")
-        yield Static("waiting", classes="model-stats")
+        yield Static(WAITING, classes="model-stats")
         with Horizontal(classes="file-row"):
             yield Label("", classes="file-name")
             yield ProgressBar(show_eta=False, show_percentage=False, classes="file-bar")
 
+    def on_mount(self) -> None:
+        self.query_one(".model-bar", ProgressBar).display = False
+        self.query_one(".file-bar", ProgressBar).display = False
+
+    def stopped(self) -> None:
+        """The downloads stopped (cancel or failure): no stale rate, ETA or "waiting"."""
+        event = self.last
+        stats = self.query_one(".model-stats", Static)
+        if event is None:
+            stats.update(Text(NOT_STARTED, style="dim"))
+        elif not event.finished:
+            stats.update(Text(f"stopped: {format_bytes(event.done_bytes)} of {format_bytes(event.total_bytes)} kept"))
+        self.query_one(".file-bar", ProgressBar).display = False
+
     def show(self, event: ProgressEvent) -> None:
-        self.query_one(".model-bar", ProgressBar).update(total=event.total_bytes, progress=event.done_bytes)
+        self.last = event
+        bar = self.query_one(".model-bar", ProgressBar)
+        bar.update(total=event.total_bytes, progress=event.done_bytes)
+        bar.display = True
         self.query_one(".model-stats", Static).update(progress_text(event))
         self.query_one(".file-name", Label).update(event.current or "")
         file_bar = self.query_one(".file-bar", ProgressBar)
@@ -90,10 +117,14 @@ class DownloadScreen(StepScreen[DownloadResult]):
             yield Button("Back", id="back")
             yield Button("Cancel", id="cancel", variant="warning")
             yield Button("Resume", id="resume", variant="primary")
+            yield Button("Finish", id="finish", variant="primary")
         yield from self.compose_footer()
 
     def on_mount(self) -> None:
+        # The total is known before a byte moves (no pulsing bar while the first file starts).
+        self.query_one("#overall", ProgressBar).update(total=self.overall_total() or None, progress=0)
         self.query_one("#problem").display = False
+        self.query_one("#finish").display = False
         self.start()
 
     def start(self) -> None:
@@ -133,13 +164,26 @@ class DownloadScreen(StepScreen[DownloadResult]):
         self.query_one(f"#dl-{message.index}", ModelDownload).show(event)
         self.totals[message.index] = (event.done_bytes, event.total_bytes or 0)
         done = sum(d for d, _ in self.totals.values())
-        total = sum(t for _, t in self.totals.values())
+        total = self.overall_total()
         self.query_one("#overall", ProgressBar).update(total=total or None, progress=done)
         finished = sum(1 for i in self.totals if i < message.index) + (1 if event.finished else 0)
         stats = Text(f"{finished} of {len(self.choices)} models · {format_bytes(done)} fetched so far")
         if event.rate_bytes_per_s:
             stats.append(f" · {format_rate(event.rate_bytes_per_s)}")
         self.query_one("#overall-stats", Static).update(stats)
+
+    def overall_total(self) -> int:
+        """Bytes of all picks: what each started download reported, the plan's weights for the
+        rest (so the overall bar never goes back when the next model starts)."""
+        total = 0
+        for i, choice in enumerate(self.choices):
+            if i in self.totals:
+                total += self.totals[i][1]
+                continue
+            plan = self.state.plan
+            model = plan.model(plan.name_of(choice) or "") if plan is not None else None
+            total += model.weights_bytes if model is not None else 0
+        return total
 
     def on_download_finished(self, message: DownloadFinished) -> None:
         self.running = False
@@ -151,13 +195,28 @@ class DownloadScreen(StepScreen[DownloadResult]):
                 )
             )
             return
+        if not self.state.launch:  # download only: say what is next, leave when the user has read it
+            problem = self.query_one("#problem", Static)
+            problem.update(Text(DOWNLOADED_ONLY, style="bold green"))
+            problem.display = True
+            self.query_one("#cancel").display = False
+            self.query_one("#finish").display = True
+            self.query_one("#finish", Button).focus()
+            return
         self.dismiss(DownloadResult())
+
+    @on(Button.Pressed, "#finish")
+    def finish(self) -> None:
+        if not self.running:
+            self.dismiss(DownloadResult())
 
     def on_step_failed(self, message: StepFailed) -> None:
         self.running = False
         self._stopped(error_text(message.error))
 
     def _stopped(self, text: Text) -> None:
+        for card in self.query(ModelDownload):
+            card.stopped()
         self.show_problem(text)
         self.query_one("#cancel").display = False
         self.query_one("#resume").display = True

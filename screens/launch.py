@@ -26,7 +26,14 @@ STATE_MARKS: dict[ServingState, tuple[str, str]] = {
 }
 
 
-def states_text(states: dict[str, ModelState]) -> Text:
+NOT_STARTED = "not started: the launch stopped first"
+IMAGE_CHECKING = "checking the image…"
+IMAGE_PRESENT = "the image is on this machine (nothing to pull)"
+
+
+def states_text(states: dict[str, ModelState], *, stopped: bool = False) -> Text:
+    """One line per model; once the launch has `stopped`, a model never reached says so instead
+    of "waiting"."""
     text = Text()
     for name, st in states.items():
         mark, colour = STATE_MARKS[st.state]
@@ -34,7 +41,8 @@ def states_text(states: dict[str, ModelState]) -> Text:
             text.append("\n")
         text.append(f"{mark} ", style=f"bold {colour}")
         text.append(name, style="bold")
-        text.append(f"  {st.state}", style=colour)
+        label = NOT_STARTED if stopped and st.state == "waiting" else st.state
+        text.append(f"  {label}", style=colour)
         if st.detail:
             text.append(f"  {st.detail}", style="dim")
     return text
@@ -49,6 +57,7 @@ class LaunchScreen(StepScreen[LaunchResult]):
         self.cancel_event = threading.Event()
         self.states: dict[str, ModelState] = {}
         self.running = False
+        self.pulled = False
 
     def compose(self) -> ComposeResult:
         yield from self.compose_chrome()
@@ -75,7 +84,11 @@ class LaunchScreen(StepScreen[LaunchResult]):
 
     def start(self) -> None:
         self.running = True
+        self.pulled = False
         self.cancel_event = threading.Event()
+        # No bar until a pull reports bytes: an indeterminate bar would pulse while nothing moves.
+        self.query_one("#pull", ProgressBar).display = False
+        self.query_one("#pull-stats", Static).update(IMAGE_CHECKING)
         self.query_one("#problem").display = False
         self.query_one("#retry").display = False
         self.query_one("#back").display = False
@@ -103,7 +116,10 @@ class LaunchScreen(StepScreen[LaunchResult]):
         event = message.event
         if isinstance(event, PullProgress):
             p = event.progress
-            self.query_one("#pull", ProgressBar).update(total=p.total_bytes, progress=p.done_bytes)
+            self.pulled = True
+            bar = self.query_one("#pull", ProgressBar)
+            bar.update(total=p.total_bytes, progress=p.done_bytes)
+            bar.display = bool(p.total_bytes)
             note = f"{p.task} · {format_bytes(p.done_bytes)} / {format_bytes(p.total_bytes)}"
             if p.current:
                 note += f" · {p.current}"
@@ -113,6 +129,8 @@ class LaunchScreen(StepScreen[LaunchResult]):
         elif isinstance(event, ModelState):
             self.states[event.name] = event
             self.query_one("#states", Static).update(states_text(self.states))
+            if not self.pulled:  # the server runs: the image was already here
+                self.query_one("#pull-stats", Static).update(IMAGE_PRESENT)
 
     def on_launch_finished(self, message: LaunchFinished) -> None:
         self.running = False
@@ -120,6 +138,9 @@ class LaunchScreen(StepScreen[LaunchResult]):
 
     def on_step_failed(self, message: StepFailed) -> None:
         self.running = False
+        self.query_one("#states", Static).update(states_text(self.states, stopped=True))
+        if not self.pulled:
+            self.query_one("#pull-stats", Static).update("")
         self.show_problem(error_text(message.error))
         self.query_one("#retry").display = True
         self.query_one("#back").display = True
@@ -133,7 +154,7 @@ class LaunchScreen(StepScreen[LaunchResult]):
 
     def action_back(self) -> None:
         if self.running:
-            self.notify("The server is starting; wait for it, or press q to quit", severity="warning")
+            self.notify("The server is starting; wait for it, or press Ctrl+Q to quit", severity="warning")
             return
         self.dismiss(BACK)  # to the plan (wizard_flow.step_before): the downloads are done
 

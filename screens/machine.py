@@ -40,6 +40,10 @@ def gpu_lines(inventory: GpuInventory) -> Text:
     return text
 
 
+LOGIN_CHECK = "hf-login"
+LOGIN_HERE = "or press Ctrl+L to log in here"
+
+
 def check_line(check: Check) -> Text:
     mark, colour = MARKS[check.status]
     text = Text()
@@ -49,6 +53,8 @@ def check_line(check: Check) -> Text:
     if check.hint:
         text.append("\n    fix: ", style="bold dim")
         text.append(check.hint, style="dim")
+    if check.key == LOGIN_CHECK and not check.ok:
+        text.append(f"\n    {LOGIN_HERE}", style="bold")
     return text
 
 

@@ -16,6 +16,7 @@ from textual.timer import Timer
 from textual.widgets import Button, Input, OptionList, Static
 from textual.widgets.option_list import Option
 
+from screens.machine import LOGIN_HERE
 from screens.messages import DetailsLoaded, SearchResults, StepFailed
 from screens.step import StepScreen, error_text
 from wizard.errors import ModelwizError
@@ -169,7 +170,10 @@ class ModelsScreen(StepScreen[ModelsResult]):
         try:
             choice = pick(details, self.choices)
         except ModelwizError as error:
-            self._status(Text(error.message, style="bold red"))
+            status = Text(error.message, style="bold red")
+            if details.access == "needs-login":
+                status.append(f" ({LOGIN_HERE}, then pick it again)", style="bold")
+            self._status(status)
             self.notify(error.message, severity="error", title="Cannot pick this model")
             return
         self.choices.append(choice)

@@ -100,7 +100,7 @@ class StepScreen(Screen[ResultT | Back], Generic[ResultT]):
 
     def action_back(self) -> None:
         if step_before(self.STEP) is None:
-            self.app.action_request_quit()  # type: ignore[attr-defined]
+            self.app.action_request_quit(ask=True)  # type: ignore[attr-defined]
             return
         self.dismiss(BACK)
 

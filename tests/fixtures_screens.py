@@ -29,6 +29,7 @@ from screens.plan import PlanScreen
 from wizard.core_service import CoreService
 from wizard.errors import Cancelled, ModelwizError, UsageError
 from wizard.gpus import GpuInventory, NvmlError, describe
+from wizard.hub import InvalidToken
 from wizard.naming import derive_name, unique_name
 from wizard.plan_types import InstanceGroup, ModelPlan
 from wizard.progress import ProgressEvent
@@ -104,7 +105,10 @@ class FakeService:
     existing: tuple[ExistingModel, ...] = ()
     disk_free: int = 2000 * GiB
     podman_ok: bool = True
+    cdi_ok: bool = True
+    image_here: bool = True
     logged_in: bool = True
+    valid_token: str = "hf_valid_token"
     launch_error: ModelwizError | None = None
     download_error: ModelwizError | None = None
     file_permits: threading.Semaphore | None = None  # when set: each file waits for a permit
@@ -258,13 +262,24 @@ class FakeService:
             fits, reason = True, ""
             suggestions: tuple[str, ...] = ()
             order = sorted(devices, key=lambda g: g.cuda_total_bytes - sum(used[g.cdi_id]), reverse=True)
-            tp = 1
-            while tp <= len(order):
-                room = [int(g.cuda_total_bytes * 0.9) - sum(used[g.cdi_id]) - GiB for g in order[:tp]]
-                need_kv = length * c.min_concurrency * m.kv_per_token // tp
-                if min(room) >= m.weights_bytes // tp + need_kv:
-                    break
-                tp *= 2
+
+            def fewest_gpus(length: int, c: ModelChoice = c, m: FakeModel = m, order: list = order) -> int:
+                # a power of two; > len(order) when nothing fits
+                tp = 1
+                while tp <= len(order):
+                    room = [
+                        int(g.cuda_total_bytes * 0.9) - sum(used[g.cdi_id]) - GiB - reserve_bytes for g in order[:tp]
+                    ]
+                    need_kv = length * c.min_concurrency * m.kv_per_token // tp
+                    if min(room) >= m.weights_bytes // tp + need_kv:
+                        break
+                    tp *= 2
+                return tp
+
+            tp = fewest_gpus(length)
+            while c.max_model_len is None and tp > len(order) and length > 1024:
+                length //= 2  # auto: as the planner, the longest context that fits
+                tp = fewest_gpus(length)
             if length > m.max_position:
                 fits, reason = False, f"context {length} is longer than the model's {m.max_position}"
                 suggestions = (f"set the context length to {m.max_position} or less",)
@@ -275,11 +290,16 @@ class FakeService:
                     f"needs {(m.weights_bytes + length * c.min_concurrency * m.kv_per_token) // GiB} GiB; "
                     f"the GPUs have {sum(int(g.cuda_total_bytes * 0.9) for g in devices) // GiB} GiB"
                 )
-                suggestions = ("shorten the context length", "use a quantized variant")
+                shorter = length // 2
+                while shorter > 1024 and fewest_gpus(shorter) > len(order):
+                    shorter //= 2
+                suggestions = ("use a quantized variant",)
+                if fewest_gpus(shorter) <= len(order):  # worded as the planner words it
+                    suggestions = (f"a shorter context: --max-model-len {shorter} fits", *suggestions)
             chosen = order[:tp]
             kv_tokens = 0
             if fits:
-                least = min(int(g.cuda_total_bytes * 0.9) - sum(used[g.cdi_id]) - GiB for g in chosen)
+                least = min(int(g.cuda_total_bytes * 0.9) - sum(used[g.cdi_id]) - GiB - reserve_bytes for g in chosen)
                 want = max(length * c.min_concurrency * m.kv_per_token // tp, length * m.kv_per_token * 4 // tp)
                 kv_budget = min(least - m.weights_bytes // tp, want)
                 kv_tokens = kv_budget // m.kv_per_token
@@ -452,6 +472,40 @@ class FakeService:
         return Endpoints(
             "http://127.0.0.1:8000", "127.0.0.1:8001", "http://127.0.0.1:8002/metrics", tuple(self.serving)
         )
+
+    def launch_readiness(self, inventory: GpuInventory, plan: PlanView) -> tuple[Check, ...]:
+        self.calls.append(("launch_readiness",))
+        devices = sorted({d for m in plan.models if m.fits for d in m.devices})
+        podman = next(c for c in self.machine_checks(inventory) if c.key == "podman")
+        cdi = (
+            Check("cdi", "GPU access (CDI)", "ok", f"nvidia.com/gpu={','.join(devices)} declared")
+            if self.cdi_ok
+            else Check(
+                "cdi",
+                "GPU access (CDI)",
+                "fail",
+                f"no CDI spec declares nvidia.com/gpu={','.join(devices)}",
+                "run `sudo nvidia-ctk cdi generate --output=/etc/cdi/nvidia.yaml`",
+                "launch",
+            )
+        )
+        image = "nvcr.io/nvidia/tritonserver:25.09-vllm-python-py3"
+        pulled = (
+            Check("image", "Triton image", "ok", f"{image} is on this machine")
+            if self.image_here
+            else Check("image", "Triton image", "warn", f"{image} is not on this machine: the launch pulls it first")
+        )
+        return (podman, cdi, pulled)
+
+    def log_in(self, token: str) -> str:
+        """As wizard.hub.save_token: refuses an empty token (UsageError) and one the Hub rejects."""
+        self.calls.append(("log_in",))  # never the token itself
+        if not token.strip():
+            raise UsageError("no token given", hint="paste a token from https://huggingface.co/settings/tokens")
+        if token.strip() != self.valid_token:
+            raise InvalidToken()
+        self.logged_in = True
+        return "tester"
 
     def generate_stream(self, endpoints: Endpoints, model: str, prompt: str) -> Iterator[str]:
         self.calls.append(("generate", model, prompt))

@@ -222,11 +222,9 @@ def test_up_over_real_podman_records_what_vllm_measured_and_the_next_plan_is_cal
 ):
     """The stand-in Triton prints vllm PR #17122's real load lines for each model it loads;
     `modelwiz up` reads them from the container's log as each model loads."""
-    import wizard.container
-    from tests.fixtures_podman import free_port, sandbox_ulimits
+    from tests.fixtures_podman import free_port
     from tests.fixtures_repository import write_model_folder
 
-    monkeypatch.setattr(wizard.container, "default_ulimits", lambda rootless: sandbox_ulimits())
     monkeypatch.setenv("CONTAINER_HOST", podman_service.url)
     repo = tmp_path / "r"
     first, second = write_model_folder(tmp_path / "first"), write_model_folder(tmp_path / "second")

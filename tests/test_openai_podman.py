@@ -31,10 +31,8 @@ def test_add_serves_the_openai_api_that_the_sdk_and_chat_use(
 ):
     import openai
 
-    import wizard.container
-    from tests.fixtures_podman import free_port, sandbox_ulimits
+    from tests.fixtures_podman import free_port
 
-    monkeypatch.setattr(wizard.container, "default_ulimits", lambda rootless: sandbox_ulimits())
     monkeypatch.setenv("CONTAINER_HOST", podman_service.url)
     fake_hub.add(chat_repo("org/qwen-chat", "qwen2.5-7b-instruct"))
     fake_hub.add(chat_repo("org/llama-chat", "llama-3.2-3b-instruct"))

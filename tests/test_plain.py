@@ -43,8 +43,11 @@ def test_plain_flow_end_to_end(fake_backend):
     )
     assert code == 0
     assert "GPU 0  NVIDIA H100 80GB HBM3" in out
-    assert "  qwen2.5-7b-instruct  (Qwen/Qwen2.5-7B-Instruct)\n    ✔ fits  TP 1 on GPU" in out
-    assert "max_model_len 8,192" in out
+    assert (
+        "  qwen2.5-7b-instruct  (Qwen/Qwen2.5-7B-Instruct)\n    ✔ fits  GPU 0 · each copy on one GPU (tensor_parallel_size 1)"
+        in out
+    )
+    assert "context 8,192 tokens (max_model_len)" in out
     assert "[WWW" in out and "W weights, K KV cache" in out  # the memory bar and its legend
     assert "download Qwen/Qwen2.5-7B-Instruct" in out and "done" in out
     assert "qwen2.5-7b-instruct: ready" in out

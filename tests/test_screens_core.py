@@ -108,3 +108,47 @@ async def test_rerun_over_the_real_core_refuses_a_finished_duplicate_until_named
         await wait_for(pilot, lambda: plan_ready(app), groups=["plan"])
         assert app.screen.plan.names == {"org/tiny": "tiny-copy"}
         assert [m.name for m in app.screen.plan.models] == ["tiny", "tiny-copy"]
+
+
+async def test_cancel_in_the_wizard_then_a_rerun_resumes_without_a_duplicate(tmp_path, fake_hub):
+    """The cancel message's promise, over the real core: the cancelled model is listed as
+    unfinished, picking it again resumes it under its name (no `tiny-2`), keeping the finished files."""
+    repo = tmp_path / "repo"
+    held = "model-00001-of-00002.safetensors"
+    fake_hub.hold_path = held  # its first 64 KiB arrive, then it waits for the gate
+    fake_hub.gate.clear()
+    app = build_app(CoreService(spec=SEED_GPUS, repository=repo))
+    async with app.run_test(size=SIZE) as pilot:
+        await to_models(pilot)
+        await pick(pilot, "org/tiny")
+        await to_plan(pilot)
+        await pilot.click("#continue")
+        await wait_for(pilot, lambda: screen_name(app) == "DownloadScreen" and app.screen.running)
+        await wait_for(pilot, lambda: (repo / "tiny" / "1" / "config.json").exists() or app.screen.totals)
+        await pilot.press("c")
+        fake_hub.gate.set()
+        await wait_for(pilot, lambda: not app.screen.running, groups=["download"])
+        assert "Cancelled" in text_of(app, "#problem")
+        await pilot.press("ctrl+q")
+        await wait_for(pilot, lambda: app.return_code == 0)
+    fake_hub.hold_path = None
+    entry = load_manifest(repo).get("tiny")
+    assert entry is not None and not entry.complete
+
+    rerun = build_app(CoreService(spec=SEED_GPUS, repository=repo))
+    async with rerun.run_test(size=SIZE) as pilot:
+        await home_to_models(pilot)
+        assert "tiny  (org/tiny)  unfinished: pick it again to resume" in text_of(rerun, "#existing")
+        await pick(pilot, "org/tiny")
+        await to_plan(pilot)
+        assert rerun.screen.plan.names == {"org/tiny": "tiny"}
+        await wait_for(pilot, lambda: "checking" not in text_of(rerun, "#readiness"), groups=["readiness"])
+        await pilot.click("#continue")  # no podman here: Download only, which writes the repository
+        await wait_for(pilot, lambda: screen_name(rerun) != "PlanScreen")
+        await wait_for(
+            pilot,
+            lambda: screen_name(rerun) != "DownloadScreen" or not rerun.screen.running,
+            groups=["download"],
+        )
+    assert load_manifest(repo).get("tiny").complete
+    assert not (repo / "tiny-2").exists() and load_manifest(repo).get("tiny-2") is None

@@ -427,9 +427,10 @@ async def test_rerun_with_nothing_new_never_says_no_model_given(tmp_path, fake_h
         assert "no MODEL given" not in shown and row_states(app) == {"tiny": "stopped"}
 
 
-async def test_back_from_a_failed_launch_lands_home_and_relaunches(tmp_path, fake_hub, monkeypatch):
-    """Over the real core: the downloaded model is in the repository, so Back from the failed
-    launch is the home screen (not a plan that calls its name taken), and `l` launches it."""
+async def test_download_only_lands_home_and_relaunches(tmp_path, fake_hub, monkeypatch):
+    """Over the real core with podman away: the plan offers "download only", the downloaded model
+    lands on the home screen (not a plan that calls its name taken), and `l` launches it, showing
+    the fix when the launch fails."""
     attempts = []
 
     def start_server(repository, **kwargs):
@@ -445,11 +446,13 @@ async def test_back_from_a_failed_launch_lands_home_and_relaunches(tmp_path, fak
         await to_models(pilot)
         await pick(pilot, "org/tiny")
         await to_plan(pilot)
-        await pilot.click("#continue")
+        await pilot.click("#continue")  # "Download only": the failed podman check stops the launch
         await wait_for(
-            pilot, lambda: screen_name(app) == "LaunchScreen" and not app.screen.running, groups=["download", "launch"]
+            pilot, lambda: screen_name(app) == "DownloadScreen" and not app.screen.running, groups=["download"]
         )
-        await pilot.click("#back")
+        assert "launch it from the home screen" in str(app.screen.query_one("#problem").render())
+        await pilot.click("#finish")
+        await wait_for(pilot, lambda: screen_name(app) == "HomeScreen")
         await open_home(pilot)
         assert row_states(app) == {"tiny": "stopped"}
         assert "already in the repository" not in notice(app)

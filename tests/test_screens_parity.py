@@ -20,7 +20,6 @@ from tests.fixtures_screens import (
     ScriptedQuestionary,
     existing_llama_plan,
     first_matching,
-    go_to_download,
     home_to_models,
     pick,
     screen_name,
@@ -201,16 +200,23 @@ def test_plain_rerun_refuses_a_finished_duplicate_until_it_is_named(fake_backend
 
 
 async def test_tui_failed_podman_check_stops_the_launch(fake_backend):
+    """The plan knows podman is down before a byte moves: it offers Download only, the download
+    is allowed (only the launch needs podman), the repository is written for `modelwiz up`, and
+    nothing is launched."""
     fake_backend.podman_ok = False
     app = build_app(fake_backend)
     async with app.run_test(size=SIZE) as pilot:
-        await go_to_download(pilot)
-        await wait_for(pilot, lambda: screen_name(app) == "LaunchScreen" and not app.screen.running)
-        problem = text_of(app, "#problem")
-        assert "cannot launch: Podman: cannot reach the podman service" in problem
-        assert "fix: start it: systemctl --user enable --now podman.socket" in problem
+        await to_models(pilot)
+        await pick(pilot, "qwen2.5-7b")
+        await to_plan(pilot)
+        await wait_for(pilot, lambda: "checking" not in text_of(app, "#readiness"), groups=["readiness"])
+        readiness = text_of(app, "#readiness")
+        assert "✖ Podman: cannot reach the podman service" in readiness
+        assert "fix: start it: systemctl --user enable --now podman.socket" in readiness
+        await pilot.click("#continue")
+        await wait_for(pilot, lambda: screen_name(app) == "DownloadScreen" and app.screen.query_one("#finish").display)
     assert QWEN in fake_backend.downloaded  # the download was allowed: only the launch needs podman
-    assert not any(c[0] in ("write_repository", "launch") for c in fake_backend.calls)
+    assert not any(c[0] == "launch" for c in fake_backend.calls)
 
 
 def test_plain_failed_podman_check_stops_the_launch(fake_backend):

@@ -13,7 +13,7 @@ from dataclasses import replace
 
 import pytest
 
-from tests.fixtures_podman import _busybox, _rootfs_tar, free_port, sandbox_ulimits
+from tests.fixtures_podman import _busybox, _rootfs_tar, free_port
 from tests.test_repository import add
 from wizard.cli import main
 from wizard.gpus import describe
@@ -46,10 +46,8 @@ def standin_release(podman_service, standin_image, tmp_path_factory):
 
 @pytest.fixture
 def launch(podman_service, cdi_gpus, monkeypatch, capsys):
-    import wizard.container
 
     # The sandbox's hard limits are lower than podman's built-in ones (see tests/fixtures_podman.py).
-    monkeypatch.setattr(wizard.container, "default_ulimits", lambda rootless: sandbox_ulimits(), raising=False)
     monkeypatch.setenv("CONTAINER_HOST", podman_service.url)
     names: list[str] = []
 

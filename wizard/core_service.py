@@ -21,7 +21,7 @@ from wizard.errors import ModelwizError
 from wizard.gpus import GpuInventory, load_inventory
 from wizard.images import pick_image
 from wizard.naming import check_name
-from wizard.preflight import check_cdi
+from wizard.preflight import check_cdi, choose_image
 from wizard.repository import DOWNLOADING, FOREIGN, READY, Repository, configured_repository, remember_repository
 from wizard.service import (
     Check,
@@ -555,3 +555,43 @@ class CoreService:
             return () if container is None else tuple(launcher.log_tail(container, lines))
         finally:
             client.close()
+
+    # -- before bytes move: launch readiness and logging in (the plan step's rows) --------------
+    def launch_readiness(self, inventory: GpuInventory, plan: PlanView) -> tuple[Check, ...]:
+        devices = sorted({d for m in plan.models if m.fits for d in m.devices})
+        rows = [self._podman_row()]
+        problem = check_cdi(devices) if devices else None
+        if problem is None:
+            rows.append(Check("cdi", "GPU access (CDI)", "ok", f"nvidia.com/gpu={','.join(devices)} declared"))
+        else:
+            rows.append(Check("cdi", "GPU access (CDI)", "fail", problem.message, problem.fix, "launch"))
+        rows.append(self._image_here_row(inventory, podman_ok=rows[0].ok))
+        return tuple(rows)
+
+    def _image_here_row(self, inventory: GpuInventory, *, podman_ok: bool) -> Check:
+        try:
+            image = choose_image(None, inventory.driver_version, inventory.gpu_kind)
+        except ModelwizError as error:
+            return Check("image", "Triton image", "fail", error.message, error.hint, "launch")
+        if not podman_ok:
+            return Check("image", "Triton image", "warn", f"{image}: cannot tell whether it is here (no podman)")
+        try:
+            client = podman_conn.connect(timeout=5)
+            try:
+                here = bool(client.images.exists(image))
+            finally:
+                client.close()
+        except Exception as error:  # noqa: BLE001 - a check that breaks is a row with its reason
+            return _failed("image", "Triton image", error, None, "warn")
+        if here:
+            return Check("image", "Triton image", "ok", f"{image} is on this machine")
+        return Check(
+            "image",
+            "Triton image",
+            "warn",
+            f"{image} is not on this machine: the launch pulls it first (several GB from nvcr.io)",
+            "pull it now to check access: podman pull " + image,
+        )
+
+    def log_in(self, token: str) -> str:
+        return hub.save_token(token)

@@ -1,9 +1,11 @@
 """Plain `modelwiz`: the full-screen wizard on a terminal, plain prompts otherwise.
 
-- stdin and stdout are terminals, no --plain: the Textual app (`screens.app.run_app`).
-- --plain, or one of them is not a terminal but the process still has one (/dev/tty): questionary
-  prompts and plain progress lines (`wizard.plain.run_plain`).
-- no terminal at all: nothing can be asked; exit 2 pointing to the non-interactive command.
+- stdin and stdout are terminals that can draw (TERM is not `dumb`), no --plain: the Textual app
+  (`screens.app.run_app`).
+- --plain, TERM=dumb, or stdout is not a terminal (piped to a log) while stdin is one: questionary
+  prompts on the terminal and plain progress lines (`wizard.plain.run_plain`).
+- stdin is not a terminal (`modelwiz < /dev/null`, a pipe, no terminal at all): nothing can be
+  answered; exit 2 pointing to the non-interactive command.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from typing import Any
 from wizard.errors import UsageError
 
 TTY_DEVICE = "/dev/tty"
+# Terminals that cannot position the cursor (Emacs shell, CI log viewers): no full-screen UI.
+DUMB_TERMS = frozenset({"dumb", "unknown"})
 
 
 def has_terminal() -> bool:
@@ -25,33 +29,35 @@ def has_terminal() -> bool:
 
 
 def can_ask() -> bool:
-    """Questions can be answered: stdin is a terminal, or the process has a controlling one."""
+    """Questions can be answered: stdin is a terminal (answers typed elsewhere would be a guess)."""
     stdin = sys.__stdin__
-    if stdin is not None and stdin.isatty():
-        return True
-    try:
-        fd = os.open(TTY_DEVICE, os.O_RDWR)
-    except OSError:
-        return False
-    os.close(fd)
-    return True
+    return bool(stdin and stdin.isatty())
+
+
+def can_draw() -> bool:
+    """The terminal can show a full-screen UI (TERM names one that positions the cursor)."""
+    return os.environ.get("TERM", "") not in DUMB_TERMS
 
 
 def prompt_streams() -> dict[str, Any]:
-    """input/output for prompt_toolkit (questionary): none when both standard streams are
-    terminals, else the controlling terminal, so piped output still gets plain lines."""
-    if has_terminal():
+    """output for prompt_toolkit (questionary): none when stdout is a terminal, else the controlling
+    terminal (write-only: a tty is not seekable, so it cannot be opened "r+" in text mode), so
+    piped output still gets plain lines. Questions are read from stdin, a terminal (`can_ask`)."""
+    stdout = sys.__stdout__
+    if stdout is not None and stdout.isatty():
         return {}
-    from prompt_toolkit.input import create_input
     from prompt_toolkit.output import create_output
 
-    tty = open(TTY_DEVICE, "r+")  # noqa: SIM115 - lives as long as the process
-    return {"input": create_input(tty), "output": create_output(tty)}
+    try:
+        tty = open(TTY_DEVICE, "w")  # noqa: SIM115 - lives as long as the process
+    except OSError:
+        return {}  # no controlling terminal: questions go to stdout with everything else
+    return {"output": create_output(tty)}
 
 
 def run_interactive(args: argparse.Namespace) -> int:
-    full_screen = has_terminal()
-    if not full_screen and not can_ask():
+    full_screen = has_terminal() and can_draw()
+    if not can_ask():
         raise UsageError(
             "modelwiz needs an interactive terminal for the wizard",
             hint="to set up without questions, run `modelwiz add MODEL --yes`",

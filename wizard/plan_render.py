@@ -12,13 +12,14 @@ The memory bars themselves come from `wizard.textbar` (one algorithm, one legend
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Literal
 
 from wizard.model_config import plan_devices
 from wizard.plan_types import ModelPlan
 from wizard.service import DEVICE_PARTS, DeviceMemory
 from wizard.textbar import PART_LABELS, MemoryPart, plain_bar, plain_legend
-from wizard.units import format_bytes
+from wizard.units import GiB, format_bytes
 
 if TYPE_CHECKING:
     from wizard.planner import GpuBudget, Plan
@@ -128,30 +129,71 @@ def plan_summary(plan: ModelPlan) -> str:
 # The wizard's plan step
 
 
-def model_card(plan: ModelPlan) -> list[Piece]:
-    """One model's plan: where it runs and with what settings, or why it does not fit."""
+def copies(plan: ModelPlan) -> int:
+    """How many engines serve the model: KIND_GPU puts `count` on each listed GPU."""
+    ig = plan.instance_group
+    return ig.count * max(1, len(ig.gpus)) if ig.kind == "KIND_GPU" else ig.count
+
+
+def copies_text(n: int) -> str:
+    return "1 copy" if n == 1 else f"{n} copies"
+
+
+def model_card(plan: ModelPlan, *, shortened_from: int | None = None) -> list[Piece]:
+    """One model's plan in plain words, each with the vLLM/Triton setting it becomes beside it
+    (`2 copies (instance_group KIND_GPU count 1)`), or why it does not fit. `shortened_from`: the
+    context this model had before the last change, when the change shortened it."""
     if not plan.fits:
         pieces: list[Piece] = [("✖ does not fit: ", "bad"), (plan.reason or "no placement found", "plain")]
         pieces += [(f"\n  → {s}", "advice") for s in plan.suggestions]
         return pieces
     ig = plan.instance_group
     where = ", ".join(plan.devices) or ", ".join(str(g) for g in ig.gpus)
+    tp = plan.tensor_parallel_size
+    split = f"each copy split over {tp} GPUs" if tp > 1 else "each copy on one GPU"
+    n = copies(plan)
     pieces = [
         ("✔ fits  ", "good"),
+        (f"GPU {where} · {split} ", "plain"),
+        (f"(tensor_parallel_size {tp})", "muted"),
+        (f" · {copies_text(n)} ", "plain"),
+        (f"(instance_group {ig.kind} count {ig.count})", "muted"),
+        (f"\ncontext {plan.max_model_len:,} tokens ", "plain"),
+        ("(max_model_len)", "muted"),
+        (f" · memory share {plan.gpu_memory_utilization:.2f} ", "plain"),
+        ("(gpu_memory_utilization)", "muted"),
         (
-            f"TP {plan.tensor_parallel_size} on GPU {where} · {ig.kind} ×{ig.count} · "
-            f"max_model_len {plan.max_model_len:,} · gpu_memory_utilization {plan.gpu_memory_utilization:.2f}\n",
-            "plain",
-        ),
-        (
-            f"weights {format_bytes(plan.weights_bytes)} · KV cache {plan.kv_cache_tokens:,} tokens · "
+            f"\nweights {format_bytes(plan.weights_bytes)} · KV cache {plan.kv_cache_tokens:,} tokens · "
             f"≈{plan.max_concurrency:.1f} full-length requests at once",
             "muted",
         ),
     ]
     if plan.kv_cache_dtype:
         pieces.append((f" · KV {plan.kv_cache_dtype}", "muted"))
+    if shortened_from is not None and shortened_from > plan.max_model_len:
+        pieces.append(
+            (
+                f"\n! context shortened from {shortened_from:,} to {plan.max_model_len:,} tokens so that"
+                " the requests asked for fit; type a context length to choose",
+                "advice",
+            )
+        )
     return pieces
+
+
+# One-key actions the plan screen offers for the planner's suggestions.
+SHORTER_CONTEXT = re.compile(r"--max-model-len (\d+)")
+KEEP_FREE_BYTES = 20 * GiB
+
+
+def suggested_context(plan: ModelPlan) -> int | None:
+    """The context length the planner suggests for a model that does not fit (its `--max-model-len
+    N fits` suggestion, as `modelwiz plan` prints it), or None."""
+    for suggestion in plan.suggestions:
+        found = SHORTER_CONTEXT.search(suggestion)
+        if found:
+            return int(found.group(1))
+    return None
 
 
 def card_text(plan: ModelPlan) -> str:

@@ -358,6 +358,16 @@ class WizardService(Protocol):
     def server_log(self, lines: int) -> tuple[str, ...]:
         """The last `lines` of the server's log (empty when there is no server)."""
 
+    # -- before bytes move: what would stop the launch, and logging in -------------------------
+    def launch_readiness(self, inventory: GpuInventory, plan: PlanView) -> tuple[Check, ...]:
+        """What the launch of `plan` needs, checked now: podman, GPU access (CDI) for the GPUs the
+        plan uses (described GPUs too), the Triton image (here, or pulled at launch). A row with
+        status "fail" and `blocks == "launch"` stops the launch."""
+
+    def log_in(self, token: str) -> str:
+        """Check `token` with the Hub and save it as `modelwiz login` does; returns the user name.
+        Raises ModelwizError (InvalidToken, UsageError) when it cannot be used."""
+
 
 # ---------------------------------------------------------------------------------------------
 # Pure helpers both UIs use

@@ -80,6 +80,8 @@ class ModelsResult:
 class PlanResult:
     choices: tuple[ModelChoice, ...]
     plan: PlanView
+    reserve_bytes: int = 0
+    launch: bool = True  # False: download and write the repository only
 
 
 @dataclass(frozen=True)
@@ -107,7 +109,9 @@ def fold(state: WizardState, result: StepResult) -> WizardState:
     if isinstance(result, ModelsResult):
         return state.with_(choices=result.choices)
     if isinstance(result, PlanResult):
-        return state.with_(choices=result.choices, plan=result.plan)
+        return state.with_(
+            choices=result.choices, plan=result.plan, reserve_bytes=result.reserve_bytes, launch=result.launch
+        )
     if isinstance(result, LaunchResult):
         return state.with_(endpoints=result.endpoints)
     return state
@@ -138,7 +142,10 @@ def advance(state: WizardState, step: Step, answer: StepResult | Back) -> tuple[
         return state, step_before(step) or STEPS[0]
     if nothing_new(state, answer):
         return fold(state, answer), None
-    return fold(state, answer), step_after(step)
+    state = fold(state, answer)
+    if step == "download" and not state.launch:
+        return state, None  # download only: the repository is written, `modelwiz up` launches it
+    return state, step_after(step)
 
 
 def nothing_new(state: WizardState, answer: StepResult) -> bool:
@@ -266,6 +273,8 @@ def download_all(
             on_progress(index, event)
 
         service.download(plan, choice, on_progress=report, cancel=cancel)
+    if not state.launch:
+        service.write_repository(plan, choices)  # ready for `modelwiz up` once the launch can run
 
 
 def check_stage(checks: Sequence[Check], stage: Stage) -> None:
@@ -297,11 +306,15 @@ def write_and_launch(
     return service.launch(state.plan, on_event=report, cancel=cancel)
 
 
-def plan_for(service: WizardService, state: WizardState, choices: Sequence[ModelChoice]) -> PlanView:
-    """The core's plan for `choices` with the repository's models, on the state's GPUs."""
+def plan_for(
+    service: WizardService, state: WizardState, choices: Sequence[ModelChoice], *, reserve_bytes: int | None = None
+) -> PlanView:
+    """The core's plan for `choices` with the repository's models, on the state's GPUs, keeping
+    `reserve_bytes` (None: the state's) free on each GPU."""
     if state.inventory is None:
         raise ModelwizError("there are no GPUs to plan for", hint="go back to the machine step and describe them")
-    return service.plan(state.inventory, choices, state.existing)
+    reserve = state.reserve_bytes if reserve_bytes is None else reserve_bytes
+    return service.plan(state.inventory, choices, state.existing, reserve_bytes=reserve)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -23,6 +23,8 @@ class WizardState:
     existing: tuple[ExistingModel, ...] = ()
     choices: tuple[ModelChoice, ...] = ()
     plan: PlanView | None = None
+    reserve_bytes: int = 0  # kept free on every GPU for models added later (the plan step's choice)
+    launch: bool = True  # False: "download only" (something stops the launch; `modelwiz up` later)
     endpoints: Endpoints | None = None
 
     def with_(self, **changes: object) -> WizardState:

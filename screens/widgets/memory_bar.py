@@ -1,5 +1,6 @@
 """One device's memory as a bar: weights, KV cache, overhead, other processes, free (the cells of
-`wizard.textbar`, coloured by the theme)."""
+`wizard.textbar`, coloured by the theme; with NO_COLOR each part is drawn with its own letter,
+`wizard.textbar.PART_GLYPHS`, so the bar still reads)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,15 @@ from rich.text import Text
 from textual.widget import Widget
 
 from wizard.service import DEVICE_PARTS, DeviceMemory
-from wizard.textbar import PART_LABELS, split_widths
+from wizard.textbar import PART_GLYPHS, PART_LABELS, MemoryPart, split_widths
 from wizard.units import format_bytes
+
+
+def bar_glyph(part: MemoryPart, *, no_color: bool) -> str:
+    """The cell drawn for `part`: a solid block told apart by colour, or without colour its letter."""
+    if no_color:
+        return PART_GLYPHS[part]
+    return "░" if part == "free" else "█"
 
 
 class MemoryBar(Widget):
@@ -44,7 +52,7 @@ class MemoryBar(Widget):
         text.append("\n")
         parts = m.parts()
         for (part, _), cells in zip(parts, split_widths([size for _, size in parts], self.size.width), strict=True):
-            glyph = "░" if part == "free" else "█"
+            glyph = bar_glyph(part, no_color=self.app.no_color)
             text.append(glyph * cells, style=self.get_component_rich_style(f"memory-bar--{part}"))
         return text
 
@@ -60,6 +68,7 @@ class MemoryLegend(Widget):
         for part in DEVICE_PARTS:
             if text:
                 text.append("  ")
-            text.append("■ " if part != "free" else "░ ", style=self.get_component_rich_style(f"memory-bar--{part}"))
+            glyph = PART_GLYPHS[part] if self.app.no_color else ("■" if part != "free" else "░")
+            text.append(f"{glyph} ", style=self.get_component_rich_style(f"memory-bar--{part}"))
             text.append(PART_LABELS[part])
         return text
