@@ -38,16 +38,17 @@ class ConfirmScreen(ModalScreen[bool]):
         Binding("n", "answer(False)", "No"),
     ]
 
-    def __init__(self, question: str) -> None:
+    def __init__(self, question: str, *, yes: str = "Quit", no: str = "Stay") -> None:
         super().__init__()
         self.question = question
+        self.labels = (yes, no)
 
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Static(self.question, id="question", markup=False)
             with Horizontal():
-                yield Button("Quit", variant="error", id="yes")
-                yield Button("Stay", variant="primary", id="no")
+                yield Button(self.labels[0], variant="error", id="yes")
+                yield Button(self.labels[1], variant="primary", id="no")
 
     def on_mount(self) -> None:
         self.query_one("#no", Button).focus()

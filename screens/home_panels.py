@@ -9,10 +9,11 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, Log, Static
+from textual.widgets import Input, Label, Log, Static
 
+from screens.confirm import ConfirmScreen
 from screens.messages import ReplyChunk, ReplyFinished, StepFailed
 from screens.step import error_text
 from wizard.service import Endpoints, WizardService
@@ -35,35 +36,13 @@ PANEL_CSS = """
 """
 
 
-class YesNoScreen(ModalScreen[bool]):
+class YesNoScreen(ConfirmScreen):
     """A question with the action's own word on its button (Esc or n: no)."""
 
     DEFAULT_CSS = PANEL_CSS % "YesNoScreen"
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape,n", "answer(False)", "No"),
-        Binding("y", "answer(True)", "Yes"),
-    ]
 
     def __init__(self, question: str, verb: str) -> None:
-        super().__init__()
-        self.question = question
-        self.verb = verb
-
-    def compose(self) -> ComposeResult:
-        with Vertical():
-            yield Label(self.question)
-            with Horizontal():
-                yield Button(f"{self.verb} (y)", variant="error", id="yes")
-                yield Button("Cancel (n)", variant="primary", id="no")
-
-    def on_mount(self) -> None:
-        self.query_one("#no", Button).focus()
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        self.dismiss(event.button.id == "yes")
-
-    def action_answer(self, value: bool) -> None:
-        self.dismiss(value)
+        super().__init__(question, yes=f"{verb} (y)", no="Cancel (n)")
 
 
 class LogScreen(ModalScreen[None]):

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import socket
 import time
 import urllib.parse
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -21,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from wizard.errors import ModelwizError, UsageError
+from wizard.triton_http import describe_error
 
 MODELS_PATH = "/v1/models"
 CHAT_PATH = "/v1/chat/completions"
@@ -236,7 +236,7 @@ class OpenAIClient:
             response = conn.getresponse()
         except (OSError, http.client.HTTPException) as error:
             conn.close()
-            raise ModelwizError(f"nothing answers at {url} ({_describe(error)})", hint=START_HINT) from error
+            raise ModelwizError(f"nothing answers at {url} ({describe_error(error)})", hint=START_HINT) from error
         if response.status >= 400:
             try:
                 detail = _error_detail(response.read())
@@ -287,7 +287,7 @@ def _closing(conn: http.client.HTTPConnection, events: Iterator[str], model: str
     try:
         yield from events
     except (OSError, http.client.HTTPException) as error:
-        raise ModelwizError(f"the reply from {model} was cut off ({_describe(error)})", hint=_LOG_HINT) from error
+        raise ModelwizError(f"the reply from {model} was cut off ({describe_error(error)})", hint=_LOG_HINT) from error
     finally:
         conn.close()
 
@@ -339,11 +339,3 @@ def _error_text(value: object) -> str:
 def _int(mapping: Mapping[str, Any] | None, key: str) -> int | None:
     value = mapping.get(key) if mapping else None
     return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _describe(error: BaseException) -> str:
-    if isinstance(error, (socket.timeout, TimeoutError)):
-        return "timed out"
-    if isinstance(error, ConnectionRefusedError):
-        return "connection refused"
-    return str(error) or type(error).__name__

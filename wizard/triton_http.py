@@ -58,14 +58,14 @@ class TritonHttp:
             return conn, conn.getresponse()
         except (OSError, http.client.HTTPException) as error:
             conn.close()
-            raise TritonHttpError(f"{method} {self.base_url}{path}: {_describe(error)}") from error
+            raise TritonHttpError(f"{method} {self.base_url}{path}: {describe_error(error)}") from error
 
     def _call(self, method: str, path: str, body: Any = None, *, timeout_s: float | None = None) -> tuple[int, Any]:
         conn, response = self._open(method, path, body, timeout_s=timeout_s)
         try:
             raw = response.read()
         except (OSError, http.client.HTTPException) as error:
-            raise TritonHttpError(f"{method} {self.base_url}{path}: {_describe(error)}") from error
+            raise TritonHttpError(f"{method} {self.base_url}{path}: {describe_error(error)}") from error
         finally:
             conn.close()
         payload: Any = None
@@ -152,7 +152,7 @@ class TritonHttp:
                     raise TritonHttpError(str(event["error"]), status=response.status)
                 yield event
         except (OSError, http.client.HTTPException) as error:
-            raise TritonHttpError(f"POST {self.base_url}{path}: {_describe(error)}") from error
+            raise TritonHttpError(f"POST {self.base_url}{path}: {describe_error(error)}") from error
         finally:
             conn.close()
 
@@ -214,7 +214,8 @@ def _error_text(payload: Any) -> str:
     return ""
 
 
-def _describe(error: BaseException) -> str:
+def describe_error(error: BaseException) -> str:
+    """A connection failure in a few words (\"connection refused\", \"timed out\"), for one-line errors."""
     if isinstance(error, (socket.timeout, TimeoutError)):
         return "timed out"
     if isinstance(error, ConnectionRefusedError):
