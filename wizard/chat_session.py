@@ -22,6 +22,7 @@ from wizard.chat_template import ChatTemplate, load_chat_template
 from wizard.conversation import Conversation
 from wizard.errors import ModelwizError, UsageError
 from wizard.openai_client import OpenAIClient
+from wizard.openai_models import chat_support, weights_folder
 from wizard.triton_http import TritonHttp, TritonHttpError, generate_body
 
 Route = Literal["openai", "template", "raw"]
@@ -46,6 +47,29 @@ class ChatTarget:
     openai: str | None = None
     why_v2: str | None = None  # why the conversation goes over /v2 although an OpenAI API runs
     weights: Path | None = None
+
+
+def chat_target(
+    model: str,
+    http: str,
+    *,
+    openai: str | None = None,
+    repository: Path | None = None,
+    mount_point: str | None = None,
+    chat_model: str | None = None,
+) -> ChatTarget:
+    """Where `model` chats on a server whose OpenAI API (if any) is at `openai` and uses `chat_model`'s
+    tokenizer, read from the repository it serves (`repository` on this host, `mount_point` in the
+    container). Without the repository's whereabouts the model is taken to chat where the API runs."""
+    if repository is None or mount_point is None:
+        return ChatTarget(http=http, openai=openai)
+    weights = weights_folder(repository, mount_point, model)
+    if openai is None:
+        return ChatTarget(http=http, weights=weights)
+    (support,) = chat_support(repository, mount_point, [model], chat_model)
+    if support.chat:
+        return ChatTarget(http=http, openai=openai, weights=weights)
+    return ChatTarget(http=http, why_v2=support.reason, weights=weights)
 
 
 class ChatSession:

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from wizard.chat_session import DEFAULT_MAX_TOKENS, DEFAULT_TEMPERATURE, ChatSession, ChatTarget
+from wizard.chat_session import DEFAULT_MAX_TOKENS, DEFAULT_TEMPERATURE, ChatSession, ChatTarget, chat_target
 from wizard.container import DEFAULT_HTTP_URL
 from wizard.errors import ModelwizError, UsageError
 from wizard.redact import redact_url
@@ -69,19 +69,14 @@ def _target(args: argparse.Namespace) -> ChatTarget:
         client.close()
     if not state.exists or state.state != "running":
         raise ModelwizError(f"Triton is not running ({args.name}: {state.state})", hint="start it with `modelwiz up`")
-    http = state.url or DEFAULT_HTTP_URL
-    if state.repository is None or state.mount_point is None:
-        return ChatTarget(http=http, openai=state.openai_url)
-    from wizard.openai_models import chat_support, weights_folder
-
-    root = Path(state.repository)
-    weights = weights_folder(root, state.mount_point, args.model)
-    if state.openai_url is None:
-        return ChatTarget(http=http, weights=weights)
-    (support,) = chat_support(root, state.mount_point, [args.model], state.chat_model)
-    if support.chat:
-        return ChatTarget(http=http, openai=state.openai_url, weights=weights)
-    return ChatTarget(http=http, why_v2=support.reason, weights=weights)
+    return chat_target(
+        args.model,
+        state.url or DEFAULT_HTTP_URL,
+        openai=state.openai_url,
+        repository=Path(state.repository) if state.repository else None,
+        mount_point=state.mount_point,
+        chat_model=state.chat_model,
+    )
 
 
 def _say(text: str) -> None:
