@@ -15,11 +15,11 @@ from pathlib import Path
 
 from wizard.chat_session import DEFAULT_MAX_TOKENS, DEFAULT_TEMPERATURE, ChatSession, ChatTarget, chat_target
 from wizard.container import DEFAULT_HTTP_URL
+from wizard.conversation import RESET
 from wizard.errors import ModelwizError, UsageError
 from wizard.redact import redact_url
 
 DEFAULT_PROMPT = "In one paragraph, what is NVIDIA Triton Inference Server?"
-RESET = "/reset"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
