@@ -66,7 +66,9 @@ def chat_target(
     weights = weights_folder(repository, mount_point, model)
     if openai is None:
         return ChatTarget(http=http, weights=weights)
-    (support,) = chat_support(repository, mount_point, [model], chat_model)
+    # The server's model goes along: a model chats there when its template renders like that one's.
+    compared = [model] if chat_model in (None, model) else [model, chat_model]
+    support = chat_support(repository, mount_point, compared, chat_model)[0]
     if support.chat:
         return ChatTarget(http=http, openai=openai, weights=weights)
     return ChatTarget(http=http, why_v2=support.reason, weights=weights)
