@@ -13,7 +13,7 @@ Every failure is a one-line ModelwizError.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -172,7 +172,7 @@ class ChatSession:
             reply = yield from self._v2_reply(self._http, messages)
         self.conversation.answer(reply)
 
-    def _openai_reply(self, client: OpenAIClient, messages: list[dict[str, str]]) -> Iterator[str]:
+    def _openai_reply(self, client: OpenAIClient, messages: list[dict[str, str]]) -> Generator[str, None, str]:
         stream = client.chat_stream(self.model, messages, max_tokens=self.max_tokens, temperature=self.temperature)
         yield from stream
         assert stream.stats is not None  # set when the stream ended with [DONE]
@@ -180,7 +180,7 @@ class ChatSession:
         self.tokens_per_second = stream.stats.tokens_per_second
         return stream.text
 
-    def _v2_reply(self, http: TritonHttp, messages: list[dict[str, str]]) -> Iterator[str]:
+    def _v2_reply(self, http: TritonHttp, messages: list[dict[str, str]]) -> Generator[str, None, str]:
         body = generate_body(self.prompt(messages), max_tokens=self.max_tokens, temperature=self.temperature)
         started, pieces = time.monotonic(), []
         try:
