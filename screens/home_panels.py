@@ -16,7 +16,8 @@ from textual.widgets import Input, Label, Log, Static
 from screens.confirm import ConfirmScreen
 from screens.messages import ReplyChunk, ReplyFinished, StepFailed
 from screens.step import error_text
-from wizard.service import Endpoints, WizardService
+from wizard.conversation import RESET
+from wizard.service import Chat, Endpoints, WizardService
 
 PANEL_CSS = """
 %s {
@@ -65,7 +66,9 @@ class LogScreen(ModalScreen[None]):
 
 
 class ChatScreen(ModalScreen[None]):
-    """A prompt and the model's streamed reply, over the server's generate endpoint (Esc closes)."""
+    """A conversation with one model, streamed (Esc closes, /reset starts again). It goes the way
+    `modelwiz chat` goes (wizard.chat_session): the OpenAI API when the model chats there with its own
+    template, else its own template over /v2, else raw text, which the route line says."""
 
     DEFAULT_CSS = PANEL_CSS % "ChatScreen" + "ChatScreen #reply-box { height: auto; max-height: 16; }"
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "dismiss", "Close")]
@@ -75,14 +78,18 @@ class ChatScreen(ModalScreen[None]):
         self.service = service
         self.endpoints = endpoints
         self.model = model
+        self.chat: Chat | None = None  # opened with the first message
         self.reply = ""
+        self.streaming = False
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Label(f"Chat with {self.model} (Esc closes)")
+            yield Label(f"Chat with {self.model} (Esc closes, {RESET} starts again)")
+            yield Static("", id="route")
             yield Input(placeholder="Ask something and press Enter", id="prompt")
             with VerticalScroll(id="reply-box"):
                 yield Static("", id="reply")
+            yield Static("", id="stats")
 
     def on_mount(self) -> None:
         self.query_one("#prompt", Input).focus()
@@ -90,28 +97,47 @@ class ChatScreen(ModalScreen[None]):
     @on(Input.Submitted, "#prompt")
     def ask(self, event: Input.Submitted) -> None:
         prompt = event.value.strip()
-        if not prompt:
+        if not prompt or self.streaming:
+            return
+        event.input.value = ""
+        if prompt == RESET:
+            if self.chat is not None:
+                self.chat.reset()
+            self.query_one("#reply", Static).update(Text("(conversation reset)", style="dim"))
+            self.query_one("#stats", Static).update("")
             return
         self.reply = ""
+        self.streaming = True
         self.query_one("#reply", Static).update(Text("…", style="dim"))
+        self.query_one("#stats", Static).update("")
         self.stream(prompt)
 
     @work(thread=True, exclusive=True, group="reply", exit_on_error=False, description="Asking the model")
     def stream(self, prompt: str) -> None:
         try:
-            for piece in self.service.generate_stream(self.endpoints, self.model, prompt):
+            if self.chat is None:
+                self.chat = self.service.open_chat(self.endpoints, self.model)
+                self.app.call_from_thread(self.show_route, self.chat)
+            for piece in self.chat.send(prompt):
                 self.post_message(ReplyChunk(piece))
         except Exception as error:  # noqa: BLE001 - shown in place of the reply
             self.post_message(StepFailed(error))
             return
         self.post_message(ReplyFinished())
 
+    def show_route(self, chat: Chat) -> None:
+        self.query_one("#route", Static).update(Text("\n".join(chat.notes), style="dim"))
+
     def on_reply_chunk(self, message: ReplyChunk) -> None:
         self.reply += message.text
         self.query_one("#reply", Static).update(Text(self.reply))
 
     def on_reply_finished(self, _message: ReplyFinished) -> None:
+        self.streaming = False
         self.query_one("#reply", Static).update(Text(self.reply or "(empty reply)"))
+        if self.chat is not None and self.chat.stats:
+            self.query_one("#stats", Static).update(Text(f"[{self.chat.stats}]", style="dim"))
 
     def on_step_failed(self, message: StepFailed) -> None:
+        self.streaming = False
         self.query_one("#reply", Static).update(error_text(message.error))

@@ -26,6 +26,7 @@ from textual.widgets import Input, OptionList, Static
 from screens.machine import MachineScreen
 from screens.models import ModelsScreen
 from screens.plan import PlanScreen
+from wizard.conversation import Conversation
 from wizard.core_service import CoreService
 from wizard.errors import Cancelled, ModelwizError, UsageError
 from wizard.gpus import GpuInventory, NvmlError, describe
@@ -93,6 +94,29 @@ CATALOG = (
     FakeModel("Qwen/Qwen2.5-0.5B-Instruct", 1 * GiB, downloads=5_000_000, max_position=32768),
     FakeModel("deepseek-ai/DeepSeek-V3", 680 * GiB, downloads=1_000_000),
 )
+
+
+@dataclass
+class FakeChat:
+    """A conversation as wizard.chat_session.ChatSession keeps it (the real Conversation), with a canned
+    reply. Each message sent is recorded in the service's calls as ("generate", model, text)."""
+
+    model: str
+    calls: list[tuple[object, ...]]
+    conversation: Conversation = field(default_factory=Conversation)
+    notes: tuple[str, ...] = ()
+    stats: str | None = None
+    reply: tuple[str, ...] = ("Triton ", "serves ", "models.")
+
+    def send(self, text: str) -> Iterator[str]:
+        self.conversation.ask(text)
+        self.calls.append(("generate", self.model, text))
+        yield from self.reply
+        self.conversation.answer("".join(self.reply))
+        self.stats = f"~{len(self.reply)} tokens in 0.0 s, ~0.0 tokens/s"
+
+    def reset(self) -> None:
+        self.conversation.reset()
 
 
 @dataclass
@@ -508,8 +532,15 @@ class FakeService:
         return "tester"
 
     def generate_stream(self, endpoints: Endpoints, model: str, prompt: str) -> Iterator[str]:
-        self.calls.append(("generate", model, prompt))
-        yield from ("Triton ", "serves ", "models.")
+        yield from self.open_chat(endpoints, model).send(prompt)
+
+    def open_chat(self, endpoints: Endpoints, model: str) -> FakeChat:
+        """As ChatSession: refuses a model the server has not loaded."""
+        if model not in endpoints.models:
+            raise ModelwizError(
+                f"model {model} is not loaded at {endpoints.http}", hint="check `modelwiz status`, then `modelwiz up`"
+            )
+        return FakeChat(model, self.calls)
 
     # -- the home screen (CoreService's block of the same name) ---------------------------------
     def catalog_models(self, inventory: GpuInventory | None) -> list[ModelCandidate]:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 Role = Literal["system", "user", "assistant"]
+RESET = "/reset"  # what a user types to start the conversation again
 
 
 @dataclass

@@ -52,6 +52,7 @@ from wizard.units import format_bytes
 if TYPE_CHECKING:
     from wizard import launcher
     from wizard.add_flow import AddProposal, HubReader
+    from wizard.chat_session import ChatSession
     from wizard.progress import ProgressEvent
     from wizard.serve import Reporter, ServeOptions
     from wizard.session import AddSession
@@ -101,6 +102,8 @@ def _endpoints(spec: LaunchSpec) -> Endpoints:
         models=tuple(spec.models),
         openai=spec.openai_url,
         completions_only=tuple(name for name, _ in spec.completions_only),
+        mount_point=spec.mount_point,
+        chat_model=spec.chat_model,
     )
 
 
@@ -405,15 +408,21 @@ class CoreService:
         return _endpoints(serving.spec)
 
     def generate_stream(self, endpoints: Endpoints, model: str, prompt: str) -> Iterator[str]:
-        from wizard.triton_http import TritonHttp, TritonHttpError, generate_body
+        yield from self.open_chat(endpoints, model).send(prompt)
 
-        try:
-            for event in TritonHttp(endpoints.http).generate_stream(model, generate_body(prompt)):
-                yield str(event.get("text_output", ""))
-        except TritonHttpError as error:
-            raise ModelwizError(
-                f"{model} failed to answer: {error}", hint="read the server log for the reason (`modelwiz status`)"
-            ) from None
+    def open_chat(self, endpoints: Endpoints, model: str) -> ChatSession:
+        from wizard.chat_session import ChatSession, chat_target
+
+        root = self.repository_path()
+        target = chat_target(
+            model,
+            endpoints.http,
+            openai=endpoints.openai,
+            repository=root if root.is_dir() else None,
+            mount_point=endpoints.mount_point,
+            chat_model=endpoints.chat_model,
+        )
+        return ChatSession(model, target)
 
     # -- the home screen ----------------------------------------------------------------------
     def catalog_models(self, inventory: GpuInventory | None) -> list[ModelCandidate]:
@@ -438,6 +447,8 @@ class CoreService:
             metrics=status.metrics_url or "",
             models=ready,
             openai=status.openai_url,
+            mount_point=status.mount_point,
+            chat_model=status.chat_model,
         )
         return ServerView(
             "running",

@@ -220,6 +220,10 @@ class Endpoints:
     models: tuple[str, ...] = ()
     openai: str | None = None  # the OpenAI-compatible base URL ("http://127.0.0.1:9000/v1"); None: off
     completions_only: tuple[str, ...] = ()  # models that do not chat at /v1/chat/completions
+    # What a chat needs to pick each model's own template: where the container sees the repository,
+    # and the model whose tokenizer the OpenAI frontend uses. None: not known (chats go over /v2).
+    mount_point: str | None = None
+    chat_model: str | None = None
 
 
 @dataclass(frozen=True)
@@ -265,6 +269,19 @@ class GpuUse:
 
 # ---------------------------------------------------------------------------------------------
 # The protocol
+
+
+class Chat(Protocol):
+    """A conversation with one served model (wizard.chat_session.ChatSession)."""
+
+    notes: tuple[str, ...]  # how it talks to the model, when that is not the OpenAI API (one line each)
+    stats: str | None  # the last reply's "N tokens in S s, R tokens/s"
+
+    def send(self, text: str) -> Iterator[str]:
+        """The reply to `text` after the conversation so far, piece by piece (ModelwizError on failure)."""
+
+    def reset(self) -> None:
+        """Forget the conversation (the system message stays)."""
 
 
 class WizardService(Protocol):
@@ -328,7 +345,11 @@ class WizardService(Protocol):
         """Pull the image, start (or update) the server, wait until every model is ready."""
 
     def generate_stream(self, endpoints: Endpoints, model: str, prompt: str) -> Iterator[str]:
-        """The model's reply to `prompt`, piece by piece."""
+        """The model's reply to `prompt` (a new conversation), piece by piece, as `open_chat` sends it."""
+
+    def open_chat(self, endpoints: Endpoints, model: str) -> Chat:
+        """A conversation with `model`: over the OpenAI API when it chats there with its own template,
+        else with its own template rendered here over /v2, else raw text (its notes say so)."""
 
     # -- the home screen (a re-run) ------------------------------------------------------------
     def catalog_models(self, inventory: GpuInventory | None) -> list[ModelCandidate]:
