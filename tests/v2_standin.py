@@ -63,7 +63,9 @@ class V2StandIn:
         return name if path.startswith("/v2/models/") and path.endswith(suffix) else None
 
     def handle_get(self, h: BaseHTTPRequestHandler) -> None:
-        if h.path in ("/v2/health/live", "/v2/health/ready") or ((name := self._model(h.path, "/ready")) is not None and name in self.models):
+        if h.path in ("/v2/health/live", "/v2/health/ready") or (
+            (name := self._model(h.path, "/ready")) is not None and name in self.models
+        ):
             _send(h, 200, b"")
         else:
             _send(h, 400, json.dumps({"error": "Request for unknown model"}).encode())
