@@ -84,6 +84,7 @@ def test_plain_rerun_lists_existing_and_disk_full_fails(fake_backend):
         run(
             fake_backend,
             [
+                ("select", "Home", "Add models"),
                 ("text", "Search", "mistral"),
                 ("select", "Pick a model", first_matching("Mistral")),
                 ("confirm", "Add another", False),
@@ -174,6 +175,7 @@ def test_plain_rerun_over_the_real_core_resumes_an_unfinished_add(fake_hub, tmp_
     service = CoreService(spec="L4", repository=repo)
     q = ScriptedQuestionary(
         [
+            ("select", "Home", "Add models"),
             ("text", "Search", "tiny"),
             ("select", "Pick a model", first_matching("org/tiny  (")),
             ("confirm", "Add another", False),
@@ -194,6 +196,7 @@ def test_plain_rerun_over_the_real_core_refuses_a_finished_duplicate_until_named
     service = CoreService(spec="L4", repository=repo)
     q = ScriptedQuestionary(
         [
+            ("select", "Home", "Add models"),
             ("text", "Search", "tiny"),
             ("select", "Pick a model", first_matching("org/tiny  (")),
             ("confirm", "Add another", False),
