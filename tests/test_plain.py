@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ from tests.fixtures_screens import ScriptedQuestionary, existing_llama_plan, fir
 from wizard import plain
 from wizard.errors import ModelwizError
 from wizard.gpus import NvmlError
+from wizard.wizard_state import WizardState
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -211,3 +213,70 @@ def test_plain_rerun_over_the_real_core_refuses_a_finished_duplicate_until_named
     text = out.getvalue()
     assert "✖ org/tiny is already in the repository as 'tiny'" in text  # the CLI's refusal
     assert "  tiny-copy  (org/tiny)" in text
+
+
+# ---------------------------------------------------------------------------------------------
+# The plan's one-key actions, as menu choices
+
+
+QWEN = "Qwen/Qwen2.5-7B-Instruct"
+PICK_QWEN = [
+    ("text", "Search", "qwen2.5-7b"),
+    ("select", "Pick a model", first_matching(QWEN)),
+    ("confirm", "Add another", False),
+]
+
+
+def test_plain_uses_the_context_the_planner_says_fits(fake_backend):
+    def offered_the_fix(choices):
+        assert "Download and launch" not in choices  # it does not fit
+        return "Use 8,192 tokens for qwen2.5-7b-instruct"
+
+    code, out, _ = run(
+        fake_backend,
+        [
+            *PICK_QWEN,
+            ("select", "What now", "Change a context length"),
+            ("select", "Which model", "qwen2.5-7b-instruct"),
+            ("text", "Context length", "32768"),
+            ("select", "What now", "Change how many requests at once"),
+            ("select", "Which model", "qwen2.5-7b-instruct"),
+            ("text", "Full-length requests at once", "99"),
+            ("select", "What now", offered_the_fix),
+            ("select", "What now", lambda choices: "Quit" if "Download and launch" in choices else "no GO"),
+        ],
+    )
+    assert code == QUIT_CODE
+    assert "✖ does not fit" in out and "--max-model-len 8192" in out
+    plans = [c[1][0] for c in fake_backend.calls if c[0] == "plan"]
+    assert (plans[-2].max_model_len, plans[-2].min_concurrency) == (32768, 99)
+    assert (plans[-1].max_model_len, plans[-1].min_concurrency) == (8192, 99)  # the concurrency is kept
+    assert "context 8,192 tokens (max_model_len)" in out  # the plain-words card (plan_render)
+    assert "memory share 0.90 (gpu_memory_utilization)" in out
+
+
+def test_plain_keeps_room_per_gpu_for_later_models_and_the_choice_reaches_the_state(fake_backend):
+    from wizard.plan_render import KEEP_FREE_BYTES
+
+    backend = fake_backend
+    q = ScriptedQuestionary(
+        [
+            *PICK_QWEN,
+            ("select", "What now", "Change how many requests at once"),
+            ("select", "Which model", "qwen2.5-7b-instruct"),
+            ("text", "Full-length requests at once", "10"),
+            ("select", "What now", "Keep 20.0 GiB free per GPU for later models"),
+            ("select", "What now", "Fill free memory (give the kept room to these models)"),  # and back
+            ("select", "What now", "Keep 20.0 GiB free per GPU for later models"),
+            ("select", "What now", "Download and launch"),
+            ("text", "Test prompt", ""),
+        ]
+    )
+    out = io.StringIO()
+    wizard = plain.PlainWizard(backend, plain.Prompts(q), out)
+    assert wizard.run(WizardState(spec=backend.spec)) == 0
+    assert not q.script
+    # 15 GiB of weights and 10 requests' KV cache fit one H100; with 20 GiB kept free they need both
+    assert re.findall(r"tensor_parallel_size (\d)", out.getvalue()) == ["1", "1", "2", "1", "2"]
+    assert wizard.state.reserve_bytes == KEEP_FREE_BYTES
+    assert wizard.state.plan is not None and wizard.state.plan.models[0].tensor_parallel_size == 2

@@ -15,8 +15,8 @@ from collections.abc import Callable
 from typing import Any, TextIO
 
 from wizard.errors import Cancelled, ModelwizError
-from wizard.interactive import prompt_streams
 from wizard.hub import TOKENS_URL
+from wizard.interactive import prompt_streams
 from wizard.plan_render import KEEP_FREE_BYTES, card_text, device_legend, device_lines
 from wizard.progress import ProgressEvent
 from wizard.progress_text import describe
@@ -61,6 +61,7 @@ from wizard.wizard_flow import (
     launch_blocked,
     opening,
     opens_home,
+    parse_concurrency,
     parse_context_length,
     pick,
     plan_for,
@@ -87,11 +88,25 @@ RESUME = "Resume "  # + the unfinished model's name
 LAUNCH = "Launch (the same as `modelwiz up`)"
 RELAUNCH = "Relaunch (restart the server with the repository's models)"
 CHANGE_CONTEXT = "Change a context length"
+CHANGE_CONCURRENCY = "Change how many requests at once"
 NAME_MODEL = "Name a model"
 BACK_TO_MODELS = "Back to models"
 QUIT = "Quit"
 PROGRESS_EVERY_S = 1.0
 CHECK_MARKS: dict[CheckStatus, str] = {"ok": "✔", "warn": "!", "fail": "✖"}
+
+
+def valid(parse: Callable[[str], object]) -> Callable[[str], bool | str]:
+    """A questionary validator from one of wizard_flow's parsers: True, or the parser's refusal."""
+
+    def check(text: str) -> bool | str:
+        try:
+            parse(text)
+        except ModelwizError as error:
+            return error.one_line()
+        return True
+
+    return check
 
 
 def on_disk(model: HomeModel) -> str:
@@ -300,7 +315,7 @@ class PlainWizard:
             options = (
                 ([DOWNLOAD_ONLY, CHECK_AGAIN] if blocked else [GO] if can_go_on(plan, choices, state) else [])
                 + ([use_fix] if use_fix else [])
-                + ([CHANGE_CONTEXT, NAME_MODEL] if choices else [])
+                + ([CHANGE_CONTEXT, CHANGE_CONCURRENCY, NAME_MODEL] if choices else [])
                 + [FILL_FREE if reserve else KEEP_FREE, BACK_TO_MODELS, QUIT]
             )
             action = self.ask.select("What now?", options)
@@ -326,15 +341,20 @@ class PlainWizard:
                 choices = list(with_name(choices, index, name))
                 continue
 
-            def valid(text: str) -> bool | str:
-                try:
-                    parse_context_length(text)
-                except ModelwizError as error:
-                    return error.one_line()
-                return True
-
+            label = (plan.name_of(c) if plan else None) or c.name or c.repo_id
+            if action == CHANGE_CONCURRENCY:
+                count = parse_concurrency(
+                    self.ask.text(
+                        f"Full-length requests at once for {label} (now {c.min_concurrency}):",
+                        validate=valid(parse_concurrency),
+                    )
+                )
+                choices = list(with_settings(choices, index, max_model_len=c.max_model_len, min_concurrency=count))
+                continue
             length = parse_context_length(
-                self.ask.text(f"Context length for {c.name or c.repo_id} (tokens; {CONTEXT_HINT}):", validate=valid)
+                self.ask.text(
+                    f"Context length for {label} (tokens; {CONTEXT_HINT}):", validate=valid(parse_context_length)
+                )
             )
             choices = list(with_settings(choices, index, max_model_len=length, min_concurrency=c.min_concurrency))
 
@@ -430,10 +450,7 @@ class PlainWizard:
             servable = any(m.state != "unfinished" for m in models)
             running = self.server is not None and self.server.running
             options = (
-                [ADD]
-                + list(unfinished)
-                + ([RELAUNCH if running else LAUNCH] if servable else [])
-                + [LOG_IN, QUIT]
+                [ADD] + list(unfinished) + ([RELAUNCH if running else LAUNCH] if servable else []) + [LOG_IN, QUIT]
             )
             action = self.ask.select("Home: what now?", options)
             if action == ADD:
