@@ -419,3 +419,37 @@ def test_plain_home_back_from_the_plan_returns_home(fake_backend):
     assert code == 0
     assert out.count("== Home") == 2 and "== Plan" in out
     assert not any(c[0] == "download" for c in fake_backend.calls)
+
+
+def test_plain_over_the_real_core_downloads_only_then_a_rerun_opens_home(fake_hub, tmp_path, monkeypatch):
+    """Podman away: the plan's "Before launch" rows say so and offer Download only; the model is
+    downloaded and the repository written, the run ends saying `modelwiz up`; the next run opens on
+    the home step with the model stopped, and its launch fails with the fix, never a traceback."""
+    from wizard.core_service import CoreService
+
+    monkeypatch.setenv("CONTAINER_HOST", f"unix://{tmp_path}/no-podman.sock")
+    repo = tmp_path / "repo"
+    code, out, _ = run(
+        CoreService(spec="L4", repository=repo),
+        [
+            ("text", "Search", "tiny"),
+            ("select", "Pick a model", first_matching("org/tiny  (")),
+            ("confirm", "Add another", False),
+            ("select", "What now", "Download only"),
+        ],
+    )
+    assert code == 0
+    assert "  Before launch:\n  ✖ Podman:" in out
+    assert f"Download only: the models are in {repo}" in out
+    assert out.rstrip().endswith("modelwiz status    the models and their plans")
+    assert (repo / "tiny" / "config.pbtxt").is_file()
+
+    code, out, _ = run(
+        CoreService(spec="L4", repository=repo),
+        [("select", "Home", "Launch (the same as `modelwiz up`)"), ("select", "Home", "Quit")],
+    )
+    assert code == 0
+    assert "  tiny  (org/tiny)  stopped" in out
+    assert "✖ cannot reach the podman service" in out and "Traceback" not in out
+    assert out.count("== Home") == 2  # asked again after the failed launch
+    assert "The server is not running: `modelwiz up` starts it." in out
