@@ -2,7 +2,9 @@
 prompts (scripted questionary) end in the same `WizardState` and the same calls to the service;
 a re-run that picks a model already in the repository follows the core's rule in both (an
 unfinished add is resumed under its name; a finished one is refused until it is given a name);
-and a failed machine check stops the launch in both.
+a failed machine check stops the launch in both ("download only": the repository is written,
+nothing is launched); and a re-run resumes an unfinished download from the home screen / home step
+the same way in both.
 """
 
 from __future__ import annotations
@@ -316,3 +318,40 @@ async def test_download_only_through_both_uis_ends_the_same(tmp_path):
     assert decisions(plain_service) == decisions(tui_service)
     assert ("write_repository", (QWEN_NAME,)) in decisions(plain_service)
     assert not any(c[0] in ("launch", "relaunch") for c in plain_service.calls)
+
+
+# ---------------------------------------------------------------------------------------------
+# A re-run: the home screen / home step resumes an unfinished download
+
+
+async def test_resume_from_home_through_both_uis_ends_the_same(tmp_path):
+    tui_service = FakeService(repository=tmp_path / "models", existing=(unfinished(existing_llama_plan()),))
+    app = build_app(tui_service)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: home_ready(app), groups=["home-poll"])
+        await pilot.press("r")
+        await wait_for(pilot, lambda: plan_ready(app), groups=["plan", "readiness"])
+        await pilot.click("#continue")
+        await wait_for(pilot, lambda: screen_name(app) == "DoneScreen")
+        await pilot.click("#finish")
+        await wait_for(pilot, lambda: home_ready(app), groups=["home-poll"])
+        await pilot.press("ctrl+c")
+        await wait_for(pilot, lambda: app.return_code == 0)
+    tui_state = app.state
+
+    plain_service = FakeService(repository=tmp_path / "models", existing=(unfinished(existing_llama_plan()),))
+    code, plain_state, out = run_plain(
+        plain_service,
+        [
+            ("select", "Home", f"Resume {QWEN_NAME}"),
+            ("select", "What now", "Download and launch"),
+            ("text", "Test prompt", ""),
+            ("select", "Home", "Quit"),
+        ],
+    )
+    assert code == 0
+    assert plain_state == tui_state
+    assert plain_state.choices == (ModelChoice(QWEN),) and plain_state.endpoints is not None
+    assert decisions(plain_service) == decisions(tui_service)
+    assert ("write_repository", (QWEN_NAME,)) in decisions(plain_service)
+    assert "Triton is running as modelwiz-triton:" in out
