@@ -25,9 +25,11 @@ from wizard.units import format_bytes
 from wizard.wizard_flow import (
     PlanResult,
     can_go_on,
+    launch_blocked,
     parse_concurrency,
     parse_context_length,
     plan_for,
+    toggled_reserve,
     with_name,
     with_settings,
 )
@@ -59,10 +61,6 @@ def readiness_text(rows: tuple[Check, ...]) -> Text:
             style="bold yellow",
         )
     return text
-
-
-def launch_blocked(rows: tuple[Check, ...]) -> bool:
-    return any(r.status == "fail" and r.blocks == "launch" for r in rows)
 
 
 TONE_STYLES: dict[Tone, str] = {
@@ -190,7 +188,7 @@ class PlanScreen(StepScreen[PlanResult]):
         return f"k: keep {format_bytes(KEEP_FREE_BYTES)} per GPU for later models"
 
     def action_toggle_reserve(self) -> None:
-        self.reserve_bytes = 0 if self.reserve_bytes else KEEP_FREE_BYTES
+        self.reserve_bytes = toggled_reserve(self.reserve_bytes)
         self.query_one("#reserve", Button).label = self._reserve_label()
         self.query_one("#continue", Button).disabled = True
         self.replan()

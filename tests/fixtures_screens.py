@@ -723,6 +723,8 @@ class ScriptedQuestionary:
         assert kind == expect_kind and message.startswith(expect), (kind, message)
         if callable(answer):
             answer = answer(kwargs.get("choices"))
+        if kind == "select":  # as questionary: only an offered choice can be picked
+            assert answer in kwargs["choices"], f"{answer!r} is not offered: {kwargs['choices']}"
         validate = kwargs.get("validate")
         if validate is not None and answer is not None:
             assert validate(answer) is True, f"scripted answer {answer!r} fails validation"

@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import io
+import logging
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.fixtures_screens import ScriptedQuestionary, existing_llama_plan, first_matching, seeded_repository
+from tests.fixtures_screens import (
+    ScriptedQuestionary,
+    existing_llama_plan,
+    first_matching,
+    seeded_repository,
+    unfinished,
+)
 from wizard import plain
 from wizard.errors import ModelwizError
 from wizard.gpus import NvmlError
+from wizard.wizard_state import WizardState
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -55,6 +64,11 @@ def test_plain_flow_end_to_end(fake_backend):
     assert "Triton serves models." in out
     plans = [c for c in fake_backend.calls if c[0] == "plan"]
     assert plans[-1][1][0].max_model_len == 8192
+    # it leaves with the summary the Textual app prints (wizard_flow.exit_summary)
+    summary = out[out.index("Triton is running") :]
+    assert "  Triton HTTP (/v2)  http://127.0.0.1:8000" in summary
+    assert "modelwiz chat qwen2.5-7b-instruct" in summary
+    assert "modelwiz status" in summary and "modelwiz down      stop the server" in summary
 
 
 def test_plain_refuses_gated_and_describes_gpus_without_nvml(fake_backend):
@@ -84,6 +98,7 @@ def test_plain_rerun_lists_existing_and_disk_full_fails(fake_backend):
         run(
             fake_backend,
             [
+                ("select", "Home", "Add models"),
                 ("text", "Search", "mistral"),
                 ("select", "Pick a model", first_matching("Mistral")),
                 ("confirm", "Add another", False),
@@ -174,6 +189,7 @@ def test_plain_rerun_over_the_real_core_resumes_an_unfinished_add(fake_hub, tmp_
     service = CoreService(spec="L4", repository=repo)
     q = ScriptedQuestionary(
         [
+            ("select", "Home", "Add models"),
             ("text", "Search", "tiny"),
             ("select", "Pick a model", first_matching("org/tiny  (")),
             ("confirm", "Add another", False),
@@ -194,6 +210,7 @@ def test_plain_rerun_over_the_real_core_refuses_a_finished_duplicate_until_named
     service = CoreService(spec="L4", repository=repo)
     q = ScriptedQuestionary(
         [
+            ("select", "Home", "Add models"),
             ("text", "Search", "tiny"),
             ("select", "Pick a model", first_matching("org/tiny  (")),
             ("confirm", "Add another", False),
@@ -208,3 +225,231 @@ def test_plain_rerun_over_the_real_core_refuses_a_finished_duplicate_until_named
     text = out.getvalue()
     assert "✖ org/tiny is already in the repository as 'tiny'" in text  # the CLI's refusal
     assert "  tiny-copy  (org/tiny)" in text
+
+
+# ---------------------------------------------------------------------------------------------
+# The plan's one-key actions, as menu choices
+
+
+QWEN = "Qwen/Qwen2.5-7B-Instruct"
+PICK_QWEN = [
+    ("text", "Search", "qwen2.5-7b"),
+    ("select", "Pick a model", first_matching(QWEN)),
+    ("confirm", "Add another", False),
+]
+
+
+def test_plain_uses_the_context_the_planner_says_fits(fake_backend):
+    def offered_the_fix(choices):
+        assert "Download and launch" not in choices  # it does not fit
+        return "Use 8,192 tokens for qwen2.5-7b-instruct"
+
+    code, out, _ = run(
+        fake_backend,
+        [
+            *PICK_QWEN,
+            ("select", "What now", "Change a context length"),
+            ("select", "Which model", "qwen2.5-7b-instruct"),
+            ("text", "Context length", "32768"),
+            ("select", "What now", "Change how many requests at once"),
+            ("select", "Which model", "qwen2.5-7b-instruct"),
+            ("text", "Full-length requests at once", "99"),
+            ("select", "What now", offered_the_fix),
+            ("select", "What now", lambda choices: "Quit" if "Download and launch" in choices else "no GO"),
+        ],
+    )
+    assert code == QUIT_CODE
+    assert "✖ does not fit" in out and "--max-model-len 8192" in out
+    plans = [c[1][0] for c in fake_backend.calls if c[0] == "plan"]
+    assert (plans[-2].max_model_len, plans[-2].min_concurrency) == (32768, 99)
+    assert (plans[-1].max_model_len, plans[-1].min_concurrency) == (8192, 99)  # the concurrency is kept
+    assert "context 8,192 tokens (max_model_len)" in out  # the plain-words card (plan_render)
+    assert "memory share 0.90 (gpu_memory_utilization)" in out
+
+
+def test_plain_keeps_room_per_gpu_for_later_models_and_the_choice_reaches_the_state(fake_backend):
+    from wizard.plan_render import KEEP_FREE_BYTES
+
+    backend = fake_backend
+    q = ScriptedQuestionary(
+        [
+            *PICK_QWEN,
+            ("select", "What now", "Change how many requests at once"),
+            ("select", "Which model", "qwen2.5-7b-instruct"),
+            ("text", "Full-length requests at once", "10"),
+            ("select", "What now", "Keep 20.0 GiB free per GPU for later models"),
+            ("select", "What now", "Fill free memory (give the kept room to these models)"),  # and back
+            ("select", "What now", "Keep 20.0 GiB free per GPU for later models"),
+            ("select", "What now", "Download and launch"),
+            ("text", "Test prompt", ""),
+        ]
+    )
+    out = io.StringIO()
+    wizard = plain.PlainWizard(backend, plain.Prompts(q), out)
+    assert wizard.run(WizardState(spec=backend.spec)) == 0
+    assert not q.script
+    # 15 GiB of weights and 10 requests' KV cache fit one H100; with 20 GiB kept free they need both
+    assert re.findall(r"tensor_parallel_size (\d)", out.getvalue()) == ["1", "1", "2", "1", "2"]
+    assert wizard.state.reserve_bytes == KEEP_FREE_BYTES
+    assert wizard.state.plan is not None and wizard.state.plan.models[0].tensor_parallel_size == 2
+
+
+# ---------------------------------------------------------------------------------------------
+# Logging in to Hugging Face from the wizard
+
+
+class SecretScript(ScriptedQuestionary):
+    """The scripted questionary with questionary's hidden prompt."""
+
+    def password(self, message, **kwargs):
+        return self._next("password", message, **kwargs)
+
+
+def test_plain_logs_in_with_a_hidden_token_that_is_never_shown(fake_backend, caplog):
+    caplog.set_level(logging.DEBUG)
+    fake_backend.logged_in = False
+    seventy = "meta-llama/Llama-3.1-70B-Instruct"
+    q = SecretScript(
+        [
+            ("text", "Search", "llama-3.1-70b"),
+            ("select", "Pick a model", first_matching(seventy)),  # refused: not logged in
+            ("text", "Search", "llama-3.1-70b"),
+            ("select", "Pick a model", "Log in to Hugging Face"),
+            ("password", "Hugging Face token", "hf_wrong_secret"),
+            ("text", "Search", "llama-3.1-70b"),
+            ("select", "Pick a model", "Log in to Hugging Face"),
+            ("password", "Hugging Face token", fake_backend.valid_token),
+            ("text", "Search", "llama-3.1-70b"),
+            ("select", "Pick a model", first_matching(seventy)),
+            ("confirm", "Add another", False),
+            ("select", "What now", "Quit"),
+        ]
+    )
+    out = io.StringIO()
+    assert plain.run_plain(None, service=fake_backend, prompts=plain.Prompts(q), out=out) == QUIT_CODE
+    assert not q.script, q.script
+    text = out.getvalue()
+    assert f"✖ {seventy} is gated: log in with `modelwiz login`" in text
+    assert "✖ " in text and "invalid" in text.lower()  # the wrong token, refused with its fix
+    assert "Logged in to Hugging Face as tester; gated models can be picked now" in text
+    assert f"  + {seventy}" in text
+    assert fake_backend.logged_in
+    assert [c for c in fake_backend.calls if c[0] == "log_in"] == [("log_in",), ("log_in",)]
+    for token in ("hf_wrong_secret", fake_backend.valid_token):
+        assert token not in text and token not in caplog.text
+        assert all(token not in str(asked) for asked in q.asked)
+    assert ("password", "Hugging Face token (from https://huggingface.co/settings/tokens; not shown):", None) in q.asked
+
+
+# ---------------------------------------------------------------------------------------------
+# A re-run: the home step
+
+
+def test_plain_rerun_opens_home_launches_and_leaves_with_the_summary(fake_backend):
+    fake_backend.existing = (existing_llama_plan(),)
+
+    def launch(choices):
+        assert "Relaunch (restart the server with the repository's models)" not in choices
+        return "Launch (the same as `modelwiz up`)"
+
+    def then_quit(choices):
+        assert "Relaunch (restart the server with the repository's models)" in choices
+        return "Quit"
+
+    code, out, _ = run(fake_backend, [("select", "Home", launch), ("select", "Home", then_quit)])
+    assert code == 0
+    first, second = out.split("== Home")[1:3]
+    assert "Server not running: no server for this repository" in first
+    assert "  qwen2.5-7b-instruct  (Qwen/Qwen2.5-7B-Instruct)  stopped" in first
+    assert "tp 1 · 32,768 tokens · util 0.45 · 3.0 at once" in first  # wizard_flow.plan_line
+    assert "qwen2.5-7b-instruct: ready" in out and "the server is up; ready: qwen2.5-7b-instruct" in out
+    assert "Server running  modelwiz-triton" in second
+    assert "  qwen2.5-7b-instruct  (Qwen/Qwen2.5-7B-Instruct)  ready" in second
+    assert ("relaunch",) in fake_backend.calls
+    assert "Triton is running as modelwiz-triton:" in out and "modelwiz chat qwen2.5-7b-instruct" in out
+
+
+def test_plain_home_shows_a_failed_launch_with_its_fix_and_asks_again(fake_backend):
+    fake_backend.existing = (existing_llama_plan(),)
+    fake_backend.podman_ok = False
+    code, out, _ = run(
+        fake_backend,
+        [("select", "Home", "Launch (the same as `modelwiz up`)"), ("select", "Home", "Quit")],
+    )
+    assert code == 0
+    assert "✖ cannot reach the podman service; start it: systemctl --user enable --now podman.socket" in out
+    assert out.rstrip().endswith("modelwiz status    the models and their plans")
+    assert "The server is not running: `modelwiz up` starts it." in out
+
+
+def test_plain_home_resumes_an_unfinished_download_straight_to_the_plan(fake_backend):
+    fake_backend.existing = (unfinished(existing_llama_plan()),)
+
+    def resume(choices):
+        assert "Launch (the same as `modelwiz up`)" not in choices  # nothing finished to serve
+        return "Resume qwen2.5-7b-instruct"
+
+    code, out, _ = run(
+        fake_backend,
+        [
+            ("select", "Home", resume),
+            ("select", "What now", "Download and launch"),  # no model search: the plan, at once
+            ("text", "Test prompt", ""),
+            ("select", "Home", "Quit"),  # the steps come back home
+        ],
+    )
+    assert code == 0
+    assert "  qwen2.5-7b-instruct  (Qwen/Qwen2.5-7B-Instruct)  unfinished" in out
+    assert [c for c in fake_backend.calls if c[0] == "download"] == [("download", QWEN)]
+    assert ("write_repository", ("qwen2.5-7b-instruct",)) in fake_backend.calls
+    assert "qwen2.5-7b-instruct-2" not in out
+    assert "Triton is running" in out
+
+
+def test_plain_home_back_from_the_plan_returns_home(fake_backend):
+    fake_backend.existing = (unfinished(existing_llama_plan()),)
+    code, out, _ = run(
+        fake_backend,
+        [
+            ("select", "Home", "Resume qwen2.5-7b-instruct"),
+            ("select", "What now", "Back to models"),  # Back from the step home started: home
+            ("select", "Home", "Quit"),
+        ],
+    )
+    assert code == 0
+    assert out.count("== Home") == 2 and "== Plan" in out
+    assert not any(c[0] == "download" for c in fake_backend.calls)
+
+
+def test_plain_over_the_real_core_downloads_only_then_a_rerun_opens_home(fake_hub, tmp_path, monkeypatch):
+    """Podman away: the plan's "Before launch" rows say so and offer Download only; the model is
+    downloaded and the repository written, the run ends saying `modelwiz up`; the next run opens on
+    the home step with the model stopped, and its launch fails with the fix, never a traceback."""
+    from wizard.core_service import CoreService
+
+    monkeypatch.setenv("CONTAINER_HOST", f"unix://{tmp_path}/no-podman.sock")
+    repo = tmp_path / "repo"
+    code, out, _ = run(
+        CoreService(spec="L4", repository=repo),
+        [
+            ("text", "Search", "tiny"),
+            ("select", "Pick a model", first_matching("org/tiny  (")),
+            ("confirm", "Add another", False),
+            ("select", "What now", "Download only"),
+        ],
+    )
+    assert code == 0
+    assert "  Before launch:\n  ✖ Podman:" in out
+    assert f"Download only: the models are in {repo}" in out
+    assert out.rstrip().endswith("modelwiz status    the models and their plans")
+    assert (repo / "tiny" / "config.pbtxt").is_file()
+
+    code, out, _ = run(
+        CoreService(spec="L4", repository=repo),
+        [("select", "Home", "Launch (the same as `modelwiz up`)"), ("select", "Home", "Quit")],
+    )
+    assert code == 0
+    assert "  tiny  (org/tiny)  stopped" in out
+    assert "✖ cannot reach the podman service" in out and "Traceback" not in out
+    assert out.count("== Home") == 2  # asked again after the failed launch
+    assert "The server is not running: `modelwiz up` starts it." in out

@@ -2,15 +2,18 @@
 prompts (scripted questionary) end in the same `WizardState` and the same calls to the service;
 a re-run that picks a model already in the repository follows the core's rule in both (an
 unfinished add is resumed under its name; a finished one is refused until it is given a name);
-and a failed machine check stops the launch in both.
+a failed machine check stops the launch in both ("download only": the repository is written,
+nothing is launched); and a re-run resumes an unfinished download from the home screen / home step
+the same way in both.
 """
 
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 
 import pytest
-from textual.widgets import Input
+from textual.widgets import Button, Input
 
 from screens.app import build_app
 from screens.plan import PlanScreen
@@ -20,8 +23,10 @@ from tests.fixtures_screens import (
     ScriptedQuestionary,
     existing_llama_plan,
     first_matching,
+    home_ready,
     home_to_models,
     pick,
+    plan_ready,
     screen_name,
     text_of,
     to_models,
@@ -31,6 +36,8 @@ from tests.fixtures_screens import (
 )
 from wizard import plain
 from wizard.errors import Cancelled, ModelwizError
+from wizard.service import ModelChoice
+from wizard.wizard_flow import advance
 from wizard.wizard_state import WizardState
 
 QWEN = "Qwen/Qwen2.5-7B-Instruct"
@@ -130,11 +137,13 @@ def test_plain_rerun_resumes_an_unfinished_model_under_its_name(fake_backend):
     code, state, out = run_plain(
         fake_backend,
         [
+            ("select", "Home", "Add models"),  # as the TUI's home screen's `a`
             ("text", "Search", "qwen2.5-7b"),
             ("select", "Pick a model", first_matching(QWEN)),
             ("confirm", "Add another", False),
             ("select", "What now", "Download and launch"),
             ("text", "Test prompt", ""),
+            ("select", "Home", "Quit"),  # the steps come back to the home step
         ],
     )
     assert code == 0
@@ -179,6 +188,7 @@ def test_plain_rerun_refuses_a_finished_duplicate_until_it_is_named(fake_backend
     code, _, out = run_plain(
         fake_backend,
         [
+            ("select", "Home", "Add models"),
             ("text", "Search", "qwen2.5-7b"),
             ("select", "Pick a model", first_matching(QWEN)),
             ("confirm", "Add another", False),
@@ -220,17 +230,128 @@ async def test_tui_failed_podman_check_stops_the_launch(fake_backend):
 
 
 def test_plain_failed_podman_check_stops_the_launch(fake_backend):
+    """As the TUI: the plan lists the failed podman row with its fix and offers Download only;
+    the download runs, the repository is written for `modelwiz up`, nothing is launched, and the
+    run ends saying how to launch."""
     fake_backend.podman_ok = False
-    with pytest.raises(ModelwizError, match="cannot launch: Podman: cannot reach the podman service") as info:
-        run_plain(
-            fake_backend,
-            [
-                ("text", "Search", "qwen2.5-7b"),
-                ("select", "Pick a model", first_matching(QWEN)),
-                ("confirm", "Add another", False),
-                ("select", "What now", "Download and launch"),
-            ],
-        )
-    assert info.value.hint == "start it: systemctl --user enable --now podman.socket"
+
+    def download_only(choices):
+        assert "Download and launch" not in choices and "Check the launch again" in choices
+        return "Download only"
+
+    code, state, out = run_plain(
+        fake_backend,
+        [
+            ("text", "Search", "qwen2.5-7b"),
+            ("select", "Pick a model", first_matching(QWEN)),
+            ("confirm", "Add another", False),
+            ("select", "What now", download_only),
+        ],
+    )
+    assert code == 0 and not state.launch
+    assert "✖ Podman: cannot reach the podman service" in out
+    assert "fix: start it: systemctl --user enable --now podman.socket" in out
     assert QWEN in fake_backend.downloaded
+    assert ("write_repository", (QWEN_NAME,)) in fake_backend.calls
+    assert not any(c[0] == "launch" for c in fake_backend.calls)
+    assert out.rstrip().endswith(
+        "The server is not running: `modelwiz up` starts it.\n  modelwiz status    the models and their plans"
+    )
+
+
+def test_plain_refuses_to_launch_when_a_check_fails_after_the_plan(fake_backend):
+    """The launch step still refuses on a failed machine check (write_and_launch), before writing."""
+    fake_backend.podman_ok = False
+    state = WizardState(spec=fake_backend.spec)
+    q = ScriptedQuestionary([])
+    wizard = plain.PlainWizard(fake_backend, plain.Prompts(q), io.StringIO())
+    state, _ = advance(state, "machine", wizard.machine(state))  # the checks say podman is down
+    assert state.inventory is not None
+    choices = (ModelChoice(QWEN),)
+    state = state.with_(choices=choices, plan=fake_backend.plan(state.inventory, choices, ()))
+    with pytest.raises(ModelwizError, match="cannot launch: Podman: cannot reach the podman service") as info:
+        wizard.launch(state)
+    assert info.value.hint == "start it: systemctl --user enable --now podman.socket"
     assert not any(c[0] in ("write_repository", "launch") for c in fake_backend.calls)
+
+
+# ---------------------------------------------------------------------------------------------
+# "Download only": the same session through both UIs
+
+
+async def test_download_only_through_both_uis_ends_the_same(tmp_path):
+    tui_service = FakeService(repository=tmp_path / "tui")
+    tui_service.cdi_ok = False  # the launch would stop: no CDI spec for the planned GPU
+    app = build_app(tui_service)
+    async with app.run_test(size=SIZE) as pilot:
+        await to_models(pilot)
+        await pick(pilot, "qwen2.5-7b")
+        await to_plan(pilot)
+        await wait_for(pilot, lambda: plan_ready(app), groups=["readiness"])
+        assert str(app.screen.query_one("#continue", Button).label) == "Download only"
+        await pilot.click("#continue")
+        await wait_for(pilot, lambda: screen_name(app) == "DownloadScreen" and app.screen.query_one("#finish").display)
+        await pilot.click("#finish")
+        await wait_for(pilot, lambda: home_ready(app), groups=["home-poll"])
+        await pilot.press("ctrl+c")
+        await wait_for(pilot, lambda: app.return_code == 0)
+    tui_state = app.state
+
+    plain_service = FakeService(repository=tmp_path / "plain")
+    plain_service.cdi_ok = False
+    code, plain_state, out = run_plain(
+        plain_service,
+        [
+            ("text", "Search", "qwen2.5-7b"),
+            ("select", "Pick a model", first_matching(QWEN)),
+            ("confirm", "Add another", False),
+            ("select", "What now", "Download only"),
+        ],
+    )
+    assert code == 0
+    assert "✖ GPU access (CDI): no CDI spec declares nvidia.com/gpu=0" in out
+    assert plain_state.launch is False
+    # the same state, but for the disk check's path (each UI had its own repository)
+    assert [c.key for c in plain_state.checks] == [c.key for c in tui_state.checks]
+    assert replace(plain_state, checks=()) == replace(tui_state, checks=())
+    assert [e.name for e in plain_state.existing] == [QWEN_NAME]  # in the repository, for `modelwiz up`
+    assert decisions(plain_service) == decisions(tui_service)
+    assert ("write_repository", (QWEN_NAME,)) in decisions(plain_service)
+    assert not any(c[0] in ("launch", "relaunch") for c in plain_service.calls)
+
+
+# ---------------------------------------------------------------------------------------------
+# A re-run: the home screen / home step resumes an unfinished download
+
+
+async def test_resume_from_home_through_both_uis_ends_the_same(tmp_path):
+    tui_service = FakeService(repository=tmp_path / "models", existing=(unfinished(existing_llama_plan()),))
+    app = build_app(tui_service)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: home_ready(app), groups=["home-poll"])
+        await pilot.press("r")
+        await wait_for(pilot, lambda: plan_ready(app), groups=["plan", "readiness"])
+        await pilot.click("#continue")
+        await wait_for(pilot, lambda: screen_name(app) == "DoneScreen")
+        await pilot.click("#finish")
+        await wait_for(pilot, lambda: home_ready(app), groups=["home-poll"])
+        await pilot.press("ctrl+c")
+        await wait_for(pilot, lambda: app.return_code == 0)
+    tui_state = app.state
+
+    plain_service = FakeService(repository=tmp_path / "models", existing=(unfinished(existing_llama_plan()),))
+    code, plain_state, out = run_plain(
+        plain_service,
+        [
+            ("select", "Home", f"Resume {QWEN_NAME}"),
+            ("select", "What now", "Download and launch"),
+            ("text", "Test prompt", ""),
+            ("select", "Home", "Quit"),
+        ],
+    )
+    assert code == 0
+    assert plain_state == tui_state
+    assert plain_state.choices == (ModelChoice(QWEN),) and plain_state.endpoints is not None
+    assert decisions(plain_service) == decisions(tui_service)
+    assert ("write_repository", (QWEN_NAME,)) in decisions(plain_service)
+    assert "Triton is running as modelwiz-triton:" in out

@@ -16,6 +16,7 @@ from typing import Literal
 
 from wizard.errors import ModelwizError, UsageError
 from wizard.gpus import GpuInventory
+from wizard.plan_render import KEEP_FREE_BYTES, suggested_context
 from wizard.plan_types import ModelPlan
 from wizard.progress import ProgressEvent
 from wizard.service import (
@@ -241,6 +242,37 @@ def with_name(choices: Sequence[ModelChoice], index: int, name: str | None) -> t
 def can_go_on(plan: PlanView | None, choices: Sequence[ModelChoice], state: WizardState) -> bool:
     """The plan can be downloaded and launched: it fits, and there is something to run."""
     return plan is not None and plan.fits and bool(choices or state.existing)
+
+
+def launch_blocked(rows: Sequence[Check]) -> bool:
+    """A "before launch" row (`WizardService.launch_readiness`) stops the launch: the plan step
+    then offers "download only" (the repository is written; `modelwiz up` launches it later)."""
+    return any(r.status == "fail" and r.blocks == "launch" for r in rows)
+
+
+def context_fix(plan: PlanView, choices: Sequence[ModelChoice]) -> tuple[int, int] | None:
+    """The plan's one-key "use the context that fits": (index of the first pick that does not fit,
+    the context length the planner suggests for it), or None when every pick fits."""
+    for index, choice in enumerate(choices):
+        model = plan.model(plan.name_of(choice) or choice.repo_id)
+        if model is None or model.fits:
+            continue
+        length = suggested_context(model)
+        if length is not None:
+            return index, length
+    return None
+
+
+def use_context(choices: Sequence[ModelChoice], fix: tuple[int, int]) -> tuple[ModelChoice, ...]:
+    """The picks with `context_fix`'s length taken (the pick's concurrency kept)."""
+    index, length = fix
+    return with_settings(choices, index, max_model_len=length, min_concurrency=choices[index].min_concurrency)
+
+
+def toggled_reserve(reserve_bytes: int) -> int:
+    """The plan's "keep memory free for later models" toggle: keep `KEEP_FREE_BYTES` on each GPU,
+    or (pressed again) give that memory back to the planned models."""
+    return 0 if reserve_bytes else KEEP_FREE_BYTES
 
 
 # ---------------------------------------------------------------------------------------------
