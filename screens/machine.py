@@ -65,7 +65,8 @@ class MachineScreen(StepScreen[MachineResult]):
     def __init__(self, service: WizardService, state: WizardState) -> None:
         super().__init__(service, state)
         self.spec = state.spec
-        self.inventory: GpuInventory | None = None
+        # Known before the step opens (read by the app): shown in the first frame, read again.
+        self.inventory: GpuInventory | None = state.inventory
         self.checks: list[Check] = []
         self.checks_done = False
 
@@ -73,8 +74,10 @@ class MachineScreen(StepScreen[MachineResult]):
         yield from self.compose_chrome()
         with VerticalScroll(id="body"):
             yield Static("GPUs", classes="section-title")
-            yield LoadingIndicator(id="gpu-loading")
-            yield Static(id="gpus")
+            loading = LoadingIndicator(id="gpu-loading")
+            loading.display = self.inventory is None
+            yield loading
+            yield Static(gpu_lines(self.inventory) if self.inventory is not None else "", id="gpus")
             with Horizontal(id="describe"):
                 yield Input(placeholder="describe GPUs, e.g. 2xH100-80GB", id="spec")
                 yield Button("Plan for these", id="use-spec")
