@@ -91,7 +91,10 @@ class MachineScreen(StepScreen[MachineResult]):
 
     def on_mount(self) -> None:
         self.query_one("#describe").display = False
-        self.load(self.spec)
+        if self.inventory is None:
+            self.load(self.spec)
+        else:  # on screen already: the checks' imports and I/O wait for the first frame
+            self.call_after_refresh(self.load, self.spec)
 
     # -- workers ------------------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="machine", exit_on_error=False, description="Reading the GPUs")
