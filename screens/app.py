@@ -20,7 +20,7 @@ from textual import work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Input, Static, TextArea
+from textual.widgets import Footer, Header, Static
 
 from screens.step import StepScreen
 from wizard.errors import ModelwizError
@@ -165,8 +165,9 @@ class ModelWizApp(App[str]):
         return any(w.group in BUSY_GROUPS and w.is_running for w in self.workers)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action == "quit_key" and isinstance(self.focused, (Input, TextArea)):
-            return None  # shown disabled: the key is the Input's (Ctrl-C / Ctrl-Q still quit)
+        focused = self.focused
+        if action == "quit_key" and focused is not None and focused.check_consume_key("q", "q"):
+            return None  # shown disabled: the focused field types it (Ctrl-C / Ctrl-Q still quit)
         return True
 
     def action_quit_key(self) -> None:
