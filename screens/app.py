@@ -20,7 +20,7 @@ from textual import work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Static
+from textual.widgets import Static
 
 from screens.step import StepScreen
 from wizard.errors import ModelwizError
@@ -83,9 +83,9 @@ class ModelWizApp(App[str]):
         self.server: ServerView | None = None  # the home screen's last look at the server
 
     def compose(self) -> ComposeResult:
-        yield Header()
+        # Seen only while the repository and the GPUs are read (the first step is usually pushed
+        # before the first frame), so it carries no header or footer to build and style.
         yield Static("Starting…", id="splash")
-        yield Footer()
 
     def on_mount(self) -> None:
         # The steps start at once: the first frame is the first step (or the home screen) when it

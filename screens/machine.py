@@ -78,7 +78,8 @@ class MachineScreen(StepScreen[MachineResult]):
             loading.display = self.inventory is None
             yield loading
             yield Static(gpu_lines(self.inventory) if self.inventory is not None else "", id="gpus")
-            with Horizontal(id="describe"):
+            with Horizontal(id="describe") as describe:  # shown when the GPUs cannot be read
+                describe.display = False
                 yield Input(placeholder="describe GPUs, e.g. 2xH100-80GB", id="spec")
                 yield Button("Plan for these", id="use-spec")
             yield Static("Checks", classes="section-title")
@@ -90,7 +91,6 @@ class MachineScreen(StepScreen[MachineResult]):
         yield from self.compose_footer()
 
     def on_mount(self) -> None:
-        self.query_one("#describe").display = False
         if self.inventory is None:
             self.load(self.spec)
         else:  # on screen already: the checks' imports and I/O wait for the first frame
