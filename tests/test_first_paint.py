@@ -4,11 +4,12 @@ shows them while its worker reads them again and runs the checks."""
 
 from __future__ import annotations
 
+import argparse
 import threading
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 
 from screens.app import build_app, first_look
+from screens.machine import MachineScreen
 from tests.fixtures_screens import FakeService, screen_name, text_of, wait_for
 from wizard.gpus import GpuInventory, NvmlError
 from wizard.service import ExistingModel
@@ -23,7 +24,11 @@ def test_a_first_run_knows_the_gpus_before_its_first_step(tmp_path):
 
 
 def test_gpus_that_cannot_be_read_are_left_to_the_machine_step(tmp_path):
-    service = FakeService(repository=tmp_path / "models", spec=None, nvml_error=NvmlError("NVML could not be loaded", hint="install the NVIDIA driver"))
+    service = FakeService(
+        repository=tmp_path / "models",
+        spec=None,
+        nvml_error=NvmlError("NVML could not be loaded", hint="install the NVIDIA driver"),
+    )
     assert first_look(service, WizardState(spec=None)).inventory is None  # the step says why
 
 
@@ -51,11 +56,13 @@ class SlowRereadService(FakeService):
 
 async def test_the_machine_step_shows_the_gpus_before_its_worker_reads_them(tmp_path):
     service = SlowRereadService(repository=tmp_path / "models")
-    app = build_app(service, SimpleNamespace(gpus="2xH100-80GB"))
+    app = build_app(service, argparse.Namespace(gpus="2xH100-80GB"))
     async with app.run_test(size=(100, 30)) as pilot:
         await wait_for(pilot, lambda: screen_name(app) == "MachineScreen" and service.reads == 2)
         assert "H100" in text_of(app, "#gpus")  # while the step's own read is still waiting
         assert not app.screen.query_one("#gpu-loading").display
         service.reread.set()
-        await wait_for(pilot, lambda: app.screen.checks_done, groups=("machine",))
+        await wait_for(
+            pilot, lambda: isinstance(app.screen, MachineScreen) and app.screen.checks_done, groups=("machine",)
+        )
         assert "H100" in text_of(app, "#gpus") and service.reads == 2
