@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import gc
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
@@ -18,9 +20,10 @@ from textual import work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Input, Static, TextArea
+from textual.widgets import Static
 
 from screens.step import StepScreen
+from wizard.errors import ModelwizError
 from wizard.service import ServerView, WizardService
 from wizard.wizard_flow import (
     STEPS,
@@ -44,6 +47,16 @@ QUIT_WHILE_BUSY = (
     "Something is still running. Quit anyway? Finished files are kept, and running modelwiz again"
     " picks up where it stopped."
 )
+
+
+def first_look(service: WizardService, state: WizardState) -> WizardState:
+    """`wizard_flow.opening`, and on a first run the GPUs too, so that the machine step shows them
+    in its first frame (it reads them again, and says why when they cannot be read)."""
+    state = opening(service, state)
+    if not opens_home(state) and state.inventory is None:
+        with contextlib.suppress(ModelwizError):
+            state = state.with_(inventory=service.load_inventory(state.spec))
+    return state
 
 
 class ModelWizApp(App[str]):
@@ -70,20 +83,21 @@ class ModelWizApp(App[str]):
         self.server: ServerView | None = None  # the home screen's last look at the server
 
     def compose(self) -> ComposeResult:
-        yield Header()
+        # Seen only while the repository and the GPUs are read (the first step is usually pushed
+        # before the first frame), so it carries no header or footer to build and style.
         yield Static("Starting…", id="splash")
-        yield Footer()
 
     def on_mount(self) -> None:
-        # Start the steps after the first frame is on screen: the splash paints at bare-app speed.
-        self.call_after_refresh(self.run_flow)
+        # The steps start at once: the first frame is the first step (or the home screen) when it
+        # is ready in time, the splash only when the repository or the GPUs are slow to read.
+        self.run_flow()
 
     # -- the flow -----------------------------------------------------------------------------
     @work(exclusive=True, group="flow", exit_on_error=True)
     async def run_flow(self) -> None:
         state = self.state
         try:
-            state = await asyncio.to_thread(opening, self.service, state)
+            state = await asyncio.to_thread(first_look, self.service, state)
         except Exception as error:  # noqa: BLE001 - an unreadable repository is shown, not fatal
             self.notify(f"could not read the model repository: {error}", severity="warning")
         if not opens_home(state):
@@ -151,8 +165,9 @@ class ModelWizApp(App[str]):
         return any(w.group in BUSY_GROUPS and w.is_running for w in self.workers)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action == "quit_key" and isinstance(self.focused, (Input, TextArea)):
-            return None  # shown disabled: the key is the Input's (Ctrl-C / Ctrl-Q still quit)
+        focused = self.focused
+        if action == "quit_key" and focused is not None and focused.check_consume_key("q", "q"):
+            return None  # shown disabled: the focused field types it (Ctrl-C / Ctrl-Q still quit)
         return True
 
     def action_quit_key(self) -> None:
@@ -213,6 +228,9 @@ def run_app(args: argparse.Namespace) -> int:
     from wizard.core_service import CoreService
 
     app = build_app(CoreService(spec=getattr(args, "gpus", None)), args)
+    # What the imports built lives as long as the process: out of the collector's way, the first
+    # frame's many small objects no longer set off full collections that walk it all again.
+    gc.freeze()
     summary = app.run()
     if summary and not app.return_code:
         print(summary, end="")  # on the normal screen, after the full-screen UI is gone

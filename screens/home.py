@@ -227,8 +227,8 @@ class HomeScreen(Screen[HomeResult]):
         table = self.query_one("#models", DataTable)
         table.add_columns("Model", "State", "Plan")
         table.focus()
-        self._show_models(first_look(self.state.existing))  # at once; the first look follows
-        self.look()
+        self._show_models(first_look(self.state.existing))  # at once; the first look follows it on screen
+        self.call_after_refresh(self.look)
         self.set_interval(POLL_S, self.look)
 
     # -- looking ------------------------------------------------------------------------------

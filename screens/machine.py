@@ -65,7 +65,8 @@ class MachineScreen(StepScreen[MachineResult]):
     def __init__(self, service: WizardService, state: WizardState) -> None:
         super().__init__(service, state)
         self.spec = state.spec
-        self.inventory: GpuInventory | None = None
+        # Known before the step opens (read by the app): shown in the first frame, read again.
+        self.inventory: GpuInventory | None = state.inventory
         self.checks: list[Check] = []
         self.checks_done = False
 
@@ -73,9 +74,12 @@ class MachineScreen(StepScreen[MachineResult]):
         yield from self.compose_chrome()
         with VerticalScroll(id="body"):
             yield Static("GPUs", classes="section-title")
-            yield LoadingIndicator(id="gpu-loading")
-            yield Static(id="gpus")
-            with Horizontal(id="describe"):
+            loading = LoadingIndicator(id="gpu-loading")
+            loading.display = self.inventory is None
+            yield loading
+            yield Static(gpu_lines(self.inventory) if self.inventory is not None else "", id="gpus")
+            with Horizontal(id="describe") as describe:  # shown when the GPUs cannot be read
+                describe.display = False
                 yield Input(placeholder="describe GPUs, e.g. 2xH100-80GB", id="spec")
                 yield Button("Plan for these", id="use-spec")
             yield Static("Checks", classes="section-title")
@@ -87,8 +91,10 @@ class MachineScreen(StepScreen[MachineResult]):
         yield from self.compose_footer()
 
     def on_mount(self) -> None:
-        self.query_one("#describe").display = False
-        self.load(self.spec)
+        if self.inventory is None:
+            self.load(self.spec)
+        else:  # on screen already: the checks' imports and I/O wait for the first frame
+            self.call_after_refresh(self.load, self.spec)
 
     # -- workers ------------------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="machine", exit_on_error=False, description="Reading the GPUs")

@@ -50,3 +50,15 @@ def test_the_wizard_path_imports_no_command_module():
     modules = loaded_after("from wizard.cli import build_parser\nbuild_parser(['add', '--help'])")
     assert "wizard.commands.add" in modules
     assert {"wizard.commands.export", "wizard.commands.verify", "wizard.commands.gpus"}.isdisjoint(modules)
+
+
+def test_the_wizard_first_paint_imports_only_what_it_shows():
+    """What `modelwiz` imports before its first frame (the console script, the app, the core
+    service, the machine step and the home screen): nothing heavy, no template or TOML writer, no
+    command module, and no TextArea (only the Done screen has one; the q key asks the focused
+    widget instead)."""
+    modules = loaded_after(
+        "import wizard.cli, wizard.interactive, screens.app, screens.machine, screens.home, wizard.core_service"
+    )
+    not_yet = (*HEAVY, "jinja2", "tomlkit", "textual.widgets._text_area", "wizard.commands")
+    assert [m for m in modules if any(m == n or m.startswith(n + ".") for n in not_yet)] == []
