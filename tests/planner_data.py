@@ -217,9 +217,9 @@ def deployments() -> list[Deployment]:
     return out
 
 
-def predicted_kv_tokens(case: Deployment) -> int:
-    """The planner's KV cache (tokens per engine) for the deployment's own settings."""
-    cost = engine_cost(
+def predicted_cost(case: Deployment):  # -> wizard.vllm_memory's engine cost
+    """The planner's non-KV memory of one engine at the deployment's own settings."""
+    return engine_cost(
         case.meta,
         case.tp,
         profile=case.profile,
@@ -227,8 +227,16 @@ def predicted_kv_tokens(case: Deployment) -> int:
         max_num_seqs=case.max_num_seqs,
         peer_to_peer=has_peer_to_peer(case.gpu.name),
     )
-    pool = budget_bytes(case.utilization, case.gpu.cuda_total_bytes) - cost.inside
-    return kv_pool_tokens(pool, kv_view(case.meta, case.profile).kv_bytes_per_token(case.tp))
+
+
+def predicted_pool_bytes(case: Deployment) -> int:
+    """The planner's KV-cache pool (bytes per engine) for the deployment's own settings."""
+    return budget_bytes(case.utilization, case.gpu.cuda_total_bytes) - predicted_cost(case).inside
+
+
+def predicted_kv_tokens(case: Deployment) -> int:
+    """The planner's KV cache (tokens per engine) for the deployment's own settings."""
+    return kv_pool_tokens(predicted_pool_bytes(case), kv_view(case.meta, case.profile).kv_bytes_per_token(case.tp))
 
 
 @dataclass(frozen=True)
@@ -266,3 +274,23 @@ def replay(case: Deployment, plan: ModelPlan) -> Replay:
     return Replay(
         plan=plan, need=case.one_request_bytes(plan.max_model_len, mnbt), pool=pool, batch_pool=pool + lighter
     )
+
+
+# The per-model fields of `modelwiz plan --json` (a contract: other tools read them).
+PLAN_MODEL_FIELDS = frozenset(
+    {
+        "model",
+        "name",
+        "fits",
+        "reason",
+        "tensor_parallel_size",
+        "gpu_memory_utilization",
+        "max_model_len",
+        "dtype",
+        "instance_group",
+        "weights_bytes",
+        "kv_cache_bytes_per_token",
+        "kv_cache_tokens",
+        "max_concurrency",
+    }
+)

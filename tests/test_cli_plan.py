@@ -6,24 +6,10 @@ import json
 
 import pytest
 
-from tests.planner_data import config, model_dir, qwen_tensors, write_safetensors
+from tests.planner_data import PLAN_MODEL_FIELDS, config, model_dir, qwen_tensors, write_safetensors
 from wizard.cli import main
 
-FIELDS = {
-    "model",
-    "name",
-    "fits",
-    "reason",
-    "tensor_parallel_size",
-    "gpu_memory_utilization",
-    "max_model_len",
-    "dtype",
-    "instance_group",
-    "weights_bytes",
-    "kv_cache_bytes_per_token",
-    "kv_cache_tokens",
-    "max_concurrency",
-}
+FIELDS = PLAN_MODEL_FIELDS
 
 
 @pytest.fixture

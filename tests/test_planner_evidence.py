@@ -11,9 +11,16 @@ import statistics
 
 import pytest
 
-from tests.planner_data import Deployment, deployments, predicted_kv_tokens, replay
+from tests.planner_data import (
+    Deployment,
+    deployments,
+    predicted_cost,
+    predicted_kv_tokens,
+    predicted_pool_bytes,
+    replay,
+)
 from wizard.planner import MAX_UTILIZATION_PER_GPU, ModelRequest, headroom_bytes, margin_bytes, plan_models
-from wizard.vllm_memory import budget_bytes, engine_cost, has_peer_to_peer, kv_view
+from wizard.vllm_memory import kv_view
 
 CASES = deployments()
 IDS = [c.id for c in CASES]
@@ -54,15 +61,7 @@ def test_kv_cache_token_errors_overall():
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_the_planner_agrees_with_vllm_on_whether_it_started(case):
-    cost = engine_cost(
-        case.meta,
-        case.tp,
-        profile=case.profile,
-        max_num_batched_tokens=case.max_num_batched_tokens,
-        max_num_seqs=case.max_num_seqs,
-        peer_to_peer=has_peer_to_peer(case.gpu.name),
-    )
-    pool = budget_bytes(case.utilization, case.gpu.cuda_total_bytes) - cost.inside
+    pool = predicted_pool_bytes(case)
     assert (pool >= case.one_request_bytes(case.max_model_len, case.max_num_batched_tokens)) == case.started
 
 
@@ -113,13 +112,4 @@ def test_the_margin_covers_what_the_estimate_misses(case):
     # Where vLLM measured more non-KV memory than estimated, the KV pool came out smaller than
     # planned; the margin the plan keeps must cover that. (The excluded case is a 0.6.5
     # development build that measured 1.79 GiB of non-torch memory on one GPU.)
-    cost = engine_cost(
-        case.meta,
-        case.tp,
-        profile=case.profile,
-        max_num_batched_tokens=case.max_num_batched_tokens,
-        max_num_seqs=case.max_num_seqs,
-        peer_to_peer=has_peer_to_peer(case.gpu.name),
-    )
-    planned_pool = budget_bytes(case.utilization, case.gpu.cuda_total_bytes) - cost.inside
-    assert planned_pool - case.kv_cache_bytes <= margin_bytes(cost)
+    assert predicted_pool_bytes(case) - case.kv_cache_bytes <= margin_bytes(predicted_cost(case))
