@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 Behaviour = Literal["ok", "cut", "garbled"]
 OWNED_BY = "Triton Inference Server"
@@ -54,6 +54,34 @@ class _Server(ThreadingHTTPServer):
             super().handle_error(request, client_address)
 
 
+class Routes(Protocol):
+    """What a stand-in answers: GET and POST, each given the request handler."""
+
+    def handle_get(self, request: BaseHTTPRequestHandler) -> None: ...
+
+    def handle_post(self, request: BaseHTTPRequestHandler) -> None: ...
+
+
+def serve_in_thread(routes: Routes, host: str = "127.0.0.1", port: int = 0) -> ThreadingHTTPServer:
+    """An HTTP/1.1 server for `routes` on a daemon thread (port 0: any free port), quiet in logs."""
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:  # quiet
+            pass
+
+        def do_GET(self) -> None:
+            routes.handle_get(self)
+
+        def do_POST(self) -> None:
+            routes.handle_post(self)
+
+    server = _Server((host, port), Handler)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    return server
+
+
 @dataclass
 class StandIn:
     models: dict[str, Behaviour]  # loaded: listed at /v1/models, served at /v1/chat/completions
@@ -71,22 +99,7 @@ class StandIn:
         return f"http://{host!s}:{port}"
 
     def start(self, host: str = "127.0.0.1", port: int = 0) -> StandIn:
-        standin = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: Any) -> None:  # quiet
-                pass
-
-            def do_GET(self) -> None:
-                standin.handle_get(self)
-
-            def do_POST(self) -> None:
-                standin.handle_post(self)
-
-        self.server = _Server((host, port), Handler)
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        self.server = serve_in_thread(self, host, port)
         return self
 
     def stop(self) -> None:

@@ -4,10 +4,8 @@ the home screen's chat panel (a real CoreService) takes the same routes."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +13,7 @@ from textual.app import App
 from textual.widgets import Input
 
 from screens.home_panels import ChatScreen
+from tests.fixtures_chat import MOUNT, write_model
 from tests.fixtures_screens import text_of, wait_for
 from tests.openai_standin import StandIn
 from tests.v2_standin import REPLY, V2StandIn
@@ -23,8 +22,6 @@ from wizard.core_service import CoreService
 from wizard.errors import ModelwizError
 from wizard.service import Endpoints
 
-TEMPLATES = Path(__file__).parent / "data" / "chat_templates"
-MOUNT = "/models"
 ANSWER = "".join(REPLY)
 
 
@@ -36,18 +33,6 @@ def llama3(*turns: tuple[str, str]) -> str:
     )
     body = "".join(f"<|start_header_id|>{role}<|end_header_id|>\n\n{text}<|eot_id|>" for role, text in turns)
     return head + body + "<|start_header_id|>assistant<|end_header_id|>\n\n"
-
-
-def write_model(root: Path, name: str, template: str | None) -> Path:
-    """A repository model whose 1/model.json loads its weights folder (the container sees it under MOUNT)."""
-    weights = root / name / "weights"
-    weights.mkdir(parents=True)
-    (root / name / "1").mkdir()
-    (root / name / "config.pbtxt").write_text('backend: "vllm"\n')
-    (root / name / "1" / "model.json").write_text(json.dumps({"model": f"{MOUNT}/{name}/weights"}))
-    config = (TEMPLATES / template / "tokenizer_config.json").read_text() if template else '{"model_max_length": 8}'
-    (weights / "tokenizer_config.json").write_text(config)
-    return weights
 
 
 @pytest.fixture

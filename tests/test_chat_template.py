@@ -9,10 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures_chat import TEMPLATES
 from wizard.chat_template import ChatTemplate, load_chat_template
 from wizard.errors import ModelwizError
-
-TEMPLATES = Path(__file__).parent / "data" / "chat_templates"
 
 SYSTEM = {"role": "system", "content": "You are a helpful assistant."}
 TURNS = [

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
+from tests.fixtures_chat import TEMPLATES
 from wizard.chat_template import load_chat_template
 from wizard.conversation import Conversation
-
-TEMPLATES = Path(__file__).parent / "data" / "chat_templates"
 
 
 def test_turns_alternate_after_the_system_message():

@@ -7,15 +7,13 @@ from __future__ import annotations
 import io
 import json
 import sys
-from pathlib import Path
 
 import pytest
 
 from tests.fakehub import FakeRepo
+from tests.fixtures_chat import TEMPLATES
 from tests.fixtures_hub import tiny_model_files
 from wizard.cli import main
-
-TEMPLATES = Path(__file__).parent / "data" / "chat_templates"
 
 
 def chat_repo(repo_id: str, template_folder: str | None) -> FakeRepo:

@@ -4,7 +4,6 @@ chats with which template, the exports, the endpoints text and `modelwiz chat` (
 from __future__ import annotations
 
 import io
-import json
 import sys
 from collections.abc import Iterator
 from dataclasses import replace
@@ -14,6 +13,7 @@ import kubernetes_validate
 import pytest
 
 from tests.export_helpers import export_facts, make_repository
+from tests.fixtures_chat import MOUNT, write_model
 from tests.openai_standin import StandIn
 from wizard.cli import main
 from wizard.container import LABEL_OPENAI, create_kwargs, launch_spec_for, spec_labels
@@ -25,20 +25,7 @@ from wizard.openai_frontend import FRONTEND_MAIN
 from wizard.openai_models import chat_server
 from wizard.serve_options import ServeOptions, options_from_labels
 
-TEMPLATES = Path(__file__).parent / "data" / "chat_templates"
-MOUNT = "/models"
 IMAGE = "nvcr.io/nvidia/tritonserver:26.08-vllm-python-py3"
-
-
-def write_model(root: Path, name: str, template: str | None) -> None:
-    """A model folder whose 1/model.json loads its weights folder, with `template`'s tokenizer files."""
-    weights = root / name / "weights"
-    weights.mkdir(parents=True)
-    (root / name / "1").mkdir()
-    (root / name / "config.pbtxt").write_text('backend: "vllm"\n')
-    (root / name / "1" / "model.json").write_text(json.dumps({"model": f"{MOUNT}/{name}/weights"}))
-    config = (TEMPLATES / template / "tokenizer_config.json").read_text() if template else '{"model_max_length": 8}'
-    (weights / "tokenizer_config.json").write_text(config)
 
 
 def inputs(root: Path, *models: str) -> LaunchInputs:

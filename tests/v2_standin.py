@@ -9,10 +9,11 @@ Models behave as "ok" (one event per word of `REPLY`) or "fail" (one word, then 
 from __future__ import annotations
 
 import json
-import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
+
+from tests.openai_standin import serve_in_thread
 
 Behaviour = Literal["ok", "fail"]
 REPLY = ("Four", " it", " is.")
@@ -34,23 +35,7 @@ class V2StandIn:
         return [body["text_input"] for body in self.bodies]
 
     def start(self) -> V2StandIn:
-        standin = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: Any) -> None:  # quiet
-                pass
-
-            def do_GET(self) -> None:
-                standin.handle_get(self)
-
-            def do_POST(self) -> None:
-                standin.handle_post(self)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        self.server = serve_in_thread(self)
         return self
 
     def stop(self) -> None:
