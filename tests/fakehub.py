@@ -101,6 +101,8 @@ class FakeHub:
         self.fail_status: int | None = None  # answer this status (500, 503...) ...
         self.fail_times = 0  # ... to this many of the next file requests (HEAD and GET)
         self.stall: set[str] = set()  # paths whose GET sends headers, then no body (until `unstall` or exit)
+        self.search_gate = threading.Event()  # cleared: model searches (/api/models) wait for it (a slow Hub)
+        self.search_gate.set()
         self.unstall = threading.Event()
         self._server: ThreadingHTTPServer | None = None
 
@@ -269,6 +271,7 @@ class _Handler(BaseHTTPRequestHandler):
                 # The real Hub rejects an unknown bearer token on every route, before anything else.
                 return self._error(401, None, "Invalid credentials in Authorization header")
             if raw == "/api/models":
+                self.fake.search_gate.wait(30)
                 return self._list_models(query)
             match = _API_MODEL.match(raw)
             if match:

@@ -374,13 +374,10 @@ async def test_resume_over_the_real_core(tmp_path, fake_hub, no_podman):
         assert app.screen.plan.names == {"org/tiny": "tiny"}
 
 
-def test_catalog_fills_the_list_when_the_hub_is_unreachable(monkeypatch):
-    from wizard import hub
+def test_catalog_fills_the_list_when_the_hub_is_unreachable(tmp_path, monkeypatch):
+    from tests.fixtures_hub import point_hf_at
 
-    def unreachable(query, *, limit=20):
-        raise hub.HubUnreachable("cannot reach huggingface.co to search models", hint="check the network")
-
-    monkeypatch.setattr(hub, "search_models", unreachable)
+    point_hf_at(monkeypatch, "http://127.0.0.1:9", tmp_path)  # the discard port: connection refused
     service = CoreService(spec="H100-80GB")
     found = service.popular_models(service.load_inventory("H100-80GB"))
     ids = [c.repo_id for c in found]
@@ -391,26 +388,23 @@ def test_catalog_fills_the_list_when_the_hub_is_unreachable(monkeypatch):
     assert next(c for c in found if c.repo_id == "Qwen/Qwen2.5-72B-Instruct").fit != "fits"
 
 
-async def test_model_list_shows_the_catalog_at_once_then_the_hub_replaces_it(monkeypatch):
-    import threading
-
+async def test_model_list_shows_the_catalog_at_once_then_the_hub_replaces_it(fake_hub):
     from wizard import hub
 
-    answer = threading.Event()
-
-    def slow_search(query, *, limit=20):
-        answer.wait(10)
-        return [hub.HubSearchResult(repo_id="org/fresh", downloads=9, likes=0, gated=False)]
-
-    monkeypatch.setattr(hub, "search_models", slow_search)
+    fake_hub.search_gate.clear()  # the Hub is slow to answer the search
     app = build_app(CoreService(spec="H100-80GB"))
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: screen_name(app) == "MachineScreen" and app.screen.checks_done)
-        await pilot.click("#continue")
-        await wait_for(pilot, lambda: screen_name(app) == "ModelsScreen" and bool(app.screen.results))
-        assert app.screen.results[0].repo_id == "Qwen/Qwen2.5-7B-Instruct"  # the built-in catalog, before the Hub
-        answer.set()
-        await wait_for(pilot, lambda: [c.repo_id for c in app.screen.results] == ["org/fresh"], groups=["search"])
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: screen_name(app) == "MachineScreen" and app.screen.checks_done)
+            await pilot.click("#continue")
+            await wait_for(pilot, lambda: screen_name(app) == "ModelsScreen" and bool(app.screen.results))
+            assert app.screen.results[0].repo_id == "Qwen/Qwen2.5-7B-Instruct"  # the built-in catalog, before the Hub
+            fake_hub.search_gate.set()
+            from_hub = [r.repo_id for r in hub.search_models("", limit=12)]
+            await wait_for(pilot, lambda: [c.repo_id for c in app.screen.results] == from_hub, groups=["search"])
+            assert "Qwen/Qwen2.5-7B-Instruct" not in from_hub  # the Hub's answer replaced the catalog
+    finally:
+        fake_hub.search_gate.set()
 
 
 async def test_rerun_with_nothing_new_never_says_no_model_given(tmp_path, fake_hub, no_podman):
