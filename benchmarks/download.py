@@ -9,6 +9,11 @@ modelwiz/hf (target >= 0.95) and the disk ratio: bytes on disk (st_blocks) / mod
 (target 1.00), for modelwiz's folder and for the HF-cache + local_dir pair a default
 `hf download` without --local-dir would leave.
 
+Then resume after a kill: each tool downloads again into a new folder over a throttled Hub, is
+killed (SIGKILL) once half the model's bytes are on disk, and runs again at full speed. Prints the
+bytes the rerun fetched and its wall time, for both (huggingface_hub restarts a cut file from zero;
+modelwiz asks for the rest of it).
+
     python3 benchmarks/download.py [--mb 300] [--rounds 3]
 """
 
@@ -48,6 +53,49 @@ def make_repo(total_mb: int) -> FakeRepo:
         files[f"model-{i:05d}-of-{shards:05d}.safetensors"] = safetensors_bytes({f"t{i}": ("U8", [per])}, fill=block)
     files["model.safetensors.index.json"] = b'{"metadata": {}, "weight_map": {}}'
     return FakeRepo("bench/model", files)
+
+
+def bytes_on_disk(dest: Path) -> int:
+    """Every byte under `dest`, finished or partial (huggingface_hub's *.incomplete, modelwiz's *.part)."""
+    total = 0
+    for path in dest.rglob("*"):
+        try:
+            total += path.stat().st_size if path.is_file() else 0
+        except OSError:
+            continue  # renamed or deleted while we looked
+    return total
+
+
+def served_bytes(hub: FakeHub, repo: FakeRepo, since: int) -> int:
+    """Bytes of file bodies the Hub sent for GETs logged after `since` (a Range starts later)."""
+    total = 0
+    for req in hub.requests("GET")[since:]:
+        name = req.path.split("?")[0].rsplit("/", 1)[-1]
+        size = next((len(d) for p, d in repo.files.items() if p.rsplit("/", 1)[-1] == name), None)
+        if size is None or "/api/" in req.path:
+            continue
+        start = req.headers.get("range", "bytes=0-").removeprefix("bytes=").split("-")[0]
+        total += size - int(start or 0)
+    return total
+
+
+def killed_then_rerun(cmd: list[str], env: dict, hub: FakeHub, repo: FakeRepo, dest: Path) -> tuple[float, int]:
+    """Run `cmd`, SIGKILL it once half the model is on disk in `dest`, rerun it at full speed.
+    Returns (rerun wall time, bytes the rerun fetched)."""
+    model_bytes = sum(len(d) for d in repo.files.values())
+    hub.throttle.update({p: 0.004 for p in repo.files if p.endswith(".safetensors")})  # ~16 MB/s a file
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while bytes_on_disk(dest) < model_bytes // 2:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"{cmd[:4]} ended before half the model was on disk")
+        time.sleep(0.02)
+    proc.kill()
+    proc.wait()
+    hub.throttle.clear()
+    since = len(hub.requests("GET"))
+    elapsed = run(cmd, env)
+    return elapsed, served_bytes(hub, repo, since)
 
 
 def run(cmd: list[str], env: dict) -> float:
@@ -101,6 +149,18 @@ def main() -> int:
         cache_run = run([hf, "download", repo.repo_id], env)
         cache_disk = disk_bytes(tmp / "hf-home" / "hub")
         hf_local = disk_bytes(tmp / f"hf-{args.rounds - 1}")
+        resumed = {
+            "hf": killed_then_rerun(
+                [hf, "download", repo.repo_id, "--local-dir", str(tmp / "hf-kill")], env, hub, repo, tmp / "hf-kill"
+            ),
+            "modelwiz": killed_then_rerun(
+                [sys.executable, "-m", "wizard", "download", repo.repo_id, "--to", str(tmp / "mw-kill")],
+                env,
+                hub,
+                repo,
+                tmp / "mw-kill",
+            ),
+        }
 
     mb = model_bytes / 1e6
     hf_t, mw_t = statistics.median(times["hf"]), statistics.median(times["modelwiz"])
@@ -119,6 +179,11 @@ def main() -> int:
         f"disk ratio HF cache + a local_dir copy of it: {(cache_disk + hf_local) / model_bytes:.3f}"
         f"  (hf download into the cache took {cache_run:.2f} s)"
     )
+    (hf_s, hf_b), (mw_s, mw_b) = resumed["hf"], resumed["modelwiz"]
+    print("killed with half the model on disk, then run again:")
+    print(f"  hf download --local-dir : rerun fetched {hf_b / 1e6:7.1f} MB in {hf_s:5.2f} s")
+    print(f"  modelwiz download       : rerun fetched {mw_b / 1e6:7.1f} MB in {mw_s:5.2f} s")
+    print(f"  bytes ratio modelwiz/hf: {mw_b / hf_b:.3f}   time ratio modelwiz/hf: {mw_s / hf_s:.3f}")
     return 0
 
 

@@ -1,7 +1,11 @@
 """A fake Hugging Face Hub on 127.0.0.1, faithful enough that the real huggingface_hub runs end to end.
 
-It follows /work/shared/notes/fake-hub-spec.md section 9 (routes, headers, `X-Error-Code` values,
-Range/206/416), never advertises Xet, and is multi-threaded (snapshot downloads use 8 workers).
+It follows the routes, headers, `X-Error-Code` values and Range/206/416 answers of the real Hub as
+huggingface_hub reads them, never advertises Xet, and is multi-threaded (snapshot downloads use 8 workers).
+As the real Hub does, it answers the resolve URL of an LFS file with a 302 to its CDN: here
+`http://localhost:<port>/_cdn/...`, another host for huggingface_hub (so the token must not follow), and
+the CDN refuses a request that carries one, as an S3 presigned URL does ("Only one auth mechanism
+allowed"). `cdn = False` serves LFS files from the resolve URL itself, as a plain mirror does.
 Used by the tests (tests/fixtures_hub.py) and by benchmarks/download.py.
 """
 
@@ -101,6 +105,9 @@ class FakeHub:
         self.fail_status: int | None = None  # answer this status (500, 503...) ...
         self.fail_times = 0  # ... to this many of the next file requests (HEAD and GET)
         self.stall: set[str] = set()  # paths whose GET sends headers, then no body (until `unstall` or exit)
+        self.ignore_range: set[str] = set()  # paths whose GET answers 200 with the whole file to a Range (a CDN
+        # that compresses, or a proxy that drops Range)
+        self.cdn = True  # LFS files: the resolve URL redirects to the CDN host (see the module docstring)
         self.search_gate = threading.Event()  # cleared: model searches (/api/models) wait for it (a slow Hub)
         self.search_gate.set()
         self.unstall = threading.Event()
@@ -175,6 +182,7 @@ class FakeHub:
             self.log.append(req)
 
 
+_CDN = re.compile(r"^/_cdn/(?P<repo>[^/]+/[^/]+)/(?P<sha>[0-9a-f]{40})/(?P<path>.+)$")
 _RESOLVE = re.compile(r"^/(?P<repo>[^/]+/[^/]+)/resolve/(?P<rev>[^/]+)/(?P<path>.+)$")
 _API_MODEL = re.compile(
     r"^/api/models/(?P<repo>[^/]+/[^/]+)(?:/(?P<kind>revision|tree|auth-check)(?:/(?P<rev>[^/]+)(?:/(?P<path>.+))?)?)?$"
@@ -266,6 +274,9 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._whoami()
             if raw == "/api/agent-harnesses":
                 return self._json(200, {"standardEnvVars": [], "harnesses": {}})
+            match = _CDN.match(raw)
+            if match:
+                return self._cdn(unquote(match["repo"]), match["sha"], unquote(match["path"]))
             token = self._token()
             if token is not None and token not in self.fake.users:
                 # The real Hub rejects an unknown bearer token on every route, before anything else.
@@ -423,9 +434,37 @@ class _Handler(BaseHTTPRequestHandler):
         if repo.is_lfs(path):
             headers["X-Linked-Size"] = str(len(data))
             headers["X-Linked-Etag"] = f'"{repo.etag(path)}"'
+            if self.fake.cdn:
+                port = self.server.server_address[1]
+                location = f"http://localhost:{port}/_cdn/{repo.repo_id}/{repo.sha}/{path}?X-Amz-Signature=fake"
+                body = f"Found. Redirecting to {location}".encode()
+                headers = {k: v for k, v in headers.items() if k not in ("Accept-Ranges", "Content-Type")}
+                return self._send(302, body, {**headers, "Location": location, "Content-Type": "text/plain"})
+        self._serve_file(path, data, headers)
+
+    def _cdn(self, repo_id: str, sha: str, path: str) -> None:
+        """The CDN behind an LFS file's redirect: presigned, so a request that also carries a token is refused."""
+        if self.headers.get("authorization"):
+            body = b"<Error><Code>InvalidArgument</Code><Message>Only one auth mechanism allowed</Message></Error>"
+            return self._send(400, body, {"Content-Type": "application/xml"})
+        repo = self.fake.repos.get(repo_id)
+        files = None if repo is None else repo.files if sha == repo.sha else repo.older.get(sha)
+        if files is None or path not in files:
+            return self._send(403, b"<Error><Code>AccessDenied</Code></Error>", {"Content-Type": "application/xml"})
+        name = path.rsplit("/", 1)[-1]
+        headers = {
+            "ETag": f'"{hashlib.sha256(files[path]).hexdigest()}"',
+            "Accept-Ranges": "bytes",
+            "Content-Disposition": f'attachment; filename="{name}";',
+            "Content-Type": "application/octet-stream",
+        }
+        self._serve_file(path, files[path], headers)
+
+    def _serve_file(self, path: str, data: bytes, headers: dict[str, str]) -> None:
+        """A file's bytes, honouring Range (206, 416), with the body faults the tests switched on."""
         status, start, end = 200, 0, len(data)
         rng = self.headers.get("range")
-        if rng:
+        if rng and path not in self.fake.ignore_range:
             m = re.fullmatch(r"bytes=(\d+)-(\d*)", rng.strip())
             if not m or int(m[1]) >= len(data):
                 return self._error(416, None, "Range Not Satisfiable", {"Content-Range": f"bytes */{len(data)}"})

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import time
+import types
 
 import pytest
 
@@ -142,3 +144,15 @@ def hub_env(fake_hub, tmp_path):
     env.pop("HF_HUB_OFFLINE", None)
     env.pop("HF_TOKEN", None)
     return env
+
+
+@pytest.fixture
+def small_chunks(monkeypatch):
+    """4 KiB download chunks (default 10 MiB), so progress, cancel and Range resume show on small files;
+    and no 1 s sleeps between huggingface_hub's retries."""
+    from huggingface_hub import constants, file_download
+
+    monkeypatch.setattr(constants, "DOWNLOAD_CHUNK_SIZE", 4096)
+    fast_time = types.SimpleNamespace(**{k: getattr(time, k) for k in dir(time) if not k.startswith("_")})
+    fast_time.sleep = lambda s: None
+    monkeypatch.setattr(file_download, "time", fast_time)

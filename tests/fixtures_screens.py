@@ -398,7 +398,7 @@ class FakeService:
                     errors.append(
                         Cancelled(
                             f"download of {choice.repo_id} cancelled",
-                            hint="run modelwiz again to resume; finished files are kept",
+                            hint="run modelwiz again to resume; what arrived is kept",
                         )
                     )
                     return

@@ -31,18 +31,6 @@ def no_partials(dest: Path) -> bool:
     return not list(dest.rglob("*.incomplete"))
 
 
-@pytest.fixture
-def small_chunks(monkeypatch):
-    """4 KiB download chunks (default 10 MiB), so progress, cancel and Range resume show on small files;
-    and no 1 s sleeps between huggingface_hub's retries."""
-    from huggingface_hub import constants, file_download
-
-    monkeypatch.setattr(constants, "DOWNLOAD_CHUNK_SIZE", 4096)
-    fast_time = types.SimpleNamespace(**{k: getattr(time, k) for k in dir(time) if not k.startswith("_")})
-    fast_time.sleep = lambda s: None
-    monkeypatch.setattr(file_download, "time", fast_time)
-
-
 # -- selection ---------------------------------------------------------------------------------------
 def test_select_prefers_safetensors_and_skips_the_rest():
     files = {
@@ -176,16 +164,24 @@ def test_a_network_that_stays_down_fails_cleanly_and_the_next_run_resumes(fake_h
     assert not dl.is_complete(dest) and not (dest / big).exists() and no_partials(dest)
     fake_hub.cut_after.clear()
     fake_hub.cut_times.clear()
-    gets_before = {r.path for r in fake_hub.requests("GET", "/resolve/")}
+
+    def fetched(requests) -> set[str]:
+        return {r.path.split("?")[0].rsplit("/", 1)[-1] for r in requests}
+
+    kept = {p.name for p in dest.iterdir() if p.is_file()}
+    before = len(fake_hub.requests("GET"))
     result = dl.download_model("org/tiny", dest)
-    refetched = {r.path.rsplit("/", 1)[-1] for r in fake_hub.requests("GET", "/resolve/")} - {
-        p.rsplit("/", 1)[-1] for p in gets_before if big not in p
-    }
-    assert big in refetched
+    again = fetched(fake_hub.requests("GET")[before:])
+    assert big in again and not again & kept  # what was finished is kept
     assert_identical(dest, repo, result.files) and dl.is_complete(dest)
 
 
-def test_cancel_keeps_finished_files_and_a_rerun_completes(fake_hub, tmp_path, small_chunks):
+def partial_of(dest: Path, repo: FakeRepo, path: str) -> Path:
+    """Where a cut download of `path` keeps its bytes: named by the path and the content's sha256."""
+    return dest / dl.PARTIAL_DIR / f"{path}.{repo.etag(path)}.part"
+
+
+def test_cancel_keeps_every_byte_and_a_rerun_asks_only_for_the_rest(fake_hub, tmp_path, small_chunks):
     repo = fake_hub.repos["org/tiny"]
     big = "model-00001-of-00002.safetensors"
     fake_hub.hold_path = big  # the big file stalls after its first 64 KiB
@@ -203,26 +199,38 @@ def test_cancel_keeps_finished_files_and_a_rerun_completes(fake_hub, tmp_path, s
     worker = threading.Thread(target=run)
     worker.start()
     deadline = time.monotonic() + 10
+    part = partial_of(dest, repo, big)
     # Cancel once the big file is stalled mid-body and a small file has finished.
-    while not (fake_hub.requests("GET", big) and (dest / "config.json").exists()) and time.monotonic() < deadline:
+    while not (part.exists() and part.stat().st_size >= 32 * 1024 and (dest / "config.json").exists()):
+        assert time.monotonic() < deadline, "the big file never started"
         time.sleep(0.01)
     cancel.set()
     fake_hub.gate.set()
     worker.join(10)
     assert outcome and isinstance(outcome[0], Cancelled), outcome
     assert "run the same command again" in outcome[0].one_line()
-    assert not (dest / big).exists() and no_partials(dest) and not dl.is_complete(dest)
-    # What it says is kept is what is on disk: whole files only (the stalled one is deleted).
-    kept = sum(p.stat().st_size for p in dest.iterdir() if p.is_file())
+    assert not (dest / big).exists() and not dl.is_complete(dest)
+    # The file in progress is kept, up to what arrived, and nothing else is left half-done.
+    have = part.stat().st_size
+    assert 64 * 1024 <= have < len(repo.files[big]) and no_partials(dest)
+    assert part.read_bytes() == repo.files[big][:have]
+    # What it says is kept is what is on disk: the whole files and the partial one.
+    kept = sum(p.stat().st_size for p in dest.iterdir() if p.is_file()) + have
     from wizard.units import format_bytes
 
     assert f"{format_bytes(kept)} of" in outcome[0].message
     assert (dest / "config.json").exists()  # finished files are kept
     fake_hub.hold_path = None
     gets = len(fake_hub.requests("GET", "/config.json"))
-    result = dl.download_model("org/tiny", dest)
+    before = len(fake_hub.requests("GET", big))
+    events = []
+    result = dl.download_model("org/tiny", dest, on_progress=events.append)
     assert len(fake_hub.requests("GET", "/config.json")) == gets  # not fetched again
-    assert_identical(dest, repo, result.files) and dl.is_complete(dest)
+    # The big file continues where it stopped: one request, for the bytes it lacked.
+    assert [r.headers.get("range") for r in fake_hub.requests("GET", big)[before:]] == [f"bytes={have}-"]
+    assert events[0].done_bytes == kept and "already on disk" in (events[0].message or "")
+    assert result.fetched_bytes == result.bytes - kept
+    assert_identical(dest, repo, result.files) and dl.is_complete(dest) and not part.exists()
 
 
 def test_a_half_done_folder_never_counts_as_complete(fake_hub, tmp_path):
@@ -353,23 +361,27 @@ def test_corrupt_small_file_is_caught_by_its_git_blob_id(fake_hub, tmp_path):
 
 
 def test_a_file_a_killed_run_left_unverified_is_hashed_before_it_counts(fake_hub, tmp_path):
-    """Killed after huggingface_hub moved a (damaged) file into place, before it was hashed: the
-    rerun finds its recorded etag right, hashes it anyway, and fetches it again."""
+    """Killed after huggingface_hub moved a (damaged) small file into place, before it was hashed: the
+    rerun finds its recorded etag right, hashes it anyway, and fetches it again. An LFS file is only
+    ever moved into place once hashed: one without the recorded hash is not trusted."""
     repo = fake_hub.repos["org/tiny"]
     dest = tmp_path / "d"
+    small = "tokenizer.json"
+    assert not repo.is_lfs(small)
     dl.download_model("org/tiny", dest)
     (dest / dl.MARKER).unlink()
     (dest / dl.VERIFIED).unlink()
-    with open(dest / SHARD, "r+b") as f:
-        f.seek(100)
-        f.write(b"\x00\x01\x02")
+    with open(dest / small, "r+b") as f:
+        f.write(b"\x00\x01\x02")  # same size, other bytes
     plan = dl.plan_download("org/tiny", dest)
-    assert SHARD in plan.present and SHARD not in plan.verified
-    gets = len(fake_hub.requests("GET", SHARD))
+    assert small in plan.present and small not in plan.verified
+    assert SHARD not in plan.present
+    gets = {name: len(fake_hub.requests("GET", f"/{name}")) for name in (small, SHARD, "config.json")}
     result = dl.download_model("org/tiny", dest)
-    assert len(fake_hub.requests("GET", SHARD)) == gets + 1
+    assert len(fake_hub.requests("GET", f"/{small}")) == gets[small] + 1
+    assert len(fake_hub.requests("GET", SHARD)) == gets[SHARD] + 1
     assert_identical(dest, repo, result.files) and dl.is_complete(dest)
-    assert len(fake_hub.requests("GET", "/config.json")) == 1  # the good files were hashed, not fetched
+    assert len(fake_hub.requests("GET", "/config.json")) == gets["config.json"]  # hashed, not fetched
 
 
 def test_bit_flip_on_disk_is_named_by_verify_and_repaired(fake_hub, tmp_path, capsys):

@@ -15,6 +15,7 @@ import pytest
 
 from tests.fakehub import FakeRepo, safetensors_bytes
 from tests.fixtures_hub import GOOD_TOKEN, llama_config
+from tests.test_download import partial_of
 from wizard import download as dl
 from wizard.progress import ProgressEvent
 from wizard.progress_text import describe, progress_printer
@@ -75,7 +76,8 @@ def test_kill_9_mid_download_then_a_rerun_ends_identical(hub_env, tmp_path, fake
         "model-00002-of-00002.safetensors": safetensors_bytes({"b": ("U8", [200_000])}, fill=os.urandom(4096)),
     }
     repo = fake_hub.add(FakeRepo("org/killme", files))
-    fake_hub.throttle["model-00001-of-00002.safetensors"] = 0.05  # ~1.3 MiB/s: time to kill it
+    shard = "model-00001-of-00002.safetensors"
+    fake_hub.throttle[shard] = 0.05  # ~1.3 MiB/s: time to kill it
     dest = tmp_path / "k"
     proc = subprocess.Popen(
         [sys.executable, "-m", "wizard", "download", "org/killme", "--to", str(dest)],
@@ -85,14 +87,13 @@ def test_kill_9_mid_download_then_a_rerun_ends_identical(hub_env, tmp_path, fake
     )
     try:
         deadline = time.monotonic() + 30
+        part = partial_of(dest, repo, shard)
         while time.monotonic() < deadline:
-            partial = list(dest.rglob("*.incomplete"))
-            if (dest / "config.json").exists() and partial:
+            if (dest / "config.json").exists() and part.exists() and part.stat().st_size > 256 * 1024:
                 break
             time.sleep(0.02)
         else:
             raise AssertionError("the download never got going")
-        time.sleep(0.3)
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
     finally:
@@ -100,11 +101,16 @@ def test_kill_9_mid_download_then_a_rerun_ends_identical(hub_env, tmp_path, fake
             proc.kill()
     assert proc.returncode == -signal.SIGKILL
     assert not dl.is_complete(dest)
-    assert not (dest / "model-00001-of-00002.safetensors").exists()  # never a half file under its name
+    assert not (dest / shard).exists()  # never a half file under its name
+    # What arrived before the kill is kept, and the rerun asks only for the rest of that file.
+    have = part.stat().st_size
+    assert 256 * 1024 < have < len(files[shard]) and part.read_bytes() == files[shard][:have]
     fake_hub.throttle.clear()
+    before = len(fake_hub.requests("GET", shard))
     rerun = modelwiz(["download", "org/killme", "--to", str(dest)], hub_env)
     assert rerun.returncode == 0, rerun.stderr
-    assert dl.is_complete(dest) and not list(dest.rglob("*.incomplete"))
+    assert [r.headers.get("range") for r in fake_hub.requests("GET", shard)[before:]] == [f"bytes={have}-"]
+    assert dl.is_complete(dest) and not list(dest.rglob("*.incomplete")) and not part.exists()
     for name, data in files.items():
         assert hashlib.sha256((dest / name).read_bytes()).hexdigest() == hashlib.sha256(data).hexdigest()
     assert repo.sha in dl.read_marker(dest)["sha"]

@@ -110,9 +110,10 @@ async def test_rerun_over_the_real_core_refuses_a_finished_duplicate_until_named
         assert [m.name for m in app.screen.plan.models] == ["tiny", "tiny-copy"]
 
 
-async def test_cancel_in_the_wizard_then_a_rerun_resumes_without_a_duplicate(tmp_path, fake_hub):
+async def test_cancel_in_the_wizard_then_a_rerun_resumes_without_a_duplicate(tmp_path, fake_hub, small_chunks):
     """The cancel message's promise, over the real core: the cancelled model is listed as
-    unfinished, picking it again resumes it under its name (no `tiny-2`), keeping the finished files."""
+    unfinished, picking it again resumes it under its name (no `tiny-2`), keeping the finished files
+    and the bytes of the file that was in progress (the rerun asks only for the rest of it)."""
     repo = tmp_path / "repo"
     held = "model-00001-of-00002.safetensors"
     fake_hub.hold_path = held  # its first 64 KiB arrive, then it waits for the gate
@@ -124,7 +125,7 @@ async def test_cancel_in_the_wizard_then_a_rerun_resumes_without_a_duplicate(tmp
         await to_plan(pilot)
         await pilot.click("#continue")
         await wait_for(pilot, lambda: screen_name(app) == "DownloadScreen" and app.screen.running)
-        await wait_for(pilot, lambda: (repo / "tiny" / "1" / "config.json").exists() or app.screen.totals)
+        await wait_for(pilot, lambda: sum(p.stat().st_size for p in (repo / "tiny").rglob("*.part")) >= 32 * 1024)
         await pilot.press("c")
         fake_hub.gate.set()
         await wait_for(pilot, lambda: not app.screen.running, groups=["download"])
@@ -134,6 +135,10 @@ async def test_cancel_in_the_wizard_then_a_rerun_resumes_without_a_duplicate(tmp
     fake_hub.hold_path = None
     entry = load_manifest(repo).get("tiny")
     assert entry is not None and not entry.complete
+    (part,) = (repo / "tiny").rglob("*.part")
+    have = part.stat().st_size
+    assert have >= 64 * 1024 and part.read_bytes() == fake_hub.repos["org/tiny"].files[held][:have]
+    before = len(fake_hub.requests("GET", held))
 
     rerun = build_app(CoreService(spec=SEED_GPUS, repository=repo))
     async with rerun.run_test(size=SIZE) as pilot:
@@ -152,3 +157,5 @@ async def test_cancel_in_the_wizard_then_a_rerun_resumes_without_a_duplicate(tmp
         )
     assert load_manifest(repo).get("tiny").complete
     assert not (repo / "tiny-2").exists() and load_manifest(repo).get("tiny-2") is None
+    assert [r.headers.get("range") for r in fake_hub.requests("GET", held)[before:]] == [f"bytes={have}-"]
+    assert not part.exists()

@@ -8,11 +8,14 @@ How it works, and why:
   threads (as `hf download` does). huggingface_hub streams into a temp file inside
   `dest/.cache/huggingface/download/` and renames it into place, so every weight byte is stored
   once, on the same filesystem, and a file only appears under its name when it is whole.
-- Resume is per file: huggingface_hub 2.x cannot continue a partial file across processes, so a
-  re-run keeps every finished file (checked by size and by huggingface_hub's metadata/etag) and
-  re-fetches only unfinished ones. Temp files a killed run left behind are deleted first.
-- Integrity: every file is hashed in its download worker right after it arrives (still in the page
-  cache) and compared with the Hub's content hash: the sha256 for LFS files, the git blob id for
+- Resume keeps every byte that arrived. Finished files are kept (checked by size, and by
+  huggingface_hub's metadata/etag or the hash modelwiz recorded). huggingface_hub 2.x deletes a
+  file's partial download when it fails, so the LFS files (the weights) are fetched by
+  `wizard.resumable` instead: a partial named by its path and sha256 under `dest/.cache/modelwiz/partial/`,
+  continued with a Range request by the next attempt, run or process. Small files go through
+  `hf_hub_download`; temp files it leaves when killed are deleted first.
+- Integrity: every file is hashed as it arrives (LFS files while their bytes are written, others in
+  their download worker right after, still in the page cache) and compared with the Hub's content hash: the sha256 for LFS files, the git blob id for
   the others (the ids `model_info(files_metadata=True)` lists). huggingface_hub 2.x checks only the
   size. A file that does not match is deleted and fetched once more, then the download fails.
   Verified hashes are recorded in `dest/.cache/modelwiz/verified.json` as they come, so a resumed
@@ -23,8 +26,8 @@ How it works, and why:
 - Progress: a `tqdm_class` of our own (huggingface_hub has no callback API) feeds one
   thread-safe tracker that emits `ProgressEvent`s (bytes done/total across files, current file,
   rate, ETA), never decreasing. The callback runs on worker threads, one call at a time.
-- Cancel: setting `cancel` makes the next chunk raise inside the download; huggingface_hub deletes
-  that file's temp file, finished files stay, and `Cancelled` is raised. Ctrl-C does the same.
+- Cancel: setting `cancel` makes the next chunk raise inside the download; finished files and the
+  partial LFS files stay, and `Cancelled` is raised. Ctrl-C does the same.
 """
 
 from __future__ import annotations
@@ -43,8 +46,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from wizard.errors import Cancelled, ModelwizError, UsageError
-from wizard.fsutil import atomic_write_text, fsync_dir, hub_content_hash
+from wizard.fsutil import atomic_write_text, fsync_dir, hub_content_hash, is_sha256
 from wizard.progress import ProgressCallback, ProgressEvent, RateMeter, ignore_progress
+from wizard.resumable import PART_SUFFIX, fetch_resumable, partial_name
 from wizard.units import format_bytes
 
 if TYPE_CHECKING:
@@ -55,6 +59,7 @@ MARKER = STATE_DIR / "complete.json"
 LOCK = STATE_DIR / "lock"
 VERIFIED = STATE_DIR / "verified.json"  # repo path -> content hash checked after it arrived
 STARTED = STATE_DIR / "download.json"  # which model this folder holds (written before any byte)
+PARTIAL_DIR = STATE_DIR / "partial"  # LFS files in progress, named by path and sha256 (wizard.resumable)
 HF_STATE_DIR = Path(".cache") / "huggingface"
 MARKER_VERSION = 1
 DISK_MARGIN_BYTES = 64 * 1024**2  # keep this much free beyond the download itself
@@ -145,6 +150,7 @@ class DownloadPlan:
     revision: str | None = None
     etags: dict[str, str] = field(default_factory=dict)  # repo path -> the Hub's etag, to check files on disk
     verified: frozenset[str] = frozenset()  # present files whose hash was checked already
+    partial: Mapping[str, int] = field(default_factory=dict)  # unfinished LFS files -> bytes already on disk
 
     @property
     def hashes(self) -> dict[str, str]:
@@ -160,8 +166,17 @@ class DownloadPlan:
         return sum(self.files[p] for p in self.present)
 
     @property
+    def partial_bytes(self) -> int:
+        return sum(self.partial.values())
+
+    @property
+    def bytes_on_disk(self) -> int:
+        """What an earlier run left that this one keeps: whole files and the partial ones' bytes."""
+        return self.present_bytes + self.partial_bytes
+
+    @property
     def bytes_to_fetch(self) -> int:
-        return self.total_bytes - self.present_bytes
+        return self.total_bytes - self.bytes_on_disk
 
     @property
     def fits(self) -> bool:
@@ -176,16 +191,21 @@ def _disk_free(path: Path) -> int:
 
 
 def _present_files(dest: Path, files: dict[str, int], etags: Mapping[str, str], sha: str) -> frozenset[str]:
-    """Files already whole in dest *and the same content as the Hub's*: right size, and
-    huggingface_hub's metadata for it names the file's current etag (sha256 for LFS files, the git
-    blob id otherwise), or, where the Hub gave no etag, the commit being fetched. Same-size files
-    from another commit or another model (a fine-tune over its base) are fetched again."""
+    """Files already whole in dest *and the same content as the Hub's*: right size, and the hash
+    modelwiz recorded for it, or huggingface_hub's metadata for it, names the file's current etag
+    (sha256 for LFS files, the git blob id otherwise), or, where the Hub gave no etag, the commit
+    being fetched. Same-size files from another commit or another model (a fine-tune over its base)
+    are fetched again."""
     present = set()
     meta_dir = dest / HF_STATE_DIR / "download"
+    recorded = read_verified(dest)
     for path, size in files.items():
         target = dest / path
         try:
             if not (target.is_file() and target.stat().st_size == size):
+                continue
+            if etags.get(path) and recorded.get(path) == etags[path]:
+                present.add(path)
                 continue
             lines = (meta_dir / f"{path}.metadata").read_text(encoding="utf-8").splitlines()
         except OSError:
@@ -233,7 +253,24 @@ def _plan(
         revision=revision,
         etags=etags,
         verified=_verified(dest, present, etags),
+        partial=_partials(dest, files, etags, present),
     )
+
+
+def _partials(dest: Path, files: dict[str, int], etags: Mapping[str, str], present: frozenset[str]) -> dict[str, int]:
+    """The unfinished LFS files an earlier run left a partial of, with its bytes (at most the file's size)."""
+    out = {}
+    for path, size in files.items():
+        expected = etags.get(path)
+        if path in present or not is_sha256(expected):
+            continue
+        try:
+            have = (dest / PARTIAL_DIR / partial_name(path, str(expected))).stat().st_size
+        except OSError:
+            continue
+        if 0 < have <= size:
+            out[path] = have
+    return out
 
 
 def _verified(dest: Path, present: frozenset[str], etags: Mapping[str, str]) -> frozenset[str]:
@@ -338,12 +375,17 @@ class _Verifier:
         actual = hub_content_hash(self.dest / path, expected)
         if actual is not None and actual != expected:
             return actual
+        self.record(path)
+        return None
+
+    def record(self, path: str) -> None:
+        """Record that `path` on disk hashed to what the Hub lists."""
+        expected = self.plan.etags[path]
         with self._lock:
             self._done[path] = expected
             # Not fsync'd: losing it in a power cut only means hashing those files again.
             text = json.dumps(self._done, indent=1, sort_keys=True) + "\n"
             atomic_write_text(self.dest / VERIFIED, text, durable=False)
-        return None
 
     def discard(self, path: str) -> None:
         self.discard_in(self.dest, path)
@@ -449,17 +491,19 @@ class _DestLock:
             os.close(self.fd)  # closing drops the flock
 
 
-def _clean_stale_partials(dest: Path) -> int:
-    """Delete temp files a killed run left (huggingface_hub never reuses them). Returns bytes freed."""
+def _clean_stale_partials(dest: Path, plan: DownloadPlan) -> int:
+    """Delete temp files a killed run left (huggingface_hub never reuses them), and partial LFS files
+    of content this download does not fetch (another commit's). Returns bytes freed."""
+    stale = list((dest / HF_STATE_DIR / "download").rglob("*.incomplete"))
+    wanted = {dest / PARTIAL_DIR / partial_name(p, plan.etags[p]) for p in plan.partial}
+    stale += [p for p in (dest / PARTIAL_DIR).rglob(f"*{PART_SUFFIX}") if p not in wanted]
     freed = 0
-    root = dest / HF_STATE_DIR / "download"
-    if root.is_dir():
-        for tmp in root.rglob("*.incomplete"):
-            try:
-                freed += tmp.stat().st_size
-                tmp.unlink()
-            except OSError:
-                continue
+    for tmp in stale:
+        try:
+            freed += tmp.stat().st_size
+            tmp.unlink()
+        except OSError:
+            continue
     return freed
 
 
@@ -485,7 +529,7 @@ class _Tracker:
         self.cancel = cancel
         self.task = f"download {plan.repo_id}"
         self._lock = threading.Lock()
-        self._bytes = {p: (s if p in plan.present else 0) for p, s in plan.files.items()}
+        self._bytes = {p: (s if p in plan.present else plan.partial.get(p, 0)) for p, s in plan.files.items()}
         self._done_files = set(plan.present)
         self._fetched = 0
         self._meter = RateMeter(clock=clock)
@@ -503,9 +547,12 @@ class _Tracker:
 
     @property
     def kept_bytes(self) -> int:
-        """Bytes of the files that are whole on disk (what a cancel keeps)."""
+        """Bytes on disk that a next run keeps: the whole files, and what the partial LFS files hold
+        (read from disk, once the downloads stopped)."""
         with self._lock:
-            return sum(self.plan.files[p] for p in self._done_files)
+            kept = sum(self.plan.files[p] for p in self._done_files)
+            partial = _partials(self.plan.dest, self.plan.files, self.plan.etags, frozenset(self._done_files))
+        return kept + sum(partial.values())
 
     def advance(self, path: str, file_bytes: int) -> None:
         """`path` has `file_bytes` on disk now (from a progress bar; may go back on a restart)."""
@@ -671,6 +718,7 @@ def download_model(
                 present=present,
                 free_bytes=_disk_free(dest),
                 verified=_verified(dest, present, plan.etags),
+                partial=_partials(dest, plan.files, plan.etags, present),
             )
         _record_start(dest, plan)
         marker = read_marker(dest)
@@ -681,7 +729,7 @@ def download_model(
             return _result(plan, 0)
         check_disk(plan)
         _remove_marker(dest)  # from here on the folder is "in progress" until the end
-        _clean_stale_partials(dest)
+        _clean_stale_partials(dest, plan)
         fetched = _fetch_all(plan, dest, on_progress, cancel, token, max_workers)
         _verify(plan, dest)
         _write_marker(dest, plan)
@@ -707,7 +755,7 @@ CHUNK_BYTES = 1024 * 1024
 
 
 def _fetch_all(plan, dest, on_progress, cancel, token, max_workers) -> int:
-    from huggingface_hub import constants, hf_hub_download
+    from huggingface_hub import constants, hf_hub_download, hf_hub_url
 
     from wizard.hub import hub_endpoint, redact_url, translate_error
 
@@ -715,11 +763,12 @@ def _fetch_all(plan, dest, on_progress, cancel, token, max_workers) -> int:
 
     stop = threading.Event()
     tracker = _Tracker(plan, on_progress, stop, cancel)
-    resumed = plan.present_bytes
+    resumed = plan.bytes_on_disk
     tracker.emit(message=f"resuming: {format_bytes(resumed)} already on disk" if resumed else None)
     todo = [p for p in plan.files if p not in plan.present]
     # Biggest first: the long files start early, the small ones fill the gaps.
     todo.sort(key=lambda p: -plan.files[p])
+    endpoint = hub_endpoint()
 
     verifier = _Verifier(plan, dest)
     todo += [p for p in plan.present if p in plan.etags and p not in plan.verified]
@@ -733,11 +782,31 @@ def _fetch_all(plan, dest, on_progress, cancel, token, max_workers) -> int:
                 return
             verifier.discard(path)
         actual = None
+        expected = plan.etags.get(path)
         for _attempt in range(FETCH_ATTEMPTS):
-            hf_hub_download(
-                plan.repo_id, path, revision=plan.sha, local_dir=dest, token=token, tqdm_class=tracker.bar_class(path)
-            )
-            actual = verifier.check(path)
+            if is_sha256(expected):
+                assert expected is not None
+                actual = fetch_resumable(
+                    hf_hub_url(plan.repo_id, path, revision=plan.sha, endpoint=endpoint),
+                    part=dest / PARTIAL_DIR / partial_name(path, expected),
+                    target=dest / path,
+                    size=plan.files[path],
+                    sha256=expected,
+                    token=token,
+                    tqdm_class=tracker.bar_class(path),
+                )
+                if actual is None:
+                    verifier.record(path)
+            else:
+                hf_hub_download(
+                    plan.repo_id,
+                    path,
+                    revision=plan.sha,
+                    local_dir=dest,
+                    token=token,
+                    tqdm_class=tracker.bar_class(path),
+                )
+                actual = verifier.check(path)
             if actual is None:
                 tracker.file_done(path)
                 return
@@ -746,7 +815,7 @@ def _fetch_all(plan, dest, on_progress, cancel, token, max_workers) -> int:
             f"{path} of {plan.repo_id} arrived damaged {FETCH_ATTEMPTS} times: its hash is {actual},"
             f" the Hub lists {plan.etags[path]}",
             hint=f"{redact_url(hub_endpoint())} (or a proxy on the way) serves bad bytes; run again later,"
-            " or check HF_ENDPOINT and proxy settings (finished files are kept)",
+            " or check HF_ENDPOINT and proxy settings (what arrived is kept)",
         )
 
     pool = ThreadPoolExecutor(max_workers=max(1, max_workers), thread_name_prefix="modelwiz-download")
@@ -766,7 +835,7 @@ def _fetch_all(plan, dest, on_progress, cancel, token, max_workers) -> int:
         pool.shutdown(wait=True, cancel_futures=True)
     cancelled = isinstance(failure, (_Stop, KeyboardInterrupt)) or (cancel is not None and cancel.is_set())
     if failure is not None or cancelled:
-        kept = tracker.kept_bytes  # whole files only: partial ones are deleted
+        kept = tracker.kept_bytes
         if cancelled:
             raise Cancelled(
                 f"download of {plan.repo_id} stopped; {format_bytes(kept)} of {format_bytes(plan.total_bytes)}"
@@ -776,7 +845,7 @@ def _fetch_all(plan, dest, on_progress, cancel, token, max_workers) -> int:
         assert failure is not None  # not cancelled: a worker failed
         error = translate_error(failure, plan.repo_id, revision=plan.revision)
         if not error.hint or "again" not in error.hint:
-            error.hint = ((error.hint + "; ") if error.hint else "") + "finished files are kept: run again to resume"
+            error.hint = ((error.hint + "; ") if error.hint else "") + "what arrived is kept: run again to resume"
         raise error from None
     tracker.emit(finished=True)
     return plan.bytes_to_fetch

@@ -123,10 +123,15 @@ def git_blob_id_file(path: Path | str) -> str:
     return digest.hexdigest()
 
 
+def is_sha256(value: str | None) -> bool:
+    """Whether `value` is a hex sha256: the id the Hub lists for an LFS file (the weights)."""
+    return value is not None and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
+
+
 def hub_content_hash(path: Path | str, expected: str) -> str | None:
     """The hash of `path` in the form of `expected`: a sha256 (64 hex digits, LFS files) or a git
     blob id (40, other files). None when `expected` is neither (nothing to compare with)."""
-    if len(expected) == 64:
+    if is_sha256(expected):
         return sha256_file(path)
     if len(expected) == 40:
         return git_blob_id_file(path)

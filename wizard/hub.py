@@ -176,18 +176,18 @@ def translate_error(error: BaseException, repo_id: str, *, revision: str | None 
     if isinstance(error, (httpx2.TimeoutException, TimeoutError)):
         return HubUnreachable(
             f"{_host()} stopped sending data for {repo_id} (timed out)",
-            hint="the Hub or the network is stalled; run again later (finished files are kept)",
+            hint="the Hub or the network is stalled; run again later (what arrived is kept)",
         )
     if isinstance(error, httpx2.RemoteProtocolError):
         return HubUnreachable(
             f"the connection to {_host()} kept dropping while fetching {repo_id}",
-            hint="check the network (and HF_ENDPOINT / proxy settings), then run again (finished files are kept)",
+            hint="check the network (and HF_ENDPOINT / proxy settings), then run again (what arrived is kept)",
         )
     if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
         where = f" ({error.filename})" if error.filename else ""
         return ModelwizError(
             f"the disk is full{where} while downloading {repo_id}",
-            hint="free some space (or choose a folder on a bigger disk), then run again: finished files are kept",
+            hint="free some space (or choose a folder on a bigger disk), then run again: what arrived is kept",
         )
     if isinstance(error, OSError) and error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return ModelwizError(

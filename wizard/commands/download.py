@@ -11,7 +11,7 @@ DESCRIPTION = (
     "Download the config, tokenizer and safetensors weights of a Hugging Face model into DIR, "
     "straight from the Hub (no second copy in the HF cache). Every file is checked against the Hub's "
     "sha256 (git blob id for small files); `modelwiz verify --folder DIR` checks them again later. "
-    "A progress bar on a terminal, plain lines otherwise. Interrupted? Run the same command again: finished files are kept. Uses the "
+    "A progress bar on a terminal, plain lines otherwise. Interrupted? Run the same command again: what arrived is kept. Uses the "
     "token huggingface_hub knows (HF_TOKEN or `modelwiz login`); honours HF_ENDPOINT and HF_HUB_OFFLINE."
 )
 
