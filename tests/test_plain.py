@@ -421,6 +421,76 @@ def test_plain_home_back_from_the_plan_returns_home(fake_backend):
     assert not any(c[0] == "download" for c in fake_backend.calls)
 
 
+def test_plain_home_chats_reloads_shows_the_log_stops_and_removes(fake_backend):
+    """The home screen's actions on the server and a model, in plain mode too (TERM=dumb, no TTY)."""
+    from wizard.service import ModelState
+
+    name = "qwen2.5-7b-instruct"
+    fake_backend.existing = (existing_llama_plan(),)
+    fake_backend.server_running = True
+    fake_backend.serving = {name: ModelState(name, "ready")}
+    fake_backend.log = ("I1129 model_lifecycle.cc] successfully loaded 'qwen2.5-7b-instruct'",)
+    offered = []
+
+    def pick(action):
+        def choose(choices):
+            offered.append(list(choices))
+            return action
+
+        return choose
+
+    code, out, _ = run(
+        fake_backend,
+        [
+            ("select", "Home", pick("Chat with a model")),
+            ("select", "Chat with which model", name),
+            ("text", "You (to qwen2.5-7b-instruct", "hello"),
+            ("text", "You (to qwen2.5-7b-instruct", ""),
+            ("select", "Home", pick("Reload a model (the server loads it again)")),
+            ("select", "Reload which model", name),
+            ("select", "Home", pick("Show the server log")),
+            ("select", "Home", pick("Stop the server (the same as `modelwiz down`)")),
+            ("select", "Home", pick("Remove a model")),
+            ("select", "Remove which model", name),
+            ("confirm", f"Remove {name} from the repository", True),
+            ("confirm", "Delete its weights (15.0 GiB) too?", False),
+            ("select", "Home", pick("Quit")),
+        ],
+    )
+    assert code == 0
+    assert {"Chat with a model", "Reload a model (the server loads it again)", "Show the server log"} <= set(offered[0])
+    assert "Triton serves models." in out and ("generate", name, "hello") in fake_backend.calls
+    assert ("reload", name) in fake_backend.calls and f"{name} loaded again" in out
+    assert "  | I1129 model_lifecycle.cc] successfully loaded 'qwen2.5-7b-instruct'" in out
+    assert ("stop",) in fake_backend.calls and "server stopped and removed" in out
+    # Stopped: nothing to chat with or reload; the model is still there to remove.
+    assert "Chat with a model" not in offered[4] and "Remove a model" in offered[4]
+    assert ("remove", name, False) in fake_backend.calls  # the weights stay: the user said no
+    assert f"removed {name} from" in out
+    assert offered[-1] == ["Add models", "Log in to Hugging Face", "Quit"]  # nothing left to act on
+
+
+def test_plain_home_shows_a_refused_action_and_stays_home(fake_backend):
+    name = "qwen2.5-7b-instruct"
+    from wizard.service import ModelState
+
+    fake_backend.existing = (existing_llama_plan(),)
+    fake_backend.server_running = True
+    fake_backend.serving = {name: ModelState(name, "ready")}
+    fake_backend.reload_error = "CUDA out of memory"
+    code, out, _ = run(
+        fake_backend,
+        [
+            ("select", "Home", "Reload a model (the server loads it again)"),
+            ("select", "Reload which model", name),
+            ("select", "Home", "Quit"),
+        ],
+    )
+    assert code == 0
+    assert f"✖ {name} did not load: CUDA out of memory; read the server log for the reason" in out
+    assert f"  {name}  (Qwen/Qwen2.5-7B-Instruct)  failed: CUDA out of memory" in out.split("== Home")[2]
+
+
 def test_plain_over_the_real_core_downloads_only_then_a_rerun_opens_home(fake_hub, tmp_path, monkeypatch):
     """Podman away: the plan's "Before launch" rows say so and offer Download only; the model is
     downloaded and the repository written, the run ends saying `modelwiz up`; the next run opens on

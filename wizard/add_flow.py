@@ -265,7 +265,9 @@ def resolve_requests(repo: Repository, requests: Sequence[AddRequest]) -> list[R
                 out.append(Resolved(request, source, name, entry))
                 continue
             if name in taken:
-                raise UsageError(f"the repository already has a model named {name!r}", hint="pick another --name")
+                raise UsageError(
+                    f"the repository already has a model named {name!r}", hint="pick another name for it (--name)"
+                )
         else:
             unfinished = [m for m in existing if not m.complete]
             if unfinished:
@@ -274,7 +276,7 @@ def resolve_requests(repo: Repository, requests: Sequence[AddRequest]) -> list[R
             if existing:
                 raise UsageError(
                     f"{source} is already in the repository as {existing[0].name!r}",
-                    hint="give --name to add another copy, or `modelwiz remove` it first",
+                    hint=f"give the copy another name (--name), or remove the first (`modelwiz remove {existing[0].name}`)",
                 )
             name = unique_name(check_name(derive_name(source)), taken)
         if request.max_model_len is not None and request.max_model_len < 1:

@@ -87,6 +87,12 @@ ADD = "Add models"
 RESUME = "Resume "  # + the unfinished model's name
 LAUNCH = "Launch (the same as `modelwiz up`)"
 RELAUNCH = "Relaunch (restart the server with the repository's models)"
+CHAT = "Chat with a model"
+RELOAD = "Reload a model (the server loads it again)"
+REMOVE = "Remove a model"
+STOP = "Stop the server (the same as `modelwiz down`)"
+SHOW_LOG = "Show the server log"
+LOG_LINES = 40
 CHANGE_CONTEXT = "Change a context length"
 CHANGE_CONCURRENCY = "Change how many requests at once"
 NAME_MODEL = "Name a model"
@@ -366,9 +372,7 @@ class PlainWizard:
             download_all(self.service, state, on_progress=lambda _index, event: lines(event), cancel=cancel)
         except KeyboardInterrupt:
             cancel.set()
-            raise Cancelled(
-                "download cancelled", hint="run modelwiz again to resume; finished files are kept"
-            ) from None
+            raise Cancelled("download cancelled", hint="run modelwiz again to resume; what arrived is kept") from None
         if not state.launch:
             self.say(
                 f"  Download only: the models are in {self.service.repository_path()}; once what stops the"
@@ -449,8 +453,15 @@ class PlainWizard:
             unfinished = {f"{RESUME}{m.name}": m for m in models if m.state == "unfinished"}
             servable = any(m.state != "unfinished" for m in models)
             running = self.server is not None and self.server.running
+            ready = [m.name for m in models if m.state == "ready"]
             options = (
-                [ADD] + list(unfinished) + ([RELAUNCH if running else LAUNCH] if servable else []) + [LOG_IN, QUIT]
+                [ADD]
+                + list(unfinished)
+                + ([RELAUNCH if running else LAUNCH] if servable else [])
+                + ([CHAT] if running and ready else [])
+                + ([RELOAD, STOP, SHOW_LOG] if running else [])
+                + ([REMOVE] if models else [])
+                + [LOG_IN, QUIT]
             )
             action = self.ask.select("Home: what now?", options)
             if action == ADD:
@@ -462,12 +473,63 @@ class PlainWizard:
             if action == LOG_IN:
                 self.log_in()
                 continue
+            if action in (CHAT, RELOAD, STOP, SHOW_LOG, REMOVE):
+                self.home_action(action, models, ready)
+                continue
             try:  # launch or relaunch, as `modelwiz up`
                 endpoints = self.service.relaunch(on_event=self.launch_events(), cancel=threading.Event())
             except ModelwizError as error:  # the failed model shows its reason on the next look
                 self.say(f"✖ {error.one_line()}")
                 continue
             self.say(f"  the server is up; ready: {', '.join(endpoints.models)}")
+
+    def home_action(self, action: str, models: tuple[HomeModel, ...], ready: list[str]) -> None:
+        """One of the home step's actions on the server or a model; a refusal is shown, then home again."""
+        try:
+            if action == STOP:
+                stopped_one = self.service.stop_server()
+                self.say("  server stopped and removed" if stopped_one else "  no server was running")
+            elif action == SHOW_LOG:
+                lines = self.service.server_log(LOG_LINES)
+                self.say("\n".join(f"  | {line}" for line in lines) if lines else "  (the server log is empty)")
+            elif action == CHAT:
+                self.chat(self.ask.select("Chat with which model?", ready))
+            elif action == RELOAD:
+                name = self.ask.select("Reload which model?", [m.name for m in models if m.state != "unfinished"])
+                self.service.reload_model(name)
+                self.say(f"  {name} loaded again")
+            else:
+                self.remove(self.ask.select("Remove which model?", [m.name for m in models]), models)
+        except ModelwizError as error:
+            self.say(f"✖ {error.one_line()}")
+
+    def remove(self, name: str, models: tuple[HomeModel, ...]) -> None:
+        """As `modelwiz remove`: asked first, and whether the weights go too (their size shown)."""
+        model = next(m for m in models if m.name == name)
+        size = model.bytes_done if model.state == "unfinished" else (model.plan.weights_bytes if model.plan else None)
+        if not self.ask.confirm(f"Remove {name} from the repository (and unload it from the server)?", default=False):
+            return
+        weights = f"its weights ({format_bytes(size)})" if size else "its weights"
+        delete = self.ask.confirm(f"Delete {weights} too? No keeps them on disk", default=True)
+        for note in self.service.remove_model(name, delete_weights=delete):
+            self.say(f"  {note}")
+
+    def chat(self, model: str) -> None:
+        """A conversation with `model` until an empty line (as `modelwiz chat`)."""
+        if self.server is None or self.server.endpoints is None:
+            raise ModelwizError("the server is not running", hint="launch it first (`modelwiz up`)")
+        chat = self.service.open_chat(self.server.endpoints, model)
+        for note in chat.notes:
+            self.say(f"  {note}")
+        while True:
+            text = self.ask.text(f"You (to {model}; an empty line goes back):").strip()
+            if not text:
+                return
+            for piece in chat.send(text):
+                print(piece, end="", file=self.out, flush=True)
+            self.say()
+            if chat.stats:
+                self.say(f"  ({chat.stats})")
 
     def log_in(self) -> None:
         """`modelwiz login` without leaving: a hidden prompt, checked and saved by the core; the
