@@ -33,7 +33,7 @@ from wizard.errors import ModelwizError
 from wizard.plan_types import ModelPlan
 from wizard.service import GpuUse, HomeModel, LaunchEvent, LogLine, ModelState, PullProgress, ServerView, WizardService
 from wizard.units import GiB, format_bytes
-from wizard.wizard_flow import TOKENS_PER_K, HomeResult, first_look, plan_line, resume_choice
+from wizard.wizard_flow import TOKENS_PER_K, HomeResult, first_look, plan_line, remove_questions, resume_choice
 from wizard.wizard_state import WizardState
 
 POLL_S = 2.0  # how often the server, models and GPU memory are read again
@@ -385,14 +385,16 @@ class HomeScreen(Screen[HomeResult]):
         if model is None:
             return
         name = model.name
+        remove, delete_weights = remove_questions(model)
+
+        def weights(delete: bool | None) -> None:
+            self.run_job(lambda: "; ".join(self.service.remove_model(name, delete_weights=bool(delete))))
 
         def answer(yes: bool | None) -> None:
             if yes:
-                self.run_job(lambda: "; ".join(self.service.remove_model(name, delete_weights=True)))
+                self.app.push_screen(YesNoScreen(delete_weights, "Delete", no="Keep them"), weights)
 
-        self.app.push_screen(
-            YesNoScreen(f"Remove {name} from the repository and delete its weights?", "Remove"), answer
-        )
+        self.app.push_screen(YesNoScreen(remove, "Remove"), answer)
 
     def action_stop(self) -> None:
         def answer(yes: bool | None) -> None:

@@ -42,8 +42,8 @@ class YesNoScreen(ConfirmScreen):
 
     DEFAULT_CSS = PANEL_CSS % "YesNoScreen"
 
-    def __init__(self, question: str, verb: str) -> None:
-        super().__init__(question, yes=f"{verb} (y)", no="Cancel (n)")
+    def __init__(self, question: str, verb: str, *, no: str = "Cancel") -> None:
+        super().__init__(question, yes=f"{verb} (y)", no=f"{no} (n)")
 
 
 class LogScreen(ModalScreen[None]):

@@ -44,3 +44,35 @@ def test_add_a_hub_model_writes_a_servable_repository(fake_hub, tmp_path, capsys
     assert is_complete(weights)
     assert (weights / "config.json").is_file()
     assert not list(weights.glob("*.bin")) and not (weights / "original").exists()
+
+
+def test_remove_keeping_the_weights_then_add_again_uses_them(fake_hub, tmp_path, capsys):
+    """`remove --keep-weights` leaves the weights; the repository lists them as kept (not a broken
+    model), and adding the same model again takes that folder and fetches nothing."""
+    from wizard.repository import KEPT, Repository
+
+    repo = tmp_path / "repo"
+    args = ["--repository", str(repo), "--gpus", "L4"]
+    assert cli.main(["add", "org/tiny", *args, "--yes", "--no-launch"]) == 0
+    assert cli.main(["remove", "tiny", "--repository", str(repo), "--keep-weights"]) == 0
+    (kept,) = Repository.open(repo).models()
+    assert kept.state == KEPT and "modelwiz add org/tiny" in kept.problems[0]
+    assert Repository.open(repo).kept_weights() == {"tiny": "org/tiny"}
+    capsys.readouterr()
+    gets = len(fake_hub.requests("GET", "/resolve/")) + len(fake_hub.requests("GET", "/_cdn/"))
+    assert cli.main(["add", "org/tiny", *args, "--yes", "--no-launch"]) == 0, capsys.readouterr().err
+    assert len(fake_hub.requests("GET", "/resolve/")) + len(fake_hub.requests("GET", "/_cdn/")) == gets
+    entry = load_manifest(repo).get("tiny")
+    assert entry is not None and entry.complete and not (repo / "tiny-2").exists()
+    (model,) = Repository.open(repo).models()
+    assert model.ready
+
+
+def test_a_name_taken_by_another_models_kept_weights_is_refused(fake_hub, tmp_path, capsys):
+    repo = tmp_path / "repo"
+    args = ["--repository", str(repo), "--gpus", "L4", "--yes", "--no-launch"]
+    assert cli.main(["add", "org/tiny", *args]) == 0
+    assert cli.main(["remove", "tiny", "--repository", str(repo), "--keep-weights"]) == 0
+    capsys.readouterr()
+    assert cli.main(["add", "org/tiny-gated", "--name", "tiny", *args]) == 2
+    assert "already has a model named 'tiny'" in capsys.readouterr().err

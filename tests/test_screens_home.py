@@ -152,12 +152,16 @@ async def test_remove_asks_first_and_no_keeps_the_model(rerun):
         await open_home(pilot)
         await pilot.press("x")
         await wait_for(pilot, lambda: isinstance(app.screen, YesNoScreen))
-        assert "delete its weights" in str(app.screen.question)
+        assert f"Remove {QWEN_NAME} from the repository" in str(app.screen.question)
         await pilot.press("n")
         await wait_for(pilot, lambda: screen_name(app) == "HomeScreen")
         assert not [c for c in rerun.calls if c[0] == "remove"]
         await pilot.press("x")
         await wait_for(pilot, lambda: isinstance(app.screen, YesNoScreen))
+        await pilot.press("y")
+        # Then whether the weights go too, with their size (as `modelwiz remove` asks).
+        await wait_for(pilot, lambda: isinstance(app.screen, YesNoScreen) and "weights" in str(app.screen.question))
+        assert "Delete its weights (15.0 GiB) too?" in str(app.screen.question)
         await pilot.press("y")
         await settle(pilot, lambda: "removed qwen2.5-7b-instruct" in notice(app) and not app.screen.models)
         assert ("remove", QWEN_NAME, True) in rerun.calls
@@ -353,12 +357,17 @@ async def test_home_over_the_real_core(tmp_path, fake_hub, fake_nvml, no_podman)
         await settle(pilot, lambda: "fix:" in notice(app))
         await pilot.press("g")
         await settle(pilot, lambda: "fix:" in notice(app) and "podman" in notice(app).lower())
+        weights = repo / "tiny" / load_manifest(repo).get("tiny").weights
+        assert any(weights.rglob("*.safetensors"))
         await pilot.press("x")
         await wait_for(pilot, lambda: isinstance(app.screen, YesNoScreen))
         await pilot.press("y")
+        await wait_for(pilot, lambda: isinstance(app.screen, YesNoScreen) and "weights" in str(app.screen.question))
+        await pilot.press("n")  # keep the weights
         await settle(pilot, lambda: "removed tiny" in notice(app) and not app.screen.models)
     manifest = load_manifest(repo)
-    assert manifest is not None and manifest.get("tiny") is None  # as `modelwiz remove tiny --yes` leaves it
+    assert manifest is not None and manifest.get("tiny") is None  # as `modelwiz remove tiny --keep-weights`
+    assert any(weights.rglob("*.safetensors"))  # ... leaves it, and home no longer lists it
 
 
 async def test_resume_over_the_real_core(tmp_path, fake_hub, no_podman):

@@ -254,6 +254,7 @@ def resolve_requests(repo: Repository, requests: Sequence[AddRequest]) -> list[R
     if not requests:
         raise UsageError("no MODEL given", hint="e.g. modelwiz add meta-llama/Llama-2-7b-hf")
     taken = set(repo.taken_names())
+    kept = repo.kept_weights()  # folders `remove --keep-weights` left: adding the same model uses them
     out: list[Resolved] = []
     for request in requests:
         source = check_source(request.source)
@@ -264,7 +265,7 @@ def resolve_requests(repo: Repository, requests: Sequence[AddRequest]) -> list[R
             if entry is not None and entry.source == source and not entry.complete:
                 out.append(Resolved(request, source, name, entry))
                 continue
-            if name in taken:
+            if name in taken and kept.get(name) != source:
                 raise UsageError(
                     f"the repository already has a model named {name!r}", hint="pick another name for it (--name)"
                 )
@@ -278,7 +279,8 @@ def resolve_requests(repo: Repository, requests: Sequence[AddRequest]) -> list[R
                     f"{source} is already in the repository as {existing[0].name!r}",
                     hint=f"give the copy another name (--name), or remove the first (`modelwiz remove {existing[0].name}`)",
                 )
-            name = unique_name(check_name(derive_name(source)), taken)
+            again = [folder for folder, held in kept.items() if held == source and folder in taken]
+            name = again[0] if again else unique_name(check_name(derive_name(source)), taken)
         if request.max_model_len is not None and request.max_model_len < 1:
             raise UsageError("--max-model-len must be a positive number of tokens")
         taken.add(name)

@@ -22,7 +22,15 @@ from wizard.gpus import GpuInventory, load_inventory
 from wizard.images import pick_image
 from wizard.naming import check_name
 from wizard.preflight import check_cdi, choose_image
-from wizard.repository import DOWNLOADING, FOREIGN, READY, Repository, configured_repository, remember_repository
+from wizard.repository import (
+    DOWNLOADING,
+    FOREIGN,
+    KEPT,
+    READY,
+    Repository,
+    configured_repository,
+    remember_repository,
+)
 from wizard.service import (
     Check,
     CheckStatus,
@@ -467,6 +475,8 @@ class CoreService:
         served = {m.name: m for m in server.models}
         out = []
         for model in repo.models():
+            if model.state == KEPT:
+                continue  # weights `remove` kept: not a model (`status` lists them)
             entry = model.entry
             source = entry.source if entry else model.name
             plan = entry.plan if entry else None

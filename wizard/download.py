@@ -45,6 +45,20 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from wizard.download_records import (
+    HF_STATE_DIR,
+    LOCK,
+    MARKER,
+    MARKER_VERSION,
+    PARTIAL_DIR,
+    STARTED,
+    STATE_DIR,
+    VERIFIED,
+    held_model,
+    is_complete,
+    read_marker,
+    read_verified,
+)
 from wizard.errors import Cancelled, ModelwizError, UsageError
 from wizard.fsutil import atomic_write_text, fsync_dir, hub_content_hash, is_sha256
 from wizard.progress import ProgressCallback, ProgressEvent, RateMeter, ignore_progress
@@ -54,14 +68,6 @@ from wizard.units import format_bytes
 if TYPE_CHECKING:
     from wizard.hub import HubModel
 
-STATE_DIR = Path(".cache") / "modelwiz"
-MARKER = STATE_DIR / "complete.json"
-LOCK = STATE_DIR / "lock"
-VERIFIED = STATE_DIR / "verified.json"  # repo path -> content hash checked after it arrived
-STARTED = STATE_DIR / "download.json"  # which model this folder holds (written before any byte)
-PARTIAL_DIR = STATE_DIR / "partial"  # LFS files in progress, named by path and sha256 (wizard.resumable)
-HF_STATE_DIR = Path(".cache") / "huggingface"
-MARKER_VERSION = 1
 DISK_MARGIN_BYTES = 64 * 1024**2  # keep this much free beyond the download itself
 MAX_WORKERS = 8  # as huggingface_hub's snapshot_download / `hf download`
 EMIT_INTERVAL_S = 0.1  # at most ~10 progress events a second (plus file ends)
@@ -292,32 +298,6 @@ def check_disk(plan: DownloadPlan) -> None:
 
 
 # -- completeness marker -----------------------------------------------------------------------------
-def read_marker(dest: Path) -> dict | None:
-    try:
-        data = json.loads((Path(dest) / MARKER).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(data, dict) or data.get("version") != MARKER_VERSION or not isinstance(data.get("files"), dict):
-        return None
-    return data
-
-
-def is_complete(dest: Path) -> bool:
-    """True only if a download into `dest` finished: the marker exists and every file it lists is
-    there with its recorded size."""
-    dest = Path(dest)
-    marker = read_marker(dest)
-    if marker is None or not marker["files"]:
-        return False
-    for path, size in marker["files"].items():
-        try:
-            if (dest / path).stat().st_size != size:
-                return False
-        except OSError:
-            return False
-    return True
-
-
 def _write_marker(dest: Path, plan: DownloadPlan) -> None:
     data = {
         "version": MARKER_VERSION,
@@ -340,17 +320,6 @@ def _remove_marker(dest: Path) -> None:
     except FileNotFoundError:
         return
     fsync_dir((dest / MARKER).parent)
-
-
-def read_verified(dest: Path) -> dict[str, str]:
-    """The hashes checked so far (repo path -> content hash), as recorded in dest."""
-    try:
-        data = json.loads((Path(dest) / VERIFIED).read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError):
-        return {}
-    if not isinstance(data, dict):
-        return {}
-    return {str(k): v for k, v in data.items() if isinstance(v, str)}
 
 
 class CorruptFile(ModelwizError):
@@ -398,18 +367,6 @@ class _Verifier:
         for stale in (dest / path, dest / HF_STATE_DIR / "download" / f"{path}.metadata"):
             with contextlib.suppress(FileNotFoundError):
                 stale.unlink()
-
-
-def held_model(dest: Path) -> str | None:
-    """The Hub model an earlier modelwiz download into `dest` was fetching, or None."""
-    for record in (STARTED, MARKER):
-        try:
-            data = json.loads((Path(dest) / record).read_text(encoding="utf-8"))
-        except (OSError, ValueError, RecursionError):
-            continue
-        if isinstance(data, dict) and isinstance(data.get("repo_id"), str):
-            return data["repo_id"]
-    return None
 
 
 def check_target(dest: Path, repo_id: str) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from wizard.container import ALL_DEVICES, GRPC_PORT, HTTP_PORT, METRICS_PORT, LaunchSpec
+from wizard.download_records import read_marker
 from wizard.errors import ModelwizError
 from wizard.launch_inputs import HostFacts, build_launch_spec, read_launch_inputs
 from wizard.openai_frontend import FRONTEND_MAIN
@@ -113,8 +114,6 @@ def weight_files(folder: Path) -> tuple[tuple[str, ...], int]:
     The download's own completeness marker lists exactly what it fetched; without one (a folder
     filled another way) the folder's files are taken, leaving out hidden ones (download state).
     """
-    from wizard.download import read_marker
-
     marker = read_marker(folder)
     if marker:
         files = {str(k): int(v) for k, v in marker["files"].items()}

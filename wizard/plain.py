@@ -66,6 +66,7 @@ from wizard.wizard_flow import (
     pick,
     plan_for,
     plan_line,
+    remove_questions,
     resume_choice,
     toggled_reserve,
     use_context,
@@ -505,12 +506,10 @@ class PlainWizard:
 
     def remove(self, name: str, models: tuple[HomeModel, ...]) -> None:
         """As `modelwiz remove`: asked first, and whether the weights go too (their size shown)."""
-        model = next(m for m in models if m.name == name)
-        size = model.bytes_done if model.state == "unfinished" else (model.plan.weights_bytes if model.plan else None)
-        if not self.ask.confirm(f"Remove {name} from the repository (and unload it from the server)?", default=False):
+        remove, delete_weights = remove_questions(next(m for m in models if m.name == name))
+        if not self.ask.confirm(remove, default=False):
             return
-        weights = f"its weights ({format_bytes(size)})" if size else "its weights"
-        delete = self.ask.confirm(f"Delete {weights} too? No keeps them on disk", default=True)
+        delete = self.ask.confirm(delete_weights, default=False)
         for note in self.service.remove_model(name, delete_weights=delete):
             self.say(f"  {note}")
 

@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from wizard.download_records import held_model
 from wizard.errors import ModelwizError, UsageError
 from wizard.fsutil import (
     atomic_write_text,
@@ -68,6 +69,7 @@ REMOVING = "removing"  # a removal was interrupted
 MISSING = "missing"  # in the manifest, folder gone
 FOREIGN = "foreign"  # not made by modelwiz; listed, never modified
 BROKEN = "broken"  # modelwiz's model, but a file is missing or unreadable
+KEPT = "kept"  # what `remove --keep-weights` leaves: a folder with a download in it, no model files
 
 WeightsChecker = Callable[[Path], bool]
 
@@ -103,6 +105,19 @@ class WriteReport:
     unchanged: tuple[str, ...] = ()
     kept: tuple[str, ...] = ()  # hand-edited: kept, modelwiz's version written beside it
     notes: tuple[str, ...] = ()  # explanations for the user
+
+
+def kept_source(folder: Path) -> str | None:
+    """The Hub model whose download a folder of the repository holds in a subfolder, or None."""
+    try:
+        subs = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    except OSError:
+        return None
+    for sub in subs:
+        source = held_model(sub)
+        if source is not None:
+            return source
+    return None
 
 
 def _weights_complete_default(path: Path) -> bool:
@@ -282,6 +297,17 @@ class Repository:
             path = path.parent
         return path
 
+    def kept_weights(self) -> dict[str, str]:
+        """The folders `remove --keep-weights` left (no model files, not in the manifest), with the
+        Hub model each holds the weights of: folder name -> source."""
+        out = {}
+        for name in self.folder_names():
+            if self.manifest.get(name) is None and not (self.model_dir(name) / CONFIG_FILE).exists():
+                source = kept_source(self.model_dir(name))
+                if source is not None:
+                    out[name] = source
+        return out
+
     def taken_names(self) -> frozenset[str]:
         """Names a new model cannot take: every entry of the repository folder (files such as
         modelwiz.toml included, since the model folder could not be made) and the manifest's."""
@@ -348,6 +374,13 @@ class Repository:
                 problems.append(str(error))
 
         if entry is None:
+            source = kept_source(path) if config_text is None else None
+            if source is not None:
+                problems.append(
+                    f"the weights of {source}, kept by `modelwiz remove`: `modelwiz add {source}` uses them"
+                    f" again; delete {path} when they are no longer needed"
+                )
+                return RepoModel(name, path, KEPT, None, None, tuple(problems))
             if config_text is None:
                 problems.append("no config.pbtxt: not a model (Triton may refuse to start on it)")
                 return RepoModel(name, path, BROKEN, None, summary, tuple(problems))

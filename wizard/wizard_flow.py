@@ -35,6 +35,7 @@ from wizard.service import (
     curl_command,
     endpoint_lines,
 )
+from wizard.units import format_bytes
 from wizard.wizard_state import WizardState
 
 Step = Literal["machine", "models", "plan", "download", "launch", "done"]
@@ -401,6 +402,17 @@ def goes_home(entry: Step | None, step: Step, answer: StepResult | Back) -> bool
     relaunched (after a fix), their log read, or they are removed; planning them again as new
     picks would only be refused as duplicates."""
     return isinstance(answer, Back) and (step == entry or step == "launch")
+
+
+def remove_questions(model: HomeModel) -> tuple[str, str]:
+    """What both UIs ask before a model leaves the repository: whether it goes, then whether its
+    weights go too (as `modelwiz remove` asks; kept, they let it be added again without a download)."""
+    size = model.bytes_done if model.state == "unfinished" else (model.plan.weights_bytes if model.plan else None)
+    weights = f"its weights ({format_bytes(size)})" if size else "its weights"
+    return (
+        f"Remove {model.name} from the repository (and unload it from the server)?",
+        f"Delete {weights} too? Kept, they let it be added again without a download.",
+    )
 
 
 def plan_line(plan: ModelPlan | None) -> str:
