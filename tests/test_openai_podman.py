@@ -14,6 +14,8 @@ from tests.fakehub import FakeRepo
 from tests.fixtures_chat import TEMPLATES
 from tests.fixtures_hub import tiny_model_files
 from wizard.cli import main
+from wizard.core_service import CoreService
+from wizard.service import curl_command
 
 
 def chat_repo(repo_id: str, template_folder: str | None) -> FakeRepo:
@@ -74,6 +76,11 @@ def test_add_serves_the_openai_api_that_the_sdk_and_chat_use(
         assert chat["qwen-chat"]["chat"] is True
         assert chat["llama-chat"]["chat"] is False and "differs from qwen-chat's" in chat["llama-chat"]["reason"]
         assert status["server"]["openai_url"] == base
+        # The home screen's view of the same server: the completions-only model gets a completions curl.
+        endpoints = CoreService(repository=repo).server_status().endpoints
+        assert endpoints is not None and endpoints.completions_only == ("llama-chat",)
+        assert f"curl -s {base}/completions" in curl_command(endpoints, "llama-chat")
+        assert f"curl -s {base}/chat/completions" in curl_command(endpoints, "qwen-chat")
 
         # `modelwiz chat` holds a conversation over /v1/chat/completions (history, /reset).
         monkeypatch.setattr(sys, "stdin", io.StringIO("first question\nsecond one\n/reset\nafter reset\n"))

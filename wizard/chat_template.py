@@ -22,14 +22,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
-
-import jinja2
-import jinja2.ext
-from jinja2 import nodes
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from typing import TYPE_CHECKING, Any
 
 from wizard.errors import ModelwizError
+
+if TYPE_CHECKING:
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 TOKENIZER_CONFIG = "tokenizer_config.json"
 SPECIAL_TOKENS_MAP = "special_tokens_map.json"
@@ -41,22 +39,9 @@ SPECIAL_TOKEN_KEYS = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_t
 Message = Mapping[str, Any]
 
 
-class _GenerationTag(jinja2.ext.Extension):
-    """`{% generation %}...{% endgeneration %}` renders its body (transformers' AssistantTracker only
-    records where the body lands, for training masks; rendering is unchanged)."""
-
-    tags = {"generation"}  # noqa: RUF012 - jinja2 declares `tags` as a plain class attribute
-
-    def parse(self, parser: jinja2.parser.Parser) -> nodes.Node:
-        lineno = next(parser.stream).lineno
-        body = parser.parse_statements(("name:endgeneration",), drop_needle=True)
-        return nodes.CallBlock(self.call_method("_body"), [], [], body).set_lineno(lineno)
-
-    def _body(self, caller: Callable[[], str]) -> str:
-        return caller()
-
-
 def _raise_exception(message: str) -> None:
+    import jinja2
+
     raise jinja2.exceptions.TemplateError(message)
 
 
@@ -75,6 +60,26 @@ def _strftime_now(fmt: str) -> str:
 
 
 def _environment() -> ImmutableSandboxedEnvironment:
+    """transformers' environment. jinja2 (~12 ms to import) loads here, when a template is first
+    rendered: reading and comparing templates (which models chat at /v1) does not need it."""
+    import jinja2.ext
+    from jinja2 import nodes
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    class _GenerationTag(jinja2.ext.Extension):
+        """`{% generation %}...{% endgeneration %}` renders its body (transformers' AssistantTracker only
+        records where the body lands, for training masks; rendering is unchanged)."""
+
+        tags = {"generation"}  # noqa: RUF012 - jinja2 declares `tags` as a plain class attribute
+
+        def parse(self, parser: jinja2.parser.Parser) -> nodes.Node:
+            lineno = next(parser.stream).lineno
+            body = parser.parse_statements(("name:endgeneration",), drop_needle=True)
+            return nodes.CallBlock(self.call_method("_body"), [], [], body).set_lineno(lineno)
+
+        def _body(self, caller: Callable[[], str]) -> str:
+            return caller()
+
     env = ImmutableSandboxedEnvironment(
         trim_blocks=True, lstrip_blocks=True, extensions=[_GenerationTag, jinja2.ext.loopcontrols]
     )
@@ -102,6 +107,8 @@ class ChatTemplate:
     def render(self, messages: Sequence[Message], *, add_generation_prompt: bool = True, **variables: Any) -> str:
         """The prompt text for `messages`, as `apply_chat_template(..., tokenize=False)` returns it.
         `variables` are extra template variables (`tools`, `date_string`, ...), as transformers allows."""
+        import jinja2
+
         try:
             template = _environment().from_string(self.source)
         except jinja2.exceptions.TemplateSyntaxError as error:

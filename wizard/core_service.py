@@ -437,7 +437,7 @@ class CoreService:
         return [catalog_candidate(m, inventory) for m in load_catalog()]
 
     def server_status(self) -> ServerView:
-        from wizard.serve import server_status
+        from wizard.serve import completions_only, server_status
 
         try:
             status = server_status(self.repository_path())
@@ -455,6 +455,7 @@ class CoreService:
             metrics=status.metrics_url or "",
             models=ready,
             openai=status.openai_url,
+            completions_only=completions_only(self.repository_path(), status, ready),
             mount_point=status.mount_point,
             chat_model=status.chat_model,
         )

@@ -21,6 +21,7 @@ from wizard.fsutil import atomic_write_text
 from wizard.gpus import GpuInventory, load_inventory
 from wizard.image_switch import prepare_for_image
 from wizard.launch_inputs import LaunchInputs, read_launch_inputs
+from wizard.openai_models import chat_support
 from wizard.paths import cache_dir
 from wizard.progress import ProgressCallback, ignore_progress
 from wizard.serve_options import DEFAULTS, ServeOptions, running_options
@@ -191,6 +192,15 @@ def server_status(repository: Path) -> LaunchStatus | None:
         return None if running is None or running.name is None else launcher.status(client, running.name)
     finally:
         client.close()
+
+
+def completions_only(repository: Path, status: LaunchStatus, models: Sequence[str]) -> tuple[str, ...]:
+    """Which of `models` the server's OpenAI frontend serves at /v1/completions only (their chat
+    template is not the frontend's: wizard.openai_models)."""
+    if not status.openai_url or not status.mount_point:
+        return ()
+    support = chat_support(repository, status.mount_point, models, status.chat_model)
+    return tuple(m.name for m in support if not m.chat)
 
 
 def models_holding_gpu_memory(repository: Path, inventory: GpuInventory) -> frozenset[str]:
