@@ -194,7 +194,7 @@ ACTIONS: tuple[tuple[str, str, str, str], ...] = (  # key, action, title, palett
 
 
 class HomeScreen(Screen[HomeResult]):
-    CSS_PATH = "home.tcss"
+    # Its rules (home.tcss) load with the app's (`ModelWizApp.CSS_PATH`): it can be the first screen.
     BINDINGS: ClassVar[list[BindingType]] = [Binding(k, a, t) for k, a, t, _ in ACTIONS]
 
     def __init__(self, service: WizardService, state: WizardState) -> None:

@@ -60,7 +60,7 @@ def check_line(check: Check) -> Text:
 
 class MachineScreen(StepScreen[MachineResult]):
     STEP = "machine"
-    CSS_PATH = "machine.tcss"
+    # Its rules (machine.tcss) load with the app's (`ModelWizApp.CSS_PATH`): it is the first step.
 
     def __init__(self, service: WizardService, state: WizardState) -> None:
         super().__init__(service, state)
