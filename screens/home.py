@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from rich.text import Text
@@ -50,30 +49,34 @@ STATE_LOOK: dict[str, tuple[str, str]] = {  # state -> (mark, style); the word i
 
 
 # ---------------------------------------------------------------------------------------------
-# What the workers post
+# What the workers post (plain Message subclasses, as in screens.messages)
 
 
-@dataclass
 class HomeRefreshed(Message):
-    server: ServerView
-    models: tuple[HomeModel, ...]
-    gpus: tuple[GpuUse, ...]
+    def __init__(self, server: ServerView, models: tuple[HomeModel, ...], gpus: tuple[GpuUse, ...]) -> None:
+        super().__init__()
+        self.server = server
+        self.models = models
+        self.gpus = gpus
 
 
-@dataclass
 class ActionDone(Message):
-    text: str
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
 
 
-@dataclass
 class ActionFailed(Message):
-    error: Exception
-    look_again: bool = False  # the failure changed what the screen shows (a launch)
+    def __init__(self, error: Exception, look_again: bool = False) -> None:
+        super().__init__()
+        self.error = error
+        self.look_again = look_again  # the failure changed what the screen shows (a launch)
 
 
-@dataclass
 class LogRead(Message):
-    lines: tuple[str, ...]
+    def __init__(self, lines: tuple[str, ...]) -> None:
+        super().__init__()
+        self.lines = lines
 
 
 # ---------------------------------------------------------------------------------------------
