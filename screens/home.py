@@ -25,7 +25,6 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
-from screens.home_panels import ChatScreen, LogScreen, YesNoScreen
 from screens.messages import LaunchProgress
 from screens.step import error_text
 from wizard.errors import ModelwizError
@@ -364,6 +363,8 @@ class HomeScreen(Screen[HomeResult]):
             pass  # the log is one key away (g)
 
     def on_log_read(self, message: LogRead) -> None:
+        from screens.home_panels import LogScreen  # the panels load when one opens, as the steps do
+
         self.say("")
         self.app.push_screen(LogScreen(message.lines))
 
@@ -384,6 +385,8 @@ class HomeScreen(Screen[HomeResult]):
             self.run_job(reload)
 
     def action_remove(self) -> None:
+        from screens.home_panels import YesNoScreen
+
         model = self._needs()
         if model is None:
             return
@@ -398,6 +401,8 @@ class HomeScreen(Screen[HomeResult]):
         )
 
     def action_stop(self) -> None:
+        from screens.home_panels import YesNoScreen
+
         def answer(yes: bool | None) -> None:
             if yes:
                 self.run_job(
@@ -411,6 +416,8 @@ class HomeScreen(Screen[HomeResult]):
         self.app.push_screen(YesNoScreen("Stop the server? Every model stops answering.", "Stop"), answer)
 
     def action_chat(self) -> None:
+        from screens.home_panels import ChatScreen
+
         model = self._needs(running=True)
         if model is None or self.server is None or self.server.endpoints is None:
             return
