@@ -227,7 +227,9 @@ class HomeScreen(Screen[HomeResult]):
 
     def on_mount(self) -> None:
         table = self.query_one("#models", DataTable)
-        table.add_columns("Model", "State", "Plan")
+        # Labels and names as Text: shown as written, never parsed as markup (which would also load
+        # rich's emoji table before the first frame).
+        table.add_columns(*(Text(label) for label in ("Model", "State", "Plan")))
         table.focus()
         self._show_models(first_look(self.state.existing))  # at once; the first look follows it on screen
         self.call_after_refresh(self.look)
@@ -265,7 +267,7 @@ class HomeScreen(Screen[HomeResult]):
         row = table.cursor_row
         table.clear()
         for m in models:
-            table.add_row(m.name, state_cell(m), plan_cell(m.plan), key=m.name)
+            table.add_row(Text(m.name), state_cell(m), Text(plan_cell(m.plan)), key=m.name)
         if models:
             table.move_cursor(row=min(row, len(models) - 1))
         self._show_detail()
