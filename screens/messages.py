@@ -8,11 +8,15 @@ latest one.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from textual.message import Message
 
 from wizard.gpus import GpuInventory
-from wizard.progress import ProgressEvent
 from wizard.service import Check, Endpoints, LaunchEvent, ModelCandidate, ModelDetails, PlanView, PullProgress
+
+if TYPE_CHECKING:
+    from wizard.progress import ProgressEvent
 
 
 class InventoryLoaded(Message):

@@ -57,11 +57,17 @@ def test_the_wizard_first_paint_imports_only_what_it_shows():
     service, the machine step and the home screen): nothing heavy, no template or TOML writer, no
     command module, and no TextArea (only the Done screen has one; the q key asks the focused
     widget instead). Nor what only later steps use: the container spec and its OpenAI frontend,
-    a checkpoint's metadata, the home screen's panels (chat, log) and their Log widget."""
+    a checkpoint's metadata, download progress, the home screen's panels (chat, log) and their Log widget."""
     modules = loaded_after(
         "import wizard.cli, wizard.interactive, screens.app, screens.machine, screens.home, wizard.core_service"
     )
-    later = ("wizard.container", "wizard.openai_frontend", "wizard.model_meta", "screens.home_panels")
+    later = (
+        "wizard.container",
+        "wizard.openai_frontend",
+        "wizard.model_meta",
+        "wizard.progress",
+        "screens.home_panels",
+    )
     not_yet = (
         *HEAVY,
         "jinja2",
