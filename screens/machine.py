@@ -87,13 +87,14 @@ class MachineScreen(StepScreen[MachineResult]):
         yield from self.compose_footer()
 
     def actions(self) -> Horizontal:
+        """Quit and Continue (enabled when the checks are done)."""
         return Horizontal(
             Button("Quit", id="quit"),
             Button("Continue", id="continue", variant="primary", disabled=True),
             classes="actions",
         )
 
-    async def on_mount(self) -> None:
+    def on_mount(self) -> None:
         if self.inventory is None:
             self.load(self.spec)
         else:  # the GPUs are on screen already: the buttons and the checks follow the first frame
@@ -101,6 +102,8 @@ class MachineScreen(StepScreen[MachineResult]):
 
     async def after_first_frame(self) -> None:
         # (Continue waits for the checks: until then the buttons would only cost the first frame time)
+        if not self.is_attached:
+            return  # left before its first frame (Ctrl+N at once): nothing to show or check
         await self.mount(self.actions(), before=self.query_one(Footer))
         self.load(self.spec)
 
