@@ -14,6 +14,8 @@ import asyncio
 import contextlib
 import gc
 from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from pathlib import PurePath
 from typing import Any, ClassVar
 
 from textual import work
@@ -42,6 +44,8 @@ from wizard.wizard_state import WizardState
 
 # Worker groups that mean "something is running that quitting would interrupt".
 BUSY_GROUPS = frozenset({"download", "launch"})
+# How long the flow waits for the first look (repository, GPUs) before the splash is painted.
+SPLASH_AFTER_S = 0.1
 QUIT_QUESTION = "Quit modelwiz?"
 QUIT_WHILE_BUSY = (
     "Something is still running. Quit anyway? Finished files are kept, and running modelwiz again"
@@ -62,7 +66,9 @@ def first_look(service: WizardService, state: WizardState) -> WizardState:
 class ModelWizApp(App[str]):
     """Exits with the summary to print on the normal screen (`run_app` prints it)."""
 
-    CSS_PATH = "app.tcss"
+    # The first screens' rules load with the app's: a screen's own CSS_PATH, read when the screen
+    # is pushed, makes Textual parse the whole stylesheet again before that screen's first frame.
+    CSS_PATH: ClassVar[list[str | PurePath]] = ["app.tcss", "machine.tcss", "home.tcss"]
     TITLE = "modelwiz"
     SUB_TITLE = "GPU workstation → Triton + vLLM"
     # Ctrl-C and Ctrl-Q quit from anywhere (priority: before any widget, an Input's copy included);
@@ -81,23 +87,32 @@ class ModelWizApp(App[str]):
         self.state = WizardState(spec=getattr(args, "gpus", None) or service.spec)
         self.step: Step = STEPS[0]
         self.server: ServerView | None = None  # the home screen's last look at the server
+        self._first_look: Future[WizardState]  # started on load (`on_load`)
 
     def compose(self) -> ComposeResult:
         # Seen only while the repository and the GPUs are read (the first step is usually pushed
         # before the first frame), so it carries no header or footer to build and style.
         yield Static("Starting…", id="splash")
 
+    def on_load(self) -> None:
+        # The first look starts before the terminal is set up, in a thread: the repository and the
+        # GPUs are read while Textual starts.
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="first-look")
+        self._first_look = pool.submit(first_look, self.service, self.state)
+        pool.shutdown(wait=False)
+
     def on_mount(self) -> None:
-        # The steps start at once: the first frame is the first step (or the home screen) when it
-        # is ready in time, the splash only when the repository or the GPUs are slow to read.
         self.run_flow()
 
     # -- the flow -----------------------------------------------------------------------------
     @work(exclusive=True, group="flow", exit_on_error=True)
     async def run_flow(self) -> None:
-        state = self.state
+        state, look = self.state, self._first_look
+        # The first frame is the first step (or the home screen) when the look is quick: the loop
+        # waits for it a moment before anything is painted; the splash shows only when it is slow.
+        wait([look], timeout=SPLASH_AFTER_S)
         try:
-            state = await asyncio.to_thread(first_look, self.service, state)
+            state = look.result() if look.done() else await asyncio.wrap_future(look)
         except Exception as error:  # noqa: BLE001 - an unreadable repository is shown, not fatal
             self.notify(f"could not read the model repository: {error}", severity="warning")
         if not opens_home(state):

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from rich.text import Text
@@ -26,7 +25,6 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
-from screens.home_panels import ChatScreen, LogScreen, YesNoScreen
 from screens.messages import LaunchProgress
 from screens.step import error_text
 from wizard.errors import ModelwizError
@@ -50,30 +48,34 @@ STATE_LOOK: dict[str, tuple[str, str]] = {  # state -> (mark, style); the word i
 
 
 # ---------------------------------------------------------------------------------------------
-# What the workers post
+# What the workers post (plain Message subclasses, as in screens.messages)
 
 
-@dataclass
 class HomeRefreshed(Message):
-    server: ServerView
-    models: tuple[HomeModel, ...]
-    gpus: tuple[GpuUse, ...]
+    def __init__(self, server: ServerView, models: tuple[HomeModel, ...], gpus: tuple[GpuUse, ...]) -> None:
+        super().__init__()
+        self.server = server
+        self.models = models
+        self.gpus = gpus
 
 
-@dataclass
 class ActionDone(Message):
-    text: str
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
 
 
-@dataclass
 class ActionFailed(Message):
-    error: Exception
-    look_again: bool = False  # the failure changed what the screen shows (a launch)
+    def __init__(self, error: Exception, look_again: bool = False) -> None:
+        super().__init__()
+        self.error = error
+        self.look_again = look_again  # the failure changed what the screen shows (a launch)
 
 
-@dataclass
 class LogRead(Message):
-    lines: tuple[str, ...]
+    def __init__(self, lines: tuple[str, ...]) -> None:
+        super().__init__()
+        self.lines = lines
 
 
 # ---------------------------------------------------------------------------------------------
@@ -194,7 +196,7 @@ ACTIONS: tuple[tuple[str, str, str, str], ...] = (  # key, action, title, palett
 
 
 class HomeScreen(Screen[HomeResult]):
-    CSS_PATH = "home.tcss"
+    # Its rules (home.tcss) load with the app's (`ModelWizApp.CSS_PATH`): it can be the first screen.
     BINDINGS: ClassVar[list[BindingType]] = [Binding(k, a, t) for k, a, t, _ in ACTIONS]
 
     def __init__(self, service: WizardService, state: WizardState) -> None:
@@ -225,7 +227,9 @@ class HomeScreen(Screen[HomeResult]):
 
     def on_mount(self) -> None:
         table = self.query_one("#models", DataTable)
-        table.add_columns("Model", "State", "Plan")
+        # Labels and names as Text: shown as written, never parsed as markup (which would also load
+        # rich's emoji table before the first frame).
+        table.add_columns(*(Text(label) for label in ("Model", "State", "Plan")))
         table.focus()
         self._show_models(first_look(self.state.existing))  # at once; the first look follows it on screen
         self.call_after_refresh(self.look)
@@ -263,7 +267,7 @@ class HomeScreen(Screen[HomeResult]):
         row = table.cursor_row
         table.clear()
         for m in models:
-            table.add_row(m.name, state_cell(m), plan_cell(m.plan), key=m.name)
+            table.add_row(Text(m.name), state_cell(m), Text(plan_cell(m.plan)), key=m.name)
         if models:
             table.move_cursor(row=min(row, len(models) - 1))
         self._show_detail()
@@ -361,6 +365,8 @@ class HomeScreen(Screen[HomeResult]):
             pass  # the log is one key away (g)
 
     def on_log_read(self, message: LogRead) -> None:
+        from screens.home_panels import LogScreen  # the panels load when one opens, as the steps do
+
         self.say("")
         self.app.push_screen(LogScreen(message.lines))
 
@@ -381,6 +387,8 @@ class HomeScreen(Screen[HomeResult]):
             self.run_job(reload)
 
     def action_remove(self) -> None:
+        from screens.home_panels import YesNoScreen
+
         model = self._needs()
         if model is None:
             return
@@ -397,6 +405,8 @@ class HomeScreen(Screen[HomeResult]):
         self.app.push_screen(YesNoScreen(remove, "Remove"), answer)
 
     def action_stop(self) -> None:
+        from screens.home_panels import YesNoScreen
+
         def answer(yes: bool | None) -> None:
             if yes:
                 self.run_job(
@@ -410,6 +420,8 @@ class HomeScreen(Screen[HomeResult]):
         self.app.push_screen(YesNoScreen("Stop the server? Every model stops answering.", "Stop"), answer)
 
     def action_chat(self) -> None:
+        from screens.home_panels import ChatScreen
+
         model = self._needs(running=True)
         if model is None or self.server is None or self.server.endpoints is None:
             return

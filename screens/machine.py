@@ -8,7 +8,7 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
-from textual.widgets import Button, Input, LoadingIndicator, Static
+from textual.widgets import Button, Footer, Input, LoadingIndicator, Static
 
 from screens.messages import CheckDone, ChecksFinished, InventoryFailed, InventoryLoaded
 from screens.step import StepScreen, error_text
@@ -60,7 +60,7 @@ def check_line(check: Check) -> Text:
 
 class MachineScreen(StepScreen[MachineResult]):
     STEP = "machine"
-    CSS_PATH = "machine.tcss"
+    # Its rules (machine.tcss) load with the app's (`ModelWizApp.CSS_PATH`): it is the first step.
 
     def __init__(self, service: WizardService, state: WizardState) -> None:
         super().__init__(service, state)
@@ -78,23 +78,46 @@ class MachineScreen(StepScreen[MachineResult]):
             loading.display = self.inventory is None
             yield loading
             yield Static(gpu_lines(self.inventory) if self.inventory is not None else "", id="gpus")
-            with Horizontal(id="describe") as describe:  # shown when the GPUs cannot be read
-                describe.display = False
-                yield Input(placeholder="describe GPUs, e.g. 2xH100-80GB", id="spec")
-                yield Button("Plan for these", id="use-spec")
+            # (the row to describe GPUs goes here when they cannot be read: `describe_row`)
             yield Static("Checks", classes="section-title")
             yield Static(id="checks")
             yield Static("", id="verdict", classes="hint")
-        with Horizontal(classes="actions"):
-            yield Button("Quit", id="quit")
-            yield Button("Continue", id="continue", variant="primary", disabled=True)
+        if self.inventory is None:
+            yield self.actions()
         yield from self.compose_footer()
+
+    def actions(self) -> Horizontal:
+        """Quit and Continue (enabled when the checks are done)."""
+        return Horizontal(
+            Button("Quit", id="quit"),
+            Button("Continue", id="continue", variant="primary", disabled=True),
+            classes="actions",
+        )
 
     def on_mount(self) -> None:
         if self.inventory is None:
             self.load(self.spec)
-        else:  # on screen already: the checks' imports and I/O wait for the first frame
-            self.call_after_refresh(self.load, self.spec)
+        else:  # the GPUs are on screen already: the buttons and the checks follow the first frame
+            self.call_after_refresh(self.after_first_frame)
+
+    async def after_first_frame(self) -> None:
+        # (Continue waits for the checks: until then the buttons would only cost the first frame time)
+        if not self.is_attached:
+            return  # left before its first frame (Ctrl+N at once): nothing to show or check
+        await self.mount(self.actions(), before=self.query_one(Footer))
+        self.load(self.spec)
+
+    async def describe_row(self) -> Horizontal:
+        """The row to describe GPUs instead (mounted the first time the GPUs cannot be read)."""
+        for row in self.query("#describe").results(Horizontal):
+            return row
+        row = Horizontal(
+            Input(placeholder="describe GPUs, e.g. 2xH100-80GB", id="spec"),
+            Button("Plan for these", id="use-spec"),
+            id="describe",
+        )
+        await self.query_one("#body").mount(row, after="#gpus")
+        return row
 
     # -- workers ------------------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="machine", exit_on_error=False, description="Reading the GPUs")
@@ -119,16 +142,17 @@ class MachineScreen(StepScreen[MachineResult]):
         self.inventory = message.inventory
         self.query_one("#gpu-loading").display = False
         self.query_one("#gpus", Static).update(gpu_lines(message.inventory))
-        self.query_one("#describe").display = False
+        self.query("#describe").set(display=False)
         self.query_one("#gpus").remove_class("error-box")
 
-    def on_inventory_failed(self, message: InventoryFailed) -> None:
+    async def on_inventory_failed(self, message: InventoryFailed) -> None:
         self.inventory = None
         self.query_one("#gpu-loading").display = False
         gpus = self.query_one("#gpus", Static)
         gpus.update(error_text(message.error))
         gpus.add_class("error-box")
-        self.query_one("#describe").display = True
+        describe = await self.describe_row()
+        describe.display = True
         self.query_one("#spec", Input).focus()
 
     def on_check_done(self, message: CheckDone) -> None:

@@ -1,82 +1,95 @@
 """Messages that thread workers post to the UI. Workers never touch widgets; handlers do.
 
-Each is a dataclass (Textual's `Message.__post_init__` runs after the generated `__init__`).
-High-rate progress messages define `can_replace`, so a flood coalesces to the latest one.
+Each is a plain `Message` subclass with its own `__init__`, as Textual's own messages are (a
+dataclass message costs a tenth of a millisecond to define, and every screen imports these before
+its first frame). High-rate progress messages define `can_replace`, so a flood coalesces to the
+latest one.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from textual.message import Message
 
 from wizard.gpus import GpuInventory
-from wizard.progress import ProgressEvent
 from wizard.service import Check, Endpoints, LaunchEvent, ModelCandidate, ModelDetails, PlanView, PullProgress
 
+if TYPE_CHECKING:
+    from wizard.progress import ProgressEvent
 
-@dataclass
+
 class InventoryLoaded(Message):
-    inventory: GpuInventory
+    def __init__(self, inventory: GpuInventory) -> None:
+        super().__init__()
+        self.inventory = inventory
 
 
-@dataclass
 class InventoryFailed(Message):
-    error: Exception
+    def __init__(self, error: Exception) -> None:
+        super().__init__()
+        self.error = error
 
 
-@dataclass
 class CheckDone(Message):
-    check: Check
+    def __init__(self, check: Check) -> None:
+        super().__init__()
+        self.check = check
 
 
-@dataclass
 class ChecksFinished(Message):
     pass
 
 
-@dataclass
 class SearchResults(Message):
-    query: str
-    results: list[ModelCandidate]
+    def __init__(self, query: str, results: list[ModelCandidate]) -> None:
+        super().__init__()
+        self.query = query
+        self.results = results
 
 
-@dataclass
 class DetailsLoaded(Message):
-    details: ModelDetails
+    def __init__(self, details: ModelDetails) -> None:
+        super().__init__()
+        self.details = details
 
 
-@dataclass
 class PlanComputed(Message):
-    plan: PlanView
+    def __init__(self, plan: PlanView) -> None:
+        super().__init__()
+        self.plan = plan
 
 
-@dataclass
 class StepFailed(Message):
     """A worker of the current screen failed; the screen shows why."""
 
-    error: Exception
+    def __init__(self, error: Exception) -> None:
+        super().__init__()
+        self.error = error
 
 
-@dataclass
 class DownloadProgress(Message):
-    index: int
-    event: ProgressEvent
+    def __init__(self, index: int, event: ProgressEvent) -> None:
+        super().__init__()
+        self.index = index
+        self.event = event
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, DownloadProgress) and message.index == self.index
 
 
-@dataclass
 class DownloadFinished(Message):
-    cancelled: bool
+    def __init__(self, cancelled: bool) -> None:
+        super().__init__()
+        self.cancelled = cancelled
 
 
-@dataclass
 class LaunchProgress(Message):
     """An event from the launcher: image pull progress, a log line or a model's state."""
 
-    event: LaunchEvent
+    def __init__(self, event: LaunchEvent) -> None:
+        super().__init__()
+        self.event = event
 
     def can_replace(self, message: Message) -> bool:
         return (
@@ -86,16 +99,17 @@ class LaunchProgress(Message):
         )
 
 
-@dataclass
 class LaunchFinished(Message):
-    endpoints: Endpoints
+    def __init__(self, endpoints: Endpoints) -> None:
+        super().__init__()
+        self.endpoints = endpoints
 
 
-@dataclass
 class ReplyChunk(Message):
-    text: str
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
 
 
-@dataclass
 class ReplyFinished(Message):
     pass

@@ -1,12 +1,17 @@
 """The wizard's first useful screen comes without a wait: a first run reads the GPUs before the
 machine step opens (described GPUs are pure, NVML takes milliseconds), so the step's first frame
-shows them while its worker reads them again and runs the checks."""
+shows them while its worker reads them again and runs the checks.
+
+The step reads them again on purpose: it is also reached by Back, minutes after the first look,
+and free memory changes; the second read happens after the first frame, off its path."""
 
 from __future__ import annotations
 
 import argparse
 import threading
 from dataclasses import dataclass, field
+
+from textual.widgets import Button
 
 from screens.app import build_app, first_look
 from screens.machine import MachineScreen
@@ -66,3 +71,20 @@ async def test_the_machine_step_shows_the_gpus_before_its_worker_reads_them(tmp_
             pilot, lambda: isinstance(app.screen, MachineScreen) and app.screen.checks_done, groups=("machine",)
         )
         assert "H100" in text_of(app, "#gpus") and service.reads == 2
+
+
+async def test_the_machine_steps_first_frame_holds_the_gpus_and_its_buttons_follow(tmp_path):
+    """With the GPUs known, Quit and Continue are mounted after the step's first frame and before
+    its checks start; the row to describe GPUs exists only once they could not be read."""
+    service = SlowRereadService(repository=tmp_path / "models")
+    app = build_app(service, argparse.Namespace(gpus="2xH100-80GB"))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: screen_name(app) == "MachineScreen" and service.reads == 2)
+        screen = app.screen
+        assert "H100" in text_of(app, "#gpus")
+        assert screen.query_one("#continue", Button).disabled  # until the checks are done
+        assert not screen.query("#describe")
+        service.reread.set()
+        await wait_for(pilot, lambda: isinstance(screen, MachineScreen) and screen.checks_done, groups=("machine",))
+        assert not screen.query_one("#continue", Button).disabled
+        assert not screen.query("#describe")

@@ -56,9 +56,25 @@ def test_the_wizard_first_paint_imports_only_what_it_shows():
     """What `modelwiz` imports before its first frame (the console script, the app, the core
     service, the machine step and the home screen): nothing heavy, no template or TOML writer, no
     command module, and no TextArea (only the Done screen has one; the q key asks the focused
-    widget instead)."""
+    widget instead). Nor what only later steps use: the container spec and its OpenAI frontend,
+    a checkpoint's metadata, download progress, the home screen's panels (chat, log) and their Log widget."""
     modules = loaded_after(
         "import wizard.cli, wizard.interactive, screens.app, screens.machine, screens.home, wizard.core_service"
     )
-    not_yet = (*HEAVY, "jinja2", "tomlkit", "textual.widgets._text_area", "wizard.commands")
+    later = (
+        "wizard.container",
+        "wizard.openai_frontend",
+        "wizard.model_meta",
+        "wizard.progress",
+        "screens.home_panels",
+    )
+    not_yet = (
+        *HEAVY,
+        "jinja2",
+        "tomlkit",
+        "textual.widgets._text_area",
+        "textual.widgets._log",
+        "wizard.commands",
+        *later,
+    )
     assert [m for m in modules if any(m == n or m.startswith(n + ".") for n in not_yet)] == []

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from wizard.container_defaults import ALL_DEVICES, CDI_KIND, DEFAULT_MOUNT_POINT, DEFAULT_NAME
 from wizard.errors import UsageError
 from wizard.openai_frontend import (
     DEFAULT_MAX_TOKENS,
@@ -28,8 +29,6 @@ from wizard.openai_frontend import (
 )
 from wizard.plan_types import sort_devices
 from wizard.units import GiB
-
-DEFAULT_NAME = "modelwiz-triton"
 
 # Compile caches (vLLM's torch.compile artifacts, TorchInductor's and Triton's kernels) live on a
 # volume, so a recreated container does not compile cold: vLLM's VLLM_CACHE_ROOT (default
@@ -49,11 +48,6 @@ VISIBLE_DEVICES = "NVIDIA_VISIBLE_DEVICES"
 # config.pbtxt numbers GPUs in host (PCI bus) order; CUDA's default order is fastest first, which
 # differs on machines with mixed GPUs.
 BASE_ENVIRONMENT = {"CUDA_DEVICE_ORDER": "PCI_BUS_ID", VISIBLE_DEVICES: "void", **CACHE_ENVIRONMENT}
-# Where the repository appears inside the container: the path the original setup notes use, and
-# what the manifest records by default (model.json paths are written against it).
-DEFAULT_MOUNT_POINT = "/opt/app-root/mnt/model_repository"
-CDI_KIND = "nvidia.com/gpu"
-ALL_DEVICES = "all"
 
 # Container-side ports are tritonserver's defaults; only the host side changes.
 HTTP_PORT, GRPC_PORT, METRICS_PORT = 8000, 8001, 8002

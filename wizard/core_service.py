@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from wizard import hub, podman_conn
 from wizard.catalog import CatalogModel, load_catalog
-from wizard.container import DEFAULT_NAME, LaunchSpec
+from wizard.container_defaults import DEFAULT_NAME
 from wizard.errors import ModelwizError
 from wizard.gpus import GpuInventory, load_inventory
 from wizard.images import pick_image
@@ -61,6 +61,7 @@ if TYPE_CHECKING:
     from wizard import launcher
     from wizard.add_flow import AddProposal, HubReader
     from wizard.chat_session import ChatSession
+    from wizard.container import LaunchSpec
     from wizard.progress import ProgressEvent
     from wizard.serve import Reporter, ServeOptions
     from wizard.session import AddSession

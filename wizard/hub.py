@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from wizard.dtypes import DTYPE_BYTES
 from wizard.errors import ModelwizError, UsageError
-from wizard.model_meta import DTYPE_BYTES
 from wizard.redact import redact_host, redact_url
 
 TOKENS_URL = "https://huggingface.co/settings/tokens"

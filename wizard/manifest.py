@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from wizard.container import DEFAULT_MOUNT_POINT
+from wizard.container_defaults import DEFAULT_MOUNT_POINT
 from wizard.errors import ModelwizError
 from wizard.fsutil import atomic_write_text
 from wizard.naming import check_name

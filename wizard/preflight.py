@@ -12,11 +12,15 @@ import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from wizard import images
-from wizard.container import ALL_DEVICES, CDI_KIND, LaunchSpec
+from wizard.container_defaults import ALL_DEVICES, CDI_KIND
 from wizard.errors import ModelwizError, UsageError
 from wizard.images import GpuKind
+
+if TYPE_CHECKING:
+    from wizard.container import LaunchSpec
 
 # Where podman (4.1+) looks for CDI specs; nvidia-ctk writes /var/run/cdi/nvidia.yaml by default.
 CDI_DIRS = (Path("/etc/cdi"), Path("/var/run/cdi"))

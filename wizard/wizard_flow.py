@@ -12,13 +12,12 @@ import enum
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from wizard.errors import ModelwizError, UsageError
 from wizard.gpus import GpuInventory
 from wizard.plan_render import KEEP_FREE_BYTES, suggested_context
 from wizard.plan_types import ModelPlan
-from wizard.progress import ProgressEvent
 from wizard.service import (
     Check,
     Endpoints,
@@ -37,6 +36,9 @@ from wizard.service import (
 )
 from wizard.units import format_bytes
 from wizard.wizard_state import WizardState
+
+if TYPE_CHECKING:
+    from wizard.progress import ProgressEvent
 
 Step = Literal["machine", "models", "plan", "download", "launch", "done"]
 STEPS: tuple[Step, ...] = ("machine", "models", "plan", "download", "launch", "done")
