@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import resource
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -345,3 +346,24 @@ def test_foreign_container_with_the_name_is_left_alone(
     with pytest.raises(ModelwizError, match="not created by modelwiz"):
         launcher.down(podman_client, name)
     podman_client.containers.get(name).remove(force=True)
+
+
+def test_stopping_the_log_follower_of_a_quiet_container_is_immediate(podman_service, podman_client, standin_image):
+    """The launch follows the server's log; when a model fails to load, the log is quiet, and the
+    failure waited on the follower's blocked read until podman's 60 s read timeout before anyone saw it."""
+    name = podman_service.container_name()
+    container = podman_client.containers.run(
+        standin_image, name=name, command=["sh", "-c", "echo started; exec sleep 300"], detach=True
+    )
+    try:
+        lines: list[str] = []
+        follower = launcher.LogFollower(container, lines.append).start()
+        deadline = time.monotonic() + 20
+        while lines != ["started"]:
+            assert time.monotonic() < deadline, lines
+            time.sleep(0.05)
+        begun = time.monotonic()
+        follower.stop()
+        assert time.monotonic() - begun < 10  # before: ~60 s, podman's read timeout
+    finally:
+        container.remove(force=True)

@@ -225,6 +225,12 @@ class LogFollower:
         self._stopped.set()
         response = self._response
         if response is not None:
+            # The thread is blocked reading a quiet log. Closing the response would wait for that
+            # read (the buffered reader's lock) until a line comes or podman's 60 s read timeout
+            # ends it; shutting the socket down first ends the read now (urllib3's
+            # HTTPResponse.shutdown, made for this).
+            with contextlib.suppress(Exception):
+                response.raw.shutdown()
             with contextlib.suppress(Exception):
                 response.close()
         self._thread.join(timeout_s)
