@@ -108,6 +108,10 @@ class FakeHub:
         self.ignore_range: set[str] = set()  # paths whose GET answers 200 with the whole file to a Range (a CDN
         # that compresses, or a proxy that drops Range)
         self.cdn = True  # LFS files: the resolve URL redirects to the CDN host (see the module docstring)
+        self.expire_on_cut: set[str] = set()  # paths whose CDN signature expires when their body is cut: the
+        # retry gets 403 "Request has expired", as a presigned URL does after its lifetime
+        self.expired: set[str] = set()  # CDN signatures that have expired
+        self._signed = 0
         self.search_gate = threading.Event()  # cleared: model searches (/api/models) wait for it (a slow Hub)
         self.search_gate.set()
         self.unstall = threading.Event()
@@ -176,6 +180,12 @@ class FakeHub:
                 return None
             self.fail_times -= 1
             return self.fail_status
+
+    def sign(self) -> str:
+        """A new CDN signature (each resolve of an LFS file gets its own, as the real Hub's do)."""
+        with self._lock:
+            self._signed += 1
+            return f"sig{self._signed}"
 
     def record(self, req: Request) -> None:
         with self._lock:
@@ -265,6 +275,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._dispatch()
 
     def _dispatch(self) -> None:
+        self.signature = ""  # the CDN signature of this request, if it is one
         self.fake.record(Request(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}))
         split = urlsplit(self.path)
         query = parse_qs(split.query)
@@ -276,7 +287,8 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._json(200, {"standardEnvVars": [], "harnesses": {}})
             match = _CDN.match(raw)
             if match:
-                return self._cdn(unquote(match["repo"]), match["sha"], unquote(match["path"]))
+                signature = (query.get("X-Amz-Signature") or [""])[0]
+                return self._cdn(unquote(match["repo"]), match["sha"], unquote(match["path"]), signature)
             token = self._token()
             if token is not None and token not in self.fake.users:
                 # The real Hub rejects an unknown bearer token on every route, before anything else.
@@ -436,17 +448,23 @@ class _Handler(BaseHTTPRequestHandler):
             headers["X-Linked-Etag"] = f'"{repo.etag(path)}"'
             if self.fake.cdn:
                 port = self.server.server_address[1]
-                location = f"http://localhost:{port}/_cdn/{repo.repo_id}/{repo.sha}/{path}?X-Amz-Signature=fake"
+                signature = self.fake.sign()
+                location = f"http://localhost:{port}/_cdn/{repo.repo_id}/{repo.sha}/{path}?X-Amz-Signature={signature}"
                 body = f"Found. Redirecting to {location}".encode()
                 headers = {k: v for k, v in headers.items() if k not in ("Accept-Ranges", "Content-Type")}
                 return self._send(302, body, {**headers, "Location": location, "Content-Type": "text/plain"})
         self._serve_file(path, data, headers)
 
-    def _cdn(self, repo_id: str, sha: str, path: str) -> None:
-        """The CDN behind an LFS file's redirect: presigned, so a request that also carries a token is refused."""
+    def _cdn(self, repo_id: str, sha: str, path: str, signature: str) -> None:
+        """The CDN behind an LFS file's redirect: presigned, so a request that also carries a token is refused,
+        and so is one whose signature expired."""
         if self.headers.get("authorization"):
             body = b"<Error><Code>InvalidArgument</Code><Message>Only one auth mechanism allowed</Message></Error>"
             return self._send(400, body, {"Content-Type": "application/xml"})
+        if signature in self.fake.expired:
+            body = b"<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>"
+            return self._send(403, body, {"Content-Type": "application/xml"})
+        self.signature = signature
         repo = self.fake.repos.get(repo_id)
         files = None if repo is None else repo.files if sha == repo.sha else repo.older.get(sha)
         if files is None or path not in files:
@@ -499,6 +517,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         if cut is not None:
+            if path in self.fake.expire_on_cut:
+                self.fake.expired.add(self.signature)
             self.wfile.write(body[:cut])
             self.wfile.flush()
             self.close_connection = True

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures_hub import GOOD_TOKEN
+from tests.fakehub import FakeRepo
+from tests.fixtures_hub import GOOD_TOKEN, tiny_model_files
 from tests.test_download import assert_identical, partial_of
 from wizard import download as dl
 from wizard import hub
@@ -138,3 +139,49 @@ def test_a_partial_goes_on_across_a_new_commit_with_the_same_content_and_others_
     assert not stale.exists()
     assert_identical(dest, new, result.files) and dl.is_complete(dest)
     assert hashlib.sha256((dest / other).read_bytes()).hexdigest() == new.etag(other)
+
+
+def test_a_cdn_url_that_expires_mid_file_is_signed_again_and_the_file_goes_on(fake_hub, tmp_path, small_chunks):
+    """A presigned CDN URL lives for a while: a connection that drops after that is refused (403
+    "Request has expired") on its retry. The Hub signs a new one and the file goes on from its bytes."""
+    repo = fake_hub.repos["org/tiny"]
+    fake_hub.cut_after[SHARD] = 100_000
+    fake_hub.expire_on_cut.add(SHARD)
+    result = dl.download_model("org/tiny", tmp_path / "d")
+    gets = fake_hub.requests("GET", SHARD)
+    signatures = [r.path.rsplit("X-Amz-Signature=", 1)[-1] for r in gets]
+    ranges = [r.headers.get("range") for r in gets]
+    assert ranges[0] is None and len(set(ranges[1:])) == 1 and ranges[1].startswith("bytes=")
+    assert len(gets) == 3 and signatures[0] == signatures[1] != signatures[2]  # refused, then signed again
+    assert len(fake_hub.requests("HEAD", f"/resolve/{repo.sha}/{SHARD}")) == 2
+    assert_identical(tmp_path / "d", repo, result.files) and dl.is_complete(tmp_path / "d")
+
+
+def test_a_cdn_that_keeps_refusing_fails_with_its_answer_and_keeps_the_bytes(fake_hub, tmp_path, small_chunks):
+    repo = fake_hub.add(FakeRepo("org/one-shard", tiny_model_files((300_000,))))
+    shard = "model-00001-of-00001.safetensors"
+    dest = tmp_path / "d"
+    fake_hub.cut_after[shard] = 100_000
+    fake_hub.expire_on_cut.add(shard)
+    original, signed = fake_hub.sign, []
+
+    def sign() -> str:  # the first signature works until the cut; every later one has expired already
+        signed.append(original())
+        if len(signed) > 1:
+            fake_hub.expired.add(signed[-1])
+        return signed[-1]
+
+    fake_hub.sign = sign
+    try:
+        with pytest.raises(hub.HubError) as info:
+            dl.download_model("org/one-shard", dest)
+    finally:
+        fake_hub.sign = original
+    assert "403" in info.value.one_line() and "again" in info.value.one_line()
+    assert len(fake_hub.requests("HEAD", f"/resolve/{repo.sha}/{shard}")) == 3  # signed again, twice
+    have = partial_of(dest, repo, shard).stat().st_size
+    assert have >= 90_000
+    before = len(fake_hub.requests("GET", shard))
+    result = dl.download_model("org/one-shard", dest)
+    assert [r.headers.get("range") for r in fake_hub.requests("GET", shard)[before:]] == [f"bytes={have}-"]
+    assert_identical(dest, repo, result.files)

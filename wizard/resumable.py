@@ -30,6 +30,9 @@ from wizard.fsutil import sha256_file
 
 _READ_BYTES = 1024 * 1024
 PART_SUFFIX = ".part"
+# A CDN URL is signed for a while (an hour or so); a connection that drops after that gets 403 on the
+# retry. The Hub then signs a new one and the file goes on from its bytes on disk, this many times.
+LOCATION_ATTEMPTS = 3
 
 
 def partial_name(path: str, sha256: str) -> str:
@@ -75,10 +78,28 @@ class _HashingWriter:
     def hexdigest(self) -> str:
         return self._digest.hexdigest()
 
+    @property
+    def length(self) -> int:
+        """The bytes written so far, in order (what a continued request starts after)."""
+        return self._length
+
 
 def _origin(url: str) -> tuple[str, str, int | None]:
     parts = urlsplit(url)
     return parts.scheme, (parts.hostname or "").lower(), parts.port
+
+
+def _location(url: str, token: str | None) -> tuple[str, dict[str, str]]:
+    """Where the bytes of `url` are served now (a HEAD to the Hub), and the headers to ask with."""
+    from huggingface_hub import get_hf_file_metadata
+    from huggingface_hub.utils import build_hf_headers
+
+    meta = get_hf_file_metadata(url, token=token)
+    location = meta.location or url
+    headers = build_hf_headers(token=token)
+    if _origin(location) != _origin(url):
+        headers.pop("authorization", None)  # a signed CDN URL: the token stays on the Hub
+    return location, headers
 
 
 def fetch_resumable(
@@ -89,16 +110,10 @@ def fetch_resumable(
     Returns None when `target` now holds the file (its sha256 is `sha256`), else the sha256 that arrived (the partial
     is deleted: the next attempt starts from zero). Raises what huggingface_hub raises; the partial is kept then.
     """
-    from huggingface_hub import get_hf_file_metadata
     from huggingface_hub.errors import HfHubHTTPError
     from huggingface_hub.file_download import http_get
-    from huggingface_hub.utils import build_hf_headers
 
-    meta = get_hf_file_metadata(url, token=token)
-    location = meta.location or url
-    headers = build_hf_headers(token=token)
-    if _origin(location) != _origin(url):
-        headers.pop("authorization", None)  # a signed CDN URL: the token stays on the Hub
+    location, headers = _location(url, token)
     part.parent.mkdir(parents=True, exist_ok=True)
     with open(part, "a+b") as handle:  # append: a rewind + truncate by http_get writes from 0 again
         have = handle.seek(0, os.SEEK_END)
@@ -110,20 +125,25 @@ def fetch_resumable(
         for chunk in iter(lambda: handle.read(_READ_BYTES), b""):
             digest.update(chunk)
         writer = _HashingWriter(handle, digest, have)
-        try:
-            http_get(
-                location,
-                writer,  # type: ignore[arg-type]  # http_get writes, tells, seeks and truncates; nothing else
-                resume_size=have,
-                headers=headers,
-                expected_size=size,
-                displayed_filename=target.name,
-                tqdm_class=tqdm_class,
-            )
-        except HfHubHTTPError as error:
-            if error.response is not None and error.response.status_code == 416:
-                handle.truncate(0)  # the server has fewer bytes than the partial: it cannot be continued
-            raise
+        for attempt in range(1, LOCATION_ATTEMPTS + 1):
+            try:
+                http_get(
+                    location,
+                    writer,  # type: ignore[arg-type]  # http_get writes, tells, seeks and truncates; nothing else
+                    resume_size=writer.length if writer.in_order else handle.seek(0, os.SEEK_END),
+                    headers=headers,
+                    expected_size=size,
+                    displayed_filename=target.name,
+                    tqdm_class=tqdm_class,
+                )
+                break
+            except HfHubHTTPError as error:
+                status = error.response.status_code if error.response is not None else None
+                if status == 416:
+                    handle.truncate(0)  # the server has fewer bytes than the partial: it cannot be continued
+                if status != 403 or location == url or attempt == LOCATION_ATTEMPTS:
+                    raise
+            location, headers = _location(url, token)  # the CDN URL expired: a fresh one, from here
         handle.flush()
         actual = writer.hexdigest() if writer.in_order else None
     if actual is None:
