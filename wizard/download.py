@@ -4,22 +4,23 @@ How it works, and why:
 - `plan_download` asks the Hub (one `model_info` call) for the commit sha and every file's size,
   keeps only what vLLM loads (`select_files`) and counts what is already on disk, so the disk-space
   check runs before a single byte moves.
-- Each file is fetched with `hf_hub_download(..., local_dir=dest, revision=<sha>)` in a pool of 8
-  threads (as `hf download` does). huggingface_hub streams into a temp file inside
-  `dest/.cache/huggingface/download/` and renames it into place, so every weight byte is stored
-  once, on the same filesystem, and a file only appears under its name when it is whole.
-- Resume keeps every byte that arrived. Finished files are kept (checked by size, and by
-  huggingface_hub's metadata/etag or the hash modelwiz recorded). huggingface_hub 2.x deletes a
-  file's partial download when it fails, so the LFS files (the weights) are fetched by
-  `wizard.resumable` instead: a partial named by its path and sha256 under `dest/.cache/modelwiz/partial/`,
-  continued with a Range request by the next attempt, run or process. Small files go through
-  `hf_hub_download`; temp files it leaves when killed are deleted first.
-- Integrity: every file is hashed as it arrives (LFS files while their bytes are written, others in
-  their download worker right after, still in the page cache) and compared with the Hub's content hash: the sha256 for LFS files, the git blob id for
-  the others (the ids `model_info(files_metadata=True)` lists). huggingface_hub 2.x checks only the
-  size. A file that does not match is deleted and fetched once more, then the download fails.
-  Verified hashes are recorded in `dest/.cache/modelwiz/verified.json` as they come, so a resumed
-  run re-hashes only files that a killed run left unverified; `modelwiz verify` re-checks them.
+- The files are fetched in a pool of 8 threads (as `hf download` does), at the planned commit, into
+  a partial file on the same filesystem that is renamed into place: every weight byte is stored
+  once, and a file only appears under its name when it is whole. LFS files (the weights, the Hub
+  lists their sha256) go through `wizard.resumable`: their partial is
+  `dest/.cache/modelwiz/partial/<path>.<sha256>.part`, kept on failure, cancel or kill, and
+  continued with a Range request by the next attempt, run or process (huggingface_hub 2.x deletes
+  its partial when a download fails). Small files go through `hf_hub_download(..., local_dir=dest)`;
+  temp files it leaves when killed are deleted first.
+- Finished files are kept: checked by size, and by the hash modelwiz recorded or huggingface_hub's
+  metadata/etag.
+- Integrity: every file is hashed as it arrives (LFS files while their bytes are written, others
+  in their download worker right after, still in the page cache) and compared with the Hub's
+  content hash: the sha256 for LFS files, the git blob id for the others (the ids
+  `model_info(files_metadata=True)` lists). huggingface_hub 2.x checks only the size. A file that
+  does not match is deleted and fetched once more, then the download fails. Verified hashes are
+  recorded in `dest/.cache/modelwiz/verified.json` as they come, so a resumed run re-hashes only
+  files that a killed run left unverified; `modelwiz verify` re-checks them.
 - `dest/.cache/modelwiz/complete.json` (the commit sha, the file list with sizes and hashes) is
   written atomically as the very last step, and removed before a download starts; `is_complete` trusts
   only it, so a half-done folder never counts as a model.
