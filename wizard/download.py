@@ -197,7 +197,9 @@ def _disk_free(path: Path) -> int:
     return shutil.disk_usage(probe).free
 
 
-def _present_files(dest: Path, files: dict[str, int], etags: Mapping[str, str], sha: str) -> frozenset[str]:
+def _present_files(
+    dest: Path, files: dict[str, int], etags: Mapping[str, str], sha: str, recorded: Mapping[str, str]
+) -> frozenset[str]:
     """Files already whole in dest *and the same content as the Hub's*: right size, and the hash
     modelwiz recorded for it, or huggingface_hub's metadata for it, names the file's current etag
     (sha256 for LFS files, the git blob id otherwise), or, where the Hub gave no etag, the commit
@@ -205,7 +207,6 @@ def _present_files(dest: Path, files: dict[str, int], etags: Mapping[str, str], 
     are fetched again."""
     present = set()
     meta_dir = dest / HF_STATE_DIR / "download"
-    recorded = read_verified(dest)
     for path, size in files.items():
         target = dest / path
         try:
@@ -248,19 +249,21 @@ def _plan(
     repo_id: str, dest: Path, sha: str, sizes: dict[str, int], etags: dict[str, str], revision: str | None
 ) -> DownloadPlan:
     files, skipped = select_files(sizes)
-    present = _present_files(dest, files, etags, sha)
-    return DownloadPlan(
-        repo_id=repo_id,
-        dest=dest,
-        sha=sha,
-        files=files,
-        skipped=skipped,
+    plan = DownloadPlan(repo_id, dest, sha, files, skipped, frozenset(), 0, revision=revision, etags=etags)
+    return _as_on_disk(plan)
+
+
+def _as_on_disk(plan: DownloadPlan) -> DownloadPlan:
+    """`plan` with what its folder holds now: the whole files (and which of them an earlier run
+    hashed), the partial ones, and the free space."""
+    recorded = read_verified(plan.dest)
+    present = _present_files(plan.dest, plan.files, plan.etags, plan.sha, recorded)
+    return replace(
+        plan,
         present=present,
-        free_bytes=_disk_free(dest),
-        revision=revision,
-        etags=etags,
-        verified=_verified(dest, present, etags),
-        partial=_partials(dest, files, etags, present),
+        verified=frozenset(p for p in present if p in plan.etags and recorded.get(p) == plan.etags[p]),
+        partial=_partials(plan.dest, plan.files, plan.etags, present),
+        free_bytes=_disk_free(plan.dest),
     )
 
 
@@ -272,18 +275,12 @@ def _partials(dest: Path, files: dict[str, int], etags: Mapping[str, str], prese
         if path in present or not is_sha256(expected):
             continue
         try:
-            have = (dest / PARTIAL_DIR / partial_name(path, str(expected))).stat().st_size
+            have = (dest / PARTIAL_DIR / partial_name(path, expected)).stat().st_size
         except OSError:
             continue
         if 0 < have <= size:
             out[path] = have
     return out
-
-
-def _verified(dest: Path, present: frozenset[str], etags: Mapping[str, str]) -> frozenset[str]:
-    """The present files whose hash an earlier run checked (recorded in dest) and the Hub still lists."""
-    recorded = read_verified(dest)
-    return frozenset(p for p in present if p in etags and recorded.get(p) == etags[p])
 
 
 def check_disk(plan: DownloadPlan) -> None:
@@ -669,15 +666,7 @@ def download_model(
         if plan is None:
             plan = plan_download(repo_id, dest, revision=revision, token=token)
         else:
-            present = _present_files(dest, plan.files, plan.etags, plan.sha)
-            plan = replace(
-                plan,
-                dest=dest,
-                present=present,
-                free_bytes=_disk_free(dest),
-                verified=_verified(dest, present, plan.etags),
-                partial=_partials(dest, plan.files, plan.etags, present),
-            )
+            plan = _as_on_disk(replace(plan, dest=dest))
         _record_start(dest, plan)
         marker = read_marker(dest)
         if marker and marker.get("sha") == plan.sha and marker["files"] == plan.files and is_complete(dest):
@@ -726,7 +715,6 @@ def _fetch_all(plan, dest, on_progress, cancel, token, max_workers) -> int:
     todo = [p for p in plan.files if p not in plan.present]
     # Biggest first: the long files start early, the small ones fill the gaps.
     todo.sort(key=lambda p: -plan.files[p])
-    endpoint = hub_endpoint()
 
     verifier = _Verifier(plan, dest)
     todo += [p for p in plan.present if p in plan.etags and p not in plan.verified]
@@ -743,9 +731,8 @@ def _fetch_all(plan, dest, on_progress, cancel, token, max_workers) -> int:
         expected = plan.etags.get(path)
         for _attempt in range(FETCH_ATTEMPTS):
             if is_sha256(expected):
-                assert expected is not None
                 actual = fetch_resumable(
-                    hf_hub_url(plan.repo_id, path, revision=plan.sha, endpoint=endpoint),
+                    hf_hub_url(plan.repo_id, path, revision=plan.sha),
                     part=dest / PARTIAL_DIR / partial_name(path, expected),
                     target=dest / path,
                     size=plan.files[path],

@@ -13,6 +13,7 @@ import hashlib
 import os
 import tempfile
 from pathlib import Path
+from typing import TypeGuard
 
 TEMP_MARK = ".modelwiz-tmp-"
 _CHUNK = 1024 * 1024
@@ -123,7 +124,7 @@ def git_blob_id_file(path: Path | str) -> str:
     return digest.hexdigest()
 
 
-def is_sha256(value: str | None) -> bool:
+def is_sha256(value: str | None) -> TypeGuard[str]:
     """Whether `value` is a hex sha256: the id the Hub lists for an LFS file (the weights)."""
     return value is not None and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
 
