@@ -5,6 +5,7 @@ the home screen's chat panel (a real CoreService) takes the same routes."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -20,6 +21,8 @@ from tests.v2_standin import REPLY, V2StandIn
 from wizard.chat_session import ChatSession, ChatTarget, chat_target
 from wizard.core_service import CoreService
 from wizard.errors import ModelwizError
+from wizard.launcher import LaunchStatus
+from wizard.serve import completions_only
 from wizard.service import Endpoints
 
 ANSWER = "".join(REPLY)
@@ -99,6 +102,20 @@ def test_where_a_model_chats_follows_the_servers_tokenizer(tmp_path, openai, v2)
     off = chat_target("qwen", v2.url, repository=tmp_path, mount_point=MOUNT)  # --no-openai
     assert off.openai is None and off.why_v2 is None and off.weights == tmp_path / "qwen" / "weights"
     assert chat_target("qwen", v2.url, openai=openai.url) == ChatTarget(http=v2.url, openai=openai.url)
+
+
+def test_completions_only_compares_with_the_servers_model_even_while_it_is_not_loaded(tmp_path):
+    """The home screen's view of which served models chat at /v1: the frontend renders with its
+    model's template whether that model is loaded now or not."""
+    write_model(tmp_path, "qwen", "qwen2.5-7b-instruct")
+    write_model(tmp_path, "qwen-copy", "qwen2.5-7b-instruct")
+    write_model(tmp_path, "llama", "llama-3.2-3b-instruct")
+    status = LaunchStatus(
+        "s", True, "running", openai_url="http://127.0.0.1:9/v1", chat_model="qwen", mount_point=MOUNT
+    )
+    assert completions_only(tmp_path, status, ["qwen-copy", "llama"]) == ("llama",)  # qwen still loading
+    assert completions_only(tmp_path, status, ["qwen", "qwen-copy", "llama"]) == ("llama",)
+    assert completions_only(tmp_path, replace(status, openai_url=None), ["llama"]) == ()  # --no-openai
 
 
 @pytest.mark.parametrize(

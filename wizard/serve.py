@@ -199,8 +199,10 @@ def completions_only(repository: Path, status: LaunchStatus, models: Sequence[st
     template is not the frontend's: wizard.openai_models)."""
     if not status.openai_url or not status.mount_point:
         return ()
-    support = chat_support(repository, status.mount_point, models, status.chat_model)
-    return tuple(m.name for m in support if not m.chat)
+    # The frontend holds its model's tokenizer whether that model is loaded now or not.
+    compared = [*models, *([status.chat_model] if status.chat_model and status.chat_model not in models else [])]
+    support = chat_support(repository, status.mount_point, compared, status.chat_model)
+    return tuple(m.name for m in support if not m.chat and m.name in models)
 
 
 def models_holding_gpu_memory(repository: Path, inventory: GpuInventory) -> frozenset[str]:
