@@ -107,15 +107,16 @@ class WriteReport:
     notes: tuple[str, ...] = ()  # explanations for the user
 
 
-def kept_source(folder: Path) -> str | None:
-    """The Hub model whose download a folder of the repository holds in a subfolder, or None."""
+def _download_held_in(folder: Path) -> str | None:
+    """The Hub model whose download a folder of the repository holds, in the weights subfolder an add
+    of that model uses (`weights_folder_for`), or None."""
     try:
         subs = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
     except OSError:
         return None
     for sub in subs:
         source = held_model(sub)
-        if source is not None:
+        if source is not None and sub.name == weights_folder_for(source):
             return source
     return None
 
@@ -300,13 +301,15 @@ class Repository:
     def kept_weights(self) -> dict[str, str]:
         """The folders `remove --keep-weights` left (no model files, not in the manifest), with the
         Hub model each holds the weights of: folder name -> source."""
-        out = {}
-        for name in self.folder_names():
-            if self.manifest.get(name) is None and not (self.model_dir(name) / CONFIG_FILE).exists():
-                source = kept_source(self.model_dir(name))
-                if source is not None:
-                    out[name] = source
-        return out
+        found = {name: self._kept_source(name) for name in self.folder_names()}
+        return {name: source for name, source in found.items() if source is not None}
+
+    def _kept_source(self, name: str) -> str | None:
+        """The source whose weights folder `name` keeps, when it is no model (not in the manifest, no
+        config.pbtxt)."""
+        if self.manifest.get(name) is not None or (self.model_dir(name) / CONFIG_FILE).exists():
+            return None
+        return _download_held_in(self.model_dir(name))
 
     def taken_names(self) -> frozenset[str]:
         """Names a new model cannot take: every entry of the repository folder (files such as
@@ -374,7 +377,7 @@ class Repository:
                 problems.append(str(error))
 
         if entry is None:
-            source = kept_source(path) if config_text is None else None
+            source = self._kept_source(name)
             if source is not None:
                 problems.append(
                     f"the weights of {source}, kept by `modelwiz remove`: `modelwiz add {source}` uses them"
