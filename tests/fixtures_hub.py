@@ -6,14 +6,17 @@ import time, so they are monkeypatched); `hub_env` is the environment a subproce
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
 import types
+from pathlib import Path
 
 import pytest
 
 from tests.fakehub import FakeHub, FakeRepo, safetensors_bytes
+from wizard.download_records import PARTIAL_DIR
 
 GOOD_TOKEN = "hf_test_alice_token_000000000000"
 OTHER_TOKEN = "hf_test_bob_token_00000000000000"
@@ -156,3 +159,14 @@ def small_chunks(monkeypatch):
     fast_time = types.SimpleNamespace(**{k: getattr(time, k) for k in dir(time) if not k.startswith("_")})
     fast_time.sleep = lambda s: None
     monkeypatch.setattr(file_download, "time", fast_time)
+
+
+def assert_identical(dest: Path, repo: FakeRepo, files) -> None:
+    """Each of `files` in `dest` has the bytes the fake Hub serves."""
+    for name in files:
+        assert hashlib.sha256((dest / name).read_bytes()).digest() == hashlib.sha256(repo.files[name]).digest(), name
+
+
+def partial_of(dest: Path, repo: FakeRepo, path: str) -> Path:
+    """Where a cut download of `path` keeps its bytes: named by the path and the content's sha256."""
+    return dest / PARTIAL_DIR / f"{path}.{repo.etag(path)}.part"

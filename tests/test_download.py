@@ -12,19 +12,10 @@ from pathlib import Path
 import pytest
 
 from tests.fakehub import FakeRepo
-from tests.fixtures_hub import GOOD_TOKEN, OTHER_TOKEN
+from tests.fixtures_hub import GOOD_TOKEN, OTHER_TOKEN, assert_identical, partial_of
 from wizard import download as dl
 from wizard import hub
 from wizard.errors import Cancelled, ModelwizError, UsageError
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def assert_identical(dest: Path, repo: FakeRepo, files) -> None:
-    for name in files:
-        assert sha256(dest / name) == hashlib.sha256(repo.files[name]).hexdigest(), name
 
 
 def no_partials(dest: Path) -> bool:
@@ -174,11 +165,6 @@ def test_a_network_that_stays_down_fails_cleanly_and_the_next_run_resumes(fake_h
     again = fetched(fake_hub.requests("GET")[before:])
     assert big in again and not again & kept  # what was finished is kept
     assert_identical(dest, repo, result.files) and dl.is_complete(dest)
-
-
-def partial_of(dest: Path, repo: FakeRepo, path: str) -> Path:
-    """Where a cut download of `path` keeps its bytes: named by the path and the content's sha256."""
-    return dest / dl.PARTIAL_DIR / f"{path}.{repo.etag(path)}.part"
 
 
 def test_cancel_keeps_every_byte_and_a_rerun_asks_only_for_the_rest(fake_hub, tmp_path, small_chunks):

@@ -14,8 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.fakehub import FakeRepo, safetensors_bytes
-from tests.fixtures_hub import GOOD_TOKEN, llama_config
-from tests.test_download import partial_of
+from tests.fixtures_hub import GOOD_TOKEN, llama_config, partial_of
 from wizard import download as dl
 from wizard.progress import ProgressEvent
 from wizard.progress_text import describe, progress_printer

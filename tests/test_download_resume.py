@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.fakehub import FakeRepo
-from tests.fixtures_hub import GOOD_TOKEN, tiny_model_files
-from tests.test_download import assert_identical, partial_of
+from tests.fixtures_hub import GOOD_TOKEN, assert_identical, partial_of, tiny_model_files
 from wizard import download as dl
 from wizard import hub
 
