@@ -15,6 +15,7 @@ from tests.fakehub import FakeRepo
 from tests.fixtures_hub import GOOD_TOKEN, assert_identical, partial_of, tiny_model_files
 from wizard import download as dl
 from wizard import hub
+from wizard.resumable import keeps_token
 
 SHARD = "model-00001-of-00002.safetensors"
 
@@ -184,3 +185,14 @@ def test_a_cdn_that_keeps_refusing_fails_with_its_answer_and_keeps_the_bytes(fak
     result = dl.download_model("org/one-shard", dest)
     assert [r.headers.get("range") for r in fake_hub.requests("GET", shard)[before:]] == [f"bytes={have}-"]
     assert_identical(dest, repo, result.files)
+
+
+def test_the_token_follows_only_to_the_hub_s_own_hosts(fake_hub):
+    """As hf_hub_download decides it: the same origin or a Hub host (a mirror that sends a file on to
+    huggingface.co) keeps the token; a CDN's signed URL never gets it."""
+    url = f"{fake_hub.endpoint}/org/x/resolve/{'0' * 40}/model.safetensors"
+    assert keeps_token(url, url + "?download=true")
+    assert keeps_token(url, "https://huggingface.co/org/x/resolve/main/model.safetensors")
+    assert keeps_token(url, "https://huggingface.co:443/org/x/resolve/main/model.safetensors")
+    assert not keeps_token(url, "https://cas-bridge.xethub.hf.co/xet-bridge-us/abc?X-Amz-Signature=s")
+    assert not keeps_token(url, url.replace("127.0.0.1", "localhost"))

@@ -84,9 +84,22 @@ class _HashingWriter:
         return self._length
 
 
-def _origin(url: str) -> tuple[str, str, int | None]:
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_HUB_URLS = ("https://huggingface.co", "https://hf.co")
+
+
+def _origin(url: str) -> tuple[str, str, int]:
     parts = urlsplit(url)
-    return parts.scheme, (parts.hostname or "").lower(), parts.port
+    return parts.scheme, (parts.hostname or "").lower(), parts.port or _DEFAULT_PORTS.get(parts.scheme, 0)
+
+
+def keeps_token(url: str, location: str) -> bool:
+    """Whether the token goes along to `location`: on the same origin as `url`, or on the Hub itself.
+    A CDN's signed URL never gets it (huggingface_hub's rule: `utils/_http.py` `_is_same_or_hub_host`)."""
+    from huggingface_hub import constants
+
+    hub = {_origin(u) for u in (*_HUB_URLS, constants.ENDPOINT)}
+    return _origin(location) in {_origin(url), *hub}
 
 
 def _location(url: str, token: str | None) -> tuple[str, dict[str, str]]:
@@ -97,7 +110,7 @@ def _location(url: str, token: str | None) -> tuple[str, dict[str, str]]:
     meta = get_hf_file_metadata(url, token=token)
     location = meta.location or url
     headers = build_hf_headers(token=token)
-    if _origin(location) != _origin(url):
+    if not keeps_token(url, location):
         headers.pop("authorization", None)  # a signed CDN URL: the token stays on the Hub
     return location, headers
 
